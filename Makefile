@@ -1,0 +1,25 @@
+.PHONY: demo test venv lint crds cluster-up cluster-down bench clean
+
+demo:            ## the main job, end to end (installs everything it needs)
+	bash hack/demo.sh
+
+test:            ## every test suite (installs everything it needs)
+	bash hack/test.sh
+
+venv:
+	bash hack/venv.sh
+
+lint: venv
+	.venv/bin/ruff check . && .venv/bin/mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/node_agent hack/localcluster
+
+crds: venv       ## regenerate crds/ from the pydantic API models
+	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.crdgen > crds/trainingjob.yaml
+
+cluster-up: venv ## start etcd + control plane + node agent; prints export KUBECONFIG=...
+	@PYTHONPATH=hack .venv/bin/python -m localcluster up
+
+cluster-down:
+	@PYTHONPATH=hack .venv/bin/python -m localcluster down
+
+clean:
+	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Start or stop a throw-away PostgreSQL 15 on loopback for tests and the demo.
+#   hack/postgres.sh start   -> prints "export TJO_TEST_DSN=..." on its last line
+#   hack/postgres.sh stop
+# PostgreSQL refuses to run as root, so the server runs as the user "tjo-pg".
+set -euo pipefail
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PORT=${TJO_PG_PORT:-55432}
+STATE=${TJO_PG_DIR:-/tmp/tjo-pg-$PORT}
+PGUSER_OS=tjo-pg
+DB=tjo ROLE=tjo PASSWORD=tjo
+dsn="postgresql://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DB"
+
+as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u "$PGUSER_OS" -- "$@"; else "$@"; fi; }
+
+ensure_binaries() {
+  if [[ ! -x $PGBIN/initdb ]]; then
+    echo "installing PostgreSQL 15 server binaries from Debian" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+  fi
+  if [[ $(id -u) -eq 0 ]] && ! id "$PGUSER_OS" >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$PGUSER_OS"
+  fi
+}
+
+start() {
+  ensure_binaries
+  if [[ -f $STATE/data/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$STATE/data" status >/dev/null 2>&1; then
+    echo "PostgreSQL already running on 127.0.0.1:$PORT" >&2
+  else
+    rm -rf "$STATE"; mkdir -p "$STATE"
+    [[ $(id -u) -eq 0 ]] && chown "$PGUSER_OS" "$STATE"
+    as_pg "$PGBIN/initdb" -D "$STATE/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$STATE/initdb.log" 2>&1
+    as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -l "$STATE/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $PORT -k $STATE -c fsync=off -c max_connections=200" start >/dev/null
+    as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 \
+      -c "CREATE ROLE $ROLE LOGIN PASSWORD '$PASSWORD' SUPERUSER" -c "CREATE DATABASE $DB OWNER $ROLE" >/dev/null
+    echo "PostgreSQL started on 127.0.0.1:$PORT (data and log in $STATE)" >&2
+  fi
+  echo "export TJO_TEST_DSN=$dsn"
+}
+
+stop() {
+  if [[ -d $STATE/data ]]; then
+    as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$STATE"
+    echo "PostgreSQL on port $PORT stopped" >&2
+  fi
+}
+
+case ${1:-} in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
