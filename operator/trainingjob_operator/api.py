@@ -1,0 +1,391 @@
+"""The TrainingJob API (``training.forecast.dev/v1alpha1``): the single source of truth.
+
+The CRD in ``crds/`` is generated from these models by :mod:`trainingjob_operator.crdgen`.
+Field descriptions become the OpenAPI descriptions that ``kubectl explain`` shows;
+``x-kubernetes-validations`` (CEL) rules are attached with :func:`cel`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "training.forecast.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "TrainingJob"
+PLURAL = "trainingjobs"
+SINGULAR = "trainingjob"
+SHORT_NAMES = ["tj"]
+CATEGORIES = ["forecast"]
+
+DEFAULT_TRAINER_IMAGE = "ghcr.io/trainingjob-operator/forecast-trainer:0.1.0"
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+TABLE_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+CONFIG_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+
+
+def cel(*rules: tuple[str, str], **extra: Any) -> dict[str, Any]:
+    """JSON-schema extras carrying CEL rules as ``(rule, message)`` pairs."""
+    out: dict[str, Any] = dict(extra)
+    if rules:
+        out["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
+    return out
+
+
+def immutable(what: str) -> dict[str, Any]:
+    return cel(("self == oldSelf", f"{what} cannot change after creation; create a new TrainingJob instead"))
+
+
+class ApiModel(BaseModel):
+    """Base for API types: camelCase on the wire, unknown fields rejected."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# ---------------------------------------------------------------- references
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the TrainingJob's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the Secret.")
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=CONFIG_KEY_PATTERN,
+        description="Key in the Secret whose value is a PostgreSQL DSN (postgresql://user:pass@host:port/db).",
+    )
+
+
+class ConfigMapKeyRef(ApiModel):
+    """A key of a ConfigMap in the TrainingJob's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the ConfigMap.")
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=CONFIG_KEY_PATTERN,
+        description="Key in the ConfigMap holding long-format CSV: product_id, ds, y.",
+    )
+
+
+# ---------------------------------------------------------------- spec parts
+
+
+class PostgresSource(ApiModel):
+    """Sales history in a PostgreSQL table, one row per product and timestamp."""
+
+    secret_ref: SecretKeyRef = Field(description="Secret key holding the DSN of the database to read.")
+    table: str = Field(
+        default="sales",
+        pattern=TABLE_PATTERN,
+        description="Table (optionally schema-qualified, e.g. retail.sales) with the history.",
+    )
+    product_column: str = Field(
+        default="product_id", pattern=IDENTIFIER_PATTERN, description="Column with the product id."
+    )
+    time_column: str = Field(default="ds", pattern=IDENTIFIER_PATTERN, description="Column with the timestamp.")
+    value_column: str = Field(default="y", pattern=IDENTIFIER_PATTERN, description="Column with the quantity sold.")
+
+
+class DataSource(ApiModel):
+    """Where the sales history lives. Exactly one of postgres or configMap."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.postgres) != has(self.configMap)",
+                "data needs exactly one source: set either data.postgres or data.configMap",
+            )
+        )
+    )
+
+    postgres: PostgresSource | None = Field(default=None, description="Read history from PostgreSQL.")
+    config_map: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="Read history from CSV in a ConfigMap (small demos; mounted into the trainer pod as a file).",
+    )
+
+
+class PostgresOutput(ApiModel):
+    """Where trained models and forecasts are written."""
+
+    secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the output DSN. Defaults to data.postgres.secretRef."
+    )
+    schema_: str = Field(
+        default="public",
+        alias="schema",
+        pattern=IDENTIFIER_PATTERN,
+        description="Schema holding the forecast_models and forecasts tables (created if missing).",
+    )
+
+
+class Output(ApiModel):
+    """Where results are persisted. Without it, results go to the data database when data is PostgreSQL;
+    with configMap data and no output, nothing is persisted beyond status.results (trial mode)."""
+
+    postgres: PostgresOutput | None = Field(default=None, description="Write models and forecasts to PostgreSQL.")
+
+
+class ForecastSpec(ApiModel):
+    """What to forecast."""
+
+    horizon_days: int = Field(default=30, ge=1, le=3650, description="How many days ahead to forecast.")
+    frequency: Literal["D", "W", "MS"] = Field(
+        default="D", description="Frequency of the history and forecast: D daily, W weekly, MS month start."
+    )
+
+
+class TuningSpec(ApiModel):
+    """Hyperparameter search with Optuna."""
+
+    trials: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description=(
+            "Trials per product. Absent: automatic by product class (high 30, medium 25, low 20, "
+            "intermittent 15). 0: Prophet's defaults only."
+        ),
+    )
+    metric: Literal["smape", "mape", "mae", "rmse"] = Field(
+        default="smape", description="Cross-validation metric to minimise."
+    )
+    folds: int = Field(default=3, ge=1, le=20, description="Rolling-origin cross-validation folds.")
+    timeout_seconds: int | None = Field(
+        default=None, ge=1, le=86400, description="Upper bound on tuning time per product."
+    )
+    warm_start: bool = Field(
+        default=True, description="Start the search from the product's last best parameters, when known."
+    )
+
+
+class ResourceRequirements(ApiModel):
+    """Compute resources of each trainer container (same shape as a container's resources)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    limits: dict[str, int | str] | None = Field(default=None, description="Resource limits, e.g. memory: 1Gi.")
+    requests: dict[str, int | str] | None = Field(default=None, description="Resource requests, e.g. cpu: 500m.")
+
+
+class EnvVar(ApiModel):
+    """An extra environment variable for the trainer container (same shape as a container's env)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="allow",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+    name: str = Field(min_length=1, description="Variable name.")
+    value: str | None = Field(default=None, description="Variable value.")
+
+
+class PodTemplate(ApiModel):
+    """Knobs of the product pods (a subset of a PodTemplateSpec)."""
+
+    image: str = Field(default=DEFAULT_TRAINER_IMAGE, min_length=1, description="Trainer image.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="Image pull policy of the trainer container."
+    )
+    resources: ResourceRequirements | None = Field(default=None, description="Trainer container resources.")
+    node_selector: dict[str, str] | None = Field(default=None, description="Node selector of product pods.")
+    tolerations: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Tolerations of product pods.",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="Affinity of product pods.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    service_account_name: str | None = Field(
+        default=None, max_length=253, description="ServiceAccount of product pods."
+    )
+    priority_class_name: str | None = Field(default=None, description="PriorityClass of product pods.")
+    env: list[EnvVar] | None = Field(
+        default=None, description="Extra environment variables (TRAINER_* tune the trainer)."
+    )
+    labels: dict[str, str] | None = Field(default=None, description="Extra labels on product Jobs and pods.")
+    annotations: dict[str, str] | None = Field(default=None, description="Extra annotations on product Jobs and pods.")
+
+
+class TrainingJobSpec(ApiModel):
+    """Desired state: which products to train, from which data, and how."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.data.postgres) || !has(self.output) || !has(self.output.postgres) "
+                "|| has(self.output.postgres.secretRef)",
+                "output.postgres.secretRef is required when data comes from a configMap",
+            ),
+            (
+                "!has(self.output) == !has(oldSelf.output) && (!has(self.output) || self.output == oldSelf.output)",
+                "output cannot change after creation; create a new TrainingJob instead",
+            ),
+        )
+    )
+
+    products: list[str] = Field(
+        min_length=1,
+        max_length=10000,
+        description="Product ids to train, one model each (1..10000, unique). Status indexes refer to this order.",
+        json_schema_extra={
+            "items": {"type": "string", "minLength": 1, "maxLength": 253},
+            "x-kubernetes-list-type": "set",
+            **immutable("products"),
+        },
+    )
+    data: DataSource = Field(description="Where the sales history lives.", json_schema_extra=immutable("data"))
+    output: Output | None = Field(default=None, description="Where models and forecasts are written.")
+    forecast: ForecastSpec = Field(default_factory=ForecastSpec, description="Forecast horizon and frequency.")
+    tuning: TuningSpec = Field(default_factory=TuningSpec, description="Hyperparameter tuning.")
+    parallelism: int = Field(
+        default=4, ge=1, le=1000, description="Most product Jobs running at once (kubectl scale changes it)."
+    )
+    backoff_limit: int = Field(default=2, ge=0, le=20, description="Retries per product before it is failed.")
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Deadline of each product pod, in seconds."
+    )
+    max_failed_products: int | str | None = Field(
+        default=None,
+        description=(
+            'Failed products tolerated (a count, or a percentage of products like "10%"). '
+            "Past it no new products start and the TrainingJob fails."
+        ),
+        json_schema_extra=cel(
+            (
+                "type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",
+                'maxFailedProducts must be a non-negative integer or a percentage from "0%" to "100%"',
+            )
+        ),
+    )
+    suspend: bool = Field(
+        default=False,
+        description="Stop launching products; running products finish. Set back to false to resume.",
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete finished product Jobs this long after they finish."
+    )
+    template: PodTemplate = Field(default_factory=PodTemplate, description="Product pod settings.")
+
+
+# ---------------------------------------------------------------- status
+
+
+class ProductCounts(ApiModel):
+    """How many products are in each state."""
+
+    total: int = Field(default=0, description="Products in spec.products.")
+    pending: int = Field(default=0, description="Not started yet.")
+    waiting: int = Field(default=0, description="Blocked on another TrainingJob's product Lease.")
+    active: int = Field(default=0, description="Training now.")
+    succeeded: int = Field(default=0, description="Trained.")
+    failed: int = Field(default=0, description="Failed (invalid data or retries exhausted).")
+
+
+class ProductFailure(ApiModel):
+    """A failed product."""
+
+    product: str = Field(description="Product id.")
+    reason: str = Field(description="InvalidData, BackoffLimitExceeded, DeadlineExceeded, ...")
+    message: str = Field(default="", description="What went wrong, for a person.")
+    attempts: int = Field(default=0, description="Pods run for this product.")
+
+
+class ResultsSummary(ApiModel):
+    """Model quality over the trained products (cross-validation errors)."""
+
+    metric: str = Field(default="smape", description="Metric of the errors below.")
+    trained: int = Field(default=0, description="Products with a model.")
+    tuned: int = Field(default=0, description="Products whose tuned parameters beat Prophet's defaults.")
+    beat_baseline: int = Field(default=0, description="Products whose model beat the seasonal-naive baseline.")
+    median_error: float | None = Field(default=None, description="Median CV error (estimated from the histogram).")
+    mean_error: float | None = Field(default=None, description="Mean CV error.")
+    median_baseline_error: float | None = Field(
+        default=None, description="Median CV error of the seasonal-naive baseline (estimated)."
+    )
+    error_sum: float = Field(default=0.0, description="Sum of CV errors (for the mean).")
+    error_histogram: list[int] = Field(
+        default_factory=list, description="Counts of model CV errors per bucket (edges: operator docs)."
+    )
+    baseline_histogram: list[int] = Field(default_factory=list, description="Counts of baseline CV errors per bucket.")
+
+
+class Condition(ApiModel):
+    """A Kubernetes API condition."""
+
+    type: str = Field(description="Running, Complete, Failed or Suspended.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="CamelCase reason.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: str | None = Field(default=None, description="When status last changed.")
+    observed_generation: int | None = Field(default=None, description="spec generation this reflects.")
+
+
+class TrainingJobStatus(ApiModel):
+    """Observed state, written by the operator."""
+
+    phase: Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"] | None = Field(
+        default=None, description="Pending, Running, Suspended, Succeeded or Failed."
+    )
+    products: ProductCounts = Field(default_factory=ProductCounts, description="Products by state.")
+    succeeded_indexes: str = Field(
+        default="", description='Trained products as index ranges over spec.products, e.g. "0-3,7".'
+    )
+    failed_indexes: str = Field(default="", description="Failed products as index ranges over spec.products.")
+    failures: list[ProductFailure] = Field(default_factory=list, description="The most recent failures (at most 20).")
+    results: ResultsSummary | None = Field(default=None, description="Model quality summary.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Running, Complete, Failed, Suspended.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    start_time: str | None = Field(default=None, description="When the first product started.")
+    completion_time: str | None = Field(default=None, description="When the TrainingJob finished.")
+    observed_generation: int | None = Field(default=None, description="Last spec generation acted upon.")
+    parallelism: int | None = Field(default=None, description="Parallelism in effect (scale subresource).")
+    selector: str | None = Field(default=None, description="Label selector of product pods (scale subresource).")
+    progress: str | None = Field(default=None, description='"succeeded+failed/total", for kubectl get.')
+    retry_failed: str | None = Field(default=None, description="Last value of the retry-failed annotation acted upon.")
+
+
+class TrainingJob(ApiModel):
+    """A set of products to train demand-forecasting models for."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    api_version: str = Field(default=API_VERSION)
+    kind: str = Field(default=KIND)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: TrainingJobSpec
+    status: TrainingJobStatus = Field(default_factory=TrainingJobStatus)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", ""))
+
+    @property
+    def uid(self) -> str:
+        return str(self.metadata.get("uid", ""))
+
+    @property
+    def generation(self) -> int:
+        return int(self.metadata.get("generation") or 0)
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.metadata.get("annotations") or {})

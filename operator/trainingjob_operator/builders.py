@@ -1,0 +1,244 @@
+"""Pure builders: TrainingJob spec -> child Job and Lease manifests (plain dicts).
+
+Nothing here talks to the API server; every function is deterministic in its inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from trainingjob_operator.api import API_VERSION, GROUP, KIND, TrainingJob
+
+LABEL_TRAININGJOB = f"{GROUP}/trainingjob"
+LABEL_PRODUCT_HASH = f"{GROUP}/product-hash"
+ANNOTATION_PRODUCT = f"{GROUP}/product"
+ANNOTATION_PRODUCT_INDEX = f"{GROUP}/product-index"
+ANNOTATION_RETRY_ROUND = f"{GROUP}/retry-round"
+ANNOTATION_RETRY_FAILED = f"{GROUP}/retry-failed"
+
+EXIT_INVALID_DATA = 3
+TERMINATION_LOG = "/dev/termination-log"
+CSV_MOUNT_DIR = "/data"
+CSV_FILE = "sales.csv"
+RUN_AS_USER = 65532
+MAX_NAME = 63
+
+
+def product_hash(product: str) -> str:
+    """A stable, label-safe 10-hex-digit hash of a product id."""
+    return hashlib.sha256(product.encode("utf-8")).hexdigest()[:10]
+
+
+def _short(name: str, budget: int) -> str:
+    """``name`` if it fits ``budget`` chars, else a prefix plus a hash of the whole name."""
+    if len(name) <= budget:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:5]
+    return f"{name[: budget - 6].rstrip('-.')}-{digest}"
+
+
+def job_name(trainingjob: str, product: str) -> str:
+    """``<trainingjob>-<hash(product)>``, at most 63 characters (a valid label value)."""
+    return f"{_short(trainingjob, MAX_NAME - 11)}-{product_hash(product)}"
+
+
+def lease_name(product: str) -> str:
+    return f"tj-product-{product_hash(product)}"
+
+
+def holder_identity(tj: TrainingJob) -> str:
+    return f"{tj.namespace}/{tj.name}/{tj.uid}"
+
+
+def selector(tj: TrainingJob) -> str:
+    """Label selector of the TrainingJob's pods (the scale subresource's selector)."""
+    return f"{LABEL_TRAININGJOB}={_short(tj.name, MAX_NAME)}"
+
+
+def owner_reference(tj: TrainingJob, controller: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": tj.name,
+        "uid": tj.uid,
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _env(name: str, value: object) -> dict[str, Any]:
+    return {"name": name, "value": value if isinstance(value, str) else json.dumps(value)}
+
+
+def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def trainer_env(tj: TrainingJob, product: str) -> list[dict[str, Any]]:
+    """``TRAINER_*`` environment of a product's trainer container (no secret values, only references)."""
+    spec = tj.spec
+    env = [
+        _env("TRAINER_PRODUCT", product),
+        _env("TRAINER_TRAININGJOB", f"{tj.namespace}/{tj.name}"),
+        _env("TRAINER_HORIZON_DAYS", str(spec.forecast.horizon_days)),
+        _env("TRAINER_FREQUENCY", spec.forecast.frequency),
+        _env("TRAINER_METRIC", spec.tuning.metric),
+        _env("TRAINER_FOLDS", str(spec.tuning.folds)),
+        _env("TRAINER_WARM_START", "true" if spec.tuning.warm_start else "false"),
+        _env("TRAINER_TERMINATION_LOG", TERMINATION_LOG),
+        _env("TRAINER_LOG_FORMAT", "json"),
+    ]
+    if spec.tuning.trials is not None:
+        env.append(_env("TRAINER_TRIALS", str(spec.tuning.trials)))
+    if spec.tuning.timeout_seconds is not None:
+        env.append(_env("TRAINER_TIMEOUT_SECONDS", str(spec.tuning.timeout_seconds)))
+    pg = spec.data.postgres
+    if pg is not None:
+        env += [
+            _secret_env("TRAINER_DATA_DSN", pg.secret_ref.name, pg.secret_ref.key),
+            _env("TRAINER_DATA_TABLE", pg.table),
+            _env("TRAINER_PRODUCT_COLUMN", pg.product_column),
+            _env("TRAINER_TIME_COLUMN", pg.time_column),
+            _env("TRAINER_VALUE_COLUMN", pg.value_column),
+        ]
+    else:
+        env.append(_env("TRAINER_DATA_CSV", f"{CSV_MOUNT_DIR}/{CSV_FILE}"))
+    out = spec.output.postgres if spec.output else None
+    if out is not None:
+        if out.secret_ref is not None:
+            env.append(_secret_env("TRAINER_OUTPUT_DSN", out.secret_ref.name, out.secret_ref.key))
+        env.append(_env("TRAINER_OUTPUT_SCHEMA", out.schema_))
+    for extra in spec.template.env or []:
+        env.append(extra.model_dump(by_alias=True, exclude_none=True))
+    return env
+
+
+def _security_context() -> dict[str, Any]:
+    """Pod Security "restricted": non-root, no escalation, no capabilities, RuntimeDefault seccomp."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_job(tj: TrainingJob, index: int, retry_round: str = "") -> dict[str, Any]:
+    """The batch/v1 Job that trains ``tj.spec.products[index]``."""
+    spec = tj.spec
+    product = spec.products[index]
+    name = job_name(tj.name, product)
+    labels = {
+        **(spec.template.labels or {}),
+        LABEL_TRAININGJOB: _short(tj.name, MAX_NAME),
+        LABEL_PRODUCT_HASH: product_hash(product),
+    }
+    annotations = {
+        **(spec.template.annotations or {}),
+        ANNOTATION_PRODUCT: product,
+        ANNOTATION_PRODUCT_INDEX: str(index),
+        ANNOTATION_RETRY_ROUND: retry_round,
+    }
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}]
+    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": "/tmp"}]
+    if spec.data.config_map is not None:
+        cm = spec.data.config_map
+        volumes.append({"name": "sales", "configMap": {"name": cm.name, "items": [{"key": cm.key, "path": CSV_FILE}]}})
+        mounts.append({"name": "sales", "mountPath": CSV_MOUNT_DIR, "readOnly": True})
+    container: dict[str, Any] = {
+        "name": "trainer",
+        "image": spec.template.image,
+        "imagePullPolicy": spec.template.image_pull_policy,
+        "args": ["train"],
+        "env": trainer_env(tj, product),
+        "volumeMounts": mounts,
+        "securityContext": _security_context(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+    }
+    if spec.template.resources is not None:
+        container["resources"] = spec.template.resources.model_dump(by_alias=True, exclude_none=True)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    t = spec.template
+    optional = {
+        "nodeSelector": t.node_selector,
+        "tolerations": t.tolerations,
+        "affinity": t.affinity,
+        "serviceAccountName": t.service_account_name,
+        "priorityClassName": t.priority_class_name,
+        "activeDeadlineSeconds": spec.active_deadline_seconds,
+    }
+    pod_spec.update({k: v for k, v in optional.items() if v is not None})
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": tj.namespace,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(tj)],
+        },
+        "spec": {
+            "backoffLimit": spec.backoff_limit,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "trainer",
+                            "operator": "In",
+                            "values": [EXIT_INVALID_DATA],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        },
+    }
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 with microseconds, as Lease times need (MicroTime)."""
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def build_lease(tj: TrainingJob, product: str, now: datetime, duration_seconds: int) -> dict[str, Any]:
+    """The Lease that locks ``product`` for this TrainingJob."""
+    stamp = format_time(now)
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": lease_name(product),
+            "namespace": tj.namespace,
+            "labels": {LABEL_PRODUCT_HASH: product_hash(product)},
+            "annotations": {ANNOTATION_PRODUCT: product},
+            # Not a controller reference: another TrainingJob may take the Lease over after it expires.
+            "ownerReferences": [owner_reference(tj, controller=False)],
+        },
+        "spec": {
+            "holderIdentity": holder_identity(tj),
+            "leaseDurationSeconds": duration_seconds,
+            "acquireTime": stamp,
+            "renewTime": stamp,
+            "leaseTransitions": 0,
+        },
+    }

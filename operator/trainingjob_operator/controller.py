@@ -1,0 +1,117 @@
+"""One reconcile pass: observe -> pure decision -> apply."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from trainingjob_operator import builders, leases, metrics
+from trainingjob_operator.api import TrainingJob
+from trainingjob_operator.kube import Conflict, Kube, KubeError
+from trainingjob_operator.observe import gather
+from trainingjob_operator.reconcile import (
+    DeleteJob,
+    Event,
+    Launch,
+    Plan,
+    ReleaseLease,
+    RenewLease,
+    SetJobTTL,
+    Settings,
+    reconcile,
+)
+from trainingjob_operator.status import parse_indexes
+
+log = logging.getLogger("trainingjob_operator")
+
+EventPoster = Callable[[str, str, str], None]
+"""(type, reason, message) -> posts a Kubernetes Event on the TrainingJob."""
+
+
+@dataclass
+class PassResult:
+    plan: Plan
+    status_written: bool
+    finished: bool
+    active: int
+
+
+def status_dict(plan: Plan) -> dict[str, Any]:
+    return plan.status.model_dump(by_alias=True, mode="json")
+
+
+async def apply(
+    kube: Kube, tj: TrainingJob, plan: Plan, now: datetime, settings: Settings, post_event: EventPoster
+) -> list[str]:
+    """Carry out the plan's actions; returns the products whose launch lost a Lease race."""
+    lost: list[str] = []
+    ns = tj.namespace
+    for action in plan.actions:
+        try:
+            if isinstance(action, Launch):
+                if not await leases.acquire(
+                    kube, tj, action.product, now, settings.lease_duration_seconds, action.takeover
+                ):
+                    lost.append(action.product)
+                    metrics.LEASE_WAITS.inc()
+                    continue
+                try:
+                    await kube.create_job(ns, builders.build_job(tj, action.index, plan.status.retry_failed or ""))
+                    metrics.JOBS_LAUNCHED.inc()
+                except Conflict:
+                    pass  # already created by an earlier pass whose effect we had not observed yet
+            elif isinstance(action, RenewLease):
+                await leases.renew(kube, tj, action.lease, now)
+            elif isinstance(action, ReleaseLease):
+                await leases.release(kube, tj, action.lease)
+            elif isinstance(action, DeleteJob):
+                await kube.delete_job(ns, action.name)
+            elif isinstance(action, SetJobTTL):
+                await kube.patch_job(ns, action.name, {"spec": {"ttlSecondsAfterFinished": action.seconds}})
+            elif isinstance(action, Event):
+                post_event(action.type, action.reason, action.message)
+        except KubeError as exc:
+            metrics.RECONCILE_ERRORS.labels(kind=type(action).__name__).inc()
+            log.warning("%s/%s: %s failed: %s", ns, tj.name, type(action).__name__, exc)
+    return lost
+
+
+async def reconcile_once(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    post_event: EventPoster,
+    settings: Settings = Settings(),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    fetch: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None,
+) -> PassResult:
+    """Observe the TrainingJob (fresh from the API), decide, act, write status if it changed."""
+    started = time.perf_counter()
+    raw = await (fetch or kube.get_trainingjob)(namespace, name)
+    tj = TrainingJob.model_validate(raw)
+    folded = parse_indexes(tj.status.succeeded_indexes) | parse_indexes(tj.status.failed_indexes)
+    observed = await gather(kube, tj, folded)
+    now = clock()
+    plan = reconcile(tj, observed, now, settings)
+    # Status first: what a pass folded in (finished products) must be on record before any
+    # action that depends on it (releasing Leases, TTL on finished Jobs) takes effect.
+    new_status = status_dict(plan)
+    old_status = tj.status.model_dump(by_alias=True, mode="json")
+    written = False
+    if new_status != old_status:
+        await kube.patch_trainingjob_status(namespace, name, new_status)
+        written = True
+    await apply(kube, tj, plan, now, settings, post_event)
+    st = plan.status
+    metrics.observe_products(namespace, name, st.products.model_dump())
+    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    return PassResult(
+        plan=plan,
+        status_written=written,
+        finished=st.phase in ("Succeeded", "Failed"),
+        active=st.products.active,
+    )

@@ -1,0 +1,197 @@
+"""Generate the TrainingJob CustomResourceDefinition from the pydantic API models.
+
+    python -m trainingjob_operator.crdgen > crds/trainingjob.yaml
+
+The OpenAPI v3 schema is structural: ``$ref``s are inlined, ``anyOf [X, null]`` becomes
+``nullable: true``, ``int | str`` becomes ``x-kubernetes-int-or-string``, titles are dropped.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import Any
+
+import yaml
+
+from trainingjob_operator import api
+
+JsonSchema = dict[str, Any]
+
+_DROP_KEYS = {"title"}
+
+
+def _resolve(node: Any, defs: dict[str, JsonSchema]) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            name = node["$ref"].split("/")[-1]
+            merged = copy.deepcopy(defs[name])
+            extra = {k: v for k, v in node.items() if k != "$ref"}
+            rules = merged.get("x-kubernetes-validations", []) + extra.pop("x-kubernetes-validations", [])
+            merged.update(extra)
+            if rules:
+                merged["x-kubernetes-validations"] = rules
+            return _resolve(merged, defs)
+        return {k: _resolve(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, defs) for v in node]
+    return node
+
+
+def _structural(node: Any) -> Any:
+    """Rewrite pydantic's JSON schema into a Kubernetes structural schema."""
+    if isinstance(node, list):
+        return [_structural(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: v for k, v in node.items() if k not in _DROP_KEYS}
+    any_of = node.pop("anyOf", None)
+    if any_of is not None:
+        non_null = [s for s in any_of if s.get("type") != "null"]
+        nullable = len(non_null) != len(any_of)
+        types = sorted(s.get("type", "") for s in non_null)
+        if types == ["integer", "string"]:
+            node["x-kubernetes-int-or-string"] = True
+        elif len(non_null) == 1:
+            inner = non_null[0]
+            for k, v in inner.items():
+                if k not in _DROP_KEYS:
+                    node.setdefault(k, v)
+        else:
+            raise ValueError(f"cannot express anyOf {any_of!r} structurally")
+        if nullable:
+            node["nullable"] = True
+    if node.get("default", 0) is None:
+        del node["default"]
+    props = node.get("properties")
+    if isinstance(props, dict):
+        node["properties"] = {k: _structural(v) for k, v in props.items()}
+        node.setdefault("type", "object")
+    if isinstance(node.get("items"), dict):
+        node["items"] = _structural(node["items"])
+    ap = node.get("additionalProperties")
+    if isinstance(ap, dict):
+        node["additionalProperties"] = _structural(ap)
+    elif ap is False:
+        del node["additionalProperties"]
+    elif ap is True:
+        del node["additionalProperties"]
+        node["x-kubernetes-preserve-unknown-fields"] = True
+    if node.get("x-kubernetes-preserve-unknown-fields") and "type" not in node:
+        node["type"] = "object"
+    if "x-kubernetes-validations" in node:
+        node["x-kubernetes-validations"] = list(node["x-kubernetes-validations"])
+    return node
+
+
+def _defaults_for_objects(node: Any) -> Any:
+    """Objects with a default_factory get ``default: {}`` so the API server fills nested defaults."""
+    if isinstance(node, dict):
+        for v in (node.get("properties") or {}).values():
+            _defaults_for_objects(v)
+        if isinstance(node.get("items"), dict):
+            _defaults_for_objects(node["items"])
+    return node
+
+
+def model_schema(model: type[api.BaseModel]) -> JsonSchema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    return _defaults_for_objects(_structural(_resolve(raw, defs)))
+
+
+def openapi_schema() -> JsonSchema:
+    spec = model_schema(api.TrainingJobSpec)
+    for name in ("forecast", "tuning", "template"):
+        spec["properties"][name]["default"] = {}
+    spec.pop("description", None)
+    status = model_schema(api.TrainingJobStatus)
+    status.pop("description", None)
+    return {
+        "type": "object",
+        "description": api.TrainingJob.__doc__,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {**spec, "description": api.TrainingJobSpec.__doc__},
+            "status": {**status, "description": api.TrainingJobStatus.__doc__},
+        },
+    }
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Phase of the run."},
+    {
+        "name": "Progress",
+        "type": "string",
+        "jsonPath": ".status.progress",
+        "description": "Finished (succeeded+failed) products over total.",
+    },
+    {
+        "name": "Active",
+        "type": "integer",
+        "jsonPath": ".status.products.active",
+        "description": "Training now.",
+    },
+    {
+        "name": "Failed",
+        "type": "integer",
+        "jsonPath": ".status.products.failed",
+        "description": "Failed products.",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{api.PLURAL}.{api.GROUP}"},
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": api.SHORT_NAMES,
+                "categories": api.CATEGORIES,
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.parallelism",
+                            "statusReplicasPath": ".status.parallelism",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated by `python -m trainingjob_operator.crdgen` from trainingjob_operator/api.py. Do not edit.\n"
+
+
+def render() -> str:
+    return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=100)
+
+
+def main() -> None:
+    sys.stdout.write(render())
+
+
+if __name__ == "__main__":
+    main()

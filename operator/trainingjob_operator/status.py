@@ -1,0 +1,186 @@
+"""Pure status arithmetic: index ranges, counts, conditions, results summary, progress."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Sequence
+
+from trainingjob_operator.api import Condition, ProductFailure, ResultsSummary
+
+MAX_FAILURES = 20
+CONDITION_TYPES = ("Running", "Complete", "Failed", "Suspended")
+
+# Upper edges of the error histogram buckets; the last bucket is open-ended.
+# Geometric from 0.001 to ~10: fine enough that the median estimate is within one bucket (~12 %).
+HISTOGRAM_EDGES: tuple[float, ...] = tuple(round(0.001 * 1.25**i, 6) for i in range(42))
+
+
+# ---------------------------------------------------------------- index ranges
+
+
+def compress_indexes(indexes: Iterable[int]) -> str:
+    """``{0,1,2,3,7}`` -> ``"0-3,7"`` (the format of an Indexed Job's completedIndexes)."""
+    ordered = sorted(set(indexes))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def parse_indexes(text: str | None) -> set[int]:
+    """``"0-3,7"`` -> ``{0,1,2,3,7}``; raises ValueError on malformed text."""
+    out: set[int] = set()
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            start, end = int(lo), int(hi)
+            if end < start or start < 0:
+                raise ValueError(f"bad index range {part!r}")
+            out.update(range(start, end + 1))
+        else:
+            value = int(part)
+            if value < 0:
+                raise ValueError(f"bad index {part!r}")
+            out.add(value)
+    return out
+
+
+# ---------------------------------------------------------------- failures
+
+
+def max_failed_allowed(max_failed: int | str | None, total: int) -> int | None:
+    """The number of failed products tolerated, or None for no limit."""
+    if max_failed is None:
+        return None
+    if isinstance(max_failed, int):
+        return max_failed
+    text = max_failed.strip()
+    if text.endswith("%"):
+        return math.floor(total * int(text[:-1]) / 100)
+    return int(text)
+
+
+def add_failure(failures: Sequence[ProductFailure], failure: ProductFailure) -> list[ProductFailure]:
+    """Keep the most recent ``MAX_FAILURES`` failures, newest last, one entry per product."""
+    kept = [f for f in failures if f.product != failure.product]
+    kept.append(failure)
+    return kept[-MAX_FAILURES:]
+
+
+# ---------------------------------------------------------------- results
+
+
+def _bucket(value: float) -> int:
+    return bisect.bisect_left(HISTOGRAM_EDGES, value)
+
+
+def _add_to_histogram(hist: Sequence[int], value: float) -> list[int]:
+    out = list(hist) + [0] * (len(HISTOGRAM_EDGES) + 1 - len(hist))
+    out[_bucket(value)] += 1
+    return out
+
+
+def histogram_median(hist: Sequence[int]) -> float | None:
+    """Median estimated from the bucket counts (geometric middle of the median's bucket)."""
+    total = sum(hist)
+    if total == 0:
+        return None
+    half = (total + 1) / 2
+    running = 0
+    for i, count in enumerate(hist):
+        running += count
+        if running >= half:
+            lo = HISTOGRAM_EDGES[i - 1] if i > 0 else 0.0
+            hi = HISTOGRAM_EDGES[i] if i < len(HISTOGRAM_EDGES) else HISTOGRAM_EDGES[-1] * 1.25
+            return round(math.sqrt(lo * hi) if lo > 0 else hi / 2, 6)
+    return None  # pragma: no cover - unreachable
+
+
+def add_result(
+    results: ResultsSummary | None,
+    metric: str,
+    error: float | None,
+    baseline_error: float | None,
+    beats_baseline: bool | None,
+    tuned: bool,
+) -> ResultsSummary:
+    """Fold one trained product's report into the summary."""
+    r = (results or ResultsSummary(metric=metric)).model_copy(deep=True)
+    r.metric = metric
+    r.trained += 1
+    r.tuned += int(bool(tuned))
+    r.beat_baseline += int(bool(beats_baseline))
+    if error is not None and math.isfinite(error):
+        r.error_sum = round(r.error_sum + error, 9)
+        r.error_histogram = _add_to_histogram(r.error_histogram, error)
+        r.median_error = histogram_median(r.error_histogram)
+        counted = sum(r.error_histogram)
+        r.mean_error = round(r.error_sum / counted, 6)
+    if baseline_error is not None and math.isfinite(baseline_error):
+        r.baseline_histogram = _add_to_histogram(r.baseline_histogram, baseline_error)
+        r.median_baseline_error = histogram_median(r.baseline_histogram)
+    return r
+
+
+# ---------------------------------------------------------------- conditions
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: str,
+    generation: int,
+) -> list[Condition]:
+    """Upsert a condition; lastTransitionTime changes only when the status flips."""
+    wanted = "True" if status else "False"
+    out: list[Condition] = []
+    found = False
+    for c in conditions:
+        if c.type != type_:
+            out.append(c)
+            continue
+        found = True
+        ltt = c.last_transition_time if c.status == wanted and c.last_transition_time else now
+        out.append(
+            Condition(
+                type=type_,
+                status=wanted,
+                reason=reason,
+                message=message,
+                last_transition_time=ltt,
+                observed_generation=generation,
+            )
+        )
+    if not found:
+        out.append(
+            Condition(
+                type=type_,
+                status=wanted,
+                reason=reason,
+                message=message,
+                last_transition_time=now,
+                observed_generation=generation,
+            )
+        )
+    order = {t: i for i, t in enumerate(CONDITION_TYPES)}
+    return sorted(out, key=lambda c: order.get(c.type, len(order)))
+
+
+def get_condition(conditions: Sequence[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
+def progress_text(succeeded: int, failed: int, total: int) -> str:
+    return f"{succeeded + failed}/{total}"

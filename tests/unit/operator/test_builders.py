@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tests.unit.operator.factories import make_tj
+
+from trainingjob_operator import builders
+
+
+def test_job_name_is_deterministic_and_short() -> None:
+    assert builders.job_name("weekly", "p1") == builders.job_name("weekly", "p1")
+    assert builders.job_name("weekly", "p1") != builders.job_name("weekly", "p2")
+    long = "x" * 253
+    name = builders.job_name(long, "p1")
+    assert len(name) <= 63
+    assert builders.job_name(long, "p1") != builders.job_name("x" * 252 + "y", "p1")
+
+
+def test_job_manifest_contract() -> None:
+    tj = make_tj(
+        ["sku-1", "sku-2"],
+        backoffLimit=4,
+        activeDeadlineSeconds=600,
+        output={"postgres": {"schema": "models"}},
+    )
+    job = builders.build_job(tj, 1, "r1")
+    meta = job["metadata"]
+    assert meta["name"] == builders.job_name("weekly", "sku-2")
+    assert meta["labels"][builders.LABEL_PRODUCT_HASH] == builders.product_hash("sku-2")
+    assert meta["annotations"][builders.ANNOTATION_PRODUCT] == "sku-2"
+    assert meta["annotations"][builders.ANNOTATION_RETRY_ROUND] == "r1"
+    ref = meta["ownerReferences"][0]
+    assert ref["controller"] is True and ref["uid"] == "uid-1" and ref["kind"] == "TrainingJob"
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 4
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [3]
+    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["activeDeadlineSeconds"] == 600
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    c = pod["containers"][0]
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"name": "scratch", "mountPath": "/tmp"} in c["volumeMounts"]
+    assert c["terminationMessagePolicy"] == "File"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["TRAINER_PRODUCT"]["value"] == "sku-2"
+    assert env["TRAINER_DATA_DSN"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "dsn"}
+    assert "value" not in env["TRAINER_DATA_DSN"]
+    assert env["TRAINER_OUTPUT_SCHEMA"]["value"] == "models"
+    assert "TRAINER_TRIALS" not in env  # automatic by class
+
+
+def test_configmap_source_mounts_csv_file() -> None:
+    tj = make_tj(["a"], data={"configMap": {"name": "sales", "key": "sales.csv"}}, tuning={"trials": 0})
+    job = builders.build_job(tj, 0)
+    pod = job["spec"]["template"]["spec"]
+    vol = next(v for v in pod["volumes"] if v["name"] == "sales")
+    assert vol["configMap"] == {"name": "sales", "items": [{"key": "sales.csv", "path": "sales.csv"}]}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["TRAINER_DATA_CSV"] == "/data/sales.csv" and env["TRAINER_TRIALS"] == "0"
+    assert "TRAINER_DATA_DSN" not in env
+
+
+def test_lease_manifest() -> None:
+    tj = make_tj(["a"])
+    now = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
+    lease = builders.build_lease(tj, "a", now, 60)
+    assert lease["metadata"]["name"] == f"tj-product-{builders.product_hash('a')}"
+    assert lease["spec"]["holderIdentity"] == "shop/weekly/uid-1"
+    assert lease["spec"]["renewTime"] == "2026-01-02T03:04:05.006000Z"
+    assert lease["metadata"]["ownerReferences"][0]["controller"] is False

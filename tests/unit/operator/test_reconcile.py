@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.unit.operator.factories import make_tj
+
+from trainingjob_operator import builders
+from trainingjob_operator.api import TrainingJob, TrainingJobStatus
+from trainingjob_operator.reconcile import (
+    DeleteJob,
+    Event,
+    Launch,
+    Observed,
+    ObservedJob,
+    ObservedLease,
+    Plan,
+    ReleaseLease,
+    RenewLease,
+    SetJobTTL,
+    classify_failure,
+    reconcile,
+)
+from trainingjob_operator.termination import ProductReport
+
+NOW = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
+ME = "shop/weekly/uid-1"
+
+
+def launches(plan: Plan) -> list[int]:
+    return [a.index for a in plan.actions if isinstance(a, Launch)]
+
+
+def with_status(tj: TrainingJob, status: TrainingJobStatus) -> TrainingJob:
+    return tj.model_copy(update={"status": status})
+
+
+def lease(product: str, holder: str | None = ME, age: float = 0, duration: int = 60) -> ObservedLease:
+    return ObservedLease(builders.lease_name(product), holder, NOW - timedelta(seconds=age), duration, "7")
+
+
+def running(i: int) -> ObservedJob:
+    return ObservedJob(name=f"j{i}", index=i, retry_round="", active=1)
+
+
+def done(i: int, ok: bool = True, **kw: object) -> ObservedJob:
+    return ObservedJob(name=f"j{i}", index=i, retry_round="", finished="Complete" if ok else "Failed", **kw)  # type: ignore[arg-type]
+
+
+def test_first_pass_launches_up_to_parallelism_in_order() -> None:
+    tj = make_tj(parallelism=3)
+    plan = reconcile(tj, Observed(), NOW)
+    assert launches(plan) == [0, 1, 2]
+    st = plan.status
+    assert (st.phase, st.products.active, st.products.pending, st.products.total) == ("Running", 3, 7, 10)
+    assert st.progress == "0/10" and st.parallelism == 3 and st.selector == f"{builders.LABEL_TRAININGJOB}=weekly"
+    assert {c.type: c.status for c in st.conditions} == {
+        "Running": "True",
+        "Complete": "False",
+        "Failed": "False",
+        "Suspended": "False",
+    }
+
+
+def test_same_observed_state_gives_same_plan_and_no_duplicates() -> None:
+    tj = make_tj(parallelism=3)
+    first = reconcile(tj, Observed(), NOW)
+    tj2 = with_status(tj, first.status)
+    observed = Observed(
+        jobs={i: running(i) for i in range(3)}, leases={lease(f"p{i}").name: lease(f"p{i}") for i in range(3)}
+    )
+    a = reconcile(tj2, observed, NOW)
+    b = reconcile(tj2, observed, NOW)
+    assert launches(a) == [] and a == b
+    assert a.status == with_status(tj2, a.status).status
+    # status reaches a fixed point: reconciling the written status changes nothing
+    assert reconcile(with_status(tj2, a.status), observed, NOW).status == a.status
+
+
+def test_finished_jobs_are_folded_once_and_leases_released() -> None:
+    tj = make_tj(parallelism=2)
+    report = ProductReport(
+        product="p0",
+        status="trained",
+        metric="smape",
+        error=0.2,
+        baseline_error=0.3,
+        beats_baseline=True,
+        tuned=True,
+    )
+    observed = Observed(
+        jobs={0: done(0, report=report), 1: running(1)},
+        leases={lease("p0").name: lease("p0"), lease("p1").name: lease("p1", age=30)},
+    )
+    plan = reconcile(tj, observed, NOW)
+    st = plan.status
+    assert st.succeeded_indexes == "0" and st.products.succeeded == 1
+    assert st.results is not None and st.results.trained == 1 and st.results.beat_baseline == 1
+    assert ReleaseLease(lease("p0")) in plan.actions
+    assert RenewLease(lease("p1", age=30)) in plan.actions  # 30 s old of 60: due
+    assert launches(plan) == [2]
+    again = reconcile(with_status(tj, st), observed, NOW)
+    assert again.status.results == st.results  # not counted twice
+
+
+def test_invalid_data_fails_product_without_retry_and_reports_reason() -> None:
+    tj = make_tj(parallelism=1, products=["a"])
+    report = ProductReport(product="a", status="invalid", reason="TooFewPoints", message="a: 10 points, need 30")
+    job = ObservedJob(
+        name="j",
+        index=0,
+        retry_round="",
+        finished="Failed",
+        reason="PodFailurePolicy",
+        failed_pods=1,
+        report=report,
+        exit_code=3,
+    )
+    plan = reconcile(tj, Observed(jobs={0: job}), NOW)
+    st = plan.status
+    assert st.failed_indexes == "0" and st.phase == "Failed"  # the only product failed
+    f = st.failures[0]
+    assert (f.product, f.reason, f.attempts) == ("a", "InvalidData", 1)
+    assert "TooFewPoints" in f.message and "10 points" in f.message
+    assert any(isinstance(a, Event) and a.reason == "ProductFailed" for a in plan.actions)
+
+
+def test_classify_failure_retries_exhausted_and_deadline() -> None:
+    j = ObservedJob(
+        name="j",
+        index=0,
+        retry_round="",
+        finished="Failed",
+        reason="BackoffLimitExceeded",
+        failed_pods=3,
+        exit_code=4,
+        message="Job has reached the specified backoff limit",
+    )
+    reason, msg = classify_failure(j)
+    assert reason == "RetriesExhausted" and "3 time(s)" in msg and "exit code 4" in msg
+    d = ObservedJob(name="j", index=0, retry_round="", finished="Failed", reason="DeadlineExceeded")
+    assert classify_failure(d)[0] == "DeadlineExceeded"
+
+
+def test_complete_with_some_failures_is_succeeded_unless_limit_exceeded() -> None:
+    products = ["a", "b", "c", "d"]
+    jobs = {0: done(0), 1: done(1), 2: done(2), 3: done(3, ok=False, reason="BackoffLimitExceeded")}
+    ok = reconcile(make_tj(products=products), Observed(jobs=jobs), NOW).status
+    assert ok.phase == "Succeeded" and ok.completion_time is not None
+    complete = next(c for c in ok.conditions if c.type == "Complete")
+    assert complete.status == "True" and "1 failed" in complete.message
+    bad = reconcile(make_tj(products=products, maxFailedProducts=0), Observed(jobs=jobs), NOW).status
+    assert bad.phase == "Failed"
+    assert next(c for c in bad.conditions if c.type == "Failed").reason == "MaxFailedProductsExceeded"
+
+
+def test_max_failed_stops_launching_and_lets_running_finish() -> None:
+    tj = make_tj(parallelism=2, maxFailedProducts="10%")  # 10 products -> 1 failure tolerated
+    jobs = {
+        0: done(0, ok=False, reason="BackoffLimitExceeded"),
+        1: done(1, ok=False, reason="BackoffLimitExceeded"),
+        2: running(2),
+    }
+    plan = reconcile(tj, Observed(jobs=jobs), NOW)
+    assert launches(plan) == []
+    assert plan.status.phase == "Running"
+    assert next(c for c in plan.status.conditions if c.type == "Running").reason == "MaxFailedProductsExceeded"
+    jobs[2] = done(2)
+    final = reconcile(with_status(tj, plan.status), Observed(jobs=jobs), NOW).status
+    assert final.phase == "Failed" and final.products.pending == 7
+
+
+def test_foreign_lease_makes_product_wait_and_expired_one_is_taken_over() -> None:
+    tj = make_tj(parallelism=5, products=["a", "b", "c"])
+    other = "shop/other/uid-2"
+    held = lease("a", holder=other, age=5)
+    expired = lease("b", holder=other, age=120)
+    plan = reconcile(tj, Observed(leases={held.name: held, expired.name: expired}), NOW)
+    acts = [a for a in plan.actions if isinstance(a, Launch)]
+    assert [(a.product, a.takeover) for a in acts] == [("b", expired), ("c", None)]
+    assert plan.status.products.waiting == 1
+    assert any(isinstance(a, Event) and a.reason == "WaitingForLease" for a in plan.actions)
+    # an expired lease whose product still runs elsewhere is not taken over
+    busy = Observed(leases={expired.name: expired}, foreign_active=frozenset({builders.product_hash("b")}))
+    assert [a.product for a in reconcile(tj, busy, NOW).actions if isinstance(a, Launch)] == ["a", "c"]
+
+
+def test_scale_down_launches_nothing_until_under_limit_and_kills_nothing() -> None:
+    tj = make_tj(parallelism=2)
+    jobs = {i: running(i) for i in range(4)}
+    plan = reconcile(tj, Observed(jobs=jobs), NOW)
+    assert launches(plan) == [] and not any(isinstance(a, DeleteJob) for a in plan.actions)
+    assert plan.status.products.active == 4 and plan.status.parallelism == 2
+
+
+def test_suspend_and_resume() -> None:
+    tj = make_tj(parallelism=2, suspend=True)
+    plan = reconcile(tj, Observed(jobs={0: running(0)}), NOW)
+    assert launches(plan) == [] and plan.status.phase == "Suspended"
+    assert next(c for c in plan.status.conditions if c.type == "Suspended").status == "True"
+    assert any(isinstance(a, Event) and a.reason == "Suspended" for a in plan.actions)
+    resumed = make_tj(parallelism=2, suspend=False).model_copy(update={"status": plan.status})
+    plan2 = reconcile(resumed, Observed(jobs={0: running(0)}), NOW)
+    assert launches(plan2) == [1] and plan2.status.phase == "Running"
+    assert any(isinstance(a, Event) and a.reason == "Resumed" for a in plan2.actions)
+
+
+def test_retry_failed_annotation_relaunches_only_failed_products() -> None:
+    tj = make_tj(products=["a", "b", "c"], parallelism=3)
+    jobs = {0: done(0), 1: done(1, ok=False, reason="BackoffLimitExceeded"), 2: done(2)}
+    first = reconcile(tj, Observed(jobs=jobs), NOW).status
+    assert first.phase == "Succeeded" and first.failed_indexes == "1"
+    retry = tj.model_copy(
+        update={
+            "status": first,
+            "metadata": {**tj.metadata, "annotations": {builders.ANNOTATION_RETRY_FAILED: "1"}},
+        }
+    )
+    plan = reconcile(retry, Observed(jobs=jobs), NOW)
+    assert DeleteJob("j1") in plan.actions and launches(plan) == []  # old Job must go first
+    assert plan.status.failed_indexes == "" and plan.status.retry_failed == "1" and plan.status.phase == "Running"
+    gone = {0: jobs[0], 2: jobs[2]}
+    plan2 = reconcile(with_status(retry, plan.status), Observed(jobs=gone), NOW)
+    assert launches(plan2) == [1]
+    new = ObservedJob(name="j1", index=1, retry_round="1", finished="Complete")
+    final = reconcile(with_status(retry, plan2.status), Observed(jobs={**gone, 1: new}), NOW).status
+    assert final.phase == "Succeeded" and final.succeeded_indexes == "0-2" and final.failures == []
+
+
+def test_ttl_set_once_on_folded_jobs() -> None:
+    tj = make_tj(products=["a"], ttlSecondsAfterFinished=30)
+    plan = reconcile(tj, Observed(jobs={0: done(0)}), NOW)
+    assert SetJobTTL("j0", 30) in plan.actions
+    plan2 = reconcile(with_status(tj, plan.status), Observed(jobs={0: done(0, ttl_seconds=30)}), NOW)
+    assert not any(isinstance(a, SetJobTTL) for a in plan2.actions)
+    # status survives the Job's deletion by TTL: nothing is relaunched
+    plan3 = reconcile(with_status(tj, plan.status), Observed(), NOW)
+    assert launches(plan3) == [] and plan3.status.phase == "Succeeded"
+
+
+def test_completion_event_emitted_once() -> None:
+    tj = make_tj(products=["a"])
+    plan = reconcile(tj, Observed(jobs={0: done(0)}), NOW)
+    assert any(isinstance(a, Event) and a.reason == "Complete" for a in plan.actions)
+    later = reconcile(with_status(tj, plan.status), Observed(jobs={0: done(0)}), NOW + timedelta(minutes=1))
+    assert not any(isinstance(a, Event) for a in later.actions)
+    assert later.status == plan.status
