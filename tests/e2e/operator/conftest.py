@@ -1,0 +1,203 @@
+"""Fixtures for the operator's end-to-end tests on the real local control plane.
+
+Builds on tests/e2e/conftest.py (``cluster``, ``namespace``). Adds:
+
+- ``trainingjob_crd``: the generated CRD applied once per session (and Established).
+- ``operator``: the operator running as a local process (``kopf run -m trainingjob_operator.main``)
+  against the cluster, once per session, with ``stop()``, ``kill()``, ``start()`` for restart tests.
+- ``sales_csv``: a factory for a ConfigMap of sample sales CSV in the test namespace.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def trainingjob_crd(cluster: Any) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "trainingjob.yaml"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.training.forecast.dev")
+
+
+class OperatorProcess:
+    """The operator as a local process, the way the README runs it."""
+
+    def __init__(self, kubeconfig: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"operator-{self.starts}.log"
+
+    def start(self) -> None:
+        self.starts += 1
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "PYTHONPATH": str(ROOT / "operator"),
+            "TJO_METRICS_PORT": str(self.metrics_port),
+            "TJO_RESYNC_SECONDS": "3",
+            **self.extra_env,
+        }
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kopf",
+                "run",
+                "-m",
+                "trainingjob_operator.main",
+                "--all-namespaces",
+                f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+                "--verbose",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+            start_new_session=True,
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout: float = 60) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"operator not healthy after {timeout}s: {self.tail()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as when a node dies."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Any, trainingjob_crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(str(cluster.kubeconfig), tmp_path_factory.mktemp("operator"))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def sample_rows(products: int, days: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Rows from the trainer's own deterministic sample-data generator (product_id, ds, y)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sales.csv"
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "forecast-trainer"),
+                "sample-data",
+                "--products",
+                str(products),
+                "--days",
+                str(days),
+                "--seed",
+                str(seed),
+                "--csv",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        with path.open() as f:
+            return list(csv.DictReader(f))
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["product_id", "ds", "y"], lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({"product_id": r["product_id"], "ds": r["ds"], "y": r["y"]})
+    return buf.getvalue()
+
+
+@pytest.fixture
+def sales_csv(cluster: Any, namespace: str) -> Callable[..., list[str]]:
+    """Create ConfigMap ``name`` with sample CSV; returns the product ids (good ones, then extras)."""
+
+    def make(
+        name: str = "sales", products: int = 10, days: int = 150, extra_rows: list[dict[str, Any]] | None = None
+    ) -> list[str]:
+        rows = sample_rows(products, days) + (extra_rows or [])
+        ids = list(dict.fromkeys(r["product_id"] for r in rows))
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"sales.csv": to_csv(rows)}}
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cm))
+        return ids
+
+    return make
+
+
+def few_points(product: str, n: int = 10) -> list[dict[str, Any]]:
+    """``n`` daily rows of a product with a weekly pattern (valid data when n >= 30)."""
+    import datetime as dt
+
+    start = dt.date(2024, 1, 1)
+    return [
+        {"product_id": product, "ds": (start + dt.timedelta(days=i)).isoformat(), "y": 5 + (i % 7) * 2 + i / 50}
+        for i in range(n)
+    ]

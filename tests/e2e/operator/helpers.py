@@ -1,0 +1,98 @@
+"""Small helpers for operator e2e tests: TrainingJob bodies, kubectl reads, polling."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+LABEL_TJ = "training.forecast.dev/trainingjob"
+LABEL_HASH = "training.forecast.dev/product-hash"
+FAST_TUNING = {"trials": 0, "folds": 1}
+
+
+def tj_body(name: str, products: list[str], configmap: str = "sales", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "training.forecast.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "products": products,
+            "data": {"configMap": {"name": configmap, "key": "sales.csv"}},
+            "forecast": {"horizonDays": 7},
+            "tuning": FAST_TUNING,
+            **spec,
+        },
+    }
+
+
+def apply(cluster: Any, namespace: str, body: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+
+
+def get(cluster: Any, namespace: str, kind: str, name: str | None = None, selector: str | None = None) -> Any:
+    args = ["get", kind, "-n", namespace, "-o", "json"]
+    if name:
+        args.insert(2, name)
+    if selector:
+        args += ["-l", selector]
+    return json.loads(cluster.kubectl(*args).stdout)
+
+
+def tj_status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:
+    return dict(get(cluster, namespace, "trainingjob", name).get("status") or {})
+
+
+def jobs_of(cluster: Any, namespace: str, name: str) -> list[dict[str, Any]]:
+    return list(get(cluster, namespace, "jobs", selector=f"{LABEL_TJ}={name}")["items"])
+
+
+def pods_of(cluster: Any, namespace: str, name: str) -> list[dict[str, Any]]:
+    return list(get(cluster, namespace, "pods", selector=f"{LABEL_TJ}={name}")["items"])
+
+
+def leases(cluster: Any, namespace: str) -> list[dict[str, Any]]:
+    return list(get(cluster, namespace, "leases", selector=LABEL_HASH)["items"])
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120, every: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def wait_phase(
+    cluster: Any, namespace: str, name: str, phases: tuple[str, ...], timeout: float = 180
+) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        st = tj_status(cluster, namespace, name)
+        return st if st.get("phase") in phases else None
+
+    return wait_for(f"{name} phase in {phases}", probe, timeout)
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions") or [] if c["type"] == type_)
+
+
+def trainer_intervals(pods: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(product hash, pod name, startedAt, finishedAt) of every trainer run that started."""
+    out = []
+    for pod in pods:
+        h = pod["metadata"]["labels"][LABEL_HASH]
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            state = cs.get("state") or {}
+            term = state.get("terminated")
+            run = state.get("running")
+            if term and term.get("startedAt"):
+                out.append((h, pod["metadata"]["name"], term["startedAt"], term["finishedAt"]))
+            elif run:
+                out.append((h, pod["metadata"]["name"], run["startedAt"], "9999"))
+    return out

@@ -1,0 +1,106 @@
+"""The real API server rejects invalid TrainingJobs at apply time, with a message a person can act on."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+VALID: dict[str, Any] = {
+    "apiVersion": "training.forecast.dev/v1alpha1",
+    "kind": "TrainingJob",
+    "metadata": {"name": "valid"},
+    "spec": {"products": ["a", "b"], "data": {"configMap": {"name": "sales", "key": "sales.csv"}}},
+}
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(VALID)
+    node = body["spec"]
+    keys = path.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    if value is _DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return body
+
+
+_DELETE = object()
+
+INVALID = [
+    ("no products", _with("products", []), "spec.products"),
+    ("duplicate products", _with("products", ["a", "a"]), "Duplicate value"),
+    ("empty product id", _with("products", [""]), "spec.products[0]"),
+    ("parallelism 0", _with("parallelism", 0), "spec.parallelism"),
+    ("parallelism 5000", _with("parallelism", 5000), "spec.parallelism"),
+    ("two data sources", _with("data.postgres", {"secretRef": {"name": "db", "key": "dsn"}}), "exactly one source"),
+    ("no data source", _with("data", {}), "exactly one source"),
+    ("horizon 0", _with("forecast.horizonDays", 0), "spec.forecast.horizonDays"),
+    ("horizon 20 years", _with("forecast.horizonDays", 7300), "spec.forecast.horizonDays"),
+    ("bad frequency", _with("forecast.frequency", "H"), "spec.forecast.frequency"),
+    ("bad metric", _with("tuning.metric", "r2"), "spec.tuning.metric"),
+    ("maxFailed 150%", _with("maxFailedProducts", "150%"), "maxFailedProducts must be"),
+    ("maxFailed -1", _with("maxFailedProducts", -1), "maxFailedProducts must be"),
+    ("maxFailed words", _with("maxFailedProducts", "ten"), "maxFailedProducts must be"),
+    (
+        "sql in table name",
+        _with("data", {"postgres": {"secretRef": {"name": "db", "key": "dsn"}, "table": "sales; DROP TABLE x"}}),
+        "spec.data.postgres.table",
+    ),
+    ("unknown field", _with("paralelism", 3), "paralelism"),
+    (
+        "configMap data, output without secret",
+        _with("output", {"postgres": {"schema": "m"}}),
+        "output.postgres.secretRef is required",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "expected"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_spec_is_rejected(
+    cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str, trainingjob_crd: None
+) -> None:
+    result = cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", "--validate=strict", input=json.dumps(body), check=False
+    )
+    assert result.returncode != 0, f"{case}: accepted but should be rejected"
+    assert expected in result.stderr, f"{case}: unclear message: {result.stderr}"
+
+
+def test_valid_spec_gets_defaults(cluster: Any, namespace: str, trainingjob_crd: None) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(VALID))
+    got = json.loads(cluster.kubectl("get", "tj", "valid", "-n", namespace, "-o", "json").stdout)
+    spec = got["spec"]
+    assert spec["parallelism"] == 4 and spec["backoffLimit"] == 2 and spec["suspend"] is False
+    assert spec["forecast"] == {"horizonDays": 30, "frequency": "D"}
+    assert spec["tuning"]["metric"] == "smape" and spec["tuning"]["folds"] == 3
+    assert spec["template"]["image"].startswith("ghcr.io/trainingjob-operator/forecast-trainer")
+
+
+def test_immutable_fields(cluster: Any, namespace: str, trainingjob_crd: None) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(VALID))
+    changed = _with("products", ["a", "b", "c"])
+    result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(changed), check=False)
+    assert result.returncode != 0 and "products cannot change after creation" in result.stderr
+    ok = _with("parallelism", 9)  # mutable
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(ok))
+
+
+def test_ten_thousand_products_accepted(cluster: Any, namespace: str, trainingjob_crd: None) -> None:
+    body = _with("products", [f"sku-{i:05d}" for i in range(10000)])
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(body))
+    too_many = _with("products", [f"sku-{i:05d}" for i in range(10001)])
+    too_many["metadata"]["name"] = "toomany"
+    result = cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(too_many), check=False)
+    assert result.returncode != 0 and "spec.products" in result.stderr
+
+
+def test_explain_documents_fields(cluster: Any, trainingjob_crd: None) -> None:
+    out = cluster.kubectl("explain", "trainingjob.spec.tuning").stdout
+    assert "automatic by product class" in out and "warmStart" in out
