@@ -127,14 +127,12 @@ def test_scale_down_and_up_mid_run(
     apply(cluster, namespace, tj_body("scaled", products, parallelism=1))
     wait_for("first product running", lambda: tj_status(cluster, namespace, "scaled").get("products", {}).get("active"))
     cluster.kubectl("scale", "-n", namespace, "tj/scaled", "--replicas=4")
-    st = wait_for(
-        "4 active",
-        lambda: (
-            (s := tj_status(cluster, namespace, "scaled"))
-            if s["products"]["active"] >= 3 or s.get("phase") == "Succeeded"
-            else None
-        ),
-    )
+
+    def scaled_up() -> dict[str, Any] | None:
+        s = tj_status(cluster, namespace, "scaled")
+        return s if s["products"]["active"] >= 3 or s.get("phase") == "Succeeded" else None
+
+    st = wait_for("3+ active after scaling up", scaled_up)
     assert st["parallelism"] == 4
     cluster.kubectl("scale", "-n", namespace, "tj/scaled", "--replicas=1")
     wait_for("parallelism 1 in status", lambda: tj_status(cluster, namespace, "scaled").get("parallelism") == 1)
