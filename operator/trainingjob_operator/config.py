@@ -35,8 +35,9 @@ class OperatorConfig:
     min_pass_interval_seconds: float = 0.2
     """Shortest pause between passes: coalesces bursts of Job events into one pass."""
     request_timeout_seconds: float = 30.0
-    peering: str = ""
-    """Kopf peering name for high availability ("" = standalone)."""
+    leader_election_namespace: str = ""
+    """Namespace of the leader-election Lease; "" runs without leader election (one replica)."""
+    leader_election_name: str = "trainingjob-operator-leader"
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -46,5 +47,6 @@ class OperatorConfig:
             resync_seconds=_float("TJO_RESYNC_SECONDS", cls.resync_seconds),
             min_pass_interval_seconds=_float("TJO_MIN_PASS_INTERVAL_SECONDS", cls.min_pass_interval_seconds),
             request_timeout_seconds=_float("TJO_REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds),
-            peering=os.environ.get("TJO_PEERING", ""),
+            leader_election_namespace=os.environ.get("TJO_LEADER_ELECTION_NAMESPACE", ""),
+            leader_election_name=os.environ.get("TJO_LEADER_ELECTION_NAME", cls.leader_election_name),
         )

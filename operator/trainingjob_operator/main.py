@@ -20,6 +20,7 @@ from trainingjob_operator.api import GROUP, PLURAL, VERSION, TrainingJob
 from trainingjob_operator.config import OperatorConfig
 from trainingjob_operator.controller import reconcile_once
 from trainingjob_operator.kube import Kube, KubeError, load_client
+from trainingjob_operator.leader import LeaderElector, LeaseConfig
 from trainingjob_operator.reconcile import Settings
 
 CONFIG = OperatorConfig.from_env()
@@ -52,14 +53,38 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 10
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    if CONFIG.peering:
-        settings.peering.name = CONFIG.peering
-        settings.peering.mandatory = True
-        settings.peering.priority = 0
-    else:
-        settings.peering.standalone = True
+    settings.peering.standalone = True  # HA is our own Lease-based leader election (leader.py)
     metrics.serve(CONFIG.metrics_port)
-    _kube()
+    kube = _kube()
+    if CONFIG.leader_election_namespace:
+        elector = LeaderElector(kube, LeaseConfig(CONFIG.leader_election_namespace, CONFIG.leader_election_name))
+        _state["elector"] = elector
+        _state["elector_task"] = asyncio.create_task(elector.run())
+
+
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    elector: LeaderElector | None = _state.get("elector")
+    task: asyncio.Task[None] | None = _state.get("elector_task")
+    if task is not None:
+        task.cancel()
+    if elector is not None:
+        await elector.release()
+
+
+def _is_leader() -> bool:
+    elector: LeaderElector | None = _state.get("elector")
+    return elector is None or elector.is_leader
+
+
+async def _until_leader(stopped: kopf.DaemonStopped) -> None:
+    elector: LeaderElector | None = _state.get("elector")
+    while elector is not None and not elector.is_leader and not stopped:
+        waiter = asyncio.ensure_future(elector.wait_leader())
+        try:
+            await asyncio.wait({waiter}, timeout=1.0)
+        finally:
+            waiter.cancel()
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
@@ -82,6 +107,9 @@ async def run_trainingjob(
 
     try:
         while not stopped:
+            await _until_leader(stopped)  # a standby replica never reconciles
+            if stopped:
+                break
             wake.clear()
             try:
                 result = await reconcile_once(_kube(), namespace, name, post_event, settings)
@@ -122,6 +150,8 @@ def product_job_changed(*, namespace: str | None, **_: Any) -> None:
 async def trainingjob_deleted(*, body: kopf.Body, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
     """Stop product Jobs and release product Leases at once (GC would too, more slowly)."""
     assert namespace is not None, "TrainingJob is namespaced"
+    if not _is_leader():
+        raise kopf.TemporaryError("not the leader: the leader replica handles the deletion", delay=5)
     tj = TrainingJob.model_validate(dict(body))
     kube = _kube()
     for job in await kube.list_jobs(namespace, builders.selector(tj)):
