@@ -12,8 +12,9 @@ venv:
 lint: venv
 	.venv/bin/ruff check . && .venv/bin/mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/node_agent hack/localcluster
 
-crds: venv       ## regenerate crds/ from the pydantic API models
+crds: venv       ## regenerate crds/ and docs/api-reference.md from the pydantic API models
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.crdgen > crds/trainingjob.yaml
+	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.refdoc > docs/api-reference.md
 
 cluster-up: venv ## start etcd + control plane + node agent; prints export KUBECONFIG=...
 	@PYTHONPATH=hack .venv/bin/python -m localcluster up

@@ -55,3 +55,10 @@ def test_subresources_and_printer_columns() -> None:
         "Age",
     ]
     assert crd["spec"]["names"]["shortNames"] == ["tj"] and crd["spec"]["names"]["categories"] == ["forecast"]
+
+
+def test_api_reference_is_current() -> None:
+    from trainingjob_operator import refdoc
+
+    path = CRD_PATH.parents[1] / "docs" / "api-reference.md"
+    assert path.read_text() == refdoc.render(), "docs/api-reference.md is stale: run `make crds` and commit"
