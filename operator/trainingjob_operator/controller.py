@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Conflict, Kube, KubeError
 from trainingjob_operator.observe import gather
 from trainingjob_operator.reconcile import (
+    Action,
     DeleteJob,
     Event,
     Launch,
@@ -44,40 +46,49 @@ def status_dict(plan: Plan) -> dict[str, Any]:
     return plan.status.model_dump(by_alias=True, mode="json")
 
 
+async def _act(kube: Kube, tj: TrainingJob, plan: Plan, action: Action, now: datetime, settings: Settings) -> None:
+    ns = tj.namespace
+    if isinstance(action, Launch):
+        if not await leases.acquire(kube, tj, action.product, now, settings.lease_duration_seconds, action.takeover):
+            metrics.LEASE_WAITS.inc()
+            return
+        try:
+            await kube.create_job(ns, builders.build_job(tj, action.index, plan.status.retry_failed or ""))
+            metrics.JOBS_LAUNCHED.inc()
+        except Conflict:
+            pass  # already created by an earlier pass whose effect we had not observed yet
+    elif isinstance(action, RenewLease):
+        await leases.renew(kube, tj, action.lease, now)
+    elif isinstance(action, ReleaseLease):
+        await leases.release(kube, tj, action.lease)
+    elif isinstance(action, DeleteJob):
+        await kube.delete_job(ns, action.name)
+    elif isinstance(action, SetJobTTL):
+        await kube.patch_job(ns, action.name, {"spec": {"ttlSecondsAfterFinished": action.seconds}})
+
+
 async def apply(
     kube: Kube, tj: TrainingJob, plan: Plan, now: datetime, settings: Settings, post_event: EventPoster
-) -> list[str]:
-    """Carry out the plan's actions; returns the products whose launch lost a Lease race."""
-    lost: list[str] = []
-    ns = tj.namespace
+) -> None:
+    """Carry out the plan's API actions concurrently (bounded), then post its events.
+
+    Actions of one plan are independent of each other (each touches one product's Lease
+    and/or Job), so their order does not matter; launches still go out in product order.
+    """
+    semaphore = asyncio.Semaphore(settings.max_concurrent_actions)
+
+    async def guarded(action: Action) -> None:
+        async with semaphore:
+            try:
+                await _act(kube, tj, plan, action, now, settings)
+            except KubeError as exc:
+                metrics.RECONCILE_ERRORS.labels(kind=type(action).__name__).inc()
+                log.warning("%s/%s: %s failed: %s", tj.namespace, tj.name, type(action).__name__, exc)
+
+    await asyncio.gather(*(guarded(a) for a in plan.actions if not isinstance(a, Event)))
     for action in plan.actions:
-        try:
-            if isinstance(action, Launch):
-                if not await leases.acquire(
-                    kube, tj, action.product, now, settings.lease_duration_seconds, action.takeover
-                ):
-                    lost.append(action.product)
-                    metrics.LEASE_WAITS.inc()
-                    continue
-                try:
-                    await kube.create_job(ns, builders.build_job(tj, action.index, plan.status.retry_failed or ""))
-                    metrics.JOBS_LAUNCHED.inc()
-                except Conflict:
-                    pass  # already created by an earlier pass whose effect we had not observed yet
-            elif isinstance(action, RenewLease):
-                await leases.renew(kube, tj, action.lease, now)
-            elif isinstance(action, ReleaseLease):
-                await leases.release(kube, tj, action.lease)
-            elif isinstance(action, DeleteJob):
-                await kube.delete_job(ns, action.name)
-            elif isinstance(action, SetJobTTL):
-                await kube.patch_job(ns, action.name, {"spec": {"ttlSecondsAfterFinished": action.seconds}})
-            elif isinstance(action, Event):
-                post_event(action.type, action.reason, action.message)
-        except KubeError as exc:
-            metrics.RECONCILE_ERRORS.labels(kind=type(action).__name__).inc()
-            log.warning("%s/%s: %s failed: %s", ns, tj.name, type(action).__name__, exc)
-    return lost
+        if isinstance(action, Event):
+            post_event(action.type, action.reason, action.message)
 
 
 async def reconcile_once(

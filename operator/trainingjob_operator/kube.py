@@ -54,9 +54,10 @@ def load_client(request_timeout: float = 30.0) -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    api = client.ApiClient()
-    api.configuration.retries = 3
-    return api
+    cfg = client.Configuration.get_default_copy()
+    cfg.retries = 3
+    cfg.connection_pool_maxsize = 32  # concurrent calls from worker threads share this pool
+    return client.ApiClient(cfg)
 
 
 class Kube:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -53,6 +54,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 10
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Blocking client calls run in worker threads; the default pool (cpus + 4) is too small
+    # for the concurrent launches of one pass.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube"))
     settings.peering.standalone = True  # HA is our own Lease-based leader election (leader.py)
     metrics.serve(CONFIG.metrics_port)
     kube = _kube()
@@ -143,6 +147,14 @@ def trainingjob_changed(*, namespace: str | None, name: str, **_: Any) -> None:
 def product_job_changed(*, namespace: str | None, **_: Any) -> None:
     """A product Job changed: its TrainingJob, and any waiting on its Lease, may act now."""
     if namespace:
+        _wake(namespace)
+
+
+@kopf.on.event("", "v1", "pods", labels={builders.LABEL_PRODUCT_HASH: kopf.PRESENT})
+def product_pod_changed(*, namespace: str | None, status: kopf.Status, **_: Any) -> None:
+    """A trainer pod finished: its product is done before the Job controller marks the Job (up to ~1 s
+    later, it batches pod updates), so the slot can be reused at once."""
+    if namespace and status.get("phase") in ("Succeeded", "Failed"):
         _wake(namespace)
 
 

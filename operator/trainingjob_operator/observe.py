@@ -15,6 +15,8 @@ from trainingjob_operator.reconcile import Observed, ObservedJob, ObservedLease
 from trainingjob_operator.termination import parse_report
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+POD_QUERY_CHUNK = 100
+"""Job names per label-selector query (keeps the request URL short at high parallelism)."""
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -32,6 +34,10 @@ def _finished(job: Obj) -> tuple[str | None, str, str]:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
             return cond["type"], cond.get("reason") or "", cond.get("message") or ""
     return None, "", ""
+
+
+def pod_succeeded(pods: list[Obj]) -> bool:
+    return any((p.get("status") or {}).get("phase") == "Succeeded" for p in pods)
 
 
 def last_termination(pods: list[Obj], container: str = "trainer") -> tuple[int | None, str | None]:
@@ -63,7 +69,8 @@ def parse_job(job: Obj, product_index: dict[str, int], pods: list[Obj] | None) -
     finished, reason, message = _finished(job)
     exit_code: int | None = None
     report = None
-    if finished is not None and pods is not None:
+    succeeded_pod = finished is None and pods is not None and pod_succeeded(pods)
+    if (finished is not None or succeeded_pod) and pods is not None:
         exit_code, term = last_termination(pods)
         report = parse_report(term, product)
     return ObservedJob(
@@ -79,6 +86,7 @@ def parse_job(job: Obj, product_index: dict[str, int], pods: list[Obj] | None) -
         ttl_seconds=(job.get("spec") or {}).get("ttlSecondsAfterFinished"),
         report=report,
         exit_code=exit_code,
+        pod_succeeded=succeeded_pod,
     )
 
 
@@ -98,11 +106,10 @@ def _owned_by(obj: Obj, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
-def needs_pods(job: Obj, tj: TrainingJob, folded: set[int], product_index: dict[str, int]) -> bool:
-    """A finished Job whose product isn't recorded yet: its pod's report is needed once."""
-    finished, _, _ = _finished(job)
+def needs_pods(job: Obj, folded: set[int], product_index: dict[str, int]) -> bool:
+    """A Job whose product isn't recorded yet: its pods tell whether (and how) it ended."""
     product = ((job.get("metadata") or {}).get("annotations") or {}).get(builders.ANNOTATION_PRODUCT)
-    return finished is not None and product in product_index and product_index[product] not in folded
+    return product in product_index and product_index[product] not in folded
 
 
 async def gather(kube: Kube, tj: TrainingJob, folded: set[int]) -> Observed:
@@ -116,10 +123,10 @@ async def gather(kube: Kube, tj: TrainingJob, folded: set[int]) -> Observed:
         for j in all_jobs
         if not _owned_by(j, tj.uid) and _finished(j)[0] is None
     )
-    newly_finished = [j for j in ours if needs_pods(j, tj, folded, product_index)]
-    pods_by_job: dict[str, list[Obj]] = {}
-    if newly_finished:
-        names = ",".join(sorted(j["metadata"]["name"] for j in newly_finished))
+    unrecorded = sorted(j["metadata"]["name"] for j in ours if needs_pods(j, folded, product_index))
+    pods_by_job: dict[str, list[Obj]] = {name: [] for name in unrecorded}
+    for start in range(0, len(unrecorded), POD_QUERY_CHUNK):
+        names = ",".join(unrecorded[start : start + POD_QUERY_CHUNK])
         for pod in await kube.list_pods(ns, f"{JOB_NAME_LABEL} in ({names})"):
             job_name = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL, "")
             pods_by_job.setdefault(job_name, []).append(pod)

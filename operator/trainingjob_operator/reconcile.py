@@ -43,6 +43,17 @@ class ObservedJob:
     ttl_seconds: int | None = None
     report: ProductReport | None = None
     exit_code: int | None = None
+    pod_succeeded: bool = False
+    """The trainer pod exited 0 (restartPolicy Never: the Job will complete). The Job controller marks
+    the Job Complete up to ~1 s later (it batches pod updates); the product is done already."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.finished == "Complete" or (self.finished is None and self.pod_succeeded)
+
+    @property
+    def running(self) -> bool:
+        return self.finished is None and not self.pod_succeeded
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,9 @@ class Plan:
 class Settings:
     lease_duration_seconds: int = 60
     renew_fraction: float = 1 / 3
-    """Renew a held Lease when less than this fraction of its duration remains... measured from renewTime."""
+    """Renew a held Lease once this fraction of its duration has passed since its renewTime."""
+    max_concurrent_actions: int = 16
+    """API actions of one pass in flight at once."""
 
 
 # ---------------------------------------------------------------- failure classes
@@ -189,7 +202,7 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
         product = spec.products[index]
         if job.retry_round != retry_round:
             # A Job from an earlier round; it must go before the product can run again.
-            if job.finished is None and not job.deleting:
+            if job.running and not job.deleting:
                 active.add(index)  # still running: let it finish, count it as active
                 continue
             if not job.deleting:
@@ -198,15 +211,15 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
                 blocked_by_old_job.add(index)
             continue
         if job.deleting:
-            if job.finished is None and index not in succeeded | failed:
+            if job.running and index not in succeeded | failed:
                 blocked_by_old_job.add(index)
             continue
-        if job.finished is None:
+        if job.running:
             if index not in succeeded | failed:
                 active.add(index)
             continue
         if index not in succeeded | failed:
-            if job.finished == "Complete":
+            if job.succeeded:
                 succeeded.add(index)
                 r = job.report
                 st.results = add_result(
@@ -226,7 +239,7 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
                     ProductFailure(product=product, reason=reason, message=message[:512], attempts=attempts),
                 )
                 actions.append(Event("Warning", "ProductFailed", f"{product}: {reason}: {message}"[:1024]))
-            if spec.ttl_seconds_after_finished is not None and job.ttl_seconds is None:
+            if spec.ttl_seconds_after_finished is not None and job.ttl_seconds is None and job.finished:
                 actions.append(SetJobTTL(job.name, spec.ttl_seconds_after_finished))
 
     # Leases: renew what our running Jobs hold, release what finished products still hold.

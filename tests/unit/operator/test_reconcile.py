@@ -244,3 +244,27 @@ def test_completion_event_emitted_once() -> None:
     later = reconcile(with_status(tj, plan.status), Observed(jobs={0: done(0)}), NOW + timedelta(minutes=1))
     assert not any(isinstance(a, Event) for a in later.actions)
     assert later.status == plan.status
+
+
+def test_succeeded_pod_frees_the_slot_before_the_job_controller_marks_complete() -> None:
+    tj = make_tj(parallelism=2, products=["a", "b", "c"])
+    report = ProductReport(product="a", status="trained", error=0.1)
+    jobs = {
+        0: ObservedJob(name="j0", index=0, retry_round="", active=1, pod_succeeded=True, report=report),
+        1: running(1),
+    }
+    plan = reconcile(tj, Observed(jobs=jobs, leases={lease("a").name: lease("a")}), NOW)
+    assert plan.status.succeeded_indexes == "0" and launches(plan) == [2]
+    assert plan.status.products.active == 2  # b still running, c just launched
+    assert ReleaseLease(lease("a")) in plan.actions
+    # when the Job is then marked Complete, nothing is counted twice
+    jobs[0] = done(0, report=report)
+    again = reconcile(with_status(tj, plan.status), Observed(jobs=jobs), NOW)
+    assert again.status.results == plan.status.results
+
+
+def test_failed_pod_is_not_done_until_the_job_says_so() -> None:
+    tj = make_tj(parallelism=1, products=["a", "b"])
+    job = ObservedJob(name="j0", index=0, retry_round="", active=0, failed_pods=1)  # retry pending
+    plan = reconcile(tj, Observed(jobs={0: job}), NOW)
+    assert plan.status.products.active == 1 and launches(plan) == []

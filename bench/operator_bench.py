@@ -1,0 +1,278 @@
+"""Operator overhead vs a native Indexed Job, on the real local control plane (prints a table).
+
+    .venv/bin/python bench/operator_bench.py [--products 500] [--parallelism 50]
+
+Both runs execute the same pods: the node agent's ``localhost/tjo-noop`` image, which exits at
+once after writing a trainer-shaped termination message (so this measures orchestration, not
+training). Run A is one ``batch/v1`` Indexed Job (completions=N, parallelism=P); run B is a
+TrainingJob of N products with parallelism P, reconciled by the operator running as a local
+process authenticated as its ServiceAccount (the RBAC of manifests/base/rbac.yaml).
+
+Figures: wall time from create to done, and the ratio B/A (target ≤ 1.25); API writes per
+product made by the operator's identity, counted in the API server's audit log (target ≤ 6);
+the operator's peak RSS (target ≤ 150 MB); time from create to the first pod.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "operator")]
+
+from localcluster import LocalCluster, find_binaries  # noqa: E402
+
+OPERATOR_USER = "system:serviceaccount:trainingjob-system:trainingjob-operator"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+RESTRICTED_POD: dict[str, Any] = {
+    "restartPolicy": "Never",
+    "automountServiceAccountToken": False,
+    "securityContext": {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+}
+CONTAINER_SC = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
+    r = subprocess.run(
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args], input=input, capture_output=True, text=True, timeout=300
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {r.stderr}")
+    return r.stdout
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def wait_first_pod(kubeconfig: Path, ns: str, selector: str, t0: float) -> float:
+    """Seconds from ``t0`` until the first pod exists (polled; ~0.05 s resolution)."""
+    while not kubectl(kubeconfig, "get", "pods", "-n", ns, "-l", selector, "-o", "name").strip():
+        time.sleep(0.02)
+    return time.time() - t0
+
+
+def audit_writes(audit_log: Path, since: float, user: str | None) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    if not audit_log.exists():
+        return counts
+    for line in audit_log.read_text(errors="replace").splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("stage") != "ResponseComplete" or ev.get("verb") not in WRITE_VERBS:
+            continue
+        if ts(ev["requestReceivedTimestamp"]) < since:
+            continue
+        if user is not None and ev.get("user", {}).get("username") != user:
+            continue
+        ref = ev.get("objectRef") or {}
+        counts[
+            f"{ev['verb']} {ref.get('resource', '?')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"
+        ] += 1
+    return counts
+
+
+def run_native(kubeconfig: Path, ns: str, n: int, p: int) -> dict[str, float]:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "native"},
+        "spec": {
+            "completions": n,
+            "parallelism": p,
+            "completionMode": "Indexed",
+            "backoffLimitPerIndex": 2,
+            "template": {
+                "metadata": {"labels": {"bench": "native"}},
+                "spec": {
+                    **RESTRICTED_POD,
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": "localhost/tjo-noop",
+                            "securityContext": CONTAINER_SC,
+                            "env": [{"name": "TRAINER_TERMINATION_LOG", "value": "/dev/termination-log"}],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    t0 = time.time()
+    kubectl(kubeconfig, "create", "-n", ns, "-f", "-", input=json.dumps(job))
+    first = wait_first_pod(kubeconfig, ns, "bench=native", t0)
+    kubectl(kubeconfig, "wait", "-n", ns, "--for=condition=Complete", "job/native", "--timeout=1800s")
+    return {"wall": time.time() - t0, "first_pod": first}
+
+
+def operator_kubeconfig(kubeconfig: Path, out: Path) -> Path:
+    kubectl(kubeconfig, "apply", "-f", str(ROOT / "manifests" / "base" / "namespace.yaml"))
+    rbac = kubectl(kubeconfig, "kustomize", str(ROOT / "manifests" / "base"))
+    docs = [
+        d
+        for d in yaml.safe_load_all(rbac)
+        if d and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Namespace")
+    ]
+    kubectl(kubeconfig, "apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
+    token = kubectl(
+        kubeconfig, "create", "token", "-n", "trainingjob-system", "trainingjob-operator", "--duration=2h"
+    ).strip()
+    cfg = yaml.safe_load(kubeconfig.read_text())
+    cfg["users"] = [{"name": "operator", "user": {"token": token}}]
+    for ctx in cfg["contexts"]:
+        ctx["context"]["user"] = "operator"
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_operator(kubeconfig: Path, ns: str, n: int, p: int, work: Path) -> dict[str, float]:
+    op_kubeconfig = operator_kubeconfig(kubeconfig, work / "operator.kubeconfig")
+    health, metrics = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(op_kubeconfig),
+        "PYTHONPATH": str(ROOT / "operator"),
+        "TJO_METRICS_PORT": str(metrics),
+    }
+    log = open(work / "operator.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "-m",
+            "trainingjob_operator.main",
+            "--all-namespaces",
+            f"--liveness=http://127.0.0.1:{health}/healthz",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        ps = psutil.Process(proc.pid)
+        tj = {
+            "apiVersion": "training.forecast.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "metadata": {"name": "bench"},
+            "spec": {
+                "products": [f"sku-{i:05d}" for i in range(n)],
+                "parallelism": p,
+                "data": {"configMap": {"name": "sales", "key": "sales.csv"}},
+                "template": {"image": "localhost/tjo-noop"},
+            },
+        }
+        kubectl(kubeconfig, "create", "configmap", "sales", "-n", ns, "--from-literal=sales.csv=product_id,ds,y")
+        time.sleep(1)
+        t0 = time.time()
+        kubectl(kubeconfig, "create", "-n", ns, "-f", "-", input=json.dumps(tj))
+        first = wait_first_pod(kubeconfig, ns, "training.forecast.dev/trainingjob=bench", t0)
+        peak = 0
+        while True:
+            peak = max(peak, ps.memory_info().rss)
+            phase = kubectl(kubeconfig, "get", "tj", "bench", "-n", ns, "-o", "jsonpath={.status.phase}")
+            if phase in ("Succeeded", "Failed"):
+                break
+            time.sleep(0.25)
+        wall = time.time() - t0
+        st = json.loads(kubectl(kubeconfig, "get", "tj", "bench", "-n", ns, "-o", "jsonpath={.status}"))
+        return {
+            "wall": wall,
+            "first_pod": first,
+            "peak_rss_mb": peak / 2**20,
+            "t0": t0,
+            "succeeded": float(st["products"]["succeeded"]),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--products", type=int, default=500)
+    ap.add_argument("--parallelism", type=int, default=50)
+    args = ap.parse_args()
+    n, p = args.products, args.parallelism
+    with tempfile.TemporaryDirectory(prefix="tjo-bench-") as tmp:
+        work = Path(tmp)
+        cluster = LocalCluster(state_dir=work / "cluster", bin_dir=find_binaries())
+        kubeconfig = cluster.start()
+        try:
+            kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds" / "trainingjob.yaml"))
+            kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/trainingjobs.training.forecast.dev")
+            for ns in ("bench-native", "bench-operator"):
+                kubectl(kubeconfig, "create", "namespace", ns)
+                kubectl(kubeconfig, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+            time.sleep(2)  # default ServiceAccounts
+            native = run_native(kubeconfig, "bench-native", n, p)
+            op = run_operator(kubeconfig, "bench-operator", n, p, work)
+            audit = cluster.logs / "audit.log"
+            writes = audit_writes(audit, op["t0"] - 5, OPERATOR_USER)
+        finally:
+            cluster.stop()
+    total_writes = sum(writes.values())
+    rows = [
+        ("products x parallelism", f"{n} x {p}", f"{n} x {p}", ""),
+        (
+            "wall time, create -> done (s)",
+            f"{native['wall']:.1f}",
+            f"{op['wall']:.1f}",
+            f"ratio {op['wall'] / native['wall']:.2f}x (target <= 1.25x)",
+        ),
+        ("pods per second", f"{n / native['wall']:.1f}", f"{n / op['wall']:.1f}", ""),
+        ("create -> first pod (s)", f"{native['first_pod']:.2f}", f"{op['first_pod']:.2f}", ""),
+        ("operator API writes per product", "-", f"{total_writes / n:.2f}", "target <= 6 (audit log, operator SA)"),
+        ("operator peak RSS (MB)", "-", f"{op['peak_rss_mb']:.0f}", "target <= 150"),
+        ("products succeeded", str(n), f"{op['succeeded']:.0f}", ""),
+    ]
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    head = ("measure", "native Indexed Job", "TrainingJob + operator", "note")
+    w = [max(w[i], len(head[i])) for i in range(4)]
+    line = " | ".join(h.ljust(w[i]) for i, h in enumerate(head))
+    print(line)
+    print("-+-".join("-" * x for x in w))
+    for r in rows:
+        print(" | ".join(c.ljust(w[i]) for i, c in enumerate(r)))
+    print("\noperator writes by kind:", ", ".join(f"{k}: {v}" for k, v in writes.most_common()))
+
+
+if __name__ == "__main__":
+    main()
