@@ -12,6 +12,7 @@ from typing import Any
 
 from trainingjob_operator import builders, leases, metrics
 from trainingjob_operator.api import TrainingJob
+from trainingjob_operator.builders import job_name
 from trainingjob_operator.kube import Conflict, Kube, KubeError
 from trainingjob_operator.observe import gather
 from trainingjob_operator.reconcile import (
@@ -19,6 +20,7 @@ from trainingjob_operator.reconcile import (
     DeleteJob,
     Event,
     Launch,
+    Observed,
     Plan,
     ReleaseLease,
     RenewLease,
@@ -34,12 +36,26 @@ EventPoster = Callable[[str, str, str], None]
 """(type, reason, message) -> posts a Kubernetes Event on the TrainingJob."""
 
 
+Observe = Callable[[TrainingJob, set[int]], Awaitable[Observed]]
+"""(TrainingJob, recorded product indexes) -> reconcile inputs (from the watch caches, or the API)."""
+
+
 @dataclass
 class PassResult:
     plan: Plan
     status_written: bool
     finished: bool
     active: int
+
+    @property
+    def created_jobs(self) -> set[str]:
+        return {job_name(self.tj_name, a.product) for a in self.plan.actions if isinstance(a, Launch)}
+
+    @property
+    def released_leases(self) -> set[str]:
+        return {a.lease.name for a in self.plan.actions if isinstance(a, ReleaseLease)}
+
+    tj_name: str = ""
 
 
 def status_dict(plan: Plan) -> dict[str, Any]:
@@ -96,16 +112,20 @@ async def reconcile_once(
     namespace: str,
     name: str,
     post_event: EventPoster,
+    observe: Observe | None = None,
     settings: Settings = Settings(),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    fetch: Callable[[str, str], Awaitable[dict[str, Any]]] | None = None,
 ) -> PassResult:
-    """Observe the TrainingJob (fresh from the API), decide, act, write status if it changed."""
+    """Observe, decide, act, write status if it changed.
+
+    The TrainingJob itself is read fresh from the API every pass (its status is the durable
+    record, and must not be stale); children come from ``observe`` (the operator's caches).
+    """
     started = time.perf_counter()
-    raw = await (fetch or kube.get_trainingjob)(namespace, name)
+    raw = await kube.get_trainingjob(namespace, name)
     tj = TrainingJob.model_validate(raw)
     folded = parse_indexes(tj.status.succeeded_indexes) | parse_indexes(tj.status.failed_indexes)
-    observed = await gather(kube, tj, folded)
+    observed = await (observe or (lambda t, f: gather(kube, t, f)))(tj, folded)
     now = clock()
     plan = reconcile(tj, observed, now, settings)
     # Status first: what a pass folded in (finished products) must be on record before any
@@ -125,4 +145,5 @@ async def reconcile_once(
         status_written=written,
         finished=st.phase in ("Succeeded", "Failed"),
         active=st.products.active,
+        tj_name=name,
     )

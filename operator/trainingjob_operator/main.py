@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
-from trainingjob_operator import builders, leases, metrics
+from trainingjob_operator import builders, leases, metrics, observe
 from trainingjob_operator.api import GROUP, PLURAL, VERSION, TrainingJob
 from trainingjob_operator.config import OperatorConfig
 from trainingjob_operator.controller import reconcile_once
 from trainingjob_operator.kube import Kube, KubeError, load_client
 from trainingjob_operator.leader import LeaderElector, LeaseConfig
-from trainingjob_operator.reconcile import Settings
+from trainingjob_operator.reconcile import Observed, Settings
 
 CONFIG = OperatorConfig.from_env()
 _state: dict[str, Any] = {}
 _wakeups: dict[tuple[str, str], asyncio.Event] = {}
+SETTLE_SECONDS = 2.0
 
 
 def _kube() -> Kube:
@@ -50,6 +52,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # One INFO line per handler call and event is most of the operator's CPU at high pod churn.
+    logging.getLogger("kopf.objects").setLevel(os.environ.get("TJO_KOPF_OBJECT_LOG_LEVEL", "WARNING"))
     settings.networking.request_timeout = CONFIG.request_timeout_seconds
     settings.networking.connect_timeout = 10
     settings.watching.server_timeout = 300
@@ -91,6 +95,63 @@ async def _until_leader(stopped: kopf.DaemonStopped) -> None:
             waiter.cancel()
 
 
+# ---------------------------------------------------------------- watch-fed caches
+# Kopf indexes mirror product Jobs, pods and Leases (like controller-runtime's cached client);
+# Kopf fills them before any handler runs, so a restarted operator starts from a full picture.
+
+
+# The index functions are async (no thread hop per event) and double as the wake-up: a change
+# of a product Job or a finished product pod wakes the TrainingJobs of that namespace.
+
+
+@kopf.index("batch", "v1", "jobs", labels={builders.LABEL_PRODUCT_HASH: kopf.PRESENT})
+async def product_jobs(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[str | None, dict[str, Any]]:
+    if namespace:
+        _wake(namespace)
+    return {namespace: observe.trim_job(dict(body))}
+
+
+@kopf.index("", "v1", "pods", labels={builders.LABEL_PRODUCT_HASH: kopf.PRESENT})
+async def product_pods(
+    *, namespace: str | None, body: kopf.Body, status: kopf.Status, **_: Any
+) -> dict[tuple[str | None, str], dict[str, Any]]:
+    # A trainer pod that exited 0 means its product is done before the Job controller marks the
+    # Job Complete (up to ~1 s later: it batches pod updates), so the slot can be reused at once.
+    if namespace and status.get("phase") in ("Succeeded", "Failed"):
+        _wake(namespace)
+    return {(namespace, observe.job_name_of(dict(body))): observe.trim_pod(dict(body))}
+
+
+@kopf.index("coordination.k8s.io", "v1", "leases", labels={builders.LABEL_PRODUCT_HASH: kopf.PRESENT})
+async def product_leases(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[str | None, dict[str, Any]]:
+    return {namespace: observe.trim_lease(dict(body))}
+
+
+def _store(index: kopf.Index[Any, dict[str, Any]], key: Any) -> list[dict[str, Any]]:
+    return list(index[key]) if key in index else []
+
+
+async def _settle(
+    namespace: str,
+    created: set[str],
+    released: set[str],
+    jobs: kopf.Index[Any, dict[str, Any]],
+    leases: kopf.Index[Any, dict[str, Any]],
+) -> None:
+    """Expectations (as in Kubernetes' own controllers): before the next pass, wait briefly until the
+    caches show this pass's own writes, so it does not act twice on what it already did."""
+    try:
+        async with asyncio.timeout(SETTLE_SECONDS):
+            while True:
+                have = {j["metadata"]["name"] for j in _store(jobs, namespace)}
+                held = {x["metadata"]["name"] for x in _store(leases, namespace)}
+                if created <= have and not (released & held):
+                    return
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        pass  # the next pass copes (a repeated create is a harmless 409)
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def run_trainingjob(
     *,
@@ -99,15 +160,28 @@ async def run_trainingjob(
     body: kopf.Body,
     stopped: kopf.DaemonStopped,
     logger: kopf.Logger,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """Reconcile one TrainingJob until it is deleted."""
+    # Kopf passes each index as a keyword argument named after its function.
+    product_jobs: kopf.Index[Any, dict[str, Any]] = kwargs["product_jobs"]
+    product_pods: kopf.Index[Any, dict[str, Any]] = kwargs["product_pods"]
+    product_leases: kopf.Index[Any, dict[str, Any]] = kwargs["product_leases"]
     assert namespace is not None, "TrainingJob is namespaced"
     wake = _wakeups.setdefault((namespace, name), asyncio.Event())
     settings = Settings(lease_duration_seconds=CONFIG.lease_duration_seconds)
 
     def post_event(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
+
+    async def from_caches(tj: TrainingJob, folded: set[int]) -> Observed:
+        return observe.build(
+            tj,
+            folded,
+            _store(product_jobs, namespace),
+            lambda job: _store(product_pods, (namespace, job)),
+            _store(product_leases, namespace),
+        )
 
     try:
         while not stopped:
@@ -116,8 +190,9 @@ async def run_trainingjob(
                 break
             wake.clear()
             try:
-                result = await reconcile_once(_kube(), namespace, name, post_event, settings)
+                result = await reconcile_once(_kube(), namespace, name, post_event, from_caches, settings)
                 idle = CONFIG.resync_seconds * (6 if result.finished and not result.active else 1)
+                await _settle(namespace, result.created_jobs, result.released_leases, product_jobs, product_leases)
             except KubeError as exc:
                 if exc.status == 404:
                     return
@@ -137,25 +212,10 @@ async def run_trainingjob(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def trainingjob_changed(*, namespace: str | None, name: str, **_: Any) -> None:
+async def trainingjob_changed(*, namespace: str | None, name: str, **_: Any) -> None:
     """Spec, annotation (retry-failed) and scale changes wake the daemon at once."""
     if namespace:
         _wake(namespace, name)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={builders.LABEL_PRODUCT_HASH: kopf.PRESENT})
-def product_job_changed(*, namespace: str | None, **_: Any) -> None:
-    """A product Job changed: its TrainingJob, and any waiting on its Lease, may act now."""
-    if namespace:
-        _wake(namespace)
-
-
-@kopf.on.event("", "v1", "pods", labels={builders.LABEL_PRODUCT_HASH: kopf.PRESENT})
-def product_pod_changed(*, namespace: str | None, status: kopf.Status, **_: Any) -> None:
-    """A trainer pod finished: its product is done before the Job controller marks the Job (up to ~1 s
-    later, it batches pod updates), so the slot can be reused at once."""
-    if namespace and status.get("phase") in ("Succeeded", "Failed"):
-        _wake(namespace)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +16,6 @@ from trainingjob_operator.reconcile import Observed, ObservedJob, ObservedLease
 from trainingjob_operator.termination import parse_report
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-POD_QUERY_CHUNK = 100
-"""Job names per label-selector query (keeps the request URL short at high parallelism)."""
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -112,38 +111,99 @@ def needs_pods(job: Obj, folded: set[int], product_index: dict[str, int]) -> boo
     return product in product_index and product_index[product] not in folded
 
 
-async def gather(kube: Kube, tj: TrainingJob, folded: set[int]) -> Observed:
-    """Read everything reconcile needs: child Jobs (+ pods of newly finished ones) and Leases."""
-    ns = tj.namespace
+# ---------------------------------------------------------------- cache entries
+# The operator keeps Kopf indexes (watch-fed caches, like controller-runtime's cached client)
+# of product Jobs, pods and Leases. Entries are trimmed to what reconcile reads.
+
+
+def trim_job(body: Obj) -> Obj:
+    meta = body.get("metadata") or {}
+    ann = meta.get("annotations") or {}
+    return {
+        "metadata": {
+            "name": meta.get("name"),
+            "labels": {builders.LABEL_PRODUCT_HASH: (meta.get("labels") or {}).get(builders.LABEL_PRODUCT_HASH)},
+            "annotations": {
+                k: ann[k] for k in (builders.ANNOTATION_PRODUCT, builders.ANNOTATION_RETRY_ROUND) if k in ann
+            },
+            "ownerReferences": [{"uid": r.get("uid")} for r in meta.get("ownerReferences") or []],
+            "deletionTimestamp": meta.get("deletionTimestamp"),
+        },
+        "spec": {"ttlSecondsAfterFinished": (body.get("spec") or {}).get("ttlSecondsAfterFinished")},
+        "status": {
+            k: v for k, v in (body.get("status") or {}).items() if k in ("active", "failed", "succeeded", "conditions")
+        },
+    }
+
+
+def trim_pod(body: Obj) -> Obj:
+    status = body.get("status") or {}
+    return {
+        "metadata": {"name": (body.get("metadata") or {}).get("name")},
+        "status": {
+            "phase": status.get("phase"),
+            "containerStatuses": [
+                {"name": cs.get("name"), "state": {"terminated": (cs.get("state") or {}).get("terminated")}}
+                for cs in status.get("containerStatuses") or []
+                if (cs.get("state") or {}).get("terminated")
+            ],
+        },
+    }
+
+
+def trim_lease(body: Obj) -> Obj:
+    meta = body.get("metadata") or {}
+    return {
+        "metadata": {"name": meta.get("name"), "resourceVersion": meta.get("resourceVersion")},
+        "spec": body.get("spec") or {},
+    }
+
+
+def job_name_of(pod: Obj) -> str:
+    return str(((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL, ""))
+
+
+def build(
+    tj: TrainingJob,
+    folded: set[int],
+    jobs: Iterable[Obj],
+    pods_by_job: Callable[[str], list[Obj]],
+    leases: Iterable[Obj],
+) -> Observed:
+    """Reconcile inputs from the namespace's product Jobs, their pods and the product Leases (pure)."""
     product_index = {p: i for i, p in enumerate(tj.spec.products)}
-    all_jobs = await kube.list_jobs(ns, builders.LABEL_PRODUCT_HASH)
+    all_jobs = list(jobs)
     ours = [j for j in all_jobs if _owned_by(j, tj.uid)]
     foreign_active = frozenset(
-        ((j.get("metadata") or {}).get("labels") or {}).get(builders.LABEL_PRODUCT_HASH, "")
+        ((j.get("metadata") or {}).get("labels") or {}).get(builders.LABEL_PRODUCT_HASH) or ""
         for j in all_jobs
         if not _owned_by(j, tj.uid) and _finished(j)[0] is None
     )
-    unrecorded = sorted(j["metadata"]["name"] for j in ours if needs_pods(j, folded, product_index))
-    pods_by_job: dict[str, list[Obj]] = {name: [] for name in unrecorded}
-    for start in range(0, len(unrecorded), POD_QUERY_CHUNK):
-        names = ",".join(unrecorded[start : start + POD_QUERY_CHUNK])
-        for pod in await kube.list_pods(ns, f"{JOB_NAME_LABEL} in ({names})"):
-            job_name = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL, "")
-            pods_by_job.setdefault(job_name, []).append(pod)
-    jobs: dict[int, ObservedJob] = {}
+    observed_jobs: dict[int, ObservedJob] = {}
     for j in ours:
         name = j["metadata"]["name"]
-        parsed = parse_job(j, product_index, pods_by_job.get(name, []) if name in pods_by_job else None)
+        pods = pods_by_job(name) if needs_pods(j, folded, product_index) else None
+        parsed = parse_job(j, product_index, pods)
         if parsed is None:
             continue
-        current = jobs.get(parsed.index)
+        current = observed_jobs.get(parsed.index)
         # Prefer the live (non-deleting) Job when an old one is still being deleted.
         if current is None or (current.deleting and not parsed.deleting):
-            jobs[parsed.index] = parsed
-    leases = {
-        lease.name: lease for lease in (parse_lease(x) for x in await kube.list_leases(ns, builders.LABEL_PRODUCT_HASH))
-    }
-    return Observed(jobs=jobs, leases=leases, foreign_active=foreign_active - {""})
+            observed_jobs[parsed.index] = parsed
+    parsed_leases = {lease.name: lease for lease in (parse_lease(x) for x in leases)}
+    return Observed(jobs=observed_jobs, leases=parsed_leases, foreign_active=foreign_active - {""})
+
+
+async def gather(kube: Kube, tj: TrainingJob, folded: set[int]) -> Observed:
+    """The same inputs read straight from the API (no cache): for tools and tests."""
+    ns = tj.namespace
+    jobs = await kube.list_jobs(ns, builders.LABEL_PRODUCT_HASH)
+    pods = await kube.list_pods(ns, builders.LABEL_PRODUCT_HASH)
+    by_job: dict[str, list[Obj]] = {}
+    for pod in pods:
+        by_job.setdefault(job_name_of(pod), []).append(pod)
+    leases = await kube.list_leases(ns, builders.LABEL_PRODUCT_HASH)
+    return build(tj, folded, jobs, lambda name: by_job.get(name, []), leases)
 
 
 def observed_summary(observed: Observed) -> dict[str, Any]:
