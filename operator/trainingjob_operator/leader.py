@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from trainingjob_operator.builders import format_time
@@ -27,7 +28,10 @@ class LeaseConfig:
     name: str = "trainingjob-operator-leader"
     duration_seconds: int = 15
     renew_every_seconds: float = 5.0
-    identity: str = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    identity: str = field(
+        default_factory=lambda: os.environ.get("TJO_IDENTITY") or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    )
+    """This replica's name in the Lease (the pod name in a Deployment: TJO_IDENTITY)."""
 
 
 def can_take(holder: str | None, renew: datetime | None, duration: int, me: str, now: datetime) -> bool:

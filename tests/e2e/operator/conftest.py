@@ -26,6 +26,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+# The no-op image (tests/e2e/noop-image.yaml) for orchestration-only tests; set before the session
+# cluster (and so its node agent) starts.
+os.environ.setdefault("NODE_AGENT_IMAGES", str(ROOT / "tests" / "e2e" / "noop-image.yaml"))
 
 
 def free_port() -> int:
