@@ -239,7 +239,12 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
                     ProductFailure(product=product, reason=reason, message=message[:512], attempts=attempts),
                 )
                 actions.append(Event("Warning", "ProductFailed", f"{product}: {reason}: {message}"[:1024]))
-            if spec.ttl_seconds_after_finished is not None and job.ttl_seconds is None and job.finished:
+
+    # Finished Jobs whose product is on record get the cleanup TTL (only then: status must survive them).
+    if spec.ttl_seconds_after_finished is not None:
+        for index, job in sorted(observed.jobs.items()):
+            recorded = index in succeeded or index in failed
+            if job.finished and recorded and job.ttl_seconds is None and job.retry_round == retry_round:
                 actions.append(SetJobTTL(job.name, spec.ttl_seconds_after_finished))
 
     # Leases: renew what our running Jobs hold, release what finished products still hold.

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from tests.e2e.operator.conftest import ROOT, OperatorProcess
 from tests.e2e.operator.helpers import apply, pods_of, tj_body, tj_status, wait_for, wait_phase
 
@@ -31,11 +30,15 @@ def test_manifests_apply_cleanly_server_side(cluster: Any) -> None:
 def operator_sa_kubeconfig(cluster: Any, trainingjob_crd: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A kubeconfig holding only the operator ServiceAccount's token (RBAC from manifests/base)."""
     rendered = cluster.kubectl("kustomize", str(ROOT / "manifests" / "base")).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in
-            ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    docs = [
+        d
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    ]
     cluster.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
-    token = cluster.kubectl("create", "token", "-n", "trainingjob-system", "trainingjob-operator",
-                            "--duration=2h").stdout.strip()
+    token = cluster.kubectl(
+        "create", "token", "-n", "trainingjob-system", "trainingjob-operator", "--duration=2h"
+    ).stdout.strip()
     cfg = yaml.safe_load(Path(cluster.kubeconfig).read_text())
     cfg["users"] = [{"name": "operator", "user": {"token": token}}]
     for ctx in cfg["contexts"]:
@@ -46,12 +49,12 @@ def operator_sa_kubeconfig(cluster: Any, trainingjob_crd: None, tmp_path_factory
 
 
 def _as_operator(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True, timeout=60)
 
 
-def test_operator_rbac_is_enough_and_least(cluster: Any, namespace: str, operator_sa_kubeconfig: Path,
-                                           tmp_path: Path) -> None:
+def test_operator_rbac_is_enough_and_least(
+    cluster: Any, namespace: str, operator_sa_kubeconfig: Path, tmp_path: Path
+) -> None:
     denied = [
         ("get", "secrets", "-n", namespace),
         ("create", "deployment", "x", "--image=nginx", "-n", namespace),
@@ -76,19 +79,24 @@ def test_operator_rbac_is_enough_and_least(cluster: Any, namespace: str, operato
 
 
 def _leader(cluster: Any) -> str | None:
-    lease = cluster.kubectl("get", "lease", "-n", "trainingjob-system", "trainingjob-operator-leader",
-                            "-o", "json", check=False)
+    lease = cluster.kubectl(
+        "get", "lease", "-n", "trainingjob-system", "trainingjob-operator-leader", "-o", "json", check=False
+    )
     if lease.returncode != 0:
         return None
     return json.loads(lease.stdout)["spec"].get("holderIdentity")
 
 
-def test_standby_takes_over_when_the_leader_dies(cluster: Any, namespace: str, operator_sa_kubeconfig: Path,
-                                                 tmp_path: Path) -> None:
+def test_standby_takes_over_when_the_leader_dies(
+    cluster: Any, namespace: str, operator_sa_kubeconfig: Path, tmp_path: Path
+) -> None:
     cluster.kubectl("create", "configmap", "sales", "-n", namespace, "--from-literal=sales.csv=product_id,ds,y")
     replicas = {
-        name: OperatorProcess(str(operator_sa_kubeconfig), tmp_path / name,
-                              {"TJO_LEADER_ELECTION_NAMESPACE": "trainingjob-system", "TJO_IDENTITY": name})
+        name: OperatorProcess(
+            str(operator_sa_kubeconfig),
+            tmp_path / name,
+            {"TJO_LEADER_ELECTION_NAMESPACE": "trainingjob-system", "TJO_IDENTITY": name},
+        )
         for name in ("replica-a", "replica-b")
     }
     for name, op in replicas.items():
@@ -102,8 +110,11 @@ def test_standby_takes_over_when_the_leader_dies(cluster: Any, namespace: str, o
         body = tj_body("ha", products, parallelism=5, template=NOOP)
         body["spec"]["template"]["env"] = [{"name": "NOOP_SECONDS", "value": "1.5"}]
         apply(cluster, namespace, body)
-        wait_for("a third done", lambda: tj_status(cluster, namespace, "ha").get("products", {}).get("succeeded", 0)
-                 >= 10, 120)
+        wait_for(
+            "a third done",
+            lambda: tj_status(cluster, namespace, "ha").get("products", {}).get("succeeded", 0) >= 10,
+            120,
+        )
         replicas[leader].kill()
         killed_at = time.monotonic()
         wait_for("the standby leads", lambda: _leader(cluster) == standby, 40)
@@ -111,8 +122,9 @@ def test_standby_takes_over_when_the_leader_dies(cluster: Any, namespace: str, o
         assert took_over <= 30, f"takeover took {took_over:.1f}s"
         st = wait_phase(cluster, namespace, "ha", ("Succeeded", "Failed"), timeout=180)
         assert st["phase"] == "Succeeded" and st["progress"] == "30/30"
-        runs = Counter(p["metadata"]["annotations"]["training.forecast.dev/product"]
-                       for p in pods_of(cluster, namespace, "ha"))
+        runs = Counter(
+            p["metadata"]["annotations"]["training.forecast.dev/product"] for p in pods_of(cluster, namespace, "ha")
+        )
         assert set(runs.values()) == {1}, f"products trained more than once: {runs}"
     finally:
         for op in replicas.values():

@@ -231,3 +231,17 @@ def test_delete_mid_run_removes_children_and_leases(
     wait_for("jobs gone", lambda: not jobs_of(cluster, namespace, "doomed"), timeout=60)
     wait_for("pods gone", lambda: not pods_of(cluster, namespace, "doomed"), timeout=90)
     wait_for("leases gone", lambda: not leases(cluster, namespace), timeout=60)
+
+
+def test_ttl_cleans_finished_jobs_and_status_survives(cluster: Any, namespace: str, operator: OperatorProcess) -> None:
+    cluster.kubectl("create", "configmap", "sales", "-n", namespace, "--from-literal=sales.csv=product_id,ds,y")
+    body = tj_body(
+        "ttl", [f"p{i}" for i in range(4)], ttlSecondsAfterFinished=0, template={"image": "localhost/tjo-noop"}
+    )
+    apply(cluster, namespace, body)
+    st = wait_phase(cluster, namespace, "ttl", ("Succeeded", "Failed"))
+    assert st["phase"] == "Succeeded"
+    wait_for("child Jobs deleted by TTL", lambda: not jobs_of(cluster, namespace, "ttl"), timeout=60)
+    time.sleep(3)  # a few more passes with no Jobs left: nothing is relaunched, the record stays
+    st = tj_status(cluster, namespace, "ttl")
+    assert st["phase"] == "Succeeded" and st["succeededIndexes"] == "0-3" and not jobs_of(cluster, namespace, "ttl")

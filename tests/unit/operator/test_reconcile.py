@@ -268,3 +268,13 @@ def test_failed_pod_is_not_done_until_the_job_says_so() -> None:
     job = ObservedJob(name="j0", index=0, retry_round="", active=0, failed_pods=1)  # retry pending
     plan = reconcile(tj, Observed(jobs={0: job}), NOW)
     assert plan.status.products.active == 1 and launches(plan) == []
+
+
+def test_ttl_set_when_an_early_folded_job_completes() -> None:
+    tj = make_tj(products=["a"], ttlSecondsAfterFinished=0)
+    early = ObservedJob(name="j0", index=0, retry_round="", active=1, pod_succeeded=True)
+    plan = reconcile(tj, Observed(jobs={0: early}), NOW)
+    assert plan.status.succeeded_indexes == "0"
+    assert not any(isinstance(a, SetJobTTL) for a in plan.actions)  # not finished yet: TTL would not apply
+    later = reconcile(with_status(tj, plan.status), Observed(jobs={0: done(0)}), NOW)
+    assert SetJobTTL("j0", 0) in later.actions
