@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/operator_bench.py [--products 500] [--parallelism 50]
 
-Both runs execute the same pods: the node agent's ``localhost/tjo-noop`` image, which exits at
-once after writing a trainer-shaped termination message (so this measures orchestration, not
-training). Run A is one ``batch/v1`` Indexed Job (completions=N, parallelism=P); run B is a
+Both runs execute the same pods: the ``localhost/tjo-noop`` image (tests/e2e/noop-image.yaml,
+mapped into the node agent), which exits at once after writing a trainer-shaped termination
+message, so this measures orchestration, not training. Run A is one ``batch/v1`` Indexed Job (completions=N, parallelism=P); run B is a
 TrainingJob of N products with parallelism P, reconciled by the operator running as a local
 process authenticated as its ServiceAccount (the RBAC of manifests/base/rbac.yaml).
 
@@ -233,8 +233,13 @@ def main() -> None:
     n, p = args.products, args.parallelism
     with tempfile.TemporaryDirectory(prefix="tjo-bench-") as tmp:
         work = Path(tmp)
-        cluster = LocalCluster(state_dir=work / "cluster", bin_dir=find_binaries())
-        kubeconfig = cluster.start()
+        cluster = LocalCluster(
+            work / "cluster",
+            find_binaries(),
+            node_agent_env={"NODE_AGENT_IMAGES": str(ROOT / "tests" / "e2e" / "noop-image.yaml")},
+        )
+        cluster.start()
+        kubeconfig = cluster.kubeconfig
         try:
             kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds" / "trainingjob.yaml"))
             kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/trainingjobs.training.forecast.dev")
@@ -244,7 +249,7 @@ def main() -> None:
             time.sleep(2)  # default ServiceAccounts
             native = run_native(kubeconfig, "bench-native", n, p)
             op = run_operator(kubeconfig, "bench-operator", n, p, work)
-            audit = cluster.logs / "audit.log"
+            audit = cluster.log_path("audit")
             writes = audit_writes(audit, op["t0"] - 5, OPERATOR_USER)
         finally:
             cluster.stop()
