@@ -92,7 +92,8 @@ async def report(
             [
                 dict(r)
                 for r in await conn.fetch(
-                    f'SELECT ds, yhat, yhat_lower, yhat_upper FROM "{schema}".forecasts WHERE model_id = $1 ORDER BY ds',
+                    f'SELECT ds, yhat, yhat_lower, yhat_upper FROM "{schema}".forecasts '
+                    "WHERE model_id = $1 ORDER BY ds",
                     model_id,
                 )
             ]
