@@ -315,10 +315,13 @@ class ResultsSummary(ApiModel):
         default=None, description="Median CV error of the seasonal-naive baseline (estimated)."
     )
     error_sum: float = Field(default=0.0, description="Sum of CV errors (for the mean).")
-    error_histogram: list[int] = Field(
-        default_factory=list, description="Counts of model CV errors per bucket (edges: operator docs)."
+    error_histogram: dict[str, int] = Field(
+        default_factory=dict,
+        description="Model CV errors per bucket, sparse: bucket i holds errors up to 1e-4 * 1.25^i.",
     )
-    baseline_histogram: list[int] = Field(default_factory=list, description="Counts of baseline CV errors per bucket.")
+    baseline_histogram: dict[str, int] = Field(
+        default_factory=dict, description="Seasonal-naive CV errors per bucket (same buckets)."
+    )
 
 
 class Condition(ApiModel):

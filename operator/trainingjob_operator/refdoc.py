@@ -9,7 +9,6 @@ import sys
 from typing import Any
 
 from trainingjob_operator import crdgen
-from trainingjob_operator.status import HISTOGRAM_EDGES
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -86,12 +85,10 @@ def render() -> str:
         out.append("")
     for rule in schema["properties"]["spec"].get("x-kubernetes-validations") or []:
         out.append(f"- spec rule: {rule['message']}")
-    edges = ", ".join(str(e) for e in HISTOGRAM_EDGES)
     out += [
         "",
-        "`status.results.errorHistogram` / `baselineHistogram` bucket upper edges (last bucket open):",
-        "",
-        edges,
+        "`status.results.errorHistogram` / `baselineHistogram`: sparse `{bucket: count}`; bucket `i` holds errors",
+        "in `(1e-4 * 1.25^(i-1), 1e-4 * 1.25^i]` (bucket 0: up to 1e-4); the medians are estimated from them.",
         "",
     ]
     return "\n".join(out)

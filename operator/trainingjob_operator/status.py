@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import bisect
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from trainingjob_operator.api import Condition, ProductFailure, ResultsSummary
 
 MAX_FAILURES = 20
 CONDITION_TYPES = ("Running", "Complete", "Failed", "Suspended")
 
-# Upper edges of the error histogram buckets; the last bucket is open-ended.
-# Geometric from 0.001 to ~10: fine enough that the median estimate is within one bucket (~12 %).
-HISTOGRAM_EDGES: tuple[float, ...] = tuple(round(0.001 * 1.25**i, 6) for i in range(42))
+# Error histogram: bucket i holds errors in (BASE * GROWTH**(i-1), BASE * GROWTH**i]; bucket 0 holds
+# everything up to BASE. Geometric from 1e-4 to ~1e7 (sMAPE in percent, MAE/RMSE in sales units all
+# fit), fine enough that the median estimate is within one bucket (±12 %). Stored sparse: {"i": count}.
+HISTOGRAM_BASE = 1e-4
+HISTOGRAM_GROWTH = 1.25
+HISTOGRAM_BUCKETS = 115
 
 
 # ---------------------------------------------------------------- index ranges
@@ -79,29 +81,37 @@ def add_failure(failures: Sequence[ProductFailure], failure: ProductFailure) -> 
 # ---------------------------------------------------------------- results
 
 
+def bucket_upper(i: int) -> float:
+    return HISTOGRAM_BASE * HISTOGRAM_GROWTH**i
+
+
 def _bucket(value: float) -> int:
-    return bisect.bisect_left(HISTOGRAM_EDGES, value)
+    if value <= HISTOGRAM_BASE:
+        return 0
+    i = math.ceil(math.log(value / HISTOGRAM_BASE, HISTOGRAM_GROWTH) - 1e-9)
+    return min(max(i, 0), HISTOGRAM_BUCKETS - 1)
 
 
-def _add_to_histogram(hist: Sequence[int], value: float) -> list[int]:
-    out = list(hist) + [0] * (len(HISTOGRAM_EDGES) + 1 - len(hist))
-    out[_bucket(value)] += 1
-    return out
+def _add_to_histogram(hist: Mapping[str, int], value: float) -> dict[str, int]:
+    out = dict(hist)
+    key = str(_bucket(value))
+    out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 
-def histogram_median(hist: Sequence[int]) -> float | None:
+def histogram_median(hist: Mapping[str, int]) -> float | None:
     """Median estimated from the bucket counts (geometric middle of the median's bucket)."""
-    total = sum(hist)
+    total = sum(hist.values())
     if total == 0:
         return None
     half = (total + 1) / 2
     running = 0
-    for i, count in enumerate(hist):
+    for key, count in sorted(hist.items(), key=lambda kv: int(kv[0])):
         running += count
         if running >= half:
-            lo = HISTOGRAM_EDGES[i - 1] if i > 0 else 0.0
-            hi = HISTOGRAM_EDGES[i] if i < len(HISTOGRAM_EDGES) else HISTOGRAM_EDGES[-1] * 1.25
-            return round(math.sqrt(lo * hi) if lo > 0 else hi / 2, 6)
+            i = int(key)
+            hi = bucket_upper(i)
+            return round(hi / math.sqrt(HISTOGRAM_GROWTH) if i > 0 else hi / 2, 6)
     return None  # pragma: no cover - unreachable
 
 
@@ -123,7 +133,7 @@ def add_result(
         r.error_sum = round(r.error_sum + error, 9)
         r.error_histogram = _add_to_histogram(r.error_histogram, error)
         r.median_error = histogram_median(r.error_histogram)
-        counted = sum(r.error_histogram)
+        counted = sum(r.error_histogram.values())
         r.mean_error = round(r.error_sum / counted, 6)
     if baseline_error is not None and math.isfinite(baseline_error):
         r.baseline_histogram = _add_to_histogram(r.baseline_histogram, baseline_error)

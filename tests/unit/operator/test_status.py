@@ -68,7 +68,7 @@ def test_results_median_estimate_within_a_bucket() -> None:
     assert results.trained == 5 and results.tuned == 3 and results.beat_baseline == 5
     assert results.median_error is not None and abs(results.median_error - 0.12) / 0.12 < 0.15
     assert results.mean_error == pytest.approx(sum(errors) / 5)
-    assert histogram_median([]) is None
+    assert histogram_median({}) is None
 
 
 def test_condition_transition_time_only_changes_on_flip() -> None:
@@ -77,3 +77,13 @@ def test_condition_transition_time_only_changes_on_flip() -> None:
     assert conds[0].last_transition_time == "t1" and conds[0].reason == "B" and conds[0].observed_generation == 2
     conds = set_condition(conds, "Running", False, "C", "", "t3", 2)
     assert conds[0].last_transition_time == "t3" and conds[0].status == "False"
+
+
+def test_histogram_covers_percent_and_unit_scales() -> None:
+    for errors in ([12.0, 25.0, 31.0, 40.0, 90.0], [0.002, 0.004, 0.006], [1500.0, 2200.0, 9000.0]):
+        results = None
+        for e in errors:
+            results = add_result(results, "smape", e, None, None, False)
+        assert results is not None and results.median_error is not None
+        true_median = sorted(errors)[len(errors) // 2]
+        assert abs(results.median_error - true_median) / true_median < 0.13, (errors, results.median_error)
