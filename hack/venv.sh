@@ -3,11 +3,23 @@
 # Re-runs pip only when pyproject.toml changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Pods run as non-root users (Pod Security "restricted"); on the local cluster they execute this
+# venv's interpreter, so it must not live under a private home (pyenv's under /root is 0700).
+# Debian's /usr/bin/python3.11 is readable by everyone: prefer it.
+if [[ -z ${PYTHON:-} && -x /usr/bin/python3.11 ]] && /usr/bin/python3.11 -c "import venv, ensurepip" 2>/dev/null; then
+  PYTHON=/usr/bin/python3.11
+fi
 PY=${PYTHON:-python3}
-[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+VENV=${VENV:-.venv}
+under_root='import sys; sys.exit(0 if sys.base_prefix.startswith("/root") else 1)'
+if [[ -x $VENV/bin/python ]] && "$VENV/bin/python" -c "$under_root" && ! "$PY" -c "$under_root"; then
+  echo "recreating $VENV: its interpreter lives under /root, which non-root pods cannot read" >&2
+  rm -rf "$VENV"
+fi
+[[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
+stamp=$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [[ ! -f $stamp ]]; then
-  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
-  rm -f .venv/.installed-* && touch "$stamp"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --upgrade pip
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
+  rm -f "$VENV"/.installed-* && touch "$stamp"
 fi

@@ -33,7 +33,7 @@ def test_happy_path_ten_products(
     products = sales_csv(products=10)
     apply(cluster, namespace, tj_body("happy", products, parallelism=4))
     result = cluster.kubectl(
-        "wait", "-n", namespace, "--for=condition=Complete", "--timeout=300s", "tj/happy", check=False
+        "wait", "-n", namespace, "--for=condition=Complete", "--timeout=300s", "tj/happy", check=False, timeout=320
     )
     assert result.returncode == 0, f"{result.stderr}\n{operator.tail()}"
     st = tj_status(cluster, namespace, "happy")
