@@ -200,8 +200,9 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
         if index >= total:
             continue
         product = spec.products[index]
-        if job.retry_round != retry_round:
-            # A Job from an earlier round; it must go before the product can run again.
+        if job.retry_round != retry_round and not job.succeeded:
+            # A failed Job of an earlier round: it must go before the product can run again.
+            # (Succeeded Jobs of earlier rounds stay: their products are not retried.)
             if job.running and not job.deleting:
                 active.add(index)  # still running: let it finish, count it as active
                 continue
@@ -244,7 +245,8 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     if spec.ttl_seconds_after_finished is not None:
         for index, job in sorted(observed.jobs.items()):
             recorded = index in succeeded or index in failed
-            if job.finished and recorded and job.ttl_seconds is None and job.retry_round == retry_round:
+            current = job.retry_round == retry_round or job.succeeded
+            if job.finished and recorded and job.ttl_seconds is None and current:
                 actions.append(SetJobTTL(job.name, spec.ttl_seconds_after_finished))
 
     # Leases: renew what our running Jobs hold, release what finished products still hold.

@@ -217,6 +217,7 @@ def test_retry_failed_annotation_relaunches_only_failed_products() -> None:
     )
     plan = reconcile(retry, Observed(jobs=jobs), NOW)
     assert DeleteJob("j1") in plan.actions and launches(plan) == []  # old Job must go first
+    assert DeleteJob("j0") not in plan.actions and DeleteJob("j2") not in plan.actions  # succeeded: kept
     assert plan.status.failed_indexes == "" and plan.status.retry_failed == "1" and plan.status.phase == "Running"
     gone = {0: jobs[0], 2: jobs[2]}
     plan2 = reconcile(with_status(retry, plan.status), Observed(jobs=gone), NOW)
