@@ -52,6 +52,7 @@ def test_happy_path_ten_products(
     header, row = table.splitlines()[:2]
     assert header.split() == ["NAME", "PHASE", "PROGRESS", "ACTIVE", "FAILED", "AGE"]
     assert row.split()[:5] == ["happy", "Succeeded", "10/10", "0", "0"]
+
     # one Job per product, owned by the TrainingJob, each trained exactly once
     # (the TrainingJob counts a product done when its pod succeeded; the Job controller marks the
     # Job itself Complete up to ~1 s later)
