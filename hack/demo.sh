@@ -86,10 +86,12 @@ spec:
 YAML
 
 step "Progress (kubectl get tj -w)"
+kubectl -n forecast-demo get tj bakery-daily 2>/dev/null | head -1 || true
 last=""
 while true; do
   line=$(kubectl -n forecast-demo get tj bakery-daily --no-headers 2>/dev/null || true)
-  [[ "$line" != "$last" ]] && { echo "$line"; last=$line; }
+  key=$(awk '{print $2, $3, $4, $5}' <<<"$line")   # print on change of phase/progress/active/failed
+  [[ "$key" != "$last" ]] && { echo "$line"; last=$key; }
   phase=$(kubectl -n forecast-demo get tj bakery-daily -o jsonpath='{.status.phase}' 2>/dev/null || true)
   [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
   sleep 1
@@ -105,5 +107,6 @@ cat <<TXT
 Explore:   export KUBECONFIG=$KUBECONFIG
            kubectl -n forecast-demo describe tj bakery-daily
            kubectl -n forecast-demo scale tj/bakery-daily --replicas=8
-Tear down: kill \$(cat $out/operator.pid); make cluster-down; TJO_PG_PORT=$TJO_PG_PORT TJO_PG_DIR=$TJO_PG_DIR bash hack/postgres.sh stop
+Tear down: kill \$(cat $out/operator.pid); TJO_CLUSTER_DIR=$TJO_CLUSTER_DIR make cluster-down
+           TJO_PG_PORT=$TJO_PG_PORT TJO_PG_DIR=$TJO_PG_DIR bash hack/postgres.sh stop
 TXT
