@@ -155,35 +155,17 @@ def set_condition(
 ) -> list[Condition]:
     """Upsert a condition; lastTransitionTime changes only when the status flips."""
     wanted = "True" if status else "False"
-    out: list[Condition] = []
-    found = False
-    for c in conditions:
-        if c.type != type_:
-            out.append(c)
-            continue
-        found = True
-        ltt = c.last_transition_time if c.status == wanted and c.last_transition_time else now
-        out.append(
-            Condition(
-                type=type_,
-                status=wanted,
-                reason=reason,
-                message=message,
-                last_transition_time=ltt,
-                observed_generation=generation,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=wanted,
-                reason=reason,
-                message=message,
-                last_transition_time=now,
-                observed_generation=generation,
-            )
-        )
+    previous = get_condition(conditions, type_)
+    unchanged = previous is not None and previous.status == wanted and previous.last_transition_time
+    updated = Condition(
+        type=type_,
+        status=wanted,
+        reason=reason,
+        message=message,
+        last_transition_time=previous.last_transition_time if unchanged and previous else now,
+        observed_generation=generation,
+    )
+    out = [c for c in conditions if c.type != type_] + [updated]
     order = {t: i for i, t in enumerate(CONDITION_TYPES)}
     return sorted(out, key=lambda c: order.get(c.type, len(order)))
 

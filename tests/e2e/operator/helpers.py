@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from tests.e2e.conftest import wait_for
+
+__all__ = ["wait_for"]
 LABEL_TJ = "training.forecast.dev/trainingjob"
 LABEL_HASH = "training.forecast.dev/product-hash"
 FAST_TUNING = {"trials": 0, "folds": 1}
@@ -57,17 +57,6 @@ def leases(cluster: Any, namespace: str) -> list[dict[str, Any]]:
     return list(get(cluster, namespace, "leases", selector=LABEL_HASH)["items"])
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120, every: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
 def wait_phase(
     cluster: Any, namespace: str, name: str, phases: tuple[str, ...], timeout: float = 180
 ) -> dict[str, Any]:
@@ -75,7 +64,7 @@ def wait_phase(
         st = tj_status(cluster, namespace, name)
         return st if st.get("phase") in phases else None
 
-    return wait_for(f"{name} phase in {phases}", probe, timeout)
+    return wait_for(f"{name} phase in {phases}", probe, timeout, every=0.5)
 
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
