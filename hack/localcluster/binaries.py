@@ -1,0 +1,54 @@
+"""Locate the control-plane binaries: ``TJO_K8S_BIN``, else build or reuse them with hack/build-binaries.sh."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+HACK = Path(__file__).resolve().parents[1]
+BUILD_SCRIPT = HACK / "build-binaries.sh"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+class BinariesError(RuntimeError):
+    """The binaries are missing and cannot be built; the message says what to do."""
+
+
+def missing_binaries(bin_dir: Path) -> list[str]:
+    return [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
+
+
+def check_bin_dir(bin_dir: Path, source: str) -> Path:
+    missing = missing_binaries(bin_dir)
+    if missing:
+        raise BinariesError(
+            f"{source}={bin_dir} lacks {', '.join(missing)}; run `bash hack/build-binaries.sh` "
+            "(needs Go) and point it at the directory printed on its last line"
+        )
+    return bin_dir
+
+
+def can_build() -> bool:
+    return shutil.which("go") is not None
+
+
+def find_binaries(env_var: str = "TJO_K8S_BIN") -> Path:
+    """The directory holding etcd, kube-apiserver, kube-controller-manager and kube-scheduler.
+
+    ``$TJO_K8S_BIN`` when set (it must be complete); otherwise hack/build-binaries.sh, which
+    reuses its cache (~/.cache/trainingjob-operator/k8s-<version>-<hash>/) or builds cold
+    (tens of minutes) when Go is installed.
+    """
+    env = os.environ.get(env_var)
+    if env:
+        return check_bin_dir(Path(env).expanduser().resolve(), env_var)
+    if not BUILD_SCRIPT.exists():
+        raise BinariesError(f"{BUILD_SCRIPT} is missing; set {env_var} to a directory with {', '.join(BINARIES)}")
+    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        hint = "" if can_build() else " (Go is not installed: apt-get install golang-go, or see https://go.dev/dl/)"
+        raise BinariesError(f"hack/build-binaries.sh failed with exit code {result.returncode}{hint}")
+    return check_bin_dir(Path(lines[-1]), "hack/build-binaries.sh output")

@@ -1,0 +1,573 @@
+"""Start and stop a real Kubernetes control plane on loopback, plus the node agent.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as local processes built
+from the Kubernetes Go modules (hack/build-binaries.sh); the node agent (hack/node_agent) stands
+in for the kubelet. Everything lives in one state directory (certificates, kubeconfigs, etcd
+data, logs, pid files), so ``up`` in one process and ``down`` in another work together:
+
+    <state>/pki/                   CA, serving cert, client certs, service-account key pair
+    <state>/admin.kubeconfig       system:masters; the one people and tests use
+    <state>/{controller-manager,scheduler,node}.kubeconfig
+    <state>/etcd/                  etcd data
+    <state>/logs/<component>.log   one log per component
+    <state>/run/<component>.pid    pid + start time of each detached process
+    <state>/node-agent/            the node agent's pod folders and container logs
+    <state>/cluster.json           ports and the binaries used
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localcluster import certs
+from localcluster.binaries import find_binaries
+from localcluster.kubeconfig import kubeconfig, write_kubeconfig
+from localcluster.procs import PidRecord, spawn, stop_all
+
+HACK = Path(__file__).resolve().parents[1]
+SERVICE_CIDR = "10.0.0.0/24"
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+DEFAULT_NODE = "local-node"
+CONTROLLERS = (
+    "job-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "ttl-after-finished-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "pod-garbage-collector-controller",
+    "clusterrole-aggregation-controller",
+    # Lifts the node.kubernetes.io/not-ready taint the TaintNodesByCondition admission puts on new
+    # Nodes (NodeRestriction forbids a node from changing its own taints), and marks the node
+    # unreachable when the agent stops renewing its Lease.
+    "node-lifecycle-controller",
+    "taint-eviction-controller",
+    "cronjob-controller",
+    "disruption-controller",
+)
+# Who wrote what (create/update/patch/delete, metadata only) -> <state>/logs/audit.log: lets benchmarks
+# count the API writes of one identity (e.g. the operator's ServiceAccount).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "None"},
+    ],
+}
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_AGENT = "node-agent"
+COMPONENTS = (*CONTROL_PLANE, NODE_AGENT)
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started or reached; the message says why and where the logs are."""
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("TJO_CLUSTER_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "trainingjob-operator" / "cluster"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(taken: set[int]) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken:
+            return port
+
+
+@dataclass
+class Ports:
+    etcd_client: int = 0
+    etcd_peer: int = 0
+    apiserver: int = 0
+    controller_manager: int = 0
+    scheduler: int = 0
+
+    def fill(self, previous: Ports | None) -> None:
+        """Reuse the previous run's ports when still free (a stable kubeconfig), else pick free ones."""
+        taken: set[int] = set()
+        for name in asdict(self):
+            old = getattr(previous, name, 0) if previous else 0
+            port = old if old and old not in taken and _port_free(old) else _free_port(taken)
+            taken.add(port)
+            setattr(self, name, port)
+
+
+@dataclass
+class ClusterInfo:
+    """What a started cluster offers its users."""
+
+    kubeconfig: Path
+    server: str
+    state_dir: Path
+    bin_dir: Path
+    logs: dict[str, Path]
+    node_name: str
+    agent_state_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class LocalCluster:
+    """The control plane (+ node agent) of one state directory.
+
+    >>> cluster = LocalCluster(Path("/tmp/c"), bin_dir)   # doctest: +SKIP
+    >>> info = cluster.start()                            # returns when /readyz is ok and the node is Ready
+    >>> info.kubeconfig                                   # admin kubeconfig
+    >>> cluster.stop()                                    # no process left behind
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        bin_dir: Path | None = None,
+        *,
+        node_name: str = DEFAULT_NODE,
+        node_agent: bool = True,
+        node_agent_args: list[str] | None = None,
+        node_agent_env: dict[str, str] | None = None,
+    ) -> None:
+        self.state_dir = (state_dir or default_state_dir()).expanduser().resolve()
+        self._bin_dir = bin_dir
+        self.node_name = node_name
+        self.with_node_agent = node_agent
+        self.node_agent_args = list(node_agent_args or [])
+        self.node_agent_env = dict(node_agent_env or {})
+        self.timings: dict[str, float] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "admin.kubeconfig"
+
+    @property
+    def node_kubeconfig(self) -> Path:
+        return self.state_dir / "node.kubeconfig"
+
+    @property
+    def agent_state_dir(self) -> Path:
+        return self.state_dir / "node-agent"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.state_dir / "cluster.json"
+
+    def log_path(self, component: str) -> Path:
+        return self.state_dir / "logs" / f"{component}.log"
+
+    def pid_path(self, component: str) -> Path:
+        return self.state_dir / "run" / f"{component}.pid"
+
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = find_binaries()
+        return self._bin_dir
+
+    def _meta(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.meta_path.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _ports(self) -> Ports | None:
+        raw = self._meta().get("ports")
+        if not isinstance(raw, dict):
+            return None
+        try:
+            return Ports(**{k: int(v) for k, v in raw.items()})
+        except TypeError:
+            return None
+
+    @property
+    def server(self) -> str:
+        ports = self._ports()
+        if ports is None:
+            raise ClusterError(f"no cluster was started in {self.state_dir}")
+        return f"https://127.0.0.1:{ports.apiserver}"
+
+    def info(self) -> ClusterInfo:
+        return ClusterInfo(
+            kubeconfig=self.kubeconfig,
+            server=self.server,
+            state_dir=self.state_dir,
+            bin_dir=Path(self._meta().get("bin_dir") or self.bin_dir),
+            logs={c: self.log_path(c) for c in COMPONENTS},
+            node_name=self.node_name,
+            agent_state_dir=self.agent_state_dir,
+            timings=dict(self.timings),
+        )
+
+    # ----------------------------------------------------------------- status
+
+    def running(self) -> dict[str, bool]:
+        out = {}
+        for c in COMPONENTS:
+            record = PidRecord.load(self.pid_path(c))
+            out[c] = record is not None and record.alive()
+        return out
+
+    def is_up(self) -> bool:
+        state = self.running()
+        needed = COMPONENTS if self.with_node_agent else CONTROL_PLANE
+        if not all(state[c] for c in needed) or not self.kubeconfig.exists():
+            return False
+        try:
+            return self._api_get("/readyz", timeout=2) == "ok"
+        except (OSError, ClusterError):
+            return False
+
+    # ------------------------------------------------------------------ start
+
+    def start(self, timeout: float = 90.0) -> ClusterInfo:
+        """Start everything (or find it already running) and wait until it is usable."""
+        if self.is_up():
+            return self.info()
+        self.stop(quiet=True)  # leftovers of a crashed run would hold ports and etcd's lock
+        t0 = time.monotonic()
+        bin_dir = self.bin_dir
+        for d in ("logs", "run", "etcd", "certs"):
+            (self.state_dir / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir / "etcd", 0o700)
+        pki = certs.ensure_pki(
+            self.pki_dir,
+            [certs.ADMIN, certs.CONTROLLER_MANAGER, certs.SCHEDULER, certs.node_identity(self.node_name)],
+        )
+        ports = Ports()
+        ports.fill(self._ports())
+        server = f"https://127.0.0.1:{ports.apiserver}"
+        for stem, identity in (
+            ("admin", certs.ADMIN),
+            ("controller-manager", certs.CONTROLLER_MANAGER),
+            ("scheduler", certs.SCHEDULER),
+            ("node", certs.node_identity(self.node_name)),
+        ):
+            cfg = kubeconfig(
+                server, pki.ca_cert, pki.client_cert(identity.stem), pki.client_key(identity.stem), identity.user
+            )
+            write_kubeconfig(self.state_dir / f"{stem}.kubeconfig", cfg)
+        (self.state_dir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
+        self.meta_path.write_text(
+            json.dumps({"ports": asdict(ports), "bin_dir": str(bin_dir), "node_name": self.node_name}, indent=2)
+        )
+        self.timings["certs"] = time.monotonic() - t0
+
+        # All at once: each waits for what it needs (the API server retries etcd, the others retry
+        # the API server), so their start-up work overlaps instead of adding up.
+        self._spawn("etcd", self._etcd_argv(bin_dir, ports))
+        self._spawn("kube-apiserver", self._apiserver_argv(bin_dir, ports, pki))
+        self._spawn("kube-controller-manager", self._controller_manager_argv(bin_dir, ports, pki))
+        self._spawn("kube-scheduler", self._scheduler_argv(bin_dir, ports))
+        if self.with_node_agent:
+            self.start_node_agent()
+        self._wait("kube-apiserver /readyz", lambda: self._api_get("/readyz", timeout=2) == "ok", timeout, t0)
+        self.timings["apiserver_ready"] = time.monotonic() - t0
+        self._wait(
+            "kube-controller-manager /healthz",
+            lambda: self._healthz(ports.controller_manager),
+            timeout,
+            t0,
+        )
+        self._wait("kube-scheduler /healthz", lambda: self._healthz(ports.scheduler), timeout, t0)
+        self.timings["control_plane_ready"] = time.monotonic() - t0
+        if self.with_node_agent:
+            self.wait_node_ready(timeout=max(10.0, timeout - (time.monotonic() - t0)))
+            self.timings["node_ready"] = time.monotonic() - t0
+        return self.info()
+
+    def _spawn(self, component: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self._procs[component] = spawn(
+            argv, self.log_path(component), self.pid_path(component), env=env, cwd=self.state_dir
+        )
+
+    def _etcd_argv(self, bin_dir: Path, ports: Ports) -> list[str]:
+        client = f"http://127.0.0.1:{ports.etcd_client}"
+        peer = f"http://127.0.0.1:{ports.etcd_peer}"
+        return [
+            str(bin_dir / "etcd"),
+            "--name=default",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            "--initial-cluster-state=new",
+            # A throw-away test cluster: durability is not worth the fsync latency.
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_argv(self, bin_dir: Path, ports: Ports, pki: certs.Pki) -> list[str]:
+        return [
+            str(bin_dir / "kube-apiserver"),
+            "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports.apiserver}",
+            f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+            f"--cert-dir={self.state_dir / 'certs' / 'kube-apiserver'}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--service-account-issuer={ISSUER}",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            # added to the default set, which already has NamespaceLifecycle, LimitRanger,
+            # DefaultTolerationSeconds, TaintNodesByCondition, Priority, ResourceQuota, ...
+            "--enable-admission-plugins=NodeRestriction,PodSecurity,ServiceAccount",
+            # privileged pods are allowed by the API server, so Pod Security admission is what
+            # rejects them in namespaces that enforce "baseline" or "restricted"
+            "--allow-privileged=true",
+            # the Endpoints of the "kubernetes" Service may not point at loopback; nothing here needs them
+            "--endpoint-reconciler-type=none",
+            f"--audit-policy-file={self.state_dir / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.log_path('audit')}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=200",
+            "--audit-log-maxbackup=1",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _controller_manager_argv(self, bin_dir: Path, ports: Ports, pki: certs.Pki) -> list[str]:
+        return [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={self.state_dir / 'controller-manager.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports.controller_manager}",
+            f"--cert-dir={self.state_dir / 'certs' / 'kube-controller-manager'}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--cluster-name=tjo-local",
+            "--kube-api-qps=100",
+            "--kube-api-burst=200",
+            "--concurrent-job-syncs=10",
+            "--node-monitor-period=1s",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _scheduler_argv(self, bin_dir: Path, ports: Ports) -> list[str]:
+        return [
+            str(bin_dir / "kube-scheduler"),
+            f"--kubeconfig={self.state_dir / 'scheduler.kubeconfig'}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports.scheduler}",
+            f"--cert-dir={self.state_dir / 'certs' / 'kube-scheduler'}",
+            "--leader-elect=false",
+            "--kube-api-qps=100",
+            "--kube-api-burst=200",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    # ------------------------------------------------------------- node agent
+
+    def node_agent_argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "node_agent",
+            f"--kubeconfig={self.node_kubeconfig}",
+            f"--node-name={self.node_name}",
+            f"--state-dir={self.agent_state_dir}",
+            *self.node_agent_args,
+        ]
+
+    def start_node_agent(self) -> None:
+        """Start the node agent (detached, like the control plane); it adopts running pods."""
+        record = PidRecord.load(self.pid_path(NODE_AGENT))
+        if record is not None and record.alive():
+            return
+        env = dict(os.environ)
+        env.update(self.node_agent_env)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HACK), env.get("PYTHONPATH", "")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._spawn(NODE_AGENT, self.node_agent_argv(), env=env)
+
+    def stop_node_agent(self, timeout: float = 15.0) -> None:
+        """Stop the agent only: its containers keep running (as with a kubelet restart)."""
+        stop_all([self.pid_path(NODE_AGENT)], timeout=timeout)
+        self._reap(NODE_AGENT)
+
+    def kill_node_agent(self) -> None:
+        """SIGKILL the agent (a crash): no chance to clean up anything."""
+        stop_all([self.pid_path(NODE_AGENT)], timeout=0)
+        self._reap(NODE_AGENT)
+
+    def restart_node_agent(self, wait_ready: bool = True) -> None:
+        self.stop_node_agent()
+        self.start_node_agent()
+        if wait_ready:
+            self.wait_node_ready()
+
+    def node_agent_alive(self) -> bool:
+        record = PidRecord.load(self.pid_path(NODE_AGENT))
+        return record is not None and record.alive()
+
+    def wait_node_ready(self, timeout: float = 30.0) -> None:
+        """Until the node is Ready with no NoSchedule taint (pods can be scheduled)."""
+        t0 = time.monotonic()
+        self._wait(f"node {self.node_name} Ready and untainted", self._node_schedulable, timeout, t0)
+
+    def _node_schedulable(self) -> bool:
+        try:
+            node = json.loads(self._api_get(f"/api/v1/nodes/{self.node_name}", timeout=2))
+        except (OSError, ClusterError, ValueError):
+            return False
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in node.get("status", {}).get("conditions", [])
+        )
+        taints = node.get("spec", {}).get("taints") or []
+        blocking = [t for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")]
+        return ready and not blocking
+
+    # ------------------------------------------------------------------- stop
+
+    def stop(self, quiet: bool = False) -> list[str]:
+        """Stop the node agent, every container it started, then the control plane. Returns what needed SIGKILL."""
+        killed = stop_all([self.pid_path(NODE_AGENT)], timeout=15)
+        self._reap(NODE_AGENT)
+        if self.agent_state_dir.exists():
+            from node_agent.runtime import kill_all_containers
+
+            kill_all_containers(self.agent_state_dir)
+        # scheduler and controller-manager first, then the API server, etcd last
+        killed += stop_all([self.pid_path(c) for c in ("kube-scheduler", "kube-controller-manager")], timeout=10)
+        killed += stop_all([self.pid_path("kube-apiserver")], timeout=20)
+        killed += stop_all([self.pid_path("etcd")], timeout=10)
+        for c in CONTROL_PLANE:
+            self._reap(c)
+        if killed and not quiet:
+            print(f"needed SIGKILL: {', '.join(killed)}", file=sys.stderr)
+        return killed
+
+    def purge(self) -> None:
+        """Stop everything and delete the state directory (etcd data, certificates, logs)."""
+        self.stop(quiet=True)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _reap(self, component: str) -> None:
+        proc = self._procs.pop(component, None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    # ---------------------------------------------------------------- helpers
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        pki = certs.Pki(self.pki_dir)
+        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+        ctx.load_cert_chain(str(pki.client_cert(certs.ADMIN.stem)), str(pki.client_key(certs.ADMIN.stem)))
+        return ctx
+
+    def _api_get(self, path: str, timeout: float = 5) -> str:
+        req = urllib.request.Request(self.server + path)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl_context()) as resp:
+                return str(resp.read().decode())
+        except urllib.error.HTTPError as exc:
+            raise ClusterError(f"GET {path}: HTTP {exc.code}: {exc.read()[:500]!r}") from exc
+
+    @staticmethod
+    def _healthz(port: int) -> bool:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # the component's self-signed serving cert, on loopback
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2, context=ctx) as resp:
+                return bool(resp.read() == b"ok")
+        except OSError:
+            return False
+
+    def _wait(self, what: str, probe: Callable[[], bool], timeout: float, t0: float) -> None:
+        delay = 0.05
+        while True:
+            for c, alive in self.running().items():
+                expected = c in CONTROL_PLANE or (c == NODE_AGENT and self.with_node_agent)
+                if not alive and expected and (c in self._procs or PidRecord.load(self.pid_path(c)) is not None):
+                    raise ClusterError(f"{c} exited while waiting for {what}:\n{self.tail(c)}")
+            try:
+                if probe():
+                    return
+            except (OSError, ClusterError, ValueError):
+                pass
+            if time.monotonic() - t0 > timeout:
+                logs = "\n".join(f"  {c}: {self.log_path(c)}" for c in COMPONENTS)
+                raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}; logs:\n{logs}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+
+    def tail(self, component: str, lines: int = 30) -> str:
+        try:
+            text = self.log_path(component).read_text(errors="replace")
+        except OSError:
+            return f"(no log at {self.log_path(component)})"
+        return "\n".join(f"  | {line}" for line in text.splitlines()[-lines:])
+
+    def status(self) -> dict[str, Any]:
+        meta = self._meta()
+        procs = {}
+        for c in COMPONENTS:
+            record = PidRecord.load(self.pid_path(c))
+            procs[c] = {
+                "pid": record.pid if record else None,
+                "alive": bool(record and record.alive()),
+                "log": str(self.log_path(c)),
+            }
+        ready = False
+        if meta.get("ports"):
+            try:
+                ready = self._api_get("/readyz", timeout=2) == "ok"
+            except (OSError, ClusterError):
+                ready = False
+        return {
+            "state_dir": str(self.state_dir),
+            "kubeconfig": str(self.kubeconfig),
+            "server": f"https://127.0.0.1:{meta['ports']['apiserver']}" if meta.get("ports") else None,
+            "ready": ready,
+            "components": procs,
+        }
