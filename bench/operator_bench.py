@@ -4,9 +4,9 @@
 
 Both runs execute the same pods: the ``localhost/tjo-noop`` image (tests/e2e/noop-image.yaml,
 mapped into the node agent), which exits at once after writing a trainer-shaped termination
-message, so this measures orchestration, not training. Run A is one ``batch/v1`` Indexed Job (completions=N, parallelism=P); run B is a
-TrainingJob of N products with parallelism P, reconciled by the operator running as a local
-process authenticated as its ServiceAccount (the RBAC of manifests/base/rbac.yaml).
+message, so this measures orchestration, not training. Run A is one ``batch/v1`` Indexed Job
+(completions=N, parallelism=P); run B is a TrainingJob of N products with parallelism P, reconciled
+by the operator running as a local process authenticated as its ServiceAccount (the RBAC of manifests/base/rbac.yaml).
 
 Figures: wall time from create to done, and the ratio B/A (target ≤ 1.25); API writes per
 product made by the operator's identity, counted in the API server's audit log (target ≤ 6);
@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "operator")]
 
 from localcluster import LocalCluster, find_binaries  # noqa: E402
+from localcluster.cluster import COMPONENTS  # noqa: E402
+from localcluster.procs import PidRecord  # noqa: E402
 
 OPERATOR_USER = "system:serviceaccount:trainingjob-system:trainingjob-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
@@ -147,6 +149,20 @@ def operator_kubeconfig(kubeconfig: Path, out: Path) -> Path:
     return out
 
 
+def cpu_seconds(cluster: LocalCluster) -> dict[str, float]:
+    """CPU time used so far by each control-plane component (and the node agent)."""
+    out = {}
+    for name in COMPONENTS:
+        record = PidRecord.load(cluster.pid_path(name))
+        proc = record.process() if record is not None else None
+        try:
+            t = proc.cpu_times() if proc is not None else None
+        except psutil.Error:
+            t = None
+        out[name] = t.user + t.system if t is not None else float("nan")
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -218,6 +234,7 @@ def run_operator(kubeconfig: Path, ns: str, n: int, p: int, work: Path) -> dict[
             "peak_rss_mb": peak / 2**20,
             "t0": t0,
             "succeeded": float(st["products"]["succeeded"]),
+            "operator_cpu": ps.cpu_times().user + ps.cpu_times().system,
         }
     finally:
         proc.terminate()
@@ -247,8 +264,11 @@ def main() -> None:
                 kubectl(kubeconfig, "create", "namespace", ns)
                 kubectl(kubeconfig, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
             time.sleep(2)  # default ServiceAccounts
+            c0 = cpu_seconds(cluster)
             native = run_native(kubeconfig, "bench-native", n, p)
+            c1 = cpu_seconds(cluster)
             op = run_operator(kubeconfig, "bench-operator", n, p, work)
+            c2 = cpu_seconds(cluster)
             audit = cluster.log_path("audit")
             writes = audit_writes(audit, op["t0"] - 5, OPERATOR_USER)
         finally:
@@ -268,6 +288,9 @@ def main() -> None:
         ("operator peak RSS (MB)", "-", f"{op['peak_rss_mb']:.0f}", "target <= 150"),
         ("products succeeded", str(n), f"{op['succeeded']:.0f}", ""),
     ]
+    for name in COMPONENTS:
+        rows.append((f"CPU s: {name}", f"{c1[name] - c0[name]:.1f}", f"{c2[name] - c1[name]:.1f}", ""))
+    rows.append(("CPU s: operator", "-", f"{op['operator_cpu']:.1f}", "incl. its start-up"))
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     head = ("measure", "native Indexed Job", "TrainingJob + operator", "note")
     w = [max(w[i], len(head[i])) for i in range(4)]
