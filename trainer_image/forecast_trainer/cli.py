@@ -1,0 +1,281 @@
+"""``forecast-trainer``: the command line edge.
+
+Subcommands ``train``, ``migrate`` and ``sample-data``. Every option also reads
+``TRAINER_<OPTION>`` from the environment (see config.py). Errors inside are typed; here they
+become one line on stderr and the documented exit code. Heavy libraries (pandas, Prophet,
+Optuna) are imported only by the command that needs them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from forecast_trainer.config import (
+    DEFAULT_TERMINATION_LOG,
+    MIGRATE_OPTIONS,
+    SAMPLE_DATA_OPTIONS,
+    TRAIN_OPTIONS,
+    TrainConfig,
+    add_options,
+    environ,
+    migrate_config,
+    resolve,
+    sample_data_config,
+    to_products,
+    train_config,
+)
+from forecast_trainer.errors import EXIT_CONFIG, EXIT_UNEXPECTED, ConfigError, TrainerError, one_line
+from forecast_trainer.version import __version__
+
+PROG = "forecast-trainer"
+
+EPILOG = """exit codes: 0 trained; 1 unexpected error; 2 usage/config error; 3 data invalid (not retriable);
+4 infrastructure unavailable after retries (retriable). With several products: invalid ones are
+skipped; 4 if any product hit an infrastructure failure, else 1 if any failed unexpectedly, else 0 if
+at least one trained, else 3. Every option can also be set as TRAINER_<OPTION> (e.g. --data-csv ->
+TRAINER_DATA_CSV); the command line wins."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError instead of exiting, so the edge decides what to print."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Train one Prophet demand-forecasting model per product, tuned with Optuna.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,migrate,sample-data}")
+    train = sub.add_parser(
+        "train",
+        help="train products from a CSV or PostgreSQL and write models, forecasts and a report",
+        description="Validate, classify, tune (Optuna + rolling-origin CV) and fit one Prophet model per "
+        "product; write model JSON + SHA-256, the forecast and metrics to PostgreSQL (one transaction "
+        "per product) and/or a folder; write a JSON termination message and print a summary. With "
+        "neither --output-dsn nor --output-dir nothing is persisted (demo mode).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(train, TRAIN_OPTIONS)
+    migrate = sub.add_parser(
+        "migrate",
+        help="create or upgrade the output schema (idempotent, safe to run concurrently)",
+        description="Create or upgrade forecast_models, forecasts and the schema-version table.",
+    )
+    add_options(migrate, MIGRATE_OPTIONS)
+    sample = sub.add_parser(
+        "sample-data",
+        help="write deterministic synthetic bakery sales to a CSV or PostgreSQL",
+        description="Deterministic synthetic bakery sales (weekly + yearly seasonality, trend, holidays, "
+        "noise, intermittent products, level shifts) in long format product_id,ds,y.",
+    )
+    add_options(sample, SAMPLE_DATA_OPTIONS)
+    return parser
+
+
+def _print_error(message: str) -> None:
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+
+
+def _products_guess(args: argparse.Namespace | None, env: Any) -> list[str]:
+    """Best-effort product list for the termination message of a run that never started."""
+    raw = getattr(args, "product", None) if args is not None else None
+    values = raw if isinstance(raw, list) else ([env["TRAINER_PRODUCT"]] if env.get("TRAINER_PRODUCT") else [])
+    try:
+        return to_products(values)
+    except ValueError:
+        return []
+
+
+def _config_error_report(exc: TrainerError, args: argparse.Namespace | None, env: Any) -> None:
+    from forecast_trainer import report
+
+    path = getattr(args, "termination_log", None) if args is not None else None
+    if not isinstance(path, str):
+        path = env.get("TRAINER_TERMINATION_LOG") or DEFAULT_TERMINATION_LOG
+    metric = env.get("TRAINER_METRIC") or "smape"
+    results = [
+        report.ProductResult(product=p, status=report.FAILED, metric=metric, reason=exc.reason, message=exc.message)
+        for p in _products_guess(args, env)
+    ]
+    report.write_termination(path, report.termination_message(results, exc.exit_code))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    env = environ()
+    parser = build_parser()
+    args: argparse.Namespace | None = None
+    try:
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help(sys.stderr)
+            return EXIT_CONFIG
+        if args.command == "train":
+            return _train(args, env)
+        if args.command == "migrate":
+            return _migrate(args, env)
+        return _sample_data(args, env)
+    except ConfigError as exc:
+        _print_error(exc.message)
+        if args is None or getattr(args, "command", None) == "train":
+            _config_error_report(exc, args, env)
+        return exc.exit_code
+    except TrainerError as exc:
+        _print_error(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        return 130
+    except Exception as exc:  # the edge: one line for people, traceback only on request
+        _print_error(f"unexpected {type(exc).__name__}: {exc}")
+        if env.get("TRAINER_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        return EXIT_UNEXPECTED
+
+
+def _setup(log_format: str) -> str:
+    from forecast_trainer.logs import setup_logging
+
+    return setup_logging(log_format)
+
+
+def _train(args: argparse.Namespace, env: Any) -> int:
+    cfg = train_config(resolve(TRAIN_OPTIONS, vars(args), env))
+    fmt = _setup(cfg.log_format)
+    return run_train(cfg, fmt)
+
+
+def run_train(cfg: TrainConfig, fmt: str) -> int:
+    """Run ``train`` for a resolved config; returns the exit code (after reporting)."""
+    import asyncio
+
+    from forecast_trainer import report
+    from forecast_trainer.logs import get_logger
+    from forecast_trainer.metrics import RunMetrics
+    from forecast_trainer.progress import make_progress
+    from forecast_trainer.runner import check_country, persistence_note, run_async
+
+    log = get_logger("train")
+    started = time.monotonic()
+    check_country(cfg)
+    note = persistence_note(cfg)
+    if note:
+        log.info("results go to %s", note, extra={"fields": {"event": "outputs"}})
+    else:
+        log.warning(
+            "no --output-dsn and no --output-dir: demo mode, nothing is persisted "
+            "(only the termination message and the summary)",
+            extra={"fields": {"event": "demo_mode"}},
+        )
+    holder: dict[str, Any] = {}
+    _on_sigterm(cfg, holder)
+    outcome = asyncio.run(run_async(cfg, make_progress(fmt), holder))
+    results = outcome.results
+    if isinstance(outcome.run_error, ConfigError):
+        code = outcome.run_error.exit_code
+    else:
+        code = report.exit_code(results, outcome.run_error.exit_code if outcome.run_error else None)
+    if outcome.run_error is not None:
+        _print_error(outcome.run_error.message)
+    report.write_termination(cfg.termination_log, report.termination_message(results, code))
+    if cfg.output_dir:
+        os.makedirs(cfg.output_dir, exist_ok=True)
+        summary = report.summary_document(
+            results, code, {"metric": cfg.metric, "horizon_days": cfg.horizon_days, "frequency": cfg.frequency}
+        )
+        report.write_json_atomic(os.path.join(cfg.output_dir, "summary.json"), summary)
+    if fmt == "json":
+        summary_line = json.loads(report.termination_message(results, code, limit=1 << 30))
+        print(json.dumps({"event": "summary", **summary_line}, ensure_ascii=False))
+    else:
+        print(report.summary_table(results, cfg.metric))
+        trained = sum(1 for r in results if r.status == report.TRAINED)
+        where = note or "nowhere (demo mode)"
+        print(f"\n{trained}/{len(results)} product(s) trained; exit code {code}; results in {where}")
+        if cfg.output_dir:
+            print(f"per product: model.json (+ .sha256), forecast.csv, forecast.png in {cfg.output_dir}/<product>/")
+    run_metrics = RunMetrics()
+    for r in results:
+        run_metrics.observe(r)
+    run_metrics.finish(code, time.monotonic() - started, time.time())
+    if cfg.pushgateway:
+        try:
+            run_metrics.push(cfg.pushgateway, cfg.trainingjob, [r.product for r in results])
+        except Exception as exc:
+            log.warning("could not push metrics to the Pushgateway: %s", one_line(str(exc), 200))
+    return code
+
+
+def _on_sigterm(cfg: TrainConfig, holder: dict[str, Any]) -> None:
+    """On SIGTERM (pod deadline, eviction): report what finished, mark the rest failed, exit 4.
+
+    The kubelet keeps only what is in the termination message when the container stops, so it
+    is written before exiting; exit 4 says a retry may succeed.
+    """
+    import signal
+
+    from forecast_trainer import report
+    from forecast_trainer.errors import EXIT_INFRA
+
+    def handler(signum: int, _frame: Any) -> None:
+        run = holder.get("run")
+        results = run.interrupted("Terminated", f"stopped by signal {signum}") if run is not None else []
+        report.write_termination(cfg.termination_log, report.termination_message(results, EXIT_INFRA))
+        _print_error(f"stopped by signal {signum}; {sum(r.status == report.TRAINED for r in results)} trained")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(EXIT_INFRA)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _migrate(args: argparse.Namespace, env: Any) -> int:
+    import asyncio
+
+    from forecast_trainer.db import Database
+    from forecast_trainer.logs import get_logger
+    from forecast_trainer.store import migrate
+
+    cfg = migrate_config(resolve(MIGRATE_OPTIONS, vars(args), env))
+    _setup(cfg.log_format)
+
+    async def go() -> Any:
+        db = Database(cfg.output_dsn, cfg.db, role="output database")
+        try:
+            return await migrate(db, cfg.output_schema)
+        finally:
+            await db.close()
+
+    result = asyncio.run(go())
+    state = f"upgraded from version {result.before} to {result.after}" if result.changed else "already up to date"
+    get_logger("migrate").info(
+        "schema %s %s", cfg.output_schema, state, extra={"fields": {"event": "migrated", "version": result.after}}
+    )
+    print(f"schema {cfg.output_schema}: {state} (version {result.after})")
+    return 0
+
+
+def _sample_data(args: argparse.Namespace, env: Any) -> int:
+    from forecast_trainer.sample_data import run_sample_data
+
+    cfg = sample_data_config(resolve(SAMPLE_DATA_OPTIONS, vars(args), env))
+    _setup(cfg.log_format)
+    return run_sample_data(cfg)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

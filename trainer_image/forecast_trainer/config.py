@@ -1,0 +1,508 @@
+"""Options of every subcommand: one table drives argparse, ``--help`` and the ``TRAINER_*`` env vars.
+
+Each long option ``--some-option`` can also be set with ``TRAINER_SOME_OPTION``; a value given
+on the command line wins over the environment, which wins over the default. Values from both
+places go through the same converters, so a bad value gives the same one-line message whether
+it came from a flag or from an env var (the message names the one it came from).
+
+This module is imported by ``forecast-trainer --help``: it must stay free of heavy imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from forecast_trainer.errors import ConfigError
+from forecast_trainer.sqlident import check_identifier, check_table
+
+ENV_PREFIX = "TRAINER_"
+FREQUENCIES = ("D", "W", "MS")
+METRICS = ("smape", "mape", "mae", "rmse")
+FILL_MISSING = ("zero", "interpolate", "none")
+LOG_FORMATS = ("auto", "json", "text")
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "unset"
+
+
+UNSET: Any = _Unset()
+
+
+# --------------------------------------------------------------------------- converters
+
+
+def to_str(value: str) -> str:
+    return value
+
+
+def to_int(lo: int, hi: int) -> Callable[[str], int]:
+    def convert(value: str) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a whole number") from None
+        if not lo <= number <= hi:
+            raise ValueError(f"{number} is outside {lo}..{hi}")
+        return number
+
+    return convert
+
+
+def to_float(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
+    def convert(value: str) -> float:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number") from None
+        if not math.isfinite(number) or number > hi or number < lo or (lo_open and number == lo):
+            bound = f"({lo}" if lo_open else f"[{lo}"
+            raise ValueError(f"{number} is outside {bound}, {hi}]")
+        return number
+
+    return convert
+
+
+def to_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true/false)")
+
+
+def to_choice(choices: Sequence[str]) -> Callable[[str], str]:
+    lowered = {c.lower(): c for c in choices}
+
+    def convert(value: str) -> str:
+        key = str(value).strip().lower()
+        if key not in lowered:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+        return lowered[key]
+
+    return convert
+
+
+def to_trials(value: str) -> int | None:
+    """``auto`` (or empty) -> None (budget by product class); otherwise a count >= 0."""
+    text = str(value).strip().lower()
+    if text in ("", "auto"):
+        return None
+    return to_int(0, 10_000)(text)
+
+
+def to_date(value: str) -> str:
+    text = str(value).strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise ValueError(f"{value!r} is not a date YYYY-MM-DD")
+    return text
+
+
+def to_products(values: Sequence[str]) -> list[str]:
+    """Product ids from repeated ``--product`` values or ``TRAINER_PRODUCT``.
+
+    A value that is a JSON array of strings expands to its items; anything else is one id.
+    """
+    products: list[str] = []
+    for value in values:
+        items: list[Any] = [value]
+        if value.lstrip().startswith("["):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                items = parsed
+        for item in items:
+            if not isinstance(item, str) or not item or len(item) > 253:
+                raise ValueError(f"product id {item!r} must be a string of 1..253 characters")
+            if item not in products:
+                products.append(item)
+    return products
+
+
+# --------------------------------------------------------------------------- option table
+
+
+@dataclass(frozen=True)
+class Option:
+    """One long option; its env var is ``TRAINER_`` + the option name in upper snake case."""
+
+    flag: str
+    help: str
+    convert: Callable[[Any], Any] = to_str
+    default: Any = None
+    metavar: str | None = None
+    repeat: bool = False
+    boolean: bool = False
+    secret: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+LOG_FORMAT = Option(
+    "--log-format",
+    "stderr format: 'text' (progress bar on a TTY), 'json' (one JSON object per line), "
+    "or 'auto' (text on a TTY, json otherwise)",
+    to_choice(LOG_FORMATS),
+    "auto",
+    "{auto,json,text}",
+)
+DB_CONNECT_TIMEOUT = Option(
+    "--db-connect-timeout", "seconds to wait for a PostgreSQL connection", to_float(0.1, 600), 10.0, "SECONDS"
+)
+DB_QUERY_TIMEOUT = Option(
+    "--db-query-timeout", "seconds a single PostgreSQL statement may take", to_float(0.1, 3600), 60.0, "SECONDS"
+)
+DB_RETRIES = Option(
+    "--db-retries",
+    "retries (exponential backoff from 0.5 s, capped at 8 s) after a transient PostgreSQL error",
+    to_int(0, 20),
+    4,
+    "N",
+)
+
+TRAIN_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--product",
+        "product id to train; repeat it, or give a JSON array; default: every product in the data",
+        to_str,
+        None,
+        "ID",
+        repeat=True,
+    ),
+    Option("--data-csv", "long-format CSV with the sales history (columns set below)", to_str, None, "FILE"),
+    Option(
+        "--data-dsn",
+        "PostgreSQL URL (postgresql://user:pass@host:port/db) holding the sales history",
+        to_str,
+        None,
+        "DSN",
+        secret=True,
+    ),
+    Option("--data-table", "history table, 'table' or 'schema.table'", to_str, "sales", "TABLE"),
+    Option("--product-column", "column with the product id", to_str, "product_id", "NAME"),
+    Option("--time-column", "column with the timestamp (date, timestamp, timestamptz or text)", to_str, "ds", "NAME"),
+    Option("--value-column", "column with the quantity sold", to_str, "y", "NAME"),
+    Option(
+        "--output-dsn",
+        "PostgreSQL URL to write models and forecasts to; default: the data DSN when there is one",
+        to_str,
+        None,
+        "DSN",
+        secret=True,
+    ),
+    Option("--output-schema", "schema of the output tables (created if missing)", to_str, "public", "SCHEMA"),
+    Option(
+        "--output-dir",
+        "folder for model JSON + SHA-256, forecast CSV, PNG plot per product and summary.json",
+        to_str,
+        None,
+        "DIR",
+    ),
+    Option("--horizon-days", "forecast horizon in days (also the CV test window)", to_int(1, 3660), 30, "DAYS"),
+    Option(
+        "--frequency",
+        "series frequency: D (daily), W (weekly), MS (month start)",
+        to_choice(FREQUENCIES),
+        "D",
+        "{D,W,MS}",
+    ),
+    Option(
+        "--trials",
+        "Optuna trials per product: 'auto' = by product class (high 30, medium 25, low 20, "
+        "intermittent 15), 0 = Prophet defaults only, N = exactly N",
+        to_trials,
+        None,
+        "{auto,N}",
+    ),
+    Option("--metric", "CV error metric to minimise", to_choice(METRICS), "smape", "{smape,mape,mae,rmse}"),
+    Option("--folds", "rolling-origin cross-validation folds", to_int(1, 20), 3, "N"),
+    Option(
+        "--timeout-seconds",
+        "wall-clock bound on tuning per product (the final fit still runs)",
+        to_float(0.0, 7 * 86400, lo_open=True),
+        None,
+        "SECONDS",
+    ),
+    Option(
+        "--warm-start",
+        "enqueue the product's last best parameters (from forecast_models) as the first trial",
+        to_bool,
+        True,
+        boolean=True,
+    ),
+    Option("--trainingjob", "'<namespace>/<name>' recorded with each model", to_str, None, "NS/NAME"),
+    Option(
+        "--termination-log",
+        "file for the JSON termination message (<= 4096 bytes); skipped when not writable",
+        to_str,
+        DEFAULT_TERMINATION_LOG,
+        "FILE",
+    ),
+    Option(
+        "--fill-missing",
+        "missing periods: zero (no row = no sales), interpolate (linear), none (left as gaps)",
+        to_choice(FILL_MISSING),
+        "zero",
+        "{zero,interpolate,none}",
+    ),
+    Option(
+        "--improvement-margin",
+        "tuned parameters are kept only if their CV error beats the defaults' by this relative margin",
+        to_float(0.0, 0.9),
+        0.02,
+        "FRACTION",
+    ),
+    Option("--country-holidays", "add this country's public holidays to the model (e.g. US, DE)", to_str, None, "CODE"),
+    Option("--tuning-seed", "seed of the Optuna TPE sampler", to_int(0, 2**31 - 1), 42, "N"),
+    Option("--pushgateway", "Prometheus Pushgateway address (host:port or URL) to push run metrics to", to_str, None),
+    DB_CONNECT_TIMEOUT,
+    DB_QUERY_TIMEOUT,
+    DB_RETRIES,
+    LOG_FORMAT,
+)
+
+MIGRATE_OPTIONS: tuple[Option, ...] = (
+    Option("--output-dsn", "PostgreSQL URL of the output database", to_str, None, "DSN", secret=True),
+    Option("--data-dsn", "used as the output database when --output-dsn is not set", to_str, None, "DSN", secret=True),
+    Option("--output-schema", "schema to create or upgrade", to_str, "public", "SCHEMA"),
+    DB_CONNECT_TIMEOUT,
+    DB_QUERY_TIMEOUT,
+    DB_RETRIES,
+    LOG_FORMAT,
+)
+
+SAMPLE_DATA_OPTIONS: tuple[Option, ...] = (
+    Option("--products", "number of products", to_int(1, 100_000), 20, "N"),
+    Option("--days", "days of history per product", to_int(1, 36_500), 1095, "D"),
+    Option("--seed", "random seed (same seed, same data)", to_int(0, 2**31 - 1), 7, "S"),
+    Option("--start", "first date", to_date, "2021-01-01", "YYYY-MM-DD"),
+    Option("--csv", "write long-format CSV (product_id,ds,y) to this file ('-' = stdout)", to_str, None, "FILE"),
+    Option("--dsn", "write to this PostgreSQL database instead", to_str, None, "DSN", secret=True),
+    Option("--table", "table to create/fill with --dsn ('table' or 'schema.table')", to_str, "sales", "TABLE"),
+    Option(
+        "--bad-products",
+        "also add four invalid products (too short, all zero, negative, constant) for demos and tests",
+        to_bool,
+        False,
+        boolean=True,
+    ),
+    DB_CONNECT_TIMEOUT,
+    DB_QUERY_TIMEOUT,
+    DB_RETRIES,
+    LOG_FORMAT,
+)
+
+
+def option_help(option: Option) -> str:
+    default = option.default
+    shown = "unset" if default is None else ("true" if default is True else "false" if default is False else default)
+    if option.dest == "trials" and default is None:
+        shown = "auto"
+    return f"{option.help} [env {option.env}; default: {shown}]"
+
+
+def add_options(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """Declare ``options`` on ``parser``; every default is UNSET so env vars can fill the gaps."""
+    for option in options:
+        if option.boolean:
+            parser.add_argument(
+                option.flag,
+                dest=option.dest,
+                action=argparse.BooleanOptionalAction,
+                default=UNSET,
+                help=option_help(option),
+            )
+        else:
+            parser.add_argument(
+                option.flag,
+                dest=option.dest,
+                default=None if option.repeat else UNSET,
+                metavar=option.metavar or option.dest.upper(),
+                action="append" if option.repeat else "store",
+                help=option_help(option),
+            )
+
+
+def resolve(options: Sequence[Option], cli: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Merge CLI values, ``TRAINER_*`` env vars and defaults; convert and range-check each value."""
+    values: dict[str, Any] = {}
+    for option in options:
+        raw = cli.get(option.dest, UNSET)
+        source = option.flag
+        if raw is UNSET or raw is None:
+            env_value = environ.get(option.env)
+            if env_value is None or (env_value.strip() == "" and option.dest != "trials"):
+                values[option.dest] = [] if option.repeat and option.default is None else option.default
+                continue
+            raw = [env_value] if option.repeat else env_value
+            source = option.env
+        try:
+            if option.repeat:
+                values[option.dest] = to_products(raw) if option.dest == "product" else [option.convert(v) for v in raw]
+            else:
+                values[option.dest] = option.convert(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return values
+
+
+# --------------------------------------------------------------------------- typed configs
+
+
+def _check_dsn(dsn: str | None, what: str) -> str | None:
+    if dsn is None:
+        return None
+    if not re.match(r"postgres(ql)?://", dsn.strip()):
+        # Never echo the value: it may carry a password.
+        raise ConfigError(f"{what} must be a postgresql:// URL")
+    return dsn.strip()
+
+
+@dataclass(frozen=True)
+class DbSettings:
+    connect_timeout: float = 10.0
+    query_timeout: float = 60.0
+    retries: int = 4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    products: list[str] = field(default_factory=list)
+    data_csv: str | None = None
+    data_dsn: str | None = None
+    data_table: str = "sales"
+    product_column: str = "product_id"
+    time_column: str = "ds"
+    value_column: str = "y"
+    output_dsn: str | None = None
+    output_schema: str = "public"
+    output_dir: str | None = None
+    horizon_days: int = 30
+    frequency: str = "D"
+    trials: int | None = None
+    metric: str = "smape"
+    folds: int = 3
+    timeout_seconds: float | None = None
+    warm_start: bool = True
+    trainingjob: str | None = None
+    termination_log: str = DEFAULT_TERMINATION_LOG
+    fill_missing: str = "zero"
+    improvement_margin: float = 0.02
+    country_holidays: str | None = None
+    tuning_seed: int = 42
+    pushgateway: str | None = None
+    log_format: str = "auto"
+    db: DbSettings = field(default_factory=DbSettings)
+
+    @property
+    def persists(self) -> bool:
+        return bool(self.output_dsn or self.output_dir)
+
+
+def train_config(values: Mapping[str, Any]) -> TrainConfig:
+    """Cross-field checks on resolved ``train`` values."""
+    csv, dsn = values.get("data_csv"), _check_dsn(values.get("data_dsn"), "--data-dsn/TRAINER_DATA_DSN")
+    if csv and dsn:
+        raise ConfigError("set only one data source: --data-csv (TRAINER_DATA_CSV) or --data-dsn (TRAINER_DATA_DSN)")
+    if not csv and not dsn:
+        raise ConfigError("no data source: set --data-csv (TRAINER_DATA_CSV) or --data-dsn (TRAINER_DATA_DSN)")
+    output_dsn = _check_dsn(values.get("output_dsn"), "--output-dsn/TRAINER_OUTPUT_DSN") or dsn
+    check_table(values["data_table"], "--data-table")
+    for key in ("product_column", "time_column", "value_column"):
+        check_identifier(values[key], f"--{key.replace('_', '-')}")
+    check_identifier(values["output_schema"], "--output-schema")
+    holidays = values.get("country_holidays")
+    if holidays is not None and not re.fullmatch(r"[A-Za-z]{2,3}", holidays.strip()):
+        raise ConfigError(f"--country-holidays {holidays!r} must be a 2- or 3-letter country code")
+    termination_log = values.get("termination_log") or DEFAULT_TERMINATION_LOG
+    known = {f for f in TrainConfig.__dataclass_fields__ if f not in ("products", "db", "output_dsn", "data_dsn")}
+    kwargs = {k: v for k, v in values.items() if k in known and v is not None}
+    kwargs["termination_log"] = termination_log
+    if holidays:
+        kwargs["country_holidays"] = holidays.strip().upper()
+    return TrainConfig(
+        products=list(values.get("product") or []),
+        data_dsn=dsn,
+        output_dsn=output_dsn,
+        db=DbSettings(values["db_connect_timeout"], values["db_query_timeout"], values["db_retries"]),
+        **kwargs,
+    )
+
+
+@dataclass(frozen=True)
+class MigrateConfig:
+    output_dsn: str
+    output_schema: str = "public"
+    log_format: str = "auto"
+    db: DbSettings = field(default_factory=DbSettings)
+
+
+def migrate_config(values: Mapping[str, Any]) -> MigrateConfig:
+    dsn = _check_dsn(values.get("output_dsn"), "--output-dsn/TRAINER_OUTPUT_DSN") or _check_dsn(
+        values.get("data_dsn"), "--data-dsn/TRAINER_DATA_DSN"
+    )
+    if not dsn:
+        raise ConfigError("migrate needs a database: set --output-dsn (TRAINER_OUTPUT_DSN)")
+    return MigrateConfig(
+        output_dsn=dsn,
+        output_schema=check_identifier(values["output_schema"], "--output-schema"),
+        log_format=values["log_format"],
+        db=DbSettings(values["db_connect_timeout"], values["db_query_timeout"], values["db_retries"]),
+    )
+
+
+@dataclass(frozen=True)
+class SampleDataConfig:
+    products: int = 20
+    days: int = 1095
+    seed: int = 7
+    start: str = "2021-01-01"
+    csv: str | None = None
+    dsn: str | None = None
+    table: str = "sales"
+    bad_products: bool = False
+    log_format: str = "auto"
+    db: DbSettings = field(default_factory=DbSettings)
+
+
+def sample_data_config(values: Mapping[str, Any]) -> SampleDataConfig:
+    dsn = _check_dsn(values.get("dsn"), "--dsn/TRAINER_DSN")
+    if bool(values.get("csv")) == bool(dsn):
+        raise ConfigError("sample-data writes to exactly one place: --csv FILE or --dsn DSN [--table T]")
+    check_table(values["table"], "--table")
+    return SampleDataConfig(
+        products=values["products"],
+        days=values["days"],
+        seed=values["seed"],
+        start=values["start"],
+        csv=values.get("csv"),
+        dsn=dsn,
+        table=values["table"],
+        bad_products=values["bad_products"],
+        log_format=values["log_format"],
+        db=DbSettings(values["db_connect_timeout"], values["db_query_timeout"], values["db_retries"]),
+    )
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ

@@ -1,0 +1,152 @@
+"""Where sales history comes from: a long-format CSV file or a PostgreSQL table.
+
+Both sources hand out *raw* per-product frames with columns ``ds`` and ``y`` exactly as stored
+(strings from CSV, typed values from PostgreSQL); ``validate.py`` parses and checks them, so
+the rules are the same for both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from forecast_trainer.config import DbSettings
+from forecast_trainer.db import Database
+from forecast_trainer.errors import ConfigError, DataInvalid
+from forecast_trainer.sqlident import check_identifier, check_table, qualified, quote
+
+
+@dataclass(frozen=True)
+class Columns:
+    product: str = "product_id"
+    time: str = "ds"
+    value: str = "y"
+
+
+class DataSource(Protocol):
+    async def products(self) -> list[str]:
+        """Every product id in the source, in a stable order."""
+        ...
+
+    async def history(self, product: str) -> Any:
+        """Raw rows of one product as a DataFrame with columns ds, y (DataInvalid/NoData if none)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _no_data(product: str, where: str) -> DataInvalid:
+    return DataInvalid(f"product {product!r}: no rows in {where}", reason="NoData")
+
+
+class CsvSource:
+    """A long-format CSV (``product_id,ds,y`` by default) read once and split by product."""
+
+    def __init__(self, path: str, columns: Columns) -> None:
+        self.path = path
+        self.columns = columns
+        self._groups: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._groups is not None:
+            return self._groups
+        import pandas as pd
+
+        if not os.path.exists(self.path):
+            raise ConfigError(f"data CSV {self.path!r} does not exist")
+        if os.path.isdir(self.path):
+            raise ConfigError(f"data CSV {self.path!r} is a directory")
+        try:
+            frame = pd.read_csv(
+                self.path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                skipinitialspace=True,
+                encoding="utf-8-sig",
+            )
+        except pd.errors.EmptyDataError:
+            raise DataInvalid(f"data CSV {self.path!r} is empty", reason="EmptyData") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise DataInvalid(f"data CSV {self.path!r} is not valid CSV: {exc}", reason="MalformedCsv") from None
+        except PermissionError:
+            raise ConfigError(f"data CSV {self.path!r} is not readable") from None
+        frame.columns = [str(c).strip() for c in frame.columns]
+        wanted = [self.columns.product, self.columns.time, self.columns.value]
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            have = ", ".join(frame.columns[:10])
+            raise DataInvalid(
+                f"data CSV {self.path!r} has no column(s) {', '.join(missing)} (it has: {have}); "
+                "set --product-column/--time-column/--value-column",
+                reason="MissingColumns",
+            )
+        if frame.empty:
+            raise DataInvalid(f"data CSV {self.path!r} has a header but no rows", reason="EmptyData")
+        frame = frame[wanted].rename(
+            columns={self.columns.product: "product", self.columns.time: "ds", self.columns.value: "y"}
+        )
+        frame = frame[frame["product"].notna()]
+        frame["product"] = frame["product"].str.strip()
+        self._groups = {
+            str(p): g[["ds", "y"]].reset_index(drop=True) for p, g in frame.groupby("product", sort=False)
+        }
+        return self._groups
+
+    async def products(self) -> list[str]:
+        return list(self._load())
+
+    async def history(self, product: str) -> Any:
+        groups = self._load()
+        if product not in groups:
+            raise _no_data(product, f"data CSV {self.path!r}")
+        return groups[product]
+
+    async def close(self) -> None:
+        self._groups = None
+
+
+class PostgresSource:
+    """``SELECT ds, y FROM <table> WHERE <product column> = $1`` with quoted, validated identifiers."""
+
+    def __init__(
+        self, dsn: str, table: str, columns: Columns, settings: DbSettings, db: Database | None = None
+    ) -> None:
+        schema, name = check_table(table, "--data-table")
+        self.table_sql = qualified(schema, name)
+        self.table_name = table
+        self.product_sql = quote(check_identifier(columns.product, "--product-column"))
+        self.time_sql = quote(check_identifier(columns.time, "--time-column"))
+        self.value_sql = quote(check_identifier(columns.value, "--value-column"))
+        self.db = db or Database(dsn, settings, role="data source")
+
+    async def products(self) -> list[str]:
+        sql = (
+            f"SELECT DISTINCT {self.product_sql}::text AS product FROM {self.table_sql} "
+            f"WHERE {self.product_sql} IS NOT NULL ORDER BY 1"
+        )
+
+        async def work(conn: Any) -> list[str]:
+            return [r["product"] for r in await conn.fetch(sql)]
+
+        return await self.db.run(f"cannot list products of table {self.table_name!r}", work)
+
+    async def history(self, product: str) -> Any:
+        import pandas as pd
+
+        sql = (
+            f"SELECT {self.time_sql} AS ds, {self.value_sql} AS y FROM {self.table_sql} "
+            f"WHERE {self.product_sql}::text = $1"
+        )
+
+        async def work(conn: Any) -> list[Any]:
+            return list(await conn.fetch(sql, product))
+
+        rows = await self.db.run(f"cannot read history of product {product!r}", work)
+        if not rows:
+            raise _no_data(product, f"table {self.table_name!r}")
+        return pd.DataFrame({"ds": [r["ds"] for r in rows], "y": [r["y"] for r in rows]})
+
+    async def close(self) -> None:
+        await self.db.close()

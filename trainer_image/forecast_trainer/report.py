@@ -1,0 +1,204 @@
+"""Per-product results, the run's exit code, the termination message and the summary.
+
+Exit code of a run (several products):
+  4 if any product failed because a database stayed unreachable (retriable);
+  1 else if any product failed unexpectedly;
+  0 else if at least one product trained (invalid ones are reported and skipped);
+  3 else (every product had invalid data, or there were none).
+
+Termination message: compact JSON, at most 4096 bytes, always valid::
+
+  {"v": 1, "exit_code": 0, "counts": {"trained": n, "invalid": n, "failed": n},
+   "products": [{"product", "status", "metric", "error", "default_error", "baseline_error",
+                 "beats_baseline", "tuned", "trials", "seconds", "model_id", "checksum",
+                 "class", "reason", "message", "warnings"}, ...],
+   "omitted": n}
+
+When it does not fit, long strings are shortened first, then whole product entries are dropped
+from the end; ``omitted`` counts them. Product ids are never shortened (the operator matches
+entries by id).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from forecast_trainer.errors import EXIT_DATA_INVALID, EXIT_INFRA, EXIT_OK, EXIT_UNEXPECTED, one_line
+from forecast_trainer.jsonutil import json_safe
+
+LIMIT = 4096
+TRAINED, INVALID, FAILED = "trained", "invalid", "failed"
+
+
+@dataclass
+class ProductResult:
+    product: str
+    status: str
+    metric: str
+    error: float | None = None
+    default_error: float | None = None
+    baseline_error: float | None = None
+    beats_baseline: bool | None = None
+    tuned: bool = False
+    trials: int = 0
+    seconds: float = 0.0
+    model_id: int | str | None = None
+    checksum: str | None = None
+    product_class: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    infra: bool = False  # a failure a retry may fix (exit 4)
+    details: dict[str, Any] = field(default_factory=dict)  # extra detail for summary.json
+
+
+def exit_code(results: list[ProductResult], run_error_code: int | None = None) -> int:
+    """The process exit code for a run's results (see the module doc)."""
+    if any(r.status == FAILED and r.infra for r in results):
+        return EXIT_INFRA
+    if any(r.status == FAILED for r in results):
+        return EXIT_UNEXPECTED
+    if any(r.status == TRAINED for r in results):
+        return EXIT_OK
+    if run_error_code is not None:
+        return run_error_code
+    return EXIT_DATA_INVALID
+
+
+def _num(value: float | None, digits: int = 4) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def entry(result: ProductResult) -> dict[str, Any]:
+    """A product's termination-message entry, keys in the documented order."""
+    return {
+        "product": result.product,
+        "status": result.status,
+        "metric": result.metric,
+        "error": _num(result.error),
+        "default_error": _num(result.default_error),
+        "baseline_error": _num(result.baseline_error),
+        "beats_baseline": result.beats_baseline,
+        "tuned": bool(result.tuned),
+        "trials": int(result.trials),
+        "seconds": _num(result.seconds, 2) or 0.0,
+        "model_id": result.model_id,
+        "checksum": result.checksum,
+        "class": result.product_class,
+        "reason": result.reason,
+        "message": one_line(result.message) if result.message else None,
+        "warnings": [one_line(w) for w in result.warnings],
+    }
+
+
+def _shorten(item: dict[str, Any], message: int, warnings: int, warning_len: int) -> dict[str, Any]:
+    out = dict(item)
+    if out["message"]:
+        out["message"] = one_line(out["message"], message)
+    out["warnings"] = [one_line(w, warning_len) for w in out["warnings"][:warnings]]
+    return out
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def termination_message(results: list[ProductResult], code: int, limit: int = LIMIT) -> str:
+    """The termination message for ``results`` (at most ``limit`` UTF-8 bytes, valid JSON)."""
+    counts = {s: sum(1 for r in results if r.status == s) for s in (TRAINED, INVALID, FAILED)}
+    entries = [entry(r) for r in results]
+
+    def render(items: list[dict[str, Any]]) -> str:
+        return _dump(
+            {"v": 1, "exit_code": code, "counts": counts, "products": items, "omitted": len(entries) - len(items)}
+        )
+
+    def fits(text: str) -> bool:
+        return len(text.encode("utf-8")) <= limit
+
+    text = render(entries)
+    if fits(text):
+        return text
+    for message, warnings, warning_len in ((300, 5, 160), (160, 3, 100), (80, 1, 60), (60, 0, 0)):
+        short = [_shorten(e, message, warnings, warning_len) for e in entries]
+        text = render(short)
+        if fits(text):
+            return text
+        lo, hi = 0, len(short)  # the most leading entries that fit
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(render(short[:mid])):
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo > 0:
+            return render(short[:lo])
+    return render([])
+
+
+def write_termination(path: str | None, text: str) -> bool:
+    """Write the message; False (silently) when the path is not writable, e.g. outside a pod."""
+    if not path:
+        return False
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError:
+        return False
+    return True
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def summary_table(results: list[ProductResult], metric: str) -> str:
+    """A plain-text table for people (stdout)."""
+    header = ("product", "status", "class", "trials", "tuned", metric, "default", "s-naive", "beats", "sec", "note")
+    rows = [header]
+    for r in results:
+        note = r.message or (r.warnings[0] if r.warnings else "")
+        rows.append(
+            (
+                r.product if len(r.product) <= 40 else r.product[:37] + "...",
+                r.status,
+                r.product_class or "-",
+                str(r.trials),
+                "yes" if r.tuned else "no",
+                _fmt(r.error),
+                _fmt(r.default_error),
+                _fmt(r.baseline_error),
+                "-" if r.beats_baseline is None else ("yes" if r.beats_baseline else "NO"),
+                f"{r.seconds:.1f}",
+                one_line(note, 70),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def summary_document(results: list[ProductResult], code: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """The full (untruncated) run summary written to ``summary.json``."""
+    items = []
+    for r in results:
+        item = entry(r)
+        item["details"] = r.details
+        items.append(item)
+    counts = {s: sum(1 for r in results if r.status == s) for s in (TRAINED, INVALID, FAILED)}
+    return {"v": 1, "exit_code": code, "counts": counts, **extra, "products": items}
+
+
+def write_json_atomic(path: str, doc: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(json_safe(doc), fh, indent=2, ensure_ascii=False, allow_nan=False)
+        fh.write("\n")
+    os.replace(tmp, path)

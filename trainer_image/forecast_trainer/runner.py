@@ -1,0 +1,378 @@
+"""The ``train`` command: load -> validate -> classify -> tune -> final fit -> persist -> report.
+
+Products are trained one after another (a trainer pod normally gets one product and one core).
+Each product ends as trained, invalid (bad data: reported, skipped, nothing written) or failed
+(infrastructure or an unexpected error). The CPU-bound part runs in a worker thread so the
+event loop keeps the database pools healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from forecast_trainer import report
+from forecast_trainer.classify import classify, trial_budget
+from forecast_trainer.config import TrainConfig
+from forecast_trainer.data import Columns, CsvSource, DataSource, PostgresSource
+from forecast_trainer.db import Database
+from forecast_trainer.errors import ConfigError, DataInvalid, InfraUnavailable, TrainerError, one_line
+from forecast_trainer.logs import get_logger
+from forecast_trainer.progress import Progress
+from forecast_trainer.report import FAILED, INVALID, TRAINED, ProductResult
+from forecast_trainer.validate import Prepared, Rules, prepare
+
+log = get_logger("train")
+
+
+@dataclass
+class Trained:
+    """The CPU-side outcome for one product, before anything is persisted."""
+
+    params: dict[str, Any]
+    tuning: Any  # tune.TuneResult
+    product_class: Any  # classify.ProductClass
+    structure: Any  # model.Structure
+    model_json: str
+    checksum: str
+    forecast: Any
+    fitted: Any
+    horizon: int
+
+
+def train_product(
+    prepared: Prepared,
+    cfg: TrainConfig,
+    budget: int,
+    warm_params: dict[str, Any] | None,
+    product_class: Any,
+    on_trial: Callable[[int, int], None] | None = None,
+) -> Trained:
+    """Tune and fit one validated product (CPU bound; no I/O)."""
+    from forecast_trainer import model as models
+    from forecast_trainer.tune import tune
+
+    frame = prepared.frame
+    horizon = models.horizon_periods(cfg.horizon_days, cfg.frequency)
+    structure = models.structure_for(frame["ds"], cfg.frequency, cfg.country_holidays)
+    tuning = tune(
+        frame,
+        frequency=cfg.frequency,
+        horizon=horizon,
+        folds=cfg.folds,
+        metric=cfg.metric,
+        budget=budget,
+        margin=cfg.improvement_margin,
+        seed=cfg.tuning_seed,
+        structure=structure,
+        timeout=cfg.timeout_seconds,
+        warm_params=warm_params,
+        on_trial=on_trial,
+    )
+    final = models.fit(frame, tuning.params, structure, uncertainty=True)
+    forecast = models.forecast(final, frame["ds"].iloc[-1], horizon, cfg.frequency)
+    fitted = models.fitted_history(final, frame["ds"]) if cfg.output_dir else None
+    model_json = models.to_json(final)
+    return Trained(
+        params=models.effective_params(tuning.params),
+        tuning=tuning,
+        product_class=product_class,
+        structure=structure,
+        model_json=model_json,
+        checksum=models.checksum(model_json),
+        forecast=forecast,
+        fitted=fitted,
+        horizon=horizon,
+    )
+
+
+def metrics_document(
+    cfg: TrainConfig, prepared: Prepared, trained: Trained, warm_model_id: int | None
+) -> dict[str, Any]:
+    """What goes into forecast_models.metrics (and metrics.json)."""
+    t = trained.tuning
+    return {
+        "metric": cfg.metric,
+        "cv": {
+            "error": t.error,
+            "default_error": t.default_error,
+            "seasonal_naive_error": t.seasonal_naive_error,
+            "last_value_error": t.last_value_error,
+            "fold_errors": t.fold_errors,
+            "folds": t.folds,
+            "horizon_periods": trained.horizon,
+        },
+        "beats_baseline": t.beats_baseline,
+        "tuning": {
+            "tuned": t.tuned,
+            "trials": t.trials,
+            "completed": t.completed,
+            "pruned": t.pruned,
+            "failed": t.failed,
+            "timed_out": t.timed_out,
+            "stopped_early": t.stopped_early,
+            "improvement_margin": cfg.improvement_margin,
+            "best_trial_params": t.best_trial_params,
+            "best_trial_error": t.best_trial_error,
+            "warm_start": {"used": t.warm_started, "model_id": warm_model_id},
+            "first_trial_params": t.first_trial_params,
+            "seed": cfg.tuning_seed,
+        },
+        "class": {
+            "name": trained.product_class.name,
+            "per_day": trained.product_class.per_day,
+            "adi": trained.product_class.adi,
+            "zero_share": trained.product_class.zero_share,
+        },
+        "structure": trained.structure.as_dict(),
+        "data": {
+            "observed_points": prepared.observed,
+            "periods": len(prepared.frame),
+            "first": str(prepared.frame["ds"].iloc[0].date()),
+            "last": str(prepared.frame["ds"].iloc[-1].date()),
+            "frequency": cfg.frequency,
+            "fill_missing": cfg.fill_missing,
+        },
+        "warnings": prepared.warnings + t.warnings,
+    }
+
+
+@dataclass
+class RunOutcome:
+    results: list[ProductResult] = field(default_factory=list)
+    run_error: TrainerError | None = None
+
+
+class TrainRun:
+    def __init__(self, cfg: TrainConfig, progress: Progress) -> None:
+        self.cfg = cfg
+        self.progress = progress
+        self.rules = Rules(frequency=cfg.frequency, fill_missing=cfg.fill_missing)
+        self.output: Database | None = None
+        if cfg.output_dsn and cfg.output_dsn == cfg.data_dsn:
+            # One database for both: one pool, and its failures are the data source's.
+            self.output = Database(cfg.output_dsn, cfg.db, role="data source")
+        elif cfg.output_dsn:
+            self.output = Database(cfg.output_dsn, cfg.db, role="output database")
+        self.source: DataSource = self._source()
+        self.outcome = RunOutcome()
+        self.planned: list[str] = list(cfg.products)
+
+    def _source(self) -> DataSource:
+        cfg = self.cfg
+        columns = Columns(cfg.product_column, cfg.time_column, cfg.value_column)
+        if cfg.data_csv:
+            return CsvSource(cfg.data_csv, columns)
+        assert cfg.data_dsn is not None
+        shared = self.output if cfg.output_dsn == cfg.data_dsn else None
+        return PostgresSource(cfg.data_dsn, cfg.data_table, columns, cfg.db, db=shared)
+
+    def _error_result(self, product: str, exc: BaseException, seconds: float) -> ProductResult:
+        if isinstance(exc, DataInvalid):
+            status, reason, message, infra = INVALID, exc.reason, exc.message, False
+        elif isinstance(exc, InfraUnavailable):
+            status, reason, message, infra = FAILED, exc.reason, exc.message, True
+        elif isinstance(exc, TrainerError):
+            status, reason, message, infra = FAILED, exc.reason, exc.message, False
+        else:
+            status, reason, infra = FAILED, "InternalError", False
+            message = one_line(f"unexpected {type(exc).__name__}: {exc}")
+        return ProductResult(
+            product=product,
+            status=status,
+            metric=self.cfg.metric,
+            seconds=seconds,
+            reason=reason,
+            message=message,
+            infra=infra,
+        )
+
+    def interrupted(self, reason: str, message: str) -> list[ProductResult]:
+        """Results so far plus a failed entry for every product not finished yet."""
+        done = list(self.outcome.results)
+        finished = {r.product for r in done}
+        for product in self.planned:
+            if product not in finished:
+                done.append(
+                    ProductResult(product=product, status=FAILED, metric=self.cfg.metric, reason=reason,
+                                  message=message, infra=True)
+                )
+        return done
+
+    async def run(self) -> RunOutcome:
+        outcome = self.outcome
+        products = list(self.cfg.products)
+        self.planned = list(products)
+        try:
+            if self.output is not None:
+                from forecast_trainer.store import migrate
+
+                await migrate(self.output, self.cfg.output_schema)
+            if not products or isinstance(self.source, CsvSource):
+                listed = await self.source.products()  # a CSV is read (and checked) once, up front
+                products = products or listed
+                self.planned = list(products)
+        except TrainerError as exc:
+            outcome.run_error = exc if not products or isinstance(exc, ConfigError) else None
+            if outcome.run_error is None:
+                log.warning("%s", exc.message, extra={"fields": {"event": "source_error", "reason": exc.reason}})
+            outcome.results = [self._error_result(p, _for_product(exc, p), 0.0) for p in products]
+            return outcome
+        self.progress.start(len(products))
+        try:
+            for product in products:
+                result = await self.train_one(product)
+                outcome.results.append(result)
+                self.progress.product_done(
+                    product,
+                    result.status,
+                    {k: v for k, v in report.entry(result).items() if k not in ("product", "status")},
+                )
+        finally:
+            self.progress.finish()
+        return outcome
+
+    async def close(self) -> None:
+        await self.source.close()
+        if self.output is not None:
+            await self.output.close()  # closing twice (shared pool) is a no-op
+
+    async def train_one(self, product: str) -> ProductResult:
+        cfg = self.cfg
+        started = time.monotonic()
+        self.progress.product_started(product)
+        try:
+            raw = await self.source.history(product)
+            prepared = prepare(product, raw, self.rules)
+            product_class = classify(prepared.frame["y"], cfg.frequency)
+            budget = trial_budget(product_class, cfg.trials)
+            warm = None
+            if self.output is not None and cfg.warm_start and budget > 0:
+                from forecast_trainer.store import last_best_params
+
+                warm = await last_best_params(self.output, cfg.output_schema, product)
+
+            def on_trial(number: int, total: int) -> None:
+                self.progress.trial(product, number, total)
+
+            trained = await asyncio.to_thread(
+                train_product, prepared, cfg, budget, warm.params if warm else None, product_class, on_trial
+            )
+            metrics = metrics_document(cfg, prepared, trained, warm.model_id if warm else None)
+            model_id = await self.persist(product, prepared, trained, metrics)
+        except Exception as exc:
+            result = self._error_result(product, exc, time.monotonic() - started)
+            if not isinstance(exc, TrainerError):
+                log.exception("unexpected error training %r", product)
+            else:
+                log.warning(
+                    "%s", result.message, extra={"fields": {"event": "product_error", "reason": result.reason}}
+                )
+            return result
+        t = trained.tuning
+        warnings = list(prepared.warnings) + list(t.warnings)
+        if t.beats_baseline is False:
+            warnings.append(
+                f"a naive baseline beats the model on CV (seasonal-naive {_short(t.seasonal_naive_error)}, "
+                f"last-value {_short(t.last_value_error)}, model {_short(t.error)})"
+            )
+        return ProductResult(
+            product=product,
+            status=TRAINED,
+            metric=cfg.metric,
+            error=t.error,
+            default_error=t.default_error,
+            baseline_error=t.baseline_error,
+            beats_baseline=t.beats_baseline,
+            tuned=t.tuned,
+            trials=t.trials,
+            seconds=time.monotonic() - started,
+            model_id=model_id,
+            checksum=trained.checksum,
+            product_class=trained.product_class.name,
+            warnings=warnings,
+            details={**metrics, "params": trained.params},
+        )
+
+    async def persist(self, product: str, prepared: Prepared, trained: Trained, metrics: dict[str, Any]) -> Any:
+        """Database first (one transaction), then files; returns the model id (or folder, or None)."""
+        cfg = self.cfg
+        model_id: Any = None
+        if self.output is not None:
+            from forecast_trainer import model as models
+            from forecast_trainer.store import ModelRecord, save
+
+            record = ModelRecord(
+                product_id=product,
+                trainingjob=cfg.trainingjob,
+                prophet_version=models.prophet_version(),
+                params=trained.params,
+                metrics=metrics,
+                model_json=trained.model_json,
+                checksum=trained.checksum,
+            )
+            model_id = await save(self.output, cfg.output_schema, record, trained.forecast)
+        if cfg.output_dir:
+            from forecast_trainer.outputs import write_product
+
+            kind = "tuned" if trained.tuning.tuned else "defaults"
+            title = f"{product} - {cfg.metric} {_short(trained.tuning.error)} ({kind})"
+            folder = await asyncio.to_thread(
+                write_product,
+                cfg.output_dir,
+                product,
+                trained.model_json,
+                trained.checksum,
+                trained.forecast,
+                prepared.frame,
+                trained.fitted,
+                {**metrics, "params": trained.params, "model_id": model_id, "checksum": trained.checksum},
+                title,
+            )
+            if model_id is None:
+                model_id = folder
+        return model_id
+
+
+def _for_product(exc: TrainerError, product: str) -> TrainerError:
+    """A run-level error restated for one product (its message names the product)."""
+    return type(exc)(f"product {product!r}: {exc.message}", reason=exc.reason)
+
+
+def _short(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def check_country(cfg: TrainConfig) -> None:
+    if not cfg.country_holidays:
+        return
+    import holidays
+
+    try:
+        holidays.country_holidays(cfg.country_holidays)
+    except NotImplementedError:
+        raise ConfigError(f"--country-holidays: no holiday calendar for {cfg.country_holidays!r}") from None
+
+
+async def run_async(cfg: TrainConfig, progress: Progress, holder: dict[str, Any] | None = None) -> RunOutcome:
+    """Run ``train``; ``holder["run"]`` exposes the live run (for the SIGTERM handler)."""
+    run = TrainRun(cfg, progress)
+    if holder is not None:
+        holder["run"] = run
+    try:
+        return await run.run()
+    finally:
+        await run.close()
+
+
+def persistence_note(cfg: TrainConfig) -> str:
+    places = []
+    if cfg.output_dsn:
+        places.append(f"PostgreSQL schema {cfg.output_schema!r}")
+    if cfg.output_dir:
+        places.append(f"folder {os.path.abspath(cfg.output_dir)}")
+    return " and ".join(places)

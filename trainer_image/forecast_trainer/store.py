@@ -1,0 +1,243 @@
+"""PostgreSQL output: schema migrations, atomic model + forecast writes, verified loads.
+
+Tables (in the output schema, default ``public``):
+  forecast_models(id bigserial, product_id, trainingjob, trained_at, prophet_version,
+                  params jsonb, metrics jsonb, model_json, checksum)
+  forecasts(model_id -> forecast_models.id, product_id, ds, yhat, yhat_lower, yhat_upper)
+  forecast_trainer_schema_version(version, description, applied_at)
+
+``migrate`` is idempotent and safe to run from many pods at once: it holds a transaction-scoped
+advisory lock (keyed by the schema name) while it checks and applies migrations.
+A model and its forecast are written in ONE transaction: either both exist or neither.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from forecast_trainer import model as models
+from forecast_trainer.db import Database
+from forecast_trainer.jsonutil import json_safe
+from forecast_trainer.logs import get_logger
+from forecast_trainer.sqlident import check_identifier, qualified, quote
+
+log = get_logger("store")
+
+VERSION_TABLE = "forecast_trainer_schema_version"
+LOCK_NAMESPACE = 1179931730  # "FTTR": first key of pg_advisory_xact_lock(int, int)
+
+MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (
+        1,
+        "forecast_models and forecasts",
+        (
+            """CREATE TABLE IF NOT EXISTS {s}.forecast_models (
+                id bigserial PRIMARY KEY,
+                product_id text NOT NULL,
+                trainingjob text,
+                trained_at timestamptz NOT NULL DEFAULT now(),
+                prophet_version text NOT NULL,
+                params jsonb NOT NULL,
+                metrics jsonb NOT NULL,
+                model_json text NOT NULL,
+                checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{{64}}$')
+            )""",
+            "CREATE INDEX IF NOT EXISTS forecast_models_product_idx ON {s}.forecast_models (product_id, id DESC)",
+            """CREATE TABLE IF NOT EXISTS {s}.forecasts (
+                model_id bigint NOT NULL REFERENCES {s}.forecast_models (id) ON DELETE CASCADE,
+                product_id text NOT NULL,
+                ds timestamp NOT NULL,
+                yhat double precision NOT NULL,
+                yhat_lower double precision,
+                yhat_upper double precision,
+                PRIMARY KEY (model_id, ds)
+            )""",
+            "CREATE INDEX IF NOT EXISTS forecasts_product_ds_idx ON {s}.forecasts (product_id, ds)",
+        ),
+    ),
+)
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    schema: str
+    before: int
+    after: int
+
+    @property
+    def changed(self) -> bool:
+        return self.after != self.before
+
+
+async def migrate_connection(conn: Any, schema: str) -> MigrateResult:
+    """Create or upgrade ``schema``'s tables on one connection (see the module doc)."""
+    check_identifier(schema, "--output-schema")
+    s = quote(schema)
+    version_table = qualified(schema, VERSION_TABLE)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))", LOCK_NAMESPACE, schema)
+        exists = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema)
+        if not exists:
+            await conn.execute(f"CREATE SCHEMA {s}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {version_table} (version integer PRIMARY KEY, "
+            "description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        before = int(await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {version_table}"))
+        for version, description, statements in MIGRATIONS:
+            if version <= before:
+                continue
+            for statement in statements:
+                await conn.execute(statement.format(s=s))
+            await conn.execute(
+                f"INSERT INTO {version_table} (version, description) VALUES ($1, $2)", version, description
+            )
+    after = max(before, LATEST_VERSION)
+    if before > LATEST_VERSION:
+        log.warning("schema %s is at version %d, newer than this trainer knows (%d)", schema, before, LATEST_VERSION)
+    return MigrateResult(schema, before, after)
+
+
+async def migrate(db: Database, schema: str) -> MigrateResult:
+    async def work(conn: Any) -> MigrateResult:
+        return await migrate_connection(conn, schema)
+
+    return await db.run(f"cannot migrate schema {schema!r}", work)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    product_id: str
+    trainingjob: str | None
+    prophet_version: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    model_json: str
+    checksum: str
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def forecast_records(product: str, forecast: Any) -> list[tuple[Any, ...]]:
+    """(product_id, ds, yhat, yhat_lower, yhat_upper) rows; NaN bounds become NULL."""
+    return [
+        (product, row.ds.to_pydatetime(), float(row.yhat), _finite(row.yhat_lower), _finite(row.yhat_upper))
+        for row in forecast.itertuples(index=False)
+    ]
+
+
+FaultHook = Callable[[Any, int], Awaitable[None]]
+
+
+async def save_connection(
+    conn: Any, schema: str, record: ModelRecord, forecast: Any, *, fault_hook: FaultHook | None = None
+) -> int:
+    """Insert the model and its forecast in one transaction; returns the model id.
+
+    ``fault_hook(conn, model_id)`` runs between the two writes; tests use it to fail or kill
+    the process there and check that no partial rows remain.
+    """
+    models_table = qualified(schema, "forecast_models")
+    async with conn.transaction():
+        model_id = int(
+            await conn.fetchval(
+                f"INSERT INTO {models_table} (product_id, trainingjob, prophet_version, params, metrics, "
+                "model_json, checksum) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7) RETURNING id",
+                record.product_id,
+                record.trainingjob,
+                record.prophet_version,
+                json.dumps(json_safe(record.params), allow_nan=False),
+                json.dumps(json_safe(record.metrics), allow_nan=False),
+                record.model_json,
+                record.checksum,
+            )
+        )
+        if fault_hook is not None:
+            await fault_hook(conn, model_id)
+        rows = [(model_id, *r) for r in forecast_records(record.product_id, forecast)]
+        await conn.copy_records_to_table(
+            "forecasts",
+            schema_name=schema,
+            records=rows,
+            columns=["model_id", "product_id", "ds", "yhat", "yhat_lower", "yhat_upper"],
+        )
+    return model_id
+
+
+async def save(
+    db: Database, schema: str, record: ModelRecord, forecast: Any, *, fault_hook: FaultHook | None = None
+) -> int:
+    async def work(conn: Any) -> int:
+        return await save_connection(conn, schema, record, forecast, fault_hook=fault_hook)
+
+    return await db.run(f"cannot save the model of product {record.product_id!r}", work)
+
+
+async def load(db: Database, schema: str, model_id: int) -> tuple[Any, dict[str, Any]]:
+    """The fitted Prophet model ``model_id`` and its row; ModelIntegrityError on a checksum mismatch."""
+    table = qualified(schema, "forecast_models")
+
+    async def work(conn: Any) -> Any:
+        return await conn.fetchrow(
+            f"SELECT id, product_id, trainingjob, trained_at, prophet_version, params::text AS params, "
+            f"metrics::text AS metrics, model_json, checksum FROM {table} WHERE id = $1",
+            model_id,
+        )
+
+    row = await db.run(f"cannot load model {model_id}", work)
+    if row is None:
+        raise LookupError(f"no model with id {model_id} in schema {schema!r}")
+    fitted = models.load_model(row["model_json"], row["checksum"])
+    info = dict(row)
+    info["params"] = json.loads(info["params"])
+    info["metrics"] = json.loads(info["metrics"])
+    return fitted, info
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    model_id: int
+    params: dict[str, Any]
+
+
+async def last_best_params(db: Database, schema: str, product: str) -> WarmStart | None:
+    """The product's last best parameters, from its newest model whose checksum verifies.
+
+    The newest model's params are the best the last run found unless the defaults won; then
+    the best tuned trial recorded in its metrics is the better place to start the search.
+    """
+    table = qualified(schema, "forecast_models")
+
+    async def work(conn: Any) -> list[Any]:
+        return list(
+            await conn.fetch(
+                f"SELECT id, params::text AS params, metrics::text AS metrics, model_json, checksum "
+                f"FROM {table} WHERE product_id = $1 ORDER BY id DESC LIMIT 3",
+                product,
+            )
+        )
+
+    for row in await db.run(f"cannot read previous models of product {product!r}", work):
+        if models.checksum(row["model_json"]) != row["checksum"]:
+            log.warning(
+                "model %s of %r fails checksum verification; not used for warm start",
+                row["id"],
+                product,
+                extra={"fields": {"event": "checksum_mismatch", "model_id": row["id"], "product": product}},
+            )
+            continue
+        params = json.loads(row["params"]) or {}
+        metrics = json.loads(row["metrics"]) or {}
+        best = (metrics.get("tuning") or {}).get("best_trial_params")
+        if not (metrics.get("tuning") or {}).get("tuned") and isinstance(best, dict) and best:
+            params = best
+        return WarmStart(int(row["id"]), params if isinstance(params, dict) else {})
+    return None
+
