@@ -90,7 +90,7 @@ def import_prophet() -> Any:
 
 _backend_local = threading.local()
 _X_JSON_CACHE: dict[tuple[Any, ...], str] = {}
-_X_JSON_CACHE_SIZE = 32
+_X_JSON_CACHE_SIZE = 8  # folds x seasonality modes of the product being tuned
 
 
 def _x_json(X: Any) -> str:

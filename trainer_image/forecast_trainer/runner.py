@@ -244,6 +244,7 @@ class TrainRun:
     async def train_one(self, product: str) -> ProductResult:
         cfg = self.cfg
         started = time.monotonic()
+        cpu_started = _cpu_seconds()
         self.progress.product_started(product)
         try:
             raw = await self.source.history(product)
@@ -295,7 +296,7 @@ class TrainRun:
             checksum=trained.checksum,
             product_class=trained.product_class.name,
             warnings=warnings,
-            details={**metrics, "params": trained.params},
+            details={**metrics, "params": trained.params, "cpu_seconds": round(_cpu_seconds() - cpu_started, 3)},
         )
 
     async def persist(self, product: str, prepared: Prepared, trained: Trained, metrics: dict[str, Any]) -> Any:
@@ -336,6 +337,15 @@ class TrainRun:
             if model_id is None:
                 model_id = folder
         return model_id
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (Stan runs as a child process)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _for_product(exc: TrainerError, product: str) -> TrainerError:
