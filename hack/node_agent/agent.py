@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import psutil
+import urllib3
 
 from node_agent import runtime, status
 from node_agent.envs import ConfigError, container_argv, container_env, parse_quantity
@@ -271,7 +272,9 @@ class Agent:
                 self.report_node_status()
                 self.renew_lease()
                 return
-            except (KubeError, OSError) as exc:
+            except (KubeError, OSError, urllib3.exceptions.HTTPError) as exc:
+                # The API server may still be starting: connection refused surfaces as urllib3's
+                # MaxRetryError, which is not an OSError.
                 if time.monotonic() > deadline:
                     raise
                 log.info("registering node %s: %s (retrying)", self.s.node_name, exc)
