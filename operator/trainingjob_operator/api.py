@@ -168,8 +168,6 @@ class TuningSpec(ApiModel):
 class ResourceRequirements(ApiModel):
     """Compute resources of each trainer container (same shape as a container's resources)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
     limits: dict[str, int | str] | None = Field(default=None, description="Resource limits, e.g. memory: 1Gi.")
     requests: dict[str, int | str] | None = Field(default=None, description="Resource requests, e.g. cpu: 500m.")
 

@@ -48,7 +48,7 @@ def _raise(exc: ApiException) -> None:
     raise KubeError(status, message) from exc
 
 
-def load_client(request_timeout: float = 30.0) -> client.ApiClient:
+def load_client() -> client.ApiClient:
     """In-cluster credentials when in a pod, else KUBECONFIG / ~/.kube/config."""
     try:
         config.load_incluster_config()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob
@@ -204,12 +203,3 @@ async def gather(kube: Kube, tj: TrainingJob, folded: set[int]) -> Observed:
         by_job.setdefault(job_name_of(pod), []).append(pod)
     leases = await kube.list_leases(ns, builders.LABEL_PRODUCT_HASH)
     return build(tj, folded, jobs, lambda name: by_job.get(name, []), leases)
-
-
-def observed_summary(observed: Observed) -> dict[str, Any]:
-    """For logs: a small picture of what was observed."""
-    return {
-        "jobs": len(observed.jobs),
-        "active": sum(1 for j in observed.jobs.values() if j.finished is None),
-        "leases": len(observed.leases),
-    }
