@@ -149,9 +149,8 @@ class Kube:
         return await self._call(self.coord.patch_namespaced_lease, name, namespace, patch, write=True)
 
     async def delete_lease(self, namespace: str, name: str, resource_version: str | None = None) -> None:
-        body = client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(resource_version=resource_version) if resource_version else None
-        )
+        # A plain dict: the client's model classes copy the whole client configuration per instance.
+        body = {"preconditions": {"resourceVersion": resource_version}} if resource_version else {}
         try:
             await self._call(self.coord.delete_namespaced_lease, name, namespace, body=body, write=True)
         except NotFound:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -21,6 +21,7 @@ from trainingjob_operator import builders, leases, metrics, observe
 from trainingjob_operator.api import GROUP, PLURAL, VERSION, TrainingJob
 from trainingjob_operator.config import OperatorConfig
 from trainingjob_operator.controller import reconcile_once
+from trainingjob_operator.freshness import WatchedObjects
 from trainingjob_operator.kube import Kube, KubeError, load_client
 from trainingjob_operator.leader import LeaderElector, LeaseConfig
 from trainingjob_operator.reconcile import Observed, Settings
@@ -28,6 +29,7 @@ from trainingjob_operator.reconcile import Observed, Settings
 CONFIG = OperatorConfig.from_env()
 _state: dict[str, Any] = {}
 _wakeups: dict[tuple[str, str], asyncio.Event] = {}
+_watched = WatchedObjects()
 SETTLE_SECONDS = 2.0
 
 
@@ -44,13 +46,24 @@ def _wake(namespace: str, name: str | None = None) -> None:
             event.set()
 
 
+class GenerationEssence(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's "essence" of a TrainingJob, which it compares between events to detect updates, and
+    keeps in an annotation: here only the generation (it changes with every spec change).
+
+    No handler reacts to particular field changes (the daemon reads everything on each pass), so
+    the default essence (a deep copy of the whole body, metadata and status included, on every
+    event; 10 000 products at most, stored again as annotation JSON) is pure overhead.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {"spec": {"generation": body.metadata.get("generation")}})
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = GenerationEssence(prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = logging.WARNING
     # One INFO line per handler call and event is most of the operator's CPU at high pod churn.
     logging.getLogger("kopf.objects").setLevel(os.environ.get("TJO_KOPF_OBJECT_LOG_LEVEL", "WARNING"))
@@ -62,6 +75,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # for the concurrent launches of one pass.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="kube"))
     settings.peering.standalone = True  # HA is our own Lease-based leader election (leader.py)
+    # Server-side filtering of the watch-fed caches below: only product objects are sent at all,
+    # and of pods only those that ended (all the caches and the wake-ups need). Kopf's ``labels=``
+    # on a handler filters client-side, after every object in the cluster was sent and parsed.
+    for resource in (("batch", "v1", "jobs"), ("", "v1", "pods"), ("coordination.k8s.io", "v1", "leases")):
+        settings.watching.label_selectors[resource] = builders.LABEL_PRODUCT_HASH
+    settings.watching.field_selectors["", "v1", "pods"] = observe.FINISHED_PODS
     metrics.serve(CONFIG.metrics_port)
     kube = _kube()
     if CONFIG.leader_election_namespace:
@@ -132,7 +151,7 @@ def _store(index: kopf.Index[Any, dict[str, Any]], key: Any) -> list[dict[str, A
 
 
 async def _settle(
-    namespace: str,
+    key: tuple[str, str],
     created: set[str],
     released: set[str],
     jobs: kopf.Index[Any, dict[str, Any]],
@@ -140,12 +159,13 @@ async def _settle(
 ) -> None:
     """Expectations (as in Kubernetes' own controllers): before the next pass, wait briefly until the
     caches show this pass's own writes, so it does not act twice on what it already did."""
+    namespace = key[0]
     try:
         async with asyncio.timeout(SETTLE_SECONDS):
             while True:
                 have = {j["metadata"]["name"] for j in _store(jobs, namespace)}
                 held = {x["metadata"]["name"] for x in _store(leases, namespace)}
-                if created <= have and not (released & held):
+                if created <= have and not (released & held) and _watched.fresh(key) is not None:
                     return
                 await asyncio.sleep(0.01)
     except TimeoutError:
@@ -168,7 +188,8 @@ async def run_trainingjob(
     product_pods: kopf.Index[Any, dict[str, Any]] = kwargs["product_pods"]
     product_leases: kopf.Index[Any, dict[str, Any]] = kwargs["product_leases"]
     assert namespace is not None, "TrainingJob is namespaced"
-    wake = _wakeups.setdefault((namespace, name), asyncio.Event())
+    key = (namespace, name)
+    wake = _wakeups.setdefault(key, asyncio.Event())
     settings = Settings(lease_duration_seconds=CONFIG.lease_duration_seconds)
 
     def post_event(type_: str, reason: str, message: str) -> None:
@@ -190,9 +211,14 @@ async def run_trainingjob(
                 break
             wake.clear()
             try:
-                result = await reconcile_once(_kube(), namespace, name, post_event, from_caches, settings)
+                result = await reconcile_once(
+                    _kube(), namespace, name, post_event, from_caches, settings, current=_watched.fresh(key)
+                )
+                for known in (result.read, result.written):
+                    if known is not None:
+                        _watched.known(key, known)
                 idle = CONFIG.resync_seconds * (6 if result.finished and not result.active else 1)
-                await _settle(namespace, result.created_jobs, result.released_leases, product_jobs, product_leases)
+                await _settle(key, result.created_jobs, result.released_leases, product_jobs, product_leases)
             except KubeError as exc:
                 if exc.status == 404:
                     return
@@ -207,14 +233,20 @@ async def run_trainingjob(
             finally:
                 waiter.cancel()
     finally:
-        _wakeups.pop((namespace, name), None)
+        _wakeups.pop(key, None)
+        _watched.forget(key)
         metrics.forget(namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def trainingjob_changed(*, namespace: str | None, name: str, **_: Any) -> None:
-    """Spec, annotation (retry-failed) and scale changes wake the daemon at once."""
+async def trainingjob_changed(*, namespace: str | None, name: str, event: kopf.RawEvent, **_: Any) -> None:
+    """Keep the newest watched version (the daemon's passes read it), and wake the daemon at once
+    on spec, annotation (retry-failed) and scale changes."""
     if namespace:
+        if event.get("type") == "DELETED":
+            _watched.forget((namespace, name))
+        else:
+            _watched.seen((namespace, name), dict(event["object"]))
         _wake(namespace, name)
 
 

@@ -15,6 +15,9 @@ from trainingjob_operator.reconcile import Observed, ObservedJob, ObservedLease
 from trainingjob_operator.termination import parse_report
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+FINISHED_PODS = "status.phase!=Pending,status.phase!=Running,status.phase!=Unknown"
+"""Field selector of the pods the operator watches: only those that ended (Succeeded or Failed)
+carry what it reads (exit code, termination message)."""
 
 
 def parse_time(text: str | None) -> datetime | None:

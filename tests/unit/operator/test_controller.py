@@ -1,0 +1,100 @@
+"""One pass's API calls, against a recording stand-in for the client (the real API is in tests/e2e):
+which calls it makes, and in which order relative to the status write."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.unit.operator.factories import make_tj
+
+from trainingjob_operator import builders
+from trainingjob_operator.controller import reconcile_once
+from trainingjob_operator.reconcile import Observed, ObservedJob, ObservedLease
+
+NOW = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
+
+
+class RecordingKube:
+    """Answers the calls a pass makes and records them; the status write waits for ``gate``."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.calls: list[str] = []
+        self.gate = asyncio.Event()
+
+    async def get_trainingjob(self, namespace: str, name: str) -> dict[str, Any]:
+        self.calls.append("get")
+        return self.raw
+
+    async def patch_trainingjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append("status:start")
+        await self.gate.wait()
+        self.calls.append("status:done")
+        return {**self.raw, "metadata": {**self.raw["metadata"], "resourceVersion": "2"}, "status": status}
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(f"lease:{body['metadata']['name']}")
+        return body
+
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(f"job:{body['metadata']['name']}")
+        if len([c for c in self.calls if c.startswith("job:")]) == 1:
+            self.gate.set()  # the status write completes only once a launch got through
+        return body
+
+    async def delete_lease(self, namespace: str, name: str, resource_version: str | None = None) -> None:
+        self.calls.append(f"release:{name}")
+
+
+def raw_tj(products: list[str], parallelism: int) -> dict[str, Any]:
+    tj = make_tj(products, parallelism=parallelism)
+    raw = tj.model_dump(by_alias=True, mode="json", exclude_none=True)
+    raw["metadata"]["resourceVersion"] = "1"
+    return raw
+
+
+def test_launches_go_out_with_the_status_write_releases_only_after_it() -> None:
+    raw = raw_tj(["a", "b"], parallelism=1)
+    me = "shop/weekly/uid-1"
+    done = ObservedJob(name=builders.job_name("weekly", "a"), index=0, retry_round="", finished="Complete")
+    held = ObservedLease(builders.lease_name("a"), me, NOW, 60, "7")
+
+    async def observe(tj: Any, folded: set[int]) -> Observed:
+        return Observed(jobs={0: done}, leases={held.name: held})
+
+    async def run() -> tuple[RecordingKube, Any]:
+        kube = RecordingKube(raw)
+        result = await asyncio.wait_for(
+            reconcile_once(kube, "shop", "weekly", lambda *a: None, observe, clock=lambda: NOW, current=raw),  # type: ignore[arg-type]
+            timeout=5,
+        )
+        return kube, result
+
+    kube, result = asyncio.run(run())
+    calls = kube.calls
+    assert "get" not in calls  # the watched body was fresh: no read
+    job_b = f"job:{builders.job_name('weekly', 'b')}"
+    release_a = f"release:{builders.lease_name('a')}"
+    assert calls.index("status:start") < calls.index(job_b) < calls.index("status:done")
+    assert calls.index("status:done") < calls.index(release_a)  # "a" is on record before its Lease goes
+    assert result.read is None and result.written is not None
+    assert result.written["metadata"]["resourceVersion"] == "2"
+
+
+def test_without_a_fresh_body_the_pass_reads_the_api() -> None:
+    raw = raw_tj(["a"], parallelism=1)
+
+    async def observe(tj: Any, folded: set[int]) -> Observed:
+        return Observed(jobs={}, leases={})
+
+    async def run() -> tuple[RecordingKube, Any]:
+        kube = RecordingKube(raw)
+        kube.gate.set()
+        result = await reconcile_once(kube, "shop", "weekly", lambda *a: None, observe, clock=lambda: NOW)  # type: ignore[arg-type]
+        return kube, result
+
+    kube, result = asyncio.run(run())
+    assert kube.calls[0] == "get"
+    assert result.read == raw
