@@ -1,16 +1,23 @@
 """Operator overhead vs a native Indexed Job, on the real local control plane (prints a table).
 
-    .venv/bin/python bench/operator_bench.py [--products 500] [--parallelism 50]
+    .venv/bin/python bench/operator_bench.py [--products 500] [--parallelism 50] [--no-floor]
 
-Both runs execute the same pods: the ``localhost/tjo-noop`` image (tests/e2e/noop-image.yaml,
-mapped into the node agent), which exits at once after writing a trainer-shaped termination
-message, so this measures orchestration, not training. Run A is one ``batch/v1`` Indexed Job
-(completions=N, parallelism=P); run B is a TrainingJob of N products with parallelism P, reconciled
-by the operator running as a local process authenticated as its ServiceAccount (the RBAC of manifests/base/rbac.yaml).
+All runs execute the same pods: the operator's pod template (its Job builder) with the
+``localhost/tjo-noop`` image (tests/e2e/noop-image.yaml, mapped into the node agent), which exits
+at once after writing a trainer-shaped termination message, so this measures orchestration, not
+training. The runs, one after the other on one cluster:
 
-Figures: wall time from create to done, and the ratio B/A (target ≤ 1.25); API writes per
-product made by the operator's identity, counted in the API server's audit log (target ≤ 6);
-the operator's peak RSS (target ≤ 150 MB); time from create to the first pod.
+- native: one ``batch/v1`` Indexed Job (completions=N, parallelism=P) with that pod template;
+- TrainingJob + operator: a TrainingJob of N products with parallelism P, reconciled by the
+  operator running as a local process authenticated as its ServiceAccount (manifests/base/rbac.yaml);
+- floor: the operator's N product Jobs created by the leanest loop possible (one raw watch of
+  finished pods, the next Job on each success; no Leases, no status, no operator): what one Job
+  per product (DESIGN.md, "Child objects") costs this machine before any operator logic.
+
+Figures: wall time from create to done and its ratio to native (target <= 1.25); API writes per
+product made by the operator's identity, counted in the API server's audit log (target <= 6);
+the operator's peak RSS (target <= 150 MB); create -> first pod; CPU seconds per component and
+for the whole machine (the runs are CPU-bound on 2 cores: wall time follows total CPU).
 """
 
 from __future__ import annotations
@@ -41,17 +48,6 @@ from localcluster.procs import PidRecord  # noqa: E402
 
 OPERATOR_USER = "system:serviceaccount:trainingjob-system:trainingjob-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
-RESTRICTED_POD: dict[str, Any] = {
-    "restartPolicy": "Never",
-    "automountServiceAccountToken": False,
-    "securityContext": {
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    },
-}
-CONTAINER_SC = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
@@ -131,7 +127,48 @@ def audit_writes(audit_log: Path, since: float, user: str | None) -> Counter[str
     return counts
 
 
+def tj_body(n: int, p: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "training.forecast.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "products": [f"sku-{i:05d}" for i in range(n)],
+            "parallelism": p,
+            "data": {"configMap": {"name": "sales", "key": "sales.csv"}},
+            "template": {"image": "localhost/tjo-noop"},
+        },
+    }
+
+
+def product_jobs(n: int, p: int, ns: str) -> list[dict[str, Any]]:
+    """The operator's own product Jobs for the bench TrainingJob (its builder), minus the ownerReference
+    (no owner object exists in the runs without the operator: GC would delete the Jobs)."""
+    from trainingjob_operator import builders
+    from trainingjob_operator.api import TrainingJob
+
+    body = tj_body(n, p)
+    body["metadata"].update(namespace=ns, uid="00000000-0000-0000-0000-000000000000")
+    tj = TrainingJob.model_validate(body)
+    jobs = []
+    for i in range(n):
+        job = builders.build_job(tj, i)
+        del job["metadata"]["ownerReferences"]
+        jobs.append(job)
+    return jobs
+
+
+def create_sales(kubeconfig: Path, ns: str) -> None:
+    kubectl(kubeconfig, "create", "configmap", "sales", "-n", ns, "--from-literal=sales.csv=product_id,ds,y")
+    time.sleep(1)
+
+
 def run_native(kubeconfig: Path, ns: str, n: int, p: int) -> dict[str, float]:
+    """One Indexed Job running the same pods as the operator's product Jobs: the pod template and the
+    pod failure policy come from the operator's Job builder (the one of the first product)."""
+    product_job = product_jobs(1, p, ns)[0]
+    template = product_job["spec"]["template"]
+    template["metadata"] = {"labels": {"bench": "native"}}
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -140,23 +177,12 @@ def run_native(kubeconfig: Path, ns: str, n: int, p: int) -> dict[str, float]:
             "completions": n,
             "parallelism": p,
             "completionMode": "Indexed",
-            "backoffLimitPerIndex": 2,
-            "template": {
-                "metadata": {"labels": {"bench": "native"}},
-                "spec": {
-                    **RESTRICTED_POD,
-                    "containers": [
-                        {
-                            "name": "trainer",
-                            "image": "localhost/tjo-noop",
-                            "securityContext": CONTAINER_SC,
-                            "env": [{"name": "TRAINER_TERMINATION_LOG", "value": "/dev/termination-log"}],
-                        }
-                    ],
-                },
-            },
+            "backoffLimitPerIndex": product_job["spec"]["backoffLimit"],
+            "podFailurePolicy": product_job["spec"]["podFailurePolicy"],
+            "template": template,
         },
     }
+    create_sales(kubeconfig, ns)
     api = api_client(kubeconfig)
     m0 = machine_cpu()
     t0 = time.time()
@@ -164,6 +190,49 @@ def run_native(kubeconfig: Path, ns: str, n: int, p: int) -> dict[str, float]:
     from kubernetes import client
 
     wait_complete(lambda: client.BatchV1Api(api).read_namespaced_job("native", ns, _preload_content=False))
+    return {"wall": time.time() - t0, "machine_cpu": machine_cpu() - m0}
+
+
+def run_floor(kubeconfig: Path, ns: str, n: int, p: int) -> dict[str, float]:
+    """The floor of any one-Job-per-product design: the operator's own product Jobs (product_jobs),
+    created by the leanest driver possible: one raw watch of finished
+    product pods, the next Job created as soon as a pod succeeds. No Leases, no status, no operator."""
+    from kubernetes import client
+
+    from trainingjob_operator import builders, observe
+
+    api = api_client(kubeconfig)
+    batch: Any = client.BatchV1Api(api)
+    core: Any = client.CoreV1Api(api)
+    jobs = product_jobs(n, p, ns)
+    create_sales(kubeconfig, ns)
+    m0 = machine_cpu()
+    t0 = time.time()
+    for job in jobs[:p]:
+        batch.create_namespaced_job(ns, job, _preload_content=False)
+    launched, done = p, 0
+    resource_version = None
+    while done < n:
+        stream = core.list_namespaced_pod(
+            ns,
+            label_selector=builders.LABEL_PRODUCT_HASH,
+            field_selector=observe.FINISHED_PODS,
+            watch=True,
+            resource_version=resource_version,
+            _preload_content=False,
+        )
+        for line in stream:
+            event = json.loads(line)
+            resource_version = event["object"]["metadata"]["resourceVersion"]
+            if event["type"] != "ADDED" or event["object"]["status"].get("phase") != "Succeeded":
+                continue
+            done += 1
+            if launched < n:
+                batch.create_namespaced_job(ns, jobs[launched], _preload_content=False)
+                launched += 1
+            if done == n:
+                break
+        stream.release_conn()
     return {"wall": time.time() - t0, "machine_cpu": machine_cpu() - m0}
 
 
@@ -247,17 +316,7 @@ def run_operator(kubeconfig: Path, ns: str, n: int, p: int, work: Path) -> dict[
             except OSError:
                 time.sleep(0.2)
         ps = psutil.Process(proc.pid)
-        tj = {
-            "apiVersion": "training.forecast.dev/v1alpha1",
-            "kind": "TrainingJob",
-            "metadata": {"name": "bench"},
-            "spec": {
-                "products": [f"sku-{i:05d}" for i in range(n)],
-                "parallelism": p,
-                "data": {"configMap": {"name": "sales", "key": "sales.csv"}},
-                "template": {"image": "localhost/tjo-noop"},
-            },
-        }
+        tj = tj_body(n, p)
         kubectl(kubeconfig, "create", "configmap", "sales", "-n", ns, "--from-literal=sales.csv=product_id,ds,y")
         time.sleep(1)
         from kubernetes import client
@@ -299,6 +358,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--products", type=int, default=500)
     ap.add_argument("--parallelism", type=int, default=50)
+    ap.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the middle run (the operator's product Jobs driven by a minimal loop, no operator)",
+    )
     ap.add_argument("--keep", type=Path, help="keep the cluster state (logs, audit log) in this directory")
     args = ap.parse_args()
     n, p = args.products, args.parallelism
@@ -315,48 +380,84 @@ def main() -> None:
         try:
             kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds" / "trainingjob.yaml"))
             kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/trainingjobs.training.forecast.dev")
-            for ns in ("bench-native", "bench-operator"):
+            for ns in ("bench-native", "bench-floor", "bench-operator"):
                 kubectl(kubeconfig, "create", "namespace", ns)
                 kubectl(kubeconfig, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
             time.sleep(2)  # default ServiceAccounts
-            c0 = cpu_seconds(cluster)
+            cpu = [cpu_seconds(cluster)]
             native = run_native(kubeconfig, "bench-native", n, p)
-            c1 = cpu_seconds(cluster)
+            cpu.append(cpu_seconds(cluster))
             op = run_operator(kubeconfig, "bench-operator", n, p, work)
-            c2 = cpu_seconds(cluster)
+            cpu.append(cpu_seconds(cluster))
+            # after the operator (stopped by then): its caches and RSS never see the floor's objects
+            floor = run_floor(kubeconfig, "bench-floor", n, p) if args.floor else None
+            cpu.append(cpu_seconds(cluster))
             audit = cluster.log_path("audit")
-            native["first_pod"] = first_pod_seconds(audit, "bench-native")
-            op["first_pod"] = first_pod_seconds(audit, "bench-operator")
+            for run, ns in ((native, "bench-native"), (floor, "bench-floor"), (op, "bench-operator")):
+                if run is not None:
+                    run["first_pod"] = first_pod_seconds(audit, ns)
             writes = audit_writes(audit, op["t0"] - 5, OPERATOR_USER)
         finally:
             cluster.stop()
-    total_writes = sum(writes.values())
+    print_table(n, p, native, floor, op, cpu, writes)
+
+
+def print_table(
+    n: int,
+    p: int,
+    native: dict[str, float],
+    floor: dict[str, float] | None,
+    op: dict[str, float],
+    cpu: list[dict[str, float]],
+    writes: Counter[str],
+) -> None:
+    runs = [native, *([floor] if floor is not None else []), op]
+    # cpu: before native, after native, after the operator, after the floor
+    deltas = [cpu[1], cpu[3], cpu[2]] if floor is not None else [cpu[1], cpu[2]]
+    starts = [cpu[0], cpu[2], cpu[1]] if floor is not None else [cpu[0], cpu[1]]
+    cores = psutil.cpu_count() or 1
+
+    def row(measure: str, values: list[str], note: str = "") -> tuple[str, ...]:
+        return (measure, *values, note)
+
+    def each(fmt: str, key: str) -> list[str]:
+        return [fmt.format(r[key]) for r in runs]
+
+    def dashes(value: str) -> list[str]:
+        return ["-"] * (len(runs) - 1) + [value]
+
+    ratio = f"ratio {op['wall'] / native['wall']:.2f}x (target <= 1.25x)"
+    if floor is not None:
+        ratio += f"; floor {floor['wall'] / native['wall']:.2f}x"
     rows = [
-        ("products x parallelism", f"{n} x {p}", f"{n} x {p}", ""),
-        (
-            "wall time, create -> done (s)",
-            f"{native['wall']:.1f}",
-            f"{op['wall']:.1f}",
-            f"ratio {op['wall'] / native['wall']:.2f}x (target <= 1.25x)",
-        ),
-        ("pods per second", f"{n / native['wall']:.1f}", f"{n / op['wall']:.1f}", ""),
-        ("create -> first pod (s)", f"{native['first_pod']:.2f}", f"{op['first_pod']:.2f}", ""),
-        ("operator API writes per product", "-", f"{total_writes / n:.2f}", "target <= 6 (audit log, operator SA)"),
-        ("operator peak RSS (MB)", "-", f"{op['peak_rss_mb']:.0f}", "target <= 150"),
-        ("products succeeded", str(n), f"{op['succeeded']:.0f}", ""),
+        row("products x parallelism", [f"{n} x {p}"] * len(runs)),
+        row("wall time, create -> done (s)", each("{:.1f}", "wall"), ratio),
+        row("pods per second", [f"{n / r['wall']:.1f}" for r in runs]),
+        row("create -> first pod (s)", each("{:.2f}", "first_pod"), "API server timestamps"),
+        row("operator API writes per product", dashes(f"{sum(writes.values()) / n:.2f}"), "target <= 6 (audit log)"),
+        row("operator peak RSS (MB)", dashes(f"{op['peak_rss_mb']:.0f}"), "target <= 150"),
+        row("products succeeded", [str(n)] * (len(runs) - 1) + [f"{op['succeeded']:.0f}"]),
     ]
     for name in COMPONENTS:
-        rows.append((f"CPU s: {name}", f"{c1[name] - c0[name]:.1f}", f"{c2[name] - c1[name]:.1f}", ""))
-    rows.append(("CPU s: operator", "-", f"{op['operator_cpu']:.1f}", "incl. its start-up"))
-    cores = psutil.cpu_count() or 1
-    rows.append(("CPU s: whole machine", f"{native['machine_cpu']:.1f}", f"{op['machine_cpu']:.1f}", "create -> done"))
-    busy = [100 * r["machine_cpu"] / (r["wall"] * cores) for r in (native, op)]
-    rows.append(("machine busy (% of cores)", f"{busy[0]:.0f}", f"{busy[1]:.0f}", f"{cores} cores, incl. the pods"))
-    w = [max(len(r[i]) for r in rows) for i in range(4)]
-    head = ("measure", "native Indexed Job", "TrainingJob + operator", "note")
-    w = [max(w[i], len(head[i])) for i in range(4)]
-    line = " | ".join(h.ljust(w[i]) for i, h in enumerate(head))
-    print(line)
+        rows.append(row(f"CPU s: {name}", [f"{d[name] - s[name]:.1f}" for d, s in zip(deltas, starts, strict=True)]))
+    rows.append(row("CPU s: operator", dashes(f"{op['operator_cpu']:.1f}"), "incl. its start-up"))
+    rows.append(row("CPU s: whole machine", each("{:.1f}", "machine_cpu"), "create -> done, incl. the pods"))
+    rows.append(
+        row(
+            "machine busy (% of cores)",
+            [f"{100 * r['machine_cpu'] / (r['wall'] * cores):.0f}" for r in runs],
+            f"{cores} cores",
+        )
+    )
+    head = (
+        "measure",
+        "native Indexed Job",
+        *(["Job per product, no operator"] if floor else []),
+        "TrainingJob + operator",
+        "note",
+    )
+    w = [max(len(r[i]) for r in [*rows, head]) for i in range(len(head))]
+    print(" | ".join(h.ljust(w[i]) for i, h in enumerate(head)))
     print("-+-".join("-" * x for x in w))
     for r in rows:
         print(" | ".join(c.ljust(w[i]) for i, c in enumerate(r)))
