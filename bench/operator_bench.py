@@ -5,7 +5,7 @@
 All runs execute the same pods: the operator's pod template (its Job builder) with the
 ``localhost/tjo-noop`` image (tests/e2e/noop-image.yaml, mapped into the node agent), which exits
 at once after writing a trainer-shaped termination message, so this measures orchestration, not
-training. The runs, one after the other on one cluster:
+training. The runs, each on a fresh cluster of its own (objects left by one run would slow the next):
 
 - native: one ``batch/v1`` Indexed Job (completions=N, parallelism=P) with that pod template;
 - TrainingJob + operator: a TrainingJob of N products with parallelism P, reconciled by the
@@ -32,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -354,6 +355,34 @@ def run_operator(kubeconfig: Path, ns: str, n: int, p: int, work: Path) -> dict[
         log.close()
 
 
+def on_fresh_cluster(work: Path, name: str, run: Callable[[Path, str], dict[str, Any]]) -> dict[str, Any]:
+    """``run(kubeconfig, namespace)`` on a cluster of its own (no run sees another's objects), with
+    the CPU seconds each component spent meanwhile, create -> first pod, and the operator's writes."""
+    cluster = LocalCluster(
+        work / name,
+        find_binaries(),
+        node_agent_env={"NODE_AGENT_IMAGES": str(ROOT / "tests" / "e2e" / "noop-image.yaml")},
+    )
+    cluster.start()
+    try:
+        kubeconfig, ns = cluster.kubeconfig, "bench"
+        kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds" / "trainingjob.yaml"))
+        kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/trainingjobs.training.forecast.dev")
+        kubectl(kubeconfig, "create", "namespace", ns)
+        kubectl(kubeconfig, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
+        time.sleep(2)  # default ServiceAccount
+        before = cpu_seconds(cluster)
+        result = run(kubeconfig, ns)
+        after = cpu_seconds(cluster)
+        result["cpu"] = {k: after[k] - before[k] for k in after}
+        audit = cluster.log_path("audit")
+        result["first_pod"] = first_pod_seconds(audit, ns)
+        result["writes"] = audit_writes(audit, 0, OPERATOR_USER)
+    finally:
+        cluster.stop()
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--products", type=int, default=500)
@@ -362,59 +391,23 @@ def main() -> None:
         "--no-floor",
         dest="floor",
         action="store_false",
-        help="skip the middle run (the operator's product Jobs driven by a minimal loop, no operator)",
+        help="skip the floor run (the operator's product Jobs driven by a minimal loop, no operator)",
     )
-    ap.add_argument("--keep", type=Path, help="keep the cluster state (logs, audit log) in this directory")
+    ap.add_argument("--keep", type=Path, help="keep the clusters' state (logs, audit logs) in this directory")
     args = ap.parse_args()
     n, p = args.products, args.parallelism
     with tempfile.TemporaryDirectory(prefix="tjo-bench-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        cluster = LocalCluster(
-            work / "cluster",
-            find_binaries(),
-            node_agent_env={"NODE_AGENT_IMAGES": str(ROOT / "tests" / "e2e" / "noop-image.yaml")},
-        )
-        cluster.start()
-        kubeconfig = cluster.kubeconfig
-        try:
-            kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds" / "trainingjob.yaml"))
-            kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/trainingjobs.training.forecast.dev")
-            for ns in ("bench-native", "bench-floor", "bench-operator"):
-                kubectl(kubeconfig, "create", "namespace", ns)
-                kubectl(kubeconfig, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
-            time.sleep(2)  # default ServiceAccounts
-            cpu = [cpu_seconds(cluster)]
-            native = run_native(kubeconfig, "bench-native", n, p)
-            cpu.append(cpu_seconds(cluster))
-            op = run_operator(kubeconfig, "bench-operator", n, p, work)
-            cpu.append(cpu_seconds(cluster))
-            # after the operator (stopped by then): its caches and RSS never see the floor's objects
-            floor = run_floor(kubeconfig, "bench-floor", n, p) if args.floor else None
-            cpu.append(cpu_seconds(cluster))
-            audit = cluster.log_path("audit")
-            for run, ns in ((native, "bench-native"), (floor, "bench-floor"), (op, "bench-operator")):
-                if run is not None:
-                    run["first_pod"] = first_pod_seconds(audit, ns)
-            writes = audit_writes(audit, op["t0"] - 5, OPERATOR_USER)
-        finally:
-            cluster.stop()
-    print_table(n, p, native, floor, op, cpu, writes)
+        native = on_fresh_cluster(work, "native", lambda kc, ns: run_native(kc, ns, n, p))
+        floor = on_fresh_cluster(work, "floor", lambda kc, ns: run_floor(kc, ns, n, p)) if args.floor else None
+        op = on_fresh_cluster(work, "operator", lambda kc, ns: run_operator(kc, ns, n, p, work))
+    print_table(n, p, native, floor, op)
 
 
-def print_table(
-    n: int,
-    p: int,
-    native: dict[str, float],
-    floor: dict[str, float] | None,
-    op: dict[str, float],
-    cpu: list[dict[str, float]],
-    writes: Counter[str],
-) -> None:
+def print_table(n: int, p: int, native: dict[str, Any], floor: dict[str, Any] | None, op: dict[str, Any]) -> None:
     runs = [native, *([floor] if floor is not None else []), op]
-    # cpu: before native, after native, after the operator, after the floor
-    deltas = [cpu[1], cpu[3], cpu[2]] if floor is not None else [cpu[1], cpu[2]]
-    starts = [cpu[0], cpu[2], cpu[1]] if floor is not None else [cpu[0], cpu[1]]
+    writes: Counter[str] = op["writes"]
     cores = psutil.cpu_count() or 1
 
     def row(measure: str, values: list[str], note: str = "") -> tuple[str, ...]:
@@ -439,7 +432,7 @@ def print_table(
         row("products succeeded", [str(n)] * (len(runs) - 1) + [f"{op['succeeded']:.0f}"]),
     ]
     for name in COMPONENTS:
-        rows.append(row(f"CPU s: {name}", [f"{d[name] - s[name]:.1f}" for d, s in zip(deltas, starts, strict=True)]))
+        rows.append(row(f"CPU s: {name}", [f"{r['cpu'][name]:.1f}" for r in runs]))
     rows.append(row("CPU s: operator", dashes(f"{op['operator_cpu']:.1f}"), "incl. its start-up"))
     rows.append(row("CPU s: whole machine", each("{:.1f}", "machine_cpu"), "create -> done, incl. the pods"))
     rows.append(
