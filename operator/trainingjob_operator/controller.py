@@ -98,9 +98,9 @@ async def apply(
     plan: Plan,
     now: datetime,
     settings: Settings,
-    actions: list[Action] | None = None,
+    actions: list[Action],
 ) -> None:
-    """Carry out API actions of the plan (default: all of them) concurrently, bounded.
+    """Carry out ``actions`` (API actions of ``plan``) concurrently, bounded.
 
     Actions of one plan are independent of each other (each touches one product's Lease
     and/or Job), so their order does not matter; launches still go out in product order.
@@ -115,8 +115,7 @@ async def apply(
                 metrics.RECONCILE_ERRORS.labels(kind=type(action).__name__).inc()
                 log.warning("%s/%s: %s failed: %s", tj.namespace, tj.name, type(action).__name__, exc)
 
-    todo = plan.actions if actions is None else actions
-    await asyncio.gather(*(guarded(a) for a in todo if not isinstance(a, Event)))
+    await asyncio.gather(*(guarded(a) for a in actions if not isinstance(a, Event)))
 
 
 def post_events(plan: Plan, post_event: EventPoster) -> None:
