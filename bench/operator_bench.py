@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -38,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "operator")]
 
+import operator_harness  # noqa: E402
 from localcluster import LocalCluster, find_binaries  # noqa: E402
 from localcluster.cluster import COMPONENTS  # noqa: E402
 from localcluster.procs import PidRecord  # noqa: E402
@@ -70,17 +67,26 @@ def api_client(kubeconfig: Path) -> Any:
     return client.ApiClient(config.new_client_from_config(str(kubeconfig)).configuration)
 
 
-def first_pod_seconds(audit_log: Path, ns: str) -> float:
-    """Seconds from the create of the Job / TrainingJob to the create of its first pod, as the API
-    server received them (audit log timestamps: exact, and no polling load during the run)."""
-    created = first = None
-    for line in audit_log.read_text(errors="replace").splitlines():
+def audit_events(audit_log: Path) -> list[dict[str, Any]]:
+    """The audit log's completed requests (the policy logs writes, at metadata level)."""
+    events = []
+    for line in audit_log.read_text(errors="replace").splitlines() if audit_log.exists() else []:
         try:
             ev = json.loads(line)
         except ValueError:
             continue
+        if ev.get("stage") == "ResponseComplete":
+            events.append(ev)
+    return events
+
+
+def first_pod_seconds(events: list[dict[str, Any]], ns: str) -> float:
+    """Seconds from the create of the Job / TrainingJob to the create of its first pod, as the API
+    server received them (audit log timestamps: exact, and no polling load during the run)."""
+    created = first = None
+    for ev in events:
         ref = ev.get("objectRef") or {}
-        if ev.get("stage") != "ResponseComplete" or ev.get("verb") != "create" or ref.get("namespace") != ns:
+        if ev.get("verb") != "create" or ref.get("namespace") != ns:
             continue
         t = ts(ev["requestReceivedTimestamp"])
         if ref.get("resource") in ("jobs", "trainingjobs") and created is None:
@@ -106,20 +112,11 @@ def wait_complete(get: Any, on_poll: Any = None) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def audit_writes(audit_log: Path, since: float, user: str | None) -> Counter[str]:
+def audit_writes(events: list[dict[str, Any]], user: str) -> Counter[str]:
+    """Writes made by ``user``, counted by verb and resource."""
     counts: Counter[str] = Counter()
-    if not audit_log.exists():
-        return counts
-    for line in audit_log.read_text(errors="replace").splitlines():
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if ev.get("stage") != "ResponseComplete" or ev.get("verb") not in WRITE_VERBS:
-            continue
-        if ts(ev["requestReceivedTimestamp"]) < since:
-            continue
-        if user is not None and ev.get("user", {}).get("username") != user:
+    for ev in events:
+        if ev.get("verb") not in WRITE_VERBS or ev.get("user", {}).get("username") != user:
             continue
         ref = ev.get("objectRef") or {}
         counts[
@@ -237,26 +234,6 @@ def run_floor(kubeconfig: Path, ns: str, n: int, p: int) -> dict[str, float]:
     return {"wall": time.time() - t0, "machine_cpu": machine_cpu() - m0}
 
 
-def operator_kubeconfig(kubeconfig: Path, out: Path) -> Path:
-    kubectl(kubeconfig, "apply", "-f", str(ROOT / "manifests" / "base" / "namespace.yaml"))
-    rbac = kubectl(kubeconfig, "kustomize", str(ROOT / "manifests" / "base"))
-    docs = [
-        d
-        for d in yaml.safe_load_all(rbac)
-        if d and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Namespace")
-    ]
-    kubectl(kubeconfig, "apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
-    token = kubectl(
-        kubeconfig, "create", "token", "-n", "trainingjob-system", "trainingjob-operator", "--duration=2h"
-    ).strip()
-    cfg = yaml.safe_load(kubeconfig.read_text())
-    cfg["users"] = [{"name": "operator", "user": {"token": token}}]
-    for ctx in cfg["contexts"]:
-        ctx["context"]["user"] = "operator"
-    out.write_text(yaml.safe_dump(cfg))
-    return out
-
-
 def machine_cpu() -> float:
     """CPU seconds the whole machine has been busy (all cores, all processes)."""
     t = psutil.cpu_times()
@@ -277,52 +254,17 @@ def cpu_seconds(cluster: LocalCluster) -> dict[str, float]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_operator(kubeconfig: Path, ns: str, n: int, p: int, work: Path) -> dict[str, float]:
-    op_kubeconfig = operator_kubeconfig(kubeconfig, work / "operator.kubeconfig")
-    health, metrics = free_port(), free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(op_kubeconfig),
-        "PYTHONPATH": str(ROOT / "operator"),
-        "TJO_METRICS_PORT": str(metrics),
-    }
-    log = open(work / "operator.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kopf",
-            "run",
-            "-m",
-            "trainingjob_operator.main",
-            "--all-namespaces",
-            f"--liveness=http://127.0.0.1:{health}/healthz",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    op_kubeconfig = operator_harness.operator_kubeconfig(kubeconfig, work / "operator.kubeconfig")
+    operator = operator_harness.OperatorProcess(str(op_kubeconfig), work, verbose=False)
+    operator.start()
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        ps = psutil.Process(proc.pid)
-        tj = tj_body(n, p)
-        kubectl(kubeconfig, "create", "configmap", "sales", "-n", ns, "--from-literal=sales.csv=product_id,ds,y")
-        time.sleep(1)
+        assert operator.proc is not None
+        ps = psutil.Process(operator.proc.pid)
+        create_sales(kubeconfig, ns)
         from kubernetes import client
 
-        api = api_client(kubeconfig)
+        custom = client.CustomObjectsApi(api_client(kubeconfig))
         peak = [0]
 
         def sample_rss() -> None:
@@ -330,8 +272,7 @@ def run_operator(kubeconfig: Path, ns: str, n: int, p: int, work: Path) -> dict[
 
         m0 = machine_cpu()
         t0 = time.time()
-        kubectl(kubeconfig, "create", "-n", ns, "-f", "-", input=json.dumps(tj))
-        custom = client.CustomObjectsApi(api)
+        kubectl(kubeconfig, "create", "-n", ns, "-f", "-", input=json.dumps(tj_body(n, p)))
         done = wait_complete(
             lambda: custom.get_namespaced_custom_object(
                 "training.forecast.dev", "v1alpha1", ns, "trainingjobs", "bench", _preload_content=False
@@ -340,19 +281,15 @@ def run_operator(kubeconfig: Path, ns: str, n: int, p: int, work: Path) -> dict[
         )
         wall = time.time() - t0
         machine = machine_cpu() - m0
-        st = done["status"]
         return {
             "wall": wall,
             "peak_rss_mb": peak[0] / 2**20,
-            "t0": t0,
-            "succeeded": float(st["products"]["succeeded"]),
+            "succeeded": float(done["status"]["products"]["succeeded"]),
             "operator_cpu": ps.cpu_times().user + ps.cpu_times().system,
             "machine_cpu": machine,
         }
     finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
+        operator.stop()
 
 
 def on_fresh_cluster(work: Path, name: str, run: Callable[[Path, str], dict[str, Any]]) -> dict[str, Any]:
@@ -375,9 +312,9 @@ def on_fresh_cluster(work: Path, name: str, run: Callable[[Path, str], dict[str,
         result = run(kubeconfig, ns)
         after = cpu_seconds(cluster)
         result["cpu"] = {k: after[k] - before[k] for k in after}
-        audit = cluster.log_path("audit")
-        result["first_pod"] = first_pod_seconds(audit, ns)
-        result["writes"] = audit_writes(audit, 0, OPERATOR_USER)
+        events = audit_events(cluster.log_path("audit"))
+        result["first_pod"] = first_pod_seconds(events, ns)
+        result["writes"] = audit_writes(events, OPERATOR_USER)
     finally:
         cluster.stop()
     return result

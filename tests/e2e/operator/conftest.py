@@ -3,8 +3,9 @@
 Builds on tests/e2e/conftest.py (``cluster``, ``namespace``). Adds:
 
 - ``trainingjob_crd``: the generated CRD applied once per session (and Established).
-- ``operator``: the operator running as a local process (``kopf run -m trainingjob_operator.main``)
-  against the cluster, once per session, with ``stop()``, ``kill()``, ``start()`` for restart tests.
+- ``operator``: the operator running as a local process (``kopf run -m trainingjob_operator.main``,
+  hack/operator_harness.py) against the cluster, once per session, with ``stop()``, ``kill()``,
+  ``start()`` for restart tests.
 - ``sales_csv``: a factory for a ConfigMap of sample sales CSV in the test namespace.
 """
 
@@ -14,27 +15,20 @@ import csv
 import io
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import operator_harness
+
 ROOT = Path(__file__).resolve().parents[3]
 # The no-op image (tests/e2e/noop-image.yaml) for orchestration-only tests; set before the session
 # cluster (and so its node agent) starts.
 os.environ.setdefault("NODE_AGENT_IMAGES", str(ROOT / "tests" / "e2e" / "noop-image.yaml"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -43,94 +37,12 @@ def trainingjob_crd(cluster: Any) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.training.forecast.dev")
 
 
-class OperatorProcess:
-    """The operator as a local process, the way the README runs it."""
+class OperatorProcess(operator_harness.OperatorProcess):
+    """The operator as a local process, the way the README runs it; verbose, and with a short
+    resync period for the tests (``extra_env`` overrides it)."""
 
     def __init__(self, kubeconfig: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_dir = log_dir
-        self.extra_env = extra_env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_port = free_port()
-        self.health_port = free_port()
-        self.starts = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"operator-{self.starts}.log"
-
-    def start(self) -> None:
-        self.starts += 1
-        env = {
-            **os.environ,
-            "KUBECONFIG": self.kubeconfig,
-            "PYTHONPATH": str(ROOT / "operator"),
-            "TJO_METRICS_PORT": str(self.metrics_port),
-            "TJO_RESYNC_SECONDS": "3",
-            **self.extra_env,
-        }
-        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kopf",
-                "run",
-                "-m",
-                "trainingjob_operator.main",
-                "--all-namespaces",
-                f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
-                "--verbose",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=str(ROOT),
-            start_new_session=True,
-        )
-        self._wait_healthy()
-
-    def _wait_healthy(self, timeout: float = 60) -> None:
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"operator not healthy after {timeout}s: {self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful shutdown, as when a node dies."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def metrics(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            return r.read().decode()
-
-    def tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        super().__init__(kubeconfig, log_dir, {"TJO_RESYNC_SECONDS": "3", **(extra_env or {})}, verbose=True)
 
 
 @pytest.fixture(scope="session")

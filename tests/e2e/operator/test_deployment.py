@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from tests.e2e.operator.conftest import ROOT, OperatorProcess
 from tests.e2e.operator.helpers import apply, pods_of, tj_body, tj_status, wait_for, wait_phase
+
+import operator_harness
 
 pytestmark = pytest.mark.e2e
 SA = "system:serviceaccount:trainingjob-system:trainingjob-operator"
@@ -32,23 +33,9 @@ def test_manifests_apply_cleanly_server_side(cluster: Any) -> None:
 @pytest.fixture(scope="module")
 def operator_sa_kubeconfig(cluster: Any, trainingjob_crd: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A kubeconfig holding only the operator ServiceAccount's token (RBAC from manifests/base)."""
-    rendered = cluster.kubectl("kustomize", str(ROOT / "manifests" / "base")).stdout
-    docs = [
-        d
-        for d in yaml.safe_load_all(rendered)
-        if d and d["kind"] in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
-    ]
-    cluster.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
-    token = cluster.kubectl(
-        "create", "token", "-n", "trainingjob-system", "trainingjob-operator", "--duration=2h"
-    ).stdout.strip()
-    cfg = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    cfg["users"] = [{"name": "operator", "user": {"token": token}}]
-    for ctx in cfg["contexts"]:
-        ctx["context"]["user"] = "operator"
-    path = tmp_path_factory.mktemp("sa") / "operator.kubeconfig"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return operator_harness.operator_kubeconfig(
+        Path(cluster.kubeconfig), tmp_path_factory.mktemp("sa") / "operator.kubeconfig"
+    )
 
 
 def _as_operator(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
