@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,18 +42,10 @@ import operator_harness  # noqa: E402
 from localcluster import LocalCluster, find_binaries  # noqa: E402
 from localcluster.cluster import COMPONENTS  # noqa: E402
 from localcluster.procs import PidRecord  # noqa: E402
+from operator_harness import kubectl  # noqa: E402
 
 OPERATOR_USER = "system:serviceaccount:trainingjob-system:trainingjob-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
-
-
-def kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
-    r = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", *args], input=input, capture_output=True, text=True, timeout=300
-    )
-    if r.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {r.stderr}")
-    return r.stdout
 
 
 def ts(text: str) -> float:

@@ -24,9 +24,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None, timeout: float = 300) -> str:
+    """``kubectl --kubeconfig=...`` with ``args``; its stdout, or RuntimeError with its stderr."""
     result = subprocess.run(
-        ["kubectl", f"--kubeconfig={kubeconfig}", *args], input=input, capture_output=True, text=True, timeout=120
+        ["kubectl", f"--kubeconfig={kubeconfig}", *args], input=input, capture_output=True, text=True, timeout=timeout
     )
     if result.returncode != 0:
         raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr}")
@@ -36,10 +37,10 @@ def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
 def operator_kubeconfig(admin_kubeconfig: Path, out: Path) -> Path:
     """Apply the operator's RBAC from manifests/base and write a kubeconfig (to ``out``) that holds
     only a token of its ServiceAccount, so everything done with it is checked as the operator."""
-    rendered = _kubectl(admin_kubeconfig, "kustomize", str(ROOT / "manifests" / "base"))
+    rendered = kubectl(admin_kubeconfig, "kustomize", str(ROOT / "manifests" / "base"))
     docs = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] in RBAC_KINDS]
-    _kubectl(admin_kubeconfig, "apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
-    token = _kubectl(
+    kubectl(admin_kubeconfig, "apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
+    token = kubectl(
         admin_kubeconfig, "create", "token", "-n", "trainingjob-system", "trainingjob-operator", "--duration=2h"
     ).strip()
     cfg = yaml.safe_load(admin_kubeconfig.read_text())
