@@ -141,7 +141,7 @@ def product_jobs(n: int, p: int, ns: str) -> list[dict[str, Any]]:
     tj = TrainingJob.model_validate(body)
     jobs = []
     for i in range(n):
-        job = builders.build_job(tj, i)
+        job = builders.build_job(tj, tj.spec.products[i])
         del job["metadata"]["ownerReferences"]
         jobs.append(job)
     return jobs

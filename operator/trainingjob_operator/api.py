@@ -26,13 +26,28 @@ IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 TABLE_PATTERN = r"^([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 CONFIG_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+PRODUCT_ID_PATTERN = r"^[^\s\p{C}]([^\p{C}]*[^\s\p{C}])?$"
+"""A product id: printable (no control or format characters), no leading or trailing white space."""
+PRODUCT_ID_MAX_LENGTH = 253
+PRODUCTS_MAX_ITEMS = 10000
+PRODUCTS_MAX_TOTAL_LENGTH = 640_000
+"""Sum of the ids' lengths. An object is stored whole in etcd (at most ~1.5 MiB per request here and
+by default), and the API server keeps every id twice (spec and managedFields): 10,000 ids of 64
+characters fit, 10,000 of 253 do not."""
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 
 
-def cel(*rules: tuple[str, str], **extra: Any) -> dict[str, Any]:
-    """JSON-schema extras carrying CEL rules as ``(rule, message)`` pairs."""
+def cel(*rules: tuple[str, str] | tuple[str, str, str], **extra: Any) -> dict[str, Any]:
+    """JSON-schema extras carrying CEL rules as ``(rule, message)`` pairs, or ``(rule, message,
+    messageExpression)`` when the message should show the offending value."""
     out: dict[str, Any] = dict(extra)
     if rules:
-        out["x-kubernetes-validations"] = [{"rule": r, "message": m} for r, m in rules]
+        out["x-kubernetes-validations"] = [
+            {"rule": r[0], "message": r[1], **({"messageExpression": r[2]} if len(r) > 2 else {})} for r in rules
+        ]
     return out
 
 
@@ -168,8 +183,32 @@ class TuningSpec(ApiModel):
 class ResourceRequirements(ApiModel):
     """Compute resources of each trainer container (same shape as a container's resources)."""
 
-    limits: dict[str, int | str] | None = Field(default=None, description="Resource limits, e.g. memory: 1Gi.")
-    requests: dict[str, int | str] | None = Field(default=None, description="Resource requests, e.g. cpu: 500m.")
+    limits: dict[str, int | str] | None = Field(
+        default=None,
+        description="Resource limits, e.g. memory: 1Gi.",
+        json_schema_extra=cel(
+            (
+                "self.all(k, isQuantity(string(self[k])))",
+                "resource limits must be quantities (e.g. 500m, 2, 1Gi)",
+                "'resource limits must be quantities (e.g. 500m, 2, 1Gi); got ' + "
+                "self.filter(k, !isQuantity(string(self[k]))).map(k, k + ': ' + string(self[k])).join(', ')",
+            ),
+            maxProperties=32,
+        ),
+    )
+    requests: dict[str, int | str] | None = Field(
+        default=None,
+        description="Resource requests, e.g. cpu: 500m.",
+        json_schema_extra=cel(
+            (
+                "self.all(k, isQuantity(string(self[k])))",
+                "resource requests must be quantities (e.g. 500m, 2, 1Gi)",
+                "'resource requests must be quantities (e.g. 500m, 2, 1Gi); got ' + "
+                "self.filter(k, !isQuantity(string(self[k]))).map(k, k + ': ' + string(self[k])).join(', ')",
+            ),
+            maxProperties=32,
+        ),
+    )
 
 
 class EnvVar(ApiModel):
@@ -186,6 +225,33 @@ class EnvVar(ApiModel):
     value: str | None = Field(default=None, description="Variable value.")
 
 
+class Toleration(ApiModel):
+    """A toleration of product pods (the fields of a pod spec's toleration)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                "a toleration with operator Exists takes no value",
+            ),
+            (
+                "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                "tolerationSeconds applies only to effect NoExecute",
+            ),
+        )
+    )
+
+    key: str | None = Field(default=None, max_length=316, description="Taint key; empty with Exists matches all.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default).")
+    value: str | None = Field(default=None, max_length=63, description="Taint value (operator Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="NoSchedule, PreferNoSchedule or NoExecute; empty matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated (unset: forever)."
+    )
+
+
 class PodTemplate(ApiModel):
     """Knobs of the product pods (a subset of a PodTemplateSpec)."""
 
@@ -195,10 +261,8 @@ class PodTemplate(ApiModel):
     )
     resources: ResourceRequirements | None = Field(default=None, description="Trainer container resources.")
     node_selector: dict[str, str] | None = Field(default=None, description="Node selector of product pods.")
-    tolerations: list[dict[str, Any]] | None = Field(
-        default=None,
-        description="Tolerations of product pods.",
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=64, description="Tolerations of product pods (as in a pod spec)."
     )
     affinity: dict[str, Any] | None = Field(
         default=None,
@@ -212,8 +276,36 @@ class PodTemplate(ApiModel):
     env: list[EnvVar] | None = Field(
         default=None, description="Extra environment variables (TRAINER_* tune the trainer)."
     )
-    labels: dict[str, str] | None = Field(default=None, description="Extra labels on product Jobs and pods.")
-    annotations: dict[str, str] | None = Field(default=None, description="Extra annotations on product Jobs and pods.")
+    labels: dict[str, str] | None = Field(
+        default=None,
+        description="Extra labels on product Jobs and pods (keys and values as Kubernetes labels allow).",
+        json_schema_extra=cel(
+            (
+                f"self.all(k, k.matches('{LABEL_KEY_PATTERN}') && self[k].matches('{LABEL_VALUE_PATTERN}'))",
+                "label keys must be [prefix/]name (name: at most 63 of A-Za-z0-9-_. starting and ending "
+                "alphanumeric) and values at most 63 such characters",
+                "'invalid labels: ' + self.filter(k, !k.matches('" + LABEL_KEY_PATTERN + "') || !self[k].matches('"
+                + LABEL_VALUE_PATTERN + "')).map(k, k + '=' + self[k]).join(', ') + "
+                "' (keys: [prefix/]name, name at most 63 of A-Za-z0-9-_. starting and ending alphanumeric; "
+                "values: at most 63 such characters)'",
+            ),
+            maxProperties=64,
+            additionalProperties={"type": "string", "maxLength": 63},
+        ),
+    )
+    annotations: dict[str, str] | None = Field(
+        default=None,
+        description="Extra annotations on product Jobs and pods.",
+        json_schema_extra=cel(
+            (
+                f"self.all(k, k.matches('{LABEL_KEY_PATTERN}'))",
+                "annotation keys must be [prefix/]name like label keys",
+                "'invalid annotation keys: ' + self.filter(k, !k.matches('" + LABEL_KEY_PATTERN + "')).join(', ')",
+            ),
+            maxProperties=64,
+            additionalProperties={"type": "string", "maxLength": 65536},
+        ),
+    )
 
 
 class TrainingJobSpec(ApiModel):
@@ -235,12 +327,30 @@ class TrainingJobSpec(ApiModel):
 
     products: list[str] = Field(
         min_length=1,
-        max_length=10000,
-        description="Product ids to train, one model each (1..10000, unique). Status indexes refer to this order.",
+        max_length=PRODUCTS_MAX_ITEMS,
+        description=(
+            "Product ids to train, one model each: 1..10000 unique ids, each printable with no leading or "
+            f"trailing white space, at most {PRODUCT_ID_MAX_LENGTH} characters, "
+            f"{PRODUCTS_MAX_TOTAL_LENGTH} characters in all. A set: its order does not matter (status "
+            "indexes refer to the ids sorted). Beyond ~250 KB of ids, create with `kubectl create` or "
+            "`kubectl apply --server-side` (client-side apply keeps a copy in an annotation capped at 256 KiB)."
+        ),
         json_schema_extra={
-            "items": {"type": "string", "minLength": 1, "maxLength": 253},
+            "items": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": PRODUCT_ID_MAX_LENGTH,
+                "pattern": PRODUCT_ID_PATTERN,
+            },
             "x-kubernetes-list-type": "set",
-            **immutable("products"),
+            **cel(
+                ("self == oldSelf", "products cannot change after creation; create a new TrainingJob instead"),
+                (
+                    f"self.map(p, size(p)).sum() <= {PRODUCTS_MAX_TOTAL_LENGTH}",
+                    f"products may hold at most {PRODUCTS_MAX_TOTAL_LENGTH} characters of ids in all "
+                    "(the object must fit in etcd); split them over several TrainingJobs",
+                ),
+            ),
         },
     )
     data: DataSource = Field(description="Where the sales history lives.", json_schema_extra=immutable("data"))
@@ -252,7 +362,12 @@ class TrainingJobSpec(ApiModel):
     )
     backoff_limit: int = Field(default=2, ge=0, le=20, description="Retries per product before it is failed.")
     active_deadline_seconds: int | None = Field(
-        default=None, ge=1, description="Deadline of each product pod, in seconds."
+        default=None,
+        ge=1,
+        description=(
+            "Deadline of each product's Job (all its attempts), in seconds. Past it the Job's pods are "
+            "stopped and the product fails with reason DeadlineExceeded; it is not retried."
+        ),
     )
     max_failed_products: int | str | None = Field(
         default=None,
@@ -264,6 +379,8 @@ class TrainingJobSpec(ApiModel):
             (
                 "type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",
                 'maxFailedProducts must be a non-negative integer or a percentage from "0%" to "100%"',
+                "'maxFailedProducts must be a non-negative integer or a percentage from \"0%\" to \"100%\"; got '"
+                " + (type(self) == int ? string(self) : '\"' + string(self) + '\"')",
             )
         ),
     )
@@ -285,7 +402,13 @@ class ProductCounts(ApiModel):
 
     total: int = Field(default=0, description="Products in spec.products.")
     pending: int = Field(default=0, description="Not started yet.")
-    waiting: int = Field(default=0, description="Blocked on another TrainingJob's product Lease.")
+    waiting: int = Field(
+        default=0,
+        description=(
+            "Cannot start now: another TrainingJob trains the product (its Lease or Job), the output "
+            "database reports it locked, or its pod cannot start (see the Stalled condition)."
+        ),
+    )
     active: int = Field(default=0, description="Training now.")
     succeeded: int = Field(default=0, description="Trained.")
     failed: int = Field(default=0, description="Failed (invalid data or retries exhausted).")
@@ -295,7 +418,12 @@ class ProductFailure(ApiModel):
     """A failed product."""
 
     product: str = Field(description="Product id.")
-    reason: str = Field(description="InvalidData, BackoffLimitExceeded, DeadlineExceeded, ...")
+    reason: str = Field(
+        description=(
+            "InvalidData, InvalidConfig, BackoffLimitExceeded, DeadlineExceeded, JobRejected, "
+            "MissingReport, CreateContainerConfigError, ErrImagePull, ImagePullBackOff, ..."
+        )
+    )
     message: str = Field(default="", description="What went wrong, for a person.")
     attempts: int = Field(default=0, description="Pods run for this product.")
 
@@ -325,7 +453,7 @@ class ResultsSummary(ApiModel):
 class Condition(ApiModel):
     """A Kubernetes API condition."""
 
-    type: str = Field(description="Running, Complete, Failed or Suspended.")
+    type: str = Field(description="Running, Complete, Failed, Suspended or Stalled.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="CamelCase reason.")
     message: str = Field(default="", description="Human-readable detail.")
@@ -341,14 +469,24 @@ class TrainingJobStatus(ApiModel):
     )
     products: ProductCounts = Field(default_factory=ProductCounts, description="Products by state.")
     succeeded_indexes: str = Field(
-        default="", description='Trained products as index ranges over spec.products, e.g. "0-3,7".'
+        default="",
+        description=(
+            'Trained products as index ranges, e.g. "0-3,7", over spec.products sorted by id (code point '
+            "order), so reordering the list never changes what they mean."
+        ),
     )
-    failed_indexes: str = Field(default="", description="Failed products as index ranges over spec.products.")
+    failed_indexes: str = Field(default="", description="Failed products as index ranges (same order).")
+    index_order: Literal["Sorted"] | None = Field(
+        default=None, description="Order the index ranges refer to: Sorted (spec.products sorted by id)."
+    )
     failures: list[ProductFailure] = Field(default_factory=list, description="The most recent failures (at most 20).")
     results: ResultsSummary | None = Field(default=None, description="Model quality summary.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Running, Complete, Failed, Suspended.",
+        description=(
+            "Running, Complete, Failed, Suspended, and Stalled (True while progress needs a person: a "
+            "product Job the API server refused, a product pod that cannot start)."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     start_time: str | None = Field(default=None, description="When the first product started.")

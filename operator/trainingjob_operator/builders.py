@@ -15,11 +15,16 @@ from trainingjob_operator.api import API_VERSION, GROUP, KIND, TrainingJob
 LABEL_TRAININGJOB = f"{GROUP}/trainingjob"
 LABEL_PRODUCT_HASH = f"{GROUP}/product-hash"
 ANNOTATION_PRODUCT = f"{GROUP}/product"
-ANNOTATION_PRODUCT_INDEX = f"{GROUP}/product-index"
 ANNOTATION_RETRY_ROUND = f"{GROUP}/retry-round"
 ANNOTATION_RETRY_FAILED = f"{GROUP}/retry-failed"
 
+EXIT_CONFIG_ERROR = 2
 EXIT_INVALID_DATA = 3
+EXIT_PRODUCT_LOCKED = 5
+NOT_RETRIED_EXIT_CODES = (EXIT_CONFIG_ERROR, EXIT_INVALID_DATA, EXIT_PRODUCT_LOCKED)
+"""Exit codes that fail the product's Job at once (podFailurePolicy FailJob): a config error or
+invalid data fails the same way again; a locked product is relaunched by the operator later."""
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 TERMINATION_LOG = "/dev/termination-log"
 CSV_MOUNT_DIR = "/data"
 CSV_FILE = "sales.csv"
@@ -81,7 +86,10 @@ def trainer_env(tj: TrainingJob, product: str) -> list[dict[str, Any]]:
     """``TRAINER_*`` environment of a product's trainer container (no secret values, only references)."""
     spec = tj.spec
     env = [
-        _env("TRAINER_PRODUCT", product),
+        # The id verbatim: the trainer never parses it (no JSON, no splitting, no stripping).
+        _env("TRAINER_PRODUCT_ID", product),
+        # Idempotent writes: a retried pod of the same Job never records a second model.
+        {"name": "TRAINER_RUN_KEY", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_UID_LABEL}']"}}},
         _env("TRAINER_TRAININGJOB", f"{tj.namespace}/{tj.name}"),
         _env("TRAINER_HORIZON_DAYS", str(spec.forecast.horizon_days)),
         _env("TRAINER_FREQUENCY", spec.forecast.frequency),
@@ -127,10 +135,9 @@ def _security_context() -> dict[str, Any]:
     }
 
 
-def build_job(tj: TrainingJob, index: int, retry_round: str = "") -> dict[str, Any]:
-    """The batch/v1 Job that trains ``tj.spec.products[index]``."""
+def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str, Any]:
+    """The batch/v1 Job that trains ``product`` (one of ``tj.spec.products``)."""
     spec = tj.spec
-    product = spec.products[index]
     name = job_name(tj.name, product)
     labels = {
         **(spec.template.labels or {}),
@@ -140,7 +147,6 @@ def build_job(tj: TrainingJob, index: int, retry_round: str = "") -> dict[str, A
     annotations = {
         **(spec.template.annotations or {}),
         ANNOTATION_PRODUCT: product,
-        ANNOTATION_PRODUCT_INDEX: str(index),
         ANNOTATION_RETRY_ROUND: retry_round,
     }
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}]
@@ -182,7 +188,6 @@ def build_job(tj: TrainingJob, index: int, retry_round: str = "") -> dict[str, A
         "affinity": t.affinity,
         "serviceAccountName": t.service_account_name,
         "priorityClassName": t.priority_class_name,
-        "activeDeadlineSeconds": spec.active_deadline_seconds,
     }
     pod_spec.update({k: v for k, v in optional.items() if v is not None})
     return {
@@ -197,6 +202,7 @@ def build_job(tj: TrainingJob, index: int, retry_round: str = "") -> dict[str, A
         },
         "spec": {
             "backoffLimit": spec.backoff_limit,
+            **({"activeDeadlineSeconds": spec.active_deadline_seconds} if spec.active_deadline_seconds else {}),
             "podFailurePolicy": {
                 "rules": [
                     {
@@ -204,7 +210,7 @@ def build_job(tj: TrainingJob, index: int, retry_round: str = "") -> dict[str, A
                         "onExitCodes": {
                             "containerName": "trainer",
                             "operator": "In",
-                            "values": [EXIT_INVALID_DATA],
+                            "values": list(NOT_RETRIED_EXIT_CODES),
                         },
                     },
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},

@@ -35,6 +35,10 @@ class OperatorConfig:
     min_pass_interval_seconds: float = 0.2
     """Shortest pause between passes: coalesces bursts of Job events into one pass."""
     request_timeout_seconds: float = 30.0
+    error_retry_seconds: float = 1.0
+    """Pause before the next pass after a failed one (the API server away, a conflict)."""
+    stuck_pod_seconds: int = 120
+    """A product pod that cannot start (a missing Secret or key, a bad image) fails its product after this."""
     leader_election_namespace: str = ""
     """Namespace of the leader-election Lease; "" runs without leader election (one replica)."""
     leader_election_name: str = "trainingjob-operator-leader"
@@ -47,6 +51,8 @@ class OperatorConfig:
             resync_seconds=_float("TJO_RESYNC_SECONDS", cls.resync_seconds),
             min_pass_interval_seconds=_float("TJO_MIN_PASS_INTERVAL_SECONDS", cls.min_pass_interval_seconds),
             request_timeout_seconds=_float("TJO_REQUEST_TIMEOUT_SECONDS", cls.request_timeout_seconds),
+            error_retry_seconds=_float("TJO_ERROR_RETRY_SECONDS", cls.error_retry_seconds),
+            stuck_pod_seconds=_int("TJO_STUCK_POD_SECONDS", cls.stuck_pod_seconds),
             leader_election_namespace=os.environ.get("TJO_LEADER_ELECTION_NAMESPACE", ""),
             leader_election_name=os.environ.get("TJO_LEADER_ELECTION_NAME", cls.leader_election_name),
         )

@@ -6,15 +6,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from trainingjob_operator import builders, leases, metrics
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.builders import job_name
-from trainingjob_operator.kube import Conflict, Kube, KubeError, Obj
-from trainingjob_operator.observe import gather
+from trainingjob_operator.kube import Conflict, Kube, KubeError, NotFound, Obj, is_transient
+from trainingjob_operator.observe import controller_uid, gather
 from trainingjob_operator.reconcile import (
     Action,
     DeleteJob,
@@ -26,9 +26,9 @@ from trainingjob_operator.reconcile import (
     RenewLease,
     SetJobTTL,
     Settings,
+    read_record,
     reconcile,
 )
-from trainingjob_operator.status import parse_indexes
 
 log = logging.getLogger("trainingjob_operator")
 
@@ -36,8 +36,16 @@ EventPoster = Callable[[str, str, str], None]
 """(type, reason, message) -> posts a Kubernetes Event on the TrainingJob."""
 
 
-Observe = Callable[[TrainingJob, set[int]], Awaitable[Observed]]
-"""(TrainingJob, recorded product indexes) -> reconcile inputs (from the watch caches, or the API)."""
+Observe = Callable[[TrainingJob, set[str], dict[str, str]], Awaitable[Observed]]
+"""(TrainingJob, recorded products, refused launches) -> reconcile inputs (watch caches, or the API)."""
+
+
+@dataclass
+class Outcomes:
+    """What the API answered to this pass's launches (the only inputs not readable from the API later)."""
+
+    created: list[str] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,13 +61,16 @@ class PassResult:
 
     @property
     def created_jobs(self) -> set[str]:
-        return {job_name(self.tj_name, a.product) for a in self.plan.actions if isinstance(a, Launch)}
+        return {job_name(self.tj_name, p) for p in self.outcomes.created}
 
     @property
     def released_leases(self) -> set[str]:
         return {a.lease.name for a in self.plan.actions if isinstance(a, ReleaseLease)}
 
     tj_name: str = ""
+    outcomes: Outcomes = field(default_factory=Outcomes)
+    recorded: set[str] = field(default_factory=set)
+    """Products on record (succeeded or failed) after this pass."""
 
 
 def _early(action: Action) -> bool:
@@ -71,23 +82,48 @@ def status_dict(plan: Plan) -> dict[str, Any]:
     return plan.status.model_dump(by_alias=True, mode="json")
 
 
-async def _act(kube: Kube, tj: TrainingJob, plan: Plan, action: Action, now: datetime, settings: Settings) -> None:
+async def _launch(kube: Kube, tj: TrainingJob, plan: Plan, action: Launch, now: datetime, settings: Settings,
+                  outcomes: Outcomes) -> None:
+    """Take the product's Lease only for a Job that gets created: release it when creation fails."""
+    ns = tj.namespace
+    if not await leases.acquire(kube, tj, action.product, now, settings.lease_duration_seconds, action.takeover):
+        metrics.LEASE_WAITS.inc()
+        return
+    body = builders.build_job(tj, action.product, plan.status.retry_failed or "")
+    try:
+        await kube.create_job(ns, body)
+    except Conflict:
+        # Created by an earlier pass whose effect we had not observed yet, or the name is taken by
+        # another TrainingJob's Job (a re-created TrainingJob of the same name): then not ours to hold.
+        try:
+            existing = await kube.get_job(ns, body["metadata"]["name"])
+        except NotFound:
+            existing = None
+        if existing is not None and controller_uid(existing) == tj.uid:
+            return
+        await leases.release_product(kube, tj, action.product)
+        return
+    except KubeError as exc:
+        await leases.release_product(kube, tj, action.product)
+        if not is_transient(exc):
+            outcomes.rejected[action.product] = f"the API server refused the product Job ({exc.status}): {exc}"[:900]
+        raise
+    metrics.JOBS_LAUNCHED.inc()
+    outcomes.created.append(action.product)
+
+
+async def _act(
+    kube: Kube, tj: TrainingJob, plan: Plan, action: Action, now: datetime, settings: Settings, outcomes: Outcomes
+) -> None:
     ns = tj.namespace
     if isinstance(action, Launch):
-        if not await leases.acquire(kube, tj, action.product, now, settings.lease_duration_seconds, action.takeover):
-            metrics.LEASE_WAITS.inc()
-            return
-        try:
-            await kube.create_job(ns, builders.build_job(tj, action.index, plan.status.retry_failed or ""))
-            metrics.JOBS_LAUNCHED.inc()
-        except Conflict:
-            pass  # already created by an earlier pass whose effect we had not observed yet
+        await _launch(kube, tj, plan, action, now, settings, outcomes)
     elif isinstance(action, RenewLease):
         await leases.renew(kube, tj, action.lease, now)
     elif isinstance(action, ReleaseLease):
         await leases.release(kube, tj, action.lease)
     elif isinstance(action, DeleteJob):
-        await kube.delete_job(ns, action.name)
+        await kube.delete_job(ns, action.name, uid=action.uid)
     elif isinstance(action, SetJobTTL):
         await kube.patch_job(ns, action.name, {"spec": {"ttlSecondsAfterFinished": action.seconds}})
 
@@ -99,6 +135,7 @@ async def apply(
     now: datetime,
     settings: Settings,
     actions: list[Action],
+    outcomes: Outcomes | None = None,
 ) -> None:
     """Carry out ``actions`` (API actions of ``plan``) concurrently, bounded.
 
@@ -106,11 +143,12 @@ async def apply(
     and/or Job), so their order does not matter; launches still go out in product order.
     """
     semaphore = asyncio.Semaphore(settings.max_concurrent_actions)
+    out = outcomes if outcomes is not None else Outcomes()
 
     async def guarded(action: Action) -> None:
         async with semaphore:
             try:
-                await _act(kube, tj, plan, action, now, settings)
+                await _act(kube, tj, plan, action, now, settings, out)
             except KubeError as exc:
                 metrics.RECONCILE_ERRORS.labels(kind=type(action).__name__).inc()
                 log.warning("%s/%s: %s failed: %s", tj.namespace, tj.name, type(action).__name__, exc)
@@ -118,8 +156,18 @@ async def apply(
     await asyncio.gather(*(guarded(a) for a in actions if not isinstance(a, Event)))
 
 
-def post_events(plan: Plan, post_event: EventPoster) -> None:
-    for action in plan.actions:
+def launched_event(outcomes: Outcomes) -> Event | None:
+    """One "Launched" event for the Jobs that were created (never for launches that did not happen)."""
+    created = outcomes.created
+    if not created:
+        return None
+    shown = ", ".join(created[:5]) + (f" and {len(created) - 5} more" if len(created) > 5 else "")
+    return Event("Normal", "Launched", f"Started {len(created)} product Job(s): {shown}")
+
+
+def post_events(plan: Plan, outcomes: Outcomes, post_event: EventPoster) -> None:
+    launched = launched_event(outcomes)
+    for action in [*plan.actions, *([launched] if launched else [])]:
         if isinstance(action, Event):
             post_event(action.type, action.reason, action.message)
 
@@ -133,6 +181,7 @@ async def reconcile_once(
     settings: Settings = Settings(),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     current: Obj | None = None,
+    rejected: dict[str, str] | None = None,
 ) -> PassResult:
     """Observe, decide, act, write status if it changed.
 
@@ -145,8 +194,8 @@ async def reconcile_once(
     raw = current if current is not None else read
     assert raw is not None
     tj = TrainingJob.model_validate(raw)
-    folded = parse_indexes(tj.status.succeeded_indexes) | parse_indexes(tj.status.failed_indexes)
-    observed = await (observe or (lambda t, f: gather(kube, t, f)))(tj, folded)
+    succeeded, failed = read_record(tj)
+    observed = await (observe or (lambda t, r, x: gather(kube, t, r, x)))(tj, succeeded | failed, rejected or {})
     now = clock()
     plan = reconcile(tj, observed, now, settings)
     # What a pass folded in (finished products) must be on record before any action that depends
@@ -162,9 +211,10 @@ async def reconcile_once(
             written = await kube.patch_trainingjob_status(namespace, name, new_status)
 
     early = [a for a in plan.actions if _early(a)]
-    await asyncio.gather(write_status(), apply(kube, tj, plan, now, settings, early))
-    await apply(kube, tj, plan, now, settings, [a for a in plan.actions if not _early(a)])
-    post_events(plan, post_event)
+    outcomes = Outcomes()
+    await asyncio.gather(write_status(), apply(kube, tj, plan, now, settings, early, outcomes))
+    await apply(kube, tj, plan, now, settings, [a for a in plan.actions if not _early(a)], outcomes)
+    post_events(plan, outcomes, post_event)
     st = plan.status
     metrics.observe_products(namespace, name, st.products.model_dump())
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
@@ -176,4 +226,6 @@ async def reconcile_once(
         finished=st.phase in ("Succeeded", "Failed"),
         active=st.products.active,
         tj_name=name,
+        outcomes=outcomes,
+        recorded=set().union(*read_record(tj.model_copy(update={"status": plan.status}))),
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from trainingjob_operator.api import GROUP, PLURAL, VERSION
 
@@ -29,6 +30,22 @@ class KubeError(Exception):
 
 class NotFound(KubeError):
     pass
+
+
+class Unreachable(KubeError):
+    """The API server did not answer (connection refused or reset, timeout): always transient."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+
+
+TRANSIENT_STATUSES = frozenset({0, 408, 409, 429})
+
+
+def is_transient(exc: KubeError) -> bool:
+    """Worth retrying as is: no answer, a conflict, throttling, or a server-side (5xx) error.
+    Any other 4xx (invalid, forbidden, not found) fails the same way again."""
+    return exc.status in TRANSIENT_STATUSES or exc.status >= 500
 
 
 class Conflict(KubeError):
@@ -81,6 +98,9 @@ class Kube:
                 resp = fn(*args, **kwargs)
             except ApiException as exc:
                 _raise(exc)
+            except (Urllib3Error, OSError) as exc:
+                # urllib3's MaxRetryError, ProtocolError, timeouts...: the API server is away.
+                raise Unreachable(f"API server unreachable: {type(exc).__name__}: {exc}"[:500]) from exc
             data = resp.data
             return json.loads(data) if data else {}
 
@@ -115,17 +135,19 @@ class Kube:
     async def patch_job(self, namespace: str, name: str, patch: Obj) -> Obj:
         return await self._call(self.batch.patch_namespaced_job, name, namespace, patch, write=True)
 
-    async def delete_job(self, namespace: str, name: str) -> None:
+    async def get_job(self, namespace: str, name: str) -> Obj:
+        return await self._call(self.batch.read_namespaced_job, name, namespace)
+
+    async def delete_job(self, namespace: str, name: str, uid: str = "") -> None:
+        """Delete in the foreground (the Job stays, unfinished, until its pods are gone, so nobody
+        launches its product meanwhile), only if it is still the Job with ``uid`` when given."""
+        body: Obj = {"propagationPolicy": "Foreground"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            await self._call(
-                self.batch.delete_namespaced_job,
-                name,
-                namespace,
-                propagation_policy="Background",
-                write=True,
-            )
-        except NotFound:
-            pass
+            await self._call(self.batch.delete_namespaced_job, name, namespace, body=body, write=True)
+        except (NotFound, Conflict):
+            pass  # gone already, or another Job of that name now
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
         out = await self._call(self.core.list_namespaced_pod, namespace, label_selector=label_selector)

@@ -8,7 +8,7 @@ from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Conflict, Kube, NotFound
 from trainingjob_operator.observe import parse_lease
-from trainingjob_operator.reconcile import ObservedLease
+from trainingjob_operator.observed import ObservedLease
 
 
 async def acquire(
@@ -78,3 +78,13 @@ async def release_all(kube: Kube, tj: TrainingJob) -> int:
             await release(kube, tj, lease)
             released += 1
     return released
+
+
+async def release_product(kube: Kube, tj: TrainingJob, product: str) -> None:
+    """Release the product's Lease if this TrainingJob holds it (after a launch that did not happen)."""
+    try:
+        lease = parse_lease(await kube.get_lease(tj.namespace, builders.lease_name(product)))
+    except NotFound:
+        return
+    if lease.holder == builders.holder_identity(tj):
+        await release(kube, tj, lease)

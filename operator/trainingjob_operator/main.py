@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
@@ -138,7 +139,9 @@ async def product_pods(
     # Job Complete (up to ~1 s later: it batches pod updates), so the slot can be reused at once.
     if namespace and status.get("phase") in ("Succeeded", "Failed"):
         _wake(namespace)
-    return {(namespace, observe.job_name_of(dict(body))): observe.trim_pod(dict(body))}
+    # Keyed by the owning Job's uid, never its name: a stale pod of an earlier Job of the same name
+    # (a re-created TrainingJob, a retry round) never speaks for the new Job.
+    return {(namespace, observe.job_uid_of(dict(body))): observe.trim_pod(dict(body))}
 
 
 @kopf.index("coordination.k8s.io", "v1", "leases", labels={builders.LABEL_PRODUCT_HASH: kopf.PRESENT})
@@ -190,19 +193,28 @@ async def run_trainingjob(
     assert namespace is not None, "TrainingJob is namespaced"
     key = (namespace, name)
     wake = _wakeups.setdefault(key, asyncio.Event())
-    settings = Settings(lease_duration_seconds=CONFIG.lease_duration_seconds)
+    settings = Settings(
+        lease_duration_seconds=CONFIG.lease_duration_seconds, stuck_pod_seconds=CONFIG.stuck_pod_seconds
+    )
 
     def post_event(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
 
-    async def from_caches(tj: TrainingJob, folded: set[int]) -> Observed:
+    async def from_caches(tj: TrainingJob, recorded: set[str], rejected: dict[str, str]) -> Observed:
+        jobs = _store(product_jobs, namespace)
+        mine = [j for j in jobs if observe.controller_uid(j) == tj.uid]
+        stuck = await observe.read_stuck_pods(_kube(), namespace, mine, datetime.now(UTC))
         return observe.build(
             tj,
-            folded,
-            _store(product_jobs, namespace),
-            lambda job: _store(product_pods, (namespace, job)),
+            recorded,
+            jobs,
+            lambda uid: _store(product_pods, (namespace, uid)),
             _store(product_leases, namespace),
+            rejected,
+            stuck,
         )
+
+    rejected: dict[str, str] = {}
 
     try:
         while not stopped:
@@ -212,8 +224,21 @@ async def run_trainingjob(
             wake.clear()
             try:
                 result = await reconcile_once(
-                    _kube(), namespace, name, post_event, from_caches, settings, current=_watched.fresh(key)
+                    _kube(),
+                    namespace,
+                    name,
+                    post_event,
+                    from_caches,
+                    settings,
+                    current=_watched.fresh(key),
+                    rejected=rejected,
                 )
+                # Refused launches are remembered until on record (a restart forgets them: the next
+                # create is refused again and recorded then).
+                rejected = {
+                    **{p: m for p, m in rejected.items() if p not in result.recorded},
+                    **result.outcomes.rejected,
+                }
                 for known in (result.read, result.written):
                     if known is not None:
                         _watched.known(key, known)
@@ -223,7 +248,9 @@ async def run_trainingjob(
                 if exc.status == 404:
                     return
                 logger.warning("reconcile failed: %s", exc)
-                idle = CONFIG.resync_seconds
+                # Transient (the API server away, a conflict): retry soon, so progress resumes within
+                # seconds of the API server's return instead of after Kopf's daemon backoff.
+                idle = CONFIG.error_retry_seconds
             await asyncio.sleep(CONFIG.min_pass_interval_seconds)
             if wake.is_set():
                 continue
@@ -258,9 +285,16 @@ async def trainingjob_deleted(*, body: kopf.Body, namespace: str | None, logger:
         raise kopf.TemporaryError("not the leader: the leader replica handles the deletion", delay=5)
     tj = TrainingJob.model_validate(dict(body))
     kube = _kube()
+    remaining = 0
     for job in await kube.list_jobs(namespace, builders.selector(tj)):
-        if any(ref.get("uid") == tj.uid for ref in job["metadata"].get("ownerReferences") or []):
-            await kube.delete_job(namespace, job["metadata"]["name"])
+        if observe.controller_uid(job) == tj.uid:
+            remaining += 1
+            if not job["metadata"].get("deletionTimestamp"):
+                await kube.delete_job(namespace, job["metadata"]["name"], uid=job["metadata"].get("uid", ""))
+    if remaining:
+        # Foreground deletion: the Jobs stay until their pods are gone. Leases are released only
+        # then, so no other TrainingJob starts a product while its pod may still run.
+        raise kopf.TemporaryError(f"waiting for {remaining} product Job(s) to be deleted", delay=2)
     released = await leases.release_all(kube, tj)
     logger.info("deleted: stopped product Jobs, released %d Lease(s)", released)
     _wake(namespace)

@@ -5,16 +5,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Kube, Obj
-from trainingjob_operator.reconcile import Observed, ObservedJob, ObservedLease
+from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease
 from trainingjob_operator.termination import parse_report
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+JOB_UID_LABEL = builders.JOB_UID_LABEL
+STUCK_REASONS = frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+)
+STUCK_PROBE_AFTER_SECONDS = 5.0
 FINISHED_PODS = "status.phase!=Pending,status.phase!=Running,status.phase!=Unknown"
 """Field selector of the pods the operator watches: only those that ended (Succeeded or Failed)
 carry what it reads (exit code, termination message)."""
@@ -59,12 +64,37 @@ def last_termination(pods: list[Obj], container: str = "trainer") -> tuple[int |
     return best[1], best[2]
 
 
-def parse_job(job: Obj, product_index: dict[str, int], pods: list[Obj] | None) -> ObservedJob | None:
-    """An ObservedJob, or None when the Job isn't one of ours (unknown product)."""
+def _stuck(pods: list[Obj]) -> tuple[str, str, datetime | None] | None:
+    """(reason, message, since) when a pending pod's trainer container cannot be created."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") != "Pending":
+            continue
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in STUCK_REASONS:
+                since = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+                return str(waiting["reason"]), str(waiting.get("message") or waiting["reason"]), since
+    return None
+
+
+def _finished_at(job: Obj) -> datetime | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
+            return parse_time(cond.get("lastTransitionTime"))
+    return None
+
+
+def job_product(job: Obj) -> str | None:
+    return ((job.get("metadata") or {}).get("annotations") or {}).get(builders.ANNOTATION_PRODUCT)
+
+
+def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = None) -> ObservedJob | None:
+    """An ObservedJob from the Job and *its own* pods (by controller uid), or None when it has no product."""
     meta = job.get("metadata") or {}
     ann = meta.get("annotations") or {}
     product = ann.get(builders.ANNOTATION_PRODUCT)
-    if product is None or product not in product_index:
+    if product is None:
         return None
     st = job.get("status") or {}
     finished, reason, message = _finished(job)
@@ -76,41 +106,56 @@ def parse_job(job: Obj, product_index: dict[str, int], pods: list[Obj] | None) -
         report = parse_report(term, product)
     return ObservedJob(
         name=meta.get("name", ""),
-        index=product_index[product],
+        uid=meta.get("uid", ""),
+        product=product,
         retry_round=ann.get(builders.ANNOTATION_RETRY_ROUND, ""),
         active=int(st.get("active") or 0),
         failed_pods=int(st.get("failed") or 0),
         finished=finished,  # type: ignore[arg-type]
         reason=reason,
         message=message,
+        finished_at=_finished_at(job),
         deleting=bool(meta.get("deletionTimestamp")),
         ttl_seconds=(job.get("spec") or {}).get("ttlSecondsAfterFinished"),
         report=report,
         exit_code=exit_code,
         pod_succeeded=succeeded_pod,
+        stuck=_stuck(stuck_pods) if finished is None and stuck_pods else None,
     )
 
 
 def parse_lease(lease: Obj) -> ObservedLease:
     spec = lease.get("spec") or {}
     meta = lease.get("metadata") or {}
+    product = (meta.get("annotations") or {}).get(builders.ANNOTATION_PRODUCT)
     return ObservedLease(
         name=meta.get("name", ""),
         holder=spec.get("holderIdentity") or None,
         renew_time=parse_time(spec.get("renewTime") or spec.get("acquireTime")),
         duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
         resource_version=meta.get("resourceVersion", ""),
+        product=product,
     )
 
 
-def _owned_by(obj: Obj, uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+def controller_uid(obj: Obj) -> str | None:
+    """The uid of the object's controller ownerReference (the only owner that makes it a child)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid") or "")
+    return None
 
 
-def needs_pods(job: Obj, folded: set[int], product_index: dict[str, int]) -> bool:
-    """A Job whose product isn't recorded yet: its pods tell whether (and how) it ended."""
-    product = ((job.get("metadata") or {}).get("annotations") or {}).get(builders.ANNOTATION_PRODUCT)
-    return product in product_index and product_index[product] not in folded
+def may_be_stuck(job: Obj, now: datetime, after_seconds: float = STUCK_PROBE_AFTER_SECONDS) -> bool:
+    """An unfinished Job with an active pod that is not ready after a while: its pod may be unable
+    to start (a missing Secret, a bad image). Only such Jobs' pending pods are read (uncached)."""
+    st = job.get("status") or {}
+    if _finished(job)[0] is not None or (job.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    if int(st.get("active") or 0) == 0 or int(st.get("ready") or 0) > 0:
+        return False
+    started = parse_time(st.get("startTime"))
+    return started is not None and (now - started).total_seconds() >= after_seconds
 
 
 # ---------------------------------------------------------------- cache entries
@@ -124,24 +169,30 @@ def trim_job(body: Obj) -> Obj:
     return {
         "metadata": {
             "name": meta.get("name"),
+            "uid": meta.get("uid"),
             "labels": {builders.LABEL_PRODUCT_HASH: (meta.get("labels") or {}).get(builders.LABEL_PRODUCT_HASH)},
             "annotations": {
                 k: ann[k] for k in (builders.ANNOTATION_PRODUCT, builders.ANNOTATION_RETRY_ROUND) if k in ann
             },
-            "ownerReferences": [{"uid": r.get("uid")} for r in meta.get("ownerReferences") or []],
+            "ownerReferences": [
+                {"uid": r.get("uid"), "controller": r.get("controller")} for r in meta.get("ownerReferences") or []
+            ],
             "deletionTimestamp": meta.get("deletionTimestamp"),
         },
         "spec": {"ttlSecondsAfterFinished": (body.get("spec") or {}).get("ttlSecondsAfterFinished")},
         "status": {
-            k: v for k, v in (body.get("status") or {}).items() if k in ("active", "failed", "succeeded", "conditions")
+            k: v
+            for k, v in (body.get("status") or {}).items()
+            if k in ("active", "ready", "failed", "succeeded", "conditions", "startTime")
         },
     }
 
 
 def trim_pod(body: Obj) -> Obj:
     status = body.get("status") or {}
+    meta = body.get("metadata") or {}
     return {
-        "metadata": {"name": (body.get("metadata") or {}).get("name")},
+        "metadata": {"name": meta.get("name"), "labels": {JOB_UID_LABEL: job_uid_of(body)}},
         "status": {
             "phase": status.get("phase"),
             "containerStatuses": [
@@ -155,54 +206,91 @@ def trim_pod(body: Obj) -> Obj:
 
 def trim_lease(body: Obj) -> Obj:
     meta = body.get("metadata") or {}
+    product = (meta.get("annotations") or {}).get(builders.ANNOTATION_PRODUCT)
     return {
-        "metadata": {"name": meta.get("name"), "resourceVersion": meta.get("resourceVersion")},
+        "metadata": {
+            "name": meta.get("name"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "annotations": {builders.ANNOTATION_PRODUCT: product} if product is not None else {},
+        },
         "spec": body.get("spec") or {},
     }
 
 
-def job_name_of(pod: Obj) -> str:
-    return str(((pod.get("metadata") or {}).get("labels") or {}).get(JOB_NAME_LABEL, ""))
+def job_uid_of(pod: Obj) -> str:
+    """The uid of the Job that owns a pod (the Job controller's label; else the controller ownerReference)."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(JOB_UID_LABEL) or controller_uid(pod) or "")
 
 
 def build(
     tj: TrainingJob,
-    folded: set[int],
+    recorded: set[str],
     jobs: Iterable[Obj],
-    pods_by_job: Callable[[str], list[Obj]],
+    pods_of_job: Callable[[str], list[Obj]],
     leases: Iterable[Obj],
+    rejected: Mapping[str, str] | None = None,
+    stuck_pods: Mapping[str, list[Obj]] | None = None,
 ) -> Observed:
-    """Reconcile inputs from the namespace's product Jobs, their pods and the product Leases (pure)."""
-    product_index = {p: i for i, p in enumerate(tj.spec.products)}
-    all_jobs = list(jobs)
-    ours = [j for j in all_jobs if _owned_by(j, tj.uid)]
-    foreign_active = frozenset(
-        ((j.get("metadata") or {}).get("labels") or {}).get(builders.LABEL_PRODUCT_HASH) or ""
-        for j in all_jobs
-        if not _owned_by(j, tj.uid) and _finished(j)[0] is None
-    )
-    observed_jobs: dict[int, ObservedJob] = {}
-    for j in ours:
-        name = j["metadata"]["name"]
-        pods = pods_by_job(name) if needs_pods(j, folded, product_index) else None
-        parsed = parse_job(j, product_index, pods)
+    """Reconcile inputs from the namespace's product Jobs, pods and Leases (pure).
+
+    ``pods_of_job(uid)`` gives the finished pods of the Job with that uid; ``stuck_pods`` the pending
+    pods read for Jobs that :func:`may_be_stuck`, by Job uid; ``rejected`` the products whose last
+    Job create the API server refused.
+    """
+    wanted = set(tj.spec.products)
+    mine: dict[str, ObservedJob] = {}
+    busy: set[str] = set()
+    for job in jobs:
+        product = job_product(job)
+        if product is None or product not in wanted:
+            continue
+        meta = job.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        if controller_uid(job) != tj.uid:
+            # Another TrainingJob's (or a re-created one's) Job: while unfinished it trains the product;
+            # while it exists under our Job's name, ours cannot be created.
+            if _finished(job)[0] is None or meta.get("name") == builders.job_name(tj.name, product):
+                busy.add(product)
+            continue
+        pods = pods_of_job(uid) if product not in recorded else None
+        parsed = parse_job(job, pods, (stuck_pods or {}).get(uid))
         if parsed is None:
             continue
-        current = observed_jobs.get(parsed.index)
-        # Prefer the live (non-deleting) Job when an old one is still being deleted.
+        current = mine.get(product)
+        # A Job name holds one object at a time; keep the live one if a stale cache entry lingers.
         if current is None or (current.deleting and not parsed.deleting):
-            observed_jobs[parsed.index] = parsed
+            mine[product] = parsed
     parsed_leases = {lease.name: lease for lease in (parse_lease(x) for x in leases)}
-    return Observed(jobs=observed_jobs, leases=parsed_leases, foreign_active=foreign_active - {""})
+    return Observed(
+        jobs=mine,
+        leases=parsed_leases,
+        busy_elsewhere=frozenset(busy),
+        rejected={p: m for p, m in (rejected or {}).items() if p in wanted},
+    )
 
 
-async def gather(kube: Kube, tj: TrainingJob, folded: set[int]) -> Observed:
+async def read_stuck_pods(kube: Kube, namespace: str, jobs: Iterable[Obj], now: datetime) -> dict[str, list[Obj]]:
+    """Pending pods of the Jobs that :func:`may_be_stuck` (an uncached read, only for those Jobs)."""
+    out: dict[str, list[Obj]] = {}
+    for job in jobs:
+        if not may_be_stuck(job, now):
+            continue
+        uid = str((job.get("metadata") or {}).get("uid") or "")
+        out[uid] = await kube.list_pods(namespace, f"{JOB_UID_LABEL}={uid}")
+    return out
+
+
+async def gather(
+    kube: Kube, tj: TrainingJob, recorded: set[str], rejected: Mapping[str, str] | None = None
+) -> Observed:
     """The same inputs read straight from the API (no cache): for tools and tests."""
     ns = tj.namespace
     jobs = await kube.list_jobs(ns, builders.LABEL_PRODUCT_HASH)
     pods = await kube.list_pods(ns, builders.LABEL_PRODUCT_HASH)
     by_job: dict[str, list[Obj]] = {}
     for pod in pods:
-        by_job.setdefault(job_name_of(pod), []).append(pod)
+        by_job.setdefault(job_uid_of(pod), []).append(pod)
     leases = await kube.list_leases(ns, builders.LABEL_PRODUCT_HASH)
-    return build(tj, folded, jobs, lambda name: by_job.get(name, []), leases)
+    stuck = await read_stuck_pods(kube, ns, [j for j in jobs if controller_uid(j) == tj.uid], datetime.now(UTC))
+    return build(tj, recorded, jobs, lambda uid: by_job.get(uid, []), leases, rejected, stuck)

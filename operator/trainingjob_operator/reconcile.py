@@ -1,132 +1,68 @@
-"""Pure reconcile: (TrainingJob, observed Jobs, observed Leases, now) -> actions + new status.
+"""Pure reconcile: (TrainingJob, observed children, now) -> actions + new status.
 
-Level-triggered and idempotent: the same observed state always yields the same plan, and
-the plan never depends on the operator's memory. Products are identified by their index in
-``spec.products``; ``status.succeededIndexes``/``failedIndexes`` are the durable record that
-survives child Job cleanup (like an Indexed Job's ``completedIndexes``).
+Level-triggered and idempotent: the same observed state always yields the same plan, and the plan
+never depends on the operator's memory. Identity rule (docs/design.md): a product is its id, never
+its position, and a child is its uid, never its name. ``status.succeededIndexes``/``failedIndexes``
+are a compact record over the products *sorted by id* (``spec.products`` is a set: its order means
+nothing, and a GitOps tool may re-sort it), so the record survives reordering and child cleanup.
+
+:func:`reconcile` reads as a table of contents: one pure helper per phase, all sharing one
+per-pass :class:`PassState` (cf. the Job controller's ``syncJobCtx``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from trainingjob_operator import builders
+from trainingjob_operator.actions import (
+    Action,
+    DeleteJob,
+    Event,
+    Launch,
+    Plan,
+    ReleaseLease,
+    RenewLease,
+    SetJobTTL,
+)
 from trainingjob_operator.api import ProductFailure, TrainingJob, TrainingJobStatus
+from trainingjob_operator.conditions import launches_stopped_by_rejection, phase_and_conditions
+from trainingjob_operator.failures import classify_failure, is_locked
+from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease
 from trainingjob_operator.status import (
     add_failure,
     add_result,
     compress_indexes,
-    get_condition,
     max_failed_allowed,
     parse_indexes,
     progress_text,
-    set_condition,
 )
-from trainingjob_operator.termination import ProductReport
 
+__all__ = [
+    "Action",
+    "DeleteJob",
+    "Event",
+    "Launch",
+    "Observed",
+    "ObservedJob",
+    "ObservedLease",
+    "PassState",
+    "Plan",
+    "ReleaseLease",
+    "RenewLease",
+    "SetJobTTL",
+    "Settings",
+    "classify_failure",
+    "read_record",
+    "reconcile",
+    "record_order",
+]
 
-@dataclass(frozen=True)
-class ObservedJob:
-    """What the operator needs to know of one child Job (and its last pod)."""
-
-    name: str
-    index: int
-    retry_round: str
-    active: int = 0
-    failed_pods: int = 0
-    finished: Literal["Complete", "Failed"] | None = None
-    reason: str = ""
-    message: str = ""
-    deleting: bool = False
-    ttl_seconds: int | None = None
-    report: ProductReport | None = None
-    exit_code: int | None = None
-    pod_succeeded: bool = False
-    """The trainer pod exited 0 (restartPolicy Never: the Job will complete). The Job controller marks
-    the Job Complete up to ~1 s later (it batches pod updates); the product is done already."""
-
-    @property
-    def succeeded(self) -> bool:
-        return self.finished == "Complete" or (self.finished is None and self.pod_succeeded)
-
-    @property
-    def running(self) -> bool:
-        return self.finished is None and not self.pod_succeeded
-
-
-@dataclass(frozen=True)
-class ObservedLease:
-    name: str
-    holder: str | None
-    renew_time: datetime | None
-    duration_seconds: int
-    resource_version: str = ""
-
-    def expired(self, now: datetime) -> bool:
-        if not self.holder or self.renew_time is None:
-            return True
-        return self.renew_time + timedelta(seconds=self.duration_seconds) < now
-
-
-@dataclass(frozen=True)
-class Observed:
-    jobs: dict[int, ObservedJob] = field(default_factory=dict)
-    """This TrainingJob's child Jobs by product index."""
-    leases: dict[str, ObservedLease] = field(default_factory=dict)
-    """Product Leases in the namespace by Lease name."""
-    foreign_active: frozenset[str] = frozenset()
-    """Product hashes with an unfinished Job owned by another TrainingJob in the namespace."""
-
-
-# ---------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True)
-class Launch:
-    """Acquire the product's Lease (create, or take over an expired one), then create its Job."""
-
-    index: int
-    product: str
-    takeover: ObservedLease | None = None
-
-
-@dataclass(frozen=True)
-class RenewLease:
-    lease: ObservedLease
-
-
-@dataclass(frozen=True)
-class ReleaseLease:
-    lease: ObservedLease
-
-
-@dataclass(frozen=True)
-class DeleteJob:
-    name: str
-
-
-@dataclass(frozen=True)
-class SetJobTTL:
-    name: str
-    seconds: int
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-Action = Launch | RenewLease | ReleaseLease | DeleteJob | SetJobTTL | Event
-
-
-@dataclass(frozen=True)
-class Plan:
-    actions: list[Action]
-    status: TrainingJobStatus
+INDEX_ORDER: Literal["Sorted"] = "Sorted"
+"""status.indexOrder: the indexes refer to the products sorted by id (code point order)."""
 
 
 @dataclass(frozen=True)
@@ -136,271 +72,327 @@ class Settings:
     """Renew a held Lease once this fraction of its duration has passed since its renewTime."""
     max_concurrent_actions: int = 16
     """API actions of one pass in flight at once."""
+    locked_retry_seconds: int = 15
+    """After a trainer found its product locked in the output database, relaunch this much later."""
+    stuck_pod_seconds: int = 120
+    """A product pod that cannot start (missing Secret, bad image) fails its product after this long."""
 
 
-# ---------------------------------------------------------------- failure classes
+@dataclass
+class PassState:
+    """Everything one pass derives, phase by phase (products are ids throughout)."""
+
+    tj: TrainingJob
+    observed: Observed
+    now: datetime
+    settings: Settings
+    status: TrainingJobStatus
+    me: str
+    stamp: str
+    retry_round: str
+    succeeded: set[str]
+    failed: set[str]
+    active: set[str] = field(default_factory=set)
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Products that cannot start now -> why (another TrainingJob, a lock, a pod that cannot start)."""
+    blocked: set[str] = field(default_factory=set)
+    """Products with an unfinished Job of their own that must go first (old round, being deleted)."""
+    takeover: dict[str, ObservedLease] = field(default_factory=dict)
+    stalled: list[tuple[str, str]] = field(default_factory=list)
+    """(reason, message) of problems only a person can fix (rejected Jobs, pods that cannot start)."""
+    launched: set[str] = field(default_factory=set)
+    actions: list[Action] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return len(self.succeeded) + len(self.failed)
+
+    def recorded(self, product: str) -> bool:
+        return product in self.succeeded or product in self.failed
 
 
-def classify_failure(job: ObservedJob) -> tuple[str, str]:
-    """(reason, message) for a failed product Job; invalid data is never retried."""
-    report = job.report
-    detail = (report.message if report and report.message else "") or job.message
-    if (
-        job.reason == "PodFailurePolicy"
-        or job.exit_code == builders.EXIT_INVALID_DATA
-        or (report is not None and report.status == "invalid")
-    ):
-        why = report.reason if report and report.reason else "InvalidData"
-        return "InvalidData", f"{why}: {detail}".strip(": ") if detail else why
-    if job.reason == "DeadlineExceeded":
-        return "DeadlineExceeded", detail or "the product pod ran past activeDeadlineSeconds"
-    if job.reason == "BackoffLimitExceeded":
-        tail = f"; last error: {detail}" if detail else ""
-        code = f" (last exit code {job.exit_code})" if job.exit_code is not None else ""
-        return "RetriesExhausted", f"failed {job.failed_pods} time(s){code}{tail}"
-    return job.reason or "Failed", detail or "the product Job failed"
+# ---------------------------------------------------------------- the durable record
+
+
+def record_order(products: Iterable[str]) -> list[str]:
+    """The order status indexes refer to: products sorted by id."""
+    return sorted(set(products))
+
+
+def read_record(tj: TrainingJob) -> tuple[set[str], set[str]]:
+    """(succeeded, failed) product ids from status indexes.
+
+    Indexes written before ``indexOrder`` existed refer to ``spec.products`` order (then immutable).
+    """
+    order = record_order(tj.spec.products) if tj.status.index_order == INDEX_ORDER else tj.spec.products
+    total = len(order)
+
+    def ids(text: str) -> set[str]:
+        return {order[i] for i in parse_indexes(text) if i < total}
+
+    return ids(tj.status.succeeded_indexes), ids(tj.status.failed_indexes)
+
+
+def write_record(st: PassState) -> None:
+    order = record_order(st.tj.spec.products)
+    position = {p: i for i, p in enumerate(order)}
+    st.status.succeeded_indexes = compress_indexes(position[p] for p in st.succeeded)
+    st.status.failed_indexes = compress_indexes(position[p] for p in st.failed)
+    st.status.index_order = INDEX_ORDER
+
+
+# ---------------------------------------------------------------- phases
+
+
+def start_retry_round(st: PassState) -> None:
+    """A new value of the retry-failed annotation starts a round that retries the failed products."""
+    wanted = st.tj.annotations.get(builders.ANNOTATION_RETRY_FAILED, "")
+    if not wanted or wanted == st.retry_round:
+        return
+    retried = st.failed
+    st.failed = set()
+    st.status.failures = [f for f in st.status.failures if f.product not in retried]
+    st.status.retry_failed = st.retry_round = wanted
+    st.status.completion_time = None
+    if retried:
+        st.actions.append(Event("Normal", "RetryFailed", f"Retrying {len(retried)} failed product(s)"))
+
+
+def _record_success(st: PassState, job: ObservedJob) -> None:
+    st.succeeded.add(job.product)
+    r = job.report
+    metric = r.metric if r and r.metric else st.tj.spec.tuning.metric
+    st.status.results = add_result(
+        st.status.results,
+        metric,
+        r.error if r else None,
+        r.baseline_error if r else None,
+        r.beats_baseline if r else None,
+        bool(r and r.tuned),
+    )
+
+
+def _record_failure(st: PassState, product: str, reason: str, message: str, attempts: int) -> None:
+    st.failed.add(product)
+    failure = ProductFailure(product=product, reason=reason, message=message[:512], attempts=attempts)
+    st.status.failures = add_failure(st.status.failures, failure)
+    st.actions.append(Event("Warning", "ProductFailed", f"{product}: {reason}: {message}"[:1024]))
+
+
+def _fold_current(st: PassState, job: ObservedJob) -> None:
+    """A Job of the current round: running, finished (record it once), locked or stuck."""
+    product = job.product
+    if job.deleting:
+        if job.unfinished:
+            st.blocked.add(product)
+        return
+    if job.unfinished:
+        if job.stuck is not None:
+            _fold_stuck(st, job)
+        else:
+            st.active.add(product)
+        return
+    if st.recorded(product):
+        return
+    if job.succeeded:
+        if job.report is not None and job.report.status in ("trained", "skipped"):
+            _record_success(st, job)
+        else:
+            found = f"status {job.report.status!r}" if job.report else "no entry for it"
+            _record_failure(
+                st,
+                product,
+                "MissingReport",
+                f"the trainer exited 0 but its termination message has {found}; no model is recorded",
+                max(job.failed_pods, 0) + 1,
+            )
+        return
+    if is_locked(job):
+        _fold_locked(st, job)
+        return
+    reason, message = classify_failure(job)
+    _record_failure(st, product, reason, message, max(job.failed_pods, 1))
+
+
+def _fold_locked(st: PassState, job: ObservedJob) -> None:
+    """The trainer found the product locked in the output database (another namespace trains it):
+    wait, then delete the Job and launch again."""
+    due = job.finished_at is None or st.now >= job.finished_at + timedelta(seconds=st.settings.locked_retry_seconds)
+    if due:
+        st.actions.append(DeleteJob(job.name, job.uid))
+        st.blocked.add(job.product)
+    st.waiting[job.product] = "ProductLocked"
+
+
+def _fold_stuck(st: PassState, job: ObservedJob) -> None:
+    """A pod that cannot start (CreateContainerConfigError, image errors): not active; a person must
+    act. Past ``stuck_pod_seconds`` its product fails and the Job goes."""
+    assert job.stuck is not None
+    reason, message, since = job.stuck
+    st.stalled.append((reason, f"{job.product}: {message}"))
+    if since is not None and st.now >= since + timedelta(seconds=st.settings.stuck_pod_seconds):
+        _record_failure(
+            st,
+            job.product,
+            reason,
+            f"{message} (the pod could not start for {st.settings.stuck_pod_seconds} s)",
+            max(job.failed_pods, 0) + 1,
+        )
+        st.actions.append(DeleteJob(job.name, job.uid))
+    else:
+        st.waiting[job.product] = reason
+
+
+def fold_finished(st: PassState) -> None:
+    """Fold this TrainingJob's Jobs into the record: each finished product is recorded once."""
+    for job in st.observed.jobs.values():
+        if job.retry_round != st.retry_round and not job.succeeded:
+            # A failed Job of an earlier round: it must go before the product runs again (succeeded
+            # Jobs of earlier rounds stay: their products are not retried).
+            if job.unfinished and not job.deleting:
+                st.active.add(job.product)  # still running: let it finish
+                continue
+            if not job.deleting:
+                st.actions.append(DeleteJob(job.name, job.uid))
+            if job.product not in st.succeeded:
+                st.blocked.add(job.product)
+            continue
+        _fold_current(st, job)
+
+
+def fold_rejected(st: PassState) -> None:
+    """Launches the API server refused (invalid Job, forbidden): the product fails, a person must act."""
+    for product, message in sorted(st.observed.rejected.items()):
+        if st.recorded(product) or product in st.active:
+            continue
+        _record_failure(st, product, "JobRejected", message, 1)
+        st.stalled.append(("JobRejected", f"{product}: {message}"))
+
+
+def ttl_actions(st: PassState) -> None:
+    """Finished Jobs whose product is on record get the cleanup TTL (only then: status must outlive them)."""
+    ttl = st.tj.spec.ttl_seconds_after_finished
+    if ttl is None:
+        return
+    for job in st.observed.jobs.values():
+        current = job.retry_round == st.retry_round or job.succeeded
+        if job.finished and st.recorded(job.product) and job.ttl_seconds is None and current and not job.deleting:
+            st.actions.append(SetJobTTL(job.name, ttl))
+
+
+def lease_actions(st: PassState) -> None:
+    """Renew what our running Jobs hold; release what products that are not active still hold."""
+    for lease in st.observed.leases.values():
+        if lease.holder != st.me or lease.product is None or lease.product in st.launched:
+            continue
+        if lease.product in st.active:
+            age = None if lease.renew_time is None else (st.now - lease.renew_time).total_seconds()
+            if age is None or age >= lease.duration_seconds * st.settings.renew_fraction:
+                st.actions.append(RenewLease(lease))
+        elif lease.product not in st.blocked:
+            # Recorded, waiting (locked, a pod that cannot start) or not started: not ours to hold.
+            # A product whose own old Job is still unfinished keeps it until that Job is gone.
+            st.actions.append(ReleaseLease(lease))
+
+
+def blocked_elsewhere(st: PassState, pending: list[str]) -> None:
+    """Pending products another TrainingJob holds: an unfinished Job of it, or a live Lease."""
+    busy = st.observed.busy_elsewhere
+    for product in pending:
+        if product in busy:
+            st.waiting[product] = "ProductBusy"
+            continue
+        lease = st.observed.leases.get(builders.lease_name(product))
+        if lease is None or lease.holder == st.me:
+            continue
+        if lease.expired(st.now):
+            st.takeover[product] = lease
+        else:
+            st.waiting[product] = "WaitingForLease"
+
+
+def launches(st: PassState, pending: list[str], stop: bool) -> None:
+    """Launch pending products in spec order, up to parallelism."""
+    spec = st.tj.spec
+    if spec.suspend or stop:
+        return
+    capacity = spec.parallelism - len(st.active)
+    for product in pending:
+        if capacity <= 0:
+            break
+        if product in st.waiting or product in st.blocked:
+            continue
+        st.actions.append(Launch(product, st.takeover.get(product)))
+        st.active.add(product)
+        st.launched.add(product)
+        capacity -= 1
+
+
+def count_products(st: PassState) -> None:
+    s = st.status
+    total = len(st.tj.spec.products)
+    waiting = len(set(st.waiting) - st.active - st.succeeded - st.failed)
+    s.products.total = total
+    s.products.succeeded = len(st.succeeded)
+    s.products.failed = len(st.failed)
+    s.products.active = len(st.active)
+    s.products.waiting = waiting
+    s.products.pending = max(total - st.done - len(st.active) - waiting, 0)
+    s.progress = progress_text(len(st.succeeded), len(st.failed), total)
+    s.parallelism = st.tj.spec.parallelism
+    s.selector = builders.selector(st.tj)
+    s.observed_generation = st.tj.generation
+    if s.start_time is None and (st.active or st.done):
+        s.start_time = st.stamp
+
+
+def waiting_event(st: PassState, old: TrainingJobStatus) -> None:
+    waiting = sorted(p for p, why in st.waiting.items() if why in ("ProductBusy", "WaitingForLease", "ProductLocked"))
+    if waiting and len(waiting) > old.products.waiting:
+        names = ", ".join(waiting[:5])
+        st.actions.append(
+            Event("Normal", "WaitingForProduct", f"{len(waiting)} product(s) wait for another TrainingJob: {names}")
+        )
 
 
 # ---------------------------------------------------------------- reconcile
 
 
-def _lease_for(observed: Observed, product: str) -> ObservedLease | None:
-    return observed.leases.get(builders.lease_name(product))
-
-
 def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Settings = Settings()) -> Plan:
-    spec = tj.spec
     old = tj.status
-    st = old.model_copy(deep=True)
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    me = builders.holder_identity(tj)
-    total = len(spec.products)
-    actions: list[Action] = []
+    succeeded, failed = read_record(tj)
+    st = PassState(
+        tj=tj,
+        observed=observed,
+        now=now,
+        settings=settings,
+        status=old.model_copy(deep=True),
+        me=builders.holder_identity(tj),
+        stamp=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        retry_round=old.retry_failed or "",
+        succeeded=succeeded,
+        failed=failed,
+    )
+    # 1. A new retry-failed value starts a round.
+    start_retry_round(st)
+    # 2. Fold finished Jobs of this TrainingJob (by uid) and refused launches into the record.
+    fold_finished(st)
+    fold_rejected(st)
+    # 3. Cleanup TTL on recorded Jobs.
+    ttl_actions(st)
+    # 4. Who else holds pending products; then launch up to parallelism.
+    pending = [p for p in tj.spec.products if not st.recorded(p) and p not in st.active]
+    blocked_elsewhere(st, pending)
+    allowed = max_failed_allowed(tj.spec.max_failed_products, len(tj.spec.products))
+    too_many_failed = allowed is not None and len(st.failed) > allowed
+    stop = too_many_failed or launches_stopped_by_rejection(st)
+    launches(st, pending, stop)
+    # 5. Product Leases: renew the running, release the rest.
+    lease_actions(st)
+    # 6. Counts, the compact record, phase and conditions.
+    count_products(st)
+    write_record(st)
+    waiting_event(st, old)
+    phase_and_conditions(st, old, allowed, too_many_failed)
+    return Plan(actions=st.actions, status=st.status)
 
-    succeeded = {i for i in parse_indexes(st.succeeded_indexes) if i < total}
-    failed = {i for i in parse_indexes(st.failed_indexes) if i < total}
-
-    # Retry failed products: a new value of the retry-failed annotation starts a new round.
-    retry_round = st.retry_failed or ""
-    wanted_round = tj.annotations.get(builders.ANNOTATION_RETRY_FAILED, "")
-    if wanted_round and wanted_round != retry_round:
-        retried = sorted(failed)
-        failed = set()
-        retried_products = {spec.products[i] for i in retried}
-        st.failures = [f for f in st.failures if f.product not in retried_products]
-        st.retry_failed = retry_round = wanted_round
-        st.completion_time = None
-        if retried:
-            actions.append(Event("Normal", "RetryFailed", f"Retrying {len(retried)} failed product(s)"))
-
-    # Fold finished Jobs of the current round into the durable record (once: then they're indexed).
-    active: set[int] = set()
-    blocked_by_old_job: set[int] = set()
-    for index, job in sorted(observed.jobs.items()):
-        if index >= total:
-            continue
-        product = spec.products[index]
-        if job.retry_round != retry_round and not job.succeeded:
-            # A failed Job of an earlier round: it must go before the product can run again.
-            # (Succeeded Jobs of earlier rounds stay: their products are not retried.)
-            if job.running and not job.deleting:
-                active.add(index)  # still running: let it finish, count it as active
-                continue
-            if not job.deleting:
-                actions.append(DeleteJob(job.name))
-            if index not in succeeded:
-                blocked_by_old_job.add(index)
-            continue
-        if job.deleting:
-            if job.running and index not in succeeded | failed:
-                blocked_by_old_job.add(index)
-            continue
-        if job.running:
-            if index not in succeeded | failed:
-                active.add(index)
-            continue
-        if index not in succeeded | failed:
-            if job.succeeded:
-                succeeded.add(index)
-                r = job.report
-                st.results = add_result(
-                    st.results,
-                    (r.metric if r and r.metric else spec.tuning.metric),
-                    r.error if r else None,
-                    r.baseline_error if r else None,
-                    r.beats_baseline if r else None,
-                    bool(r and r.tuned),
-                )
-            else:
-                reason, message = classify_failure(job)
-                failed.add(index)
-                attempts = max(job.failed_pods, 1)
-                st.failures = add_failure(
-                    st.failures,
-                    ProductFailure(product=product, reason=reason, message=message[:512], attempts=attempts),
-                )
-                actions.append(Event("Warning", "ProductFailed", f"{product}: {reason}: {message}"[:1024]))
-
-    # Finished Jobs whose product is on record get the cleanup TTL (only then: status must survive them).
-    if spec.ttl_seconds_after_finished is not None:
-        for index, job in sorted(observed.jobs.items()):
-            recorded = index in succeeded or index in failed
-            current = job.retry_round == retry_round or job.succeeded
-            if job.finished and recorded and job.ttl_seconds is None and current:
-                actions.append(SetJobTTL(job.name, spec.ttl_seconds_after_finished))
-
-    # Leases: renew what our running Jobs hold, release what finished products still hold.
-    for index in range(total):
-        product = spec.products[index]
-        lease = _lease_for(observed, product)
-        if lease is None or lease.holder != me:
-            continue
-        if index in active:
-            due = lease.renew_time is None or (now - lease.renew_time).total_seconds() >= (
-                lease.duration_seconds * settings.renew_fraction
-            )
-            if due:
-                actions.append(RenewLease(lease))
-        elif index in succeeded or index in failed:
-            actions.append(ReleaseLease(lease))
-
-    done = succeeded | failed
-    allowed = max_failed_allowed(spec.max_failed_products, total)
-    too_many_failed = allowed is not None and len(failed) > allowed
-    pending = [i for i in range(total) if i not in done and i not in active]
-
-    # Which pending products are blocked by another TrainingJob's Lease?
-    waiting: set[int] = set()
-    takeover: dict[int, ObservedLease] = {}
-    for index in pending:
-        product = spec.products[index]
-        lease = _lease_for(observed, product)
-        if lease is None or lease.holder == me:
-            continue
-        busy_elsewhere = builders.product_hash(product) in observed.foreign_active
-        if lease.expired(now) and not busy_elsewhere:
-            takeover[index] = lease
-        else:
-            waiting.add(index)
-
-    # Launch, in product order, up to parallelism.
-    launched: list[str] = []
-    if not spec.suspend and not too_many_failed:
-        capacity = spec.parallelism - len(active)
-        for index in pending:
-            if capacity <= 0:
-                break
-            if index in waiting or index in blocked_by_old_job:
-                continue
-            product = spec.products[index]
-            actions.append(Launch(index, product, takeover.get(index)))
-            launched.append(product)
-            active.add(index)
-            capacity -= 1
-    if launched:
-        shown = ", ".join(launched[:5]) + (f" and {len(launched) - 5} more" if len(launched) > 5 else "")
-        actions.append(Event("Normal", "Launched", f"Started {len(launched)} product Job(s): {shown}"))
-    if waiting and len(waiting) > old.products.waiting:
-        names = ", ".join(spec.products[i] for i in sorted(waiting)[:5])
-        actions.append(
-            Event(
-                "Normal",
-                "WaitingForLease",
-                f"{len(waiting)} product(s) wait for another TrainingJob: {names}",
-            )
-        )
-
-    # Counts and record.
-    n_active = len(active)
-    n_waiting = len(waiting - active)
-    st.succeeded_indexes = compress_indexes(succeeded)
-    st.failed_indexes = compress_indexes(failed)
-    st.products.total = total
-    st.products.succeeded = len(succeeded)
-    st.products.failed = len(failed)
-    st.products.active = n_active
-    st.products.waiting = n_waiting
-    st.products.pending = max(total - len(done) - n_active - n_waiting, 0)
-    st.progress = progress_text(len(succeeded), len(failed), total)
-    st.parallelism = spec.parallelism
-    st.selector = builders.selector(tj)
-    st.observed_generation = tj.generation
-    if st.start_time is None and (launched or n_active or done):
-        st.start_time = stamp
-
-    # Phase and conditions.
-    finished_all = len(done) == total
-    stopping = too_many_failed and n_active == 0
-    gen = tj.generation
-    conds = st.conditions
-    if finished_all or stopping:
-        if too_many_failed or len(succeeded) == 0:
-            phase = "Failed"
-            reason = "MaxFailedProductsExceeded" if too_many_failed else "NoProductTrained"
-            limit = f" (maxFailedProducts allows {allowed})" if too_many_failed else ""
-            msg = f"{len(failed)} of {total} products failed{limit}; {len(succeeded)} trained"
-            conds = set_condition(conds, "Failed", True, reason, msg, stamp, gen)
-            conds = set_condition(conds, "Complete", False, reason, msg, stamp, gen)
-        else:
-            phase = "Succeeded"
-            msg = f"{len(succeeded)} of {total} products trained" + (f"; {len(failed)} failed" if failed else "")
-            conds = set_condition(conds, "Complete", True, "AllProductsFinished", msg, stamp, gen)
-            conds = set_condition(conds, "Failed", False, "AllProductsFinished", msg, stamp, gen)
-        conds = set_condition(conds, "Running", False, "Finished", msg, stamp, gen)
-        conds = set_condition(conds, "Suspended", False, "Finished", "", stamp, gen)
-        if st.completion_time is None or (old.phase not in ("Succeeded", "Failed")):
-            st.completion_time = stamp
-            actions.append(
-                Event(
-                    "Normal" if phase == "Succeeded" else "Warning",
-                    "Complete" if phase == "Succeeded" else "Failed",
-                    msg,
-                )
-            )
-    else:
-        st.completion_time = None
-        counts = f"{len(succeeded)} trained, {len(failed)} failed, {n_active} active, {n_waiting} waiting of {total}"
-        if too_many_failed:
-            phase = "Running"
-            conds = set_condition(
-                conds,
-                "Running",
-                True,
-                "MaxFailedProductsExceeded",
-                f"Too many failed products (limit {allowed}); waiting for {n_active} running product(s) to finish",
-                stamp,
-                gen,
-            )
-        elif spec.suspend:
-            phase = "Suspended"
-            conds = set_condition(conds, "Running", False, "Suspended", counts, stamp, gen)
-        elif n_active or done:
-            phase = "Running"
-            conds = set_condition(conds, "Running", True, "ProductsTraining", counts, stamp, gen)
-        else:
-            phase = "Pending"
-            conds = set_condition(
-                conds, "Running", False, "WaitingForLeases" if n_waiting else "Pending", counts, stamp, gen
-            )
-        suspended_msg = f"No new products start; {n_active} running product(s) finish" if spec.suspend else ""
-        conds = set_condition(
-            conds,
-            "Suspended",
-            spec.suspend,
-            "SuspendedByUser" if spec.suspend else "NotSuspended",
-            suspended_msg,
-            stamp,
-            gen,
-        )
-        conds = set_condition(conds, "Complete", False, "InProgress", counts, stamp, gen)
-        conds = set_condition(conds, "Failed", False, "InProgress", counts, stamp, gen)
-        was = get_condition(old.conditions, "Suspended")
-        was_suspended = was is not None and was.status == "True"
-        if spec.suspend != was_suspended:
-            if spec.suspend:
-                actions.append(Event("Normal", "Suspended", suspended_msg))
-            elif was is not None:
-                actions.append(Event("Normal", "Resumed", "New products start again"))
-    st.phase = phase  # type: ignore[assignment]
-    st.conditions = conds
-    return Plan(actions=actions, status=st)

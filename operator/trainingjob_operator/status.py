@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from trainingjob_operator.api import Condition, ProductFailure, ResultsSummary
 
 MAX_FAILURES = 20
-CONDITION_TYPES = ("Running", "Complete", "Failed", "Suspended")
+CONDITION_TYPES = ("Running", "Complete", "Failed", "Suspended", "Stalled")
 
 # Error histogram: bucket i holds errors in (BASE * GROWTH**(i-1), BASE * GROWTH**i]; bucket 0 holds
 # everything up to BASE. Geometric from 1e-4 to ~1e7 (sMAPE in percent, MAE/RMSE in sales units all

@@ -23,7 +23,7 @@ def test_job_manifest_contract() -> None:
         activeDeadlineSeconds=600,
         output={"postgres": {"schema": "models"}},
     )
-    job = builders.build_job(tj, 1, "r1")
+    job = builders.build_job(tj, "sku-2", "r1")
     meta = job["metadata"]
     assert meta["name"] == builders.job_name("weekly", "sku-2")
     assert meta["labels"][builders.LABEL_PRODUCT_HASH] == builders.product_hash("sku-2")
@@ -33,11 +33,13 @@ def test_job_manifest_contract() -> None:
     assert ref["controller"] is True and ref["uid"] == "uid-1" and ref["kind"] == "TrainingJob"
     spec = job["spec"]
     assert spec["backoffLimit"] == 4
+    assert spec["activeDeadlineSeconds"] == 600  # on the Job: a deadline fails it with DeadlineExceeded
     rules = spec["podFailurePolicy"]["rules"]
-    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [3]
+    # config error, invalid data, product locked elsewhere: never retried by the Job
+    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [2, 3, 5]
     assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
     pod = spec["template"]["spec"]
-    assert pod["restartPolicy"] == "Never" and pod["activeDeadlineSeconds"] == 600
+    assert pod["restartPolicy"] == "Never" and "activeDeadlineSeconds" not in pod
     assert pod["securityContext"]["runAsNonRoot"] is True
     c = pod["containers"][0]
     sc = c["securityContext"]
@@ -46,7 +48,10 @@ def test_job_manifest_contract() -> None:
     assert {"name": "scratch", "mountPath": "/tmp"} in c["volumeMounts"]
     assert c["terminationMessagePolicy"] == "File"
     env = {e["name"]: e for e in c["env"]}
-    assert env["TRAINER_PRODUCT"]["value"] == "sku-2"
+    assert env["TRAINER_PRODUCT_ID"]["value"] == "sku-2" and "TRAINER_PRODUCT" not in env
+    assert env["TRAINER_RUN_KEY"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['batch.kubernetes.io/controller-uid']"
+    )
     assert env["TRAINER_DATA_DSN"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "dsn"}
     assert "value" not in env["TRAINER_DATA_DSN"]
     assert env["TRAINER_OUTPUT_SCHEMA"]["value"] == "models"
@@ -55,7 +60,7 @@ def test_job_manifest_contract() -> None:
 
 def test_configmap_source_mounts_csv_file() -> None:
     tj = make_tj(["a"], data={"configMap": {"name": "sales", "key": "sales.csv"}}, tuning={"trials": 0})
-    job = builders.build_job(tj, 0)
+    job = builders.build_job(tj, "a")
     pod = job["spec"]["template"]["spec"]
     vol = next(v for v in pod["volumes"] if v["name"] == "sales")
     assert vol["configMap"] == {"name": "sales", "items": [{"key": "sales.csv", "path": "sales.csv"}]}

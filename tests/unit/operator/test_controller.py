@@ -12,6 +12,7 @@ from tests.unit.operator.factories import make_tj
 from trainingjob_operator import builders
 from trainingjob_operator.controller import reconcile_once
 from trainingjob_operator.reconcile import Observed, ObservedJob, ObservedLease
+from trainingjob_operator.termination import ProductReport
 
 NOW = datetime(2026, 11, 23, 9, 0, 0, tzinfo=UTC)
 
@@ -58,11 +59,18 @@ def raw_tj(products: list[str], parallelism: int) -> dict[str, Any]:
 def test_launches_go_out_with_the_status_write_releases_only_after_it() -> None:
     raw = raw_tj(["a", "b"], parallelism=1)
     me = "shop/weekly/uid-1"
-    done = ObservedJob(name=builders.job_name("weekly", "a"), index=0, retry_round="", finished="Complete")
-    held = ObservedLease(builders.lease_name("a"), me, NOW, 60, "7")
+    done = ObservedJob(
+        name=builders.job_name("weekly", "a"),
+        uid="u-a",
+        product="a",
+        retry_round="",
+        finished="Complete",
+        report=ProductReport(product="a", status="trained"),
+    )
+    held = ObservedLease(builders.lease_name("a"), me, NOW, 60, "7", "a")
 
-    async def observe(tj: Any, folded: set[int]) -> Observed:
-        return Observed(jobs={0: done}, leases={held.name: held})
+    async def observe(tj: Any, recorded: set[str], rejected: dict[str, str]) -> Observed:
+        return Observed(jobs={"a": done}, leases={held.name: held})
 
     async def run() -> tuple[RecordingKube, Any]:
         kube = RecordingKube(raw)
@@ -86,7 +94,7 @@ def test_launches_go_out_with_the_status_write_releases_only_after_it() -> None:
 def test_without_a_fresh_body_the_pass_reads_the_api() -> None:
     raw = raw_tj(["a"], parallelism=1)
 
-    async def observe(tj: Any, folded: set[int]) -> Observed:
+    async def observe(tj: Any, recorded: set[str], rejected: dict[str, str]) -> Observed:
         return Observed(jobs={}, leases={})
 
     async def run() -> tuple[RecordingKube, Any]:

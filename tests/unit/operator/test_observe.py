@@ -11,6 +11,7 @@ def job(name: str, product: str, conditions: list[dict[str, Any]] | None = None,
     return {
         "metadata": {
             "name": name,
+            "uid": f"uid-{name}",
             "annotations": {builders.ANNOTATION_PRODUCT: product, builders.ANNOTATION_RETRY_ROUND: ""},
         },
         "spec": {},
@@ -30,19 +31,19 @@ def pod(
 
 
 def test_parse_job_states() -> None:
-    idx = {"a": 0}
-    running = parse_job(job("j", "a", active=1), idx, None)
-    assert running is not None and running.running and not running.succeeded
+    running = parse_job(job("j", "a", active=1), None)
+    assert running is not None and running.unfinished and not running.succeeded and running.uid == "uid-j"
     msg = json.dumps({"products": [{"product": "a", "status": "trained", "error": 0.2}]})
-    early = parse_job(job("j", "a"), idx, [pod("Succeeded", 0, msg)])
+    early = parse_job(job("j", "a"), [pod("Succeeded", 0, msg)])
     assert early is not None and early.succeeded and early.report is not None and early.report.error == 0.2
     failed = parse_job(
         job("j", "a", [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}], failed=1),
-        idx,
         [pod("Failed", 3, "x")],
     )
     assert failed is not None and failed.finished == "Failed" and failed.exit_code == 3
-    assert parse_job(job("j", "unknown"), idx, None) is None
+    no_product = job("j", "a")
+    del no_product["metadata"]["annotations"][builders.ANNOTATION_PRODUCT]
+    assert parse_job(no_product, None) is None
 
 
 def test_last_termination_picks_latest_attempt() -> None:

@@ -1,0 +1,59 @@
+"""What a reconcile pass decides: API actions and events, and the plan that carries them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from trainingjob_operator.api import TrainingJobStatus
+from trainingjob_operator.observed import ObservedLease
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Acquire the product's Lease (create, or take over an expired one), then create its Job.
+    The Lease is released again when the Job is not created."""
+
+    product: str
+    takeover: ObservedLease | None = None
+
+
+@dataclass(frozen=True)
+class RenewLease:
+    lease: ObservedLease
+
+
+@dataclass(frozen=True)
+class ReleaseLease:
+    lease: ObservedLease
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    """Delete a child Job by name, only if it is still the one observed (uid precondition), in the
+    foreground: the Job stays (and keeps its product busy) until its pods are gone."""
+
+    name: str
+    uid: str = ""
+
+
+@dataclass(frozen=True)
+class SetJobTTL:
+    name: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Action = Launch | RenewLease | ReleaseLease | DeleteJob | SetJobTTL | Event
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: list[Action]
+    status: TrainingJobStatus

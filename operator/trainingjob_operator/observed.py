@@ -1,0 +1,75 @@
+"""The reconcile's inputs: what the operator observed of child Jobs, their pods and product Leases.
+
+Products are ids and children are uids (docs/design.md, "Identity rule"): a Job is this
+TrainingJob's only when its controller ownerReference carries this TrainingJob's uid, and what a
+Job's pods say counts only for pods whose controller is that Job's uid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from trainingjob_operator.termination import ProductReport
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """What the operator needs to know of one of its child Jobs (and that Job's own pods)."""
+
+    name: str
+    uid: str
+    product: str
+    retry_round: str
+    active: int = 0
+    failed_pods: int = 0
+    finished: Literal["Complete", "Failed"] | None = None
+    reason: str = ""
+    message: str = ""
+    finished_at: datetime | None = None
+    deleting: bool = False
+    ttl_seconds: int | None = None
+    report: ProductReport | None = None
+    exit_code: int | None = None
+    pod_succeeded: bool = False
+    """A pod of this Job (by controller uid) exited 0 (restartPolicy Never: the Job will complete).
+    The Job controller marks the Job Complete up to ~1 s later; the product is done already."""
+    stuck: tuple[str, str, datetime | None] | None = None
+    """(reason, message, since) when the Job's pod cannot start (CreateContainerConfigError, ...)."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.finished == "Complete" or (self.finished is None and self.pod_succeeded)
+
+    @property
+    def unfinished(self) -> bool:
+        return self.finished is None and not self.pod_succeeded
+
+
+@dataclass(frozen=True)
+class ObservedLease:
+    name: str
+    holder: str | None
+    renew_time: datetime | None
+    duration_seconds: int
+    resource_version: str = ""
+    product: str | None = None
+
+    def expired(self, now: datetime) -> bool:
+        if not self.holder or self.renew_time is None:
+            return True
+        return self.renew_time + timedelta(seconds=self.duration_seconds) < now
+
+
+@dataclass(frozen=True)
+class Observed:
+    jobs: dict[str, ObservedJob] = field(default_factory=dict)
+    """This TrainingJob's child Jobs (owner uid) by product id."""
+    leases: dict[str, ObservedLease] = field(default_factory=dict)
+    """Product Leases in the namespace by Lease name."""
+    busy_elsewhere: frozenset[str] = frozenset()
+    """Product ids with an unfinished Job not owned by this TrainingJob in the namespace, or whose
+    Job name is taken by such a Job (a re-created TrainingJob of the same name)."""
+    rejected: dict[str, str] = field(default_factory=dict)
+    """Product -> message: the API server refused this TrainingJob's Job for it (last attempt)."""
