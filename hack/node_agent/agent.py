@@ -2,8 +2,10 @@
 
 Threads: a pod watcher (list + watch, field selector ``spec.nodeName``), a few workers that
 reconcile one pod at a time from a keyed work queue, a supervisor that notices exits and
-enforces ``activeDeadlineSeconds``, memory limits and termination grace periods, and a
-heartbeat that renews the node Lease and reports node status.
+enforces ``activeDeadlineSeconds``, memory limits and termination grace periods, a heartbeat
+that renews the node Lease, and a node-status loop. Every loop rides out API outages of any
+length (connection refused, timeouts, a stalled server): it logs, backs off and retries; no
+error ends a thread (see :func:`transient` and :meth:`Agent._loop`).
 
 Per pod the reconcile step compares the API object with the local state and acts:
 new pod -> check images, materialise volumes, resolve env, launch containers, report Running;
@@ -46,6 +48,24 @@ VERSION = "0.1.0"
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 LOST_MESSAGE = "The container could not be located when the pod was terminated"
 CONFIG_RETRY = 2.0
+# After a failed API call, retry after 0.5 s, 1 s, 2 s (capped): back within ~2 s of an outage's end.
+ERROR_BACKOFF = (0.5, 2.0)
+# Worker retries of one pod after an error: 1 s, 2 s, 4 s, at most 5 s.
+POD_BACKOFF = (1.0, 5.0)
+
+
+def transient(exc: BaseException) -> bool:
+    """An error of the API connection rather than of the request: the server is down, restarting,
+    stalled or overloaded. urllib3 reports refused connections as ``MaxRetryError`` and timeouts as
+    ``ReadTimeoutError``/``ConnectTimeoutError``: urllib3 ``HTTPError``s, which are not ``OSError``s."""
+    if isinstance(exc, KubeError):
+        return exc.status >= 500 or exc.status == 429
+    return isinstance(exc, OSError | urllib3.exceptions.HTTPError)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 @dataclass
@@ -58,6 +78,9 @@ class Settings:
     workers: int = 8
     lease_duration: int = 40
     lease_renew: float = 10.0
+    status_check: float = 5.0
+    """How often the node's Ready condition is checked: reported again at once when it is not True
+    (the node lifecycle controller sets it Unknown after an outage longer than its grace period)."""
     status_report: float = 60.0
     tick: float = 0.1
     memory_poll: float = 0.25
@@ -184,6 +207,8 @@ class Agent:
         self.api_host = server.hostname or "127.0.0.1"
         self.api_port = server.port or 443
         self.threads: list[threading.Thread] = []
+        self._last_status = time.monotonic()
+        self._pod_failures: dict[str, int] = {}
 
     # =============================================================== lifecycle
 
@@ -196,6 +221,7 @@ class Agent:
         self._thread("pod-watch", self._watch_loop)
         self._thread("supervisor", self._supervise_loop)
         self._thread("heartbeat", self._heartbeat_loop)
+        self._thread("node-status", self._node_status_loop)
         for i in range(self.s.workers):
             self._thread(f"worker-{i}", self._worker_loop)
         log.info(
@@ -285,6 +311,7 @@ class Agent:
         self.node_uid = node["metadata"]["uid"]
         body = self._node_status(node.get("status", {}).get("conditions"))
         self.kube.patch(f"/api/v1/nodes/{self.s.node_name}/status", body)
+        self._last_status = time.monotonic()
 
     def renew_lease(self) -> None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.s.node_name}"
@@ -296,16 +323,50 @@ class Agent:
                 raise
             self.kube.post("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease)
 
+    def check_node_status(self) -> None:
+        """Report node status when it is due, or at once when the node is not Ready as we report it
+        (after an outage the node lifecycle controller may have set Ready=Unknown and tainted the
+        node unreachable: it lifts the taint when it sees Ready=True again)."""
+        node = self.kube.get(f"/api/v1/nodes/{self.s.node_name}")
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in node.get("status", {}).get("conditions") or []
+        )
+        if not ready or time.monotonic() - self._last_status >= self.s.status_report:
+            if not ready:
+                log.info("node %s is not Ready in the API: reporting its status", self.s.node_name)
+            self.report_node_status()
+
     def _heartbeat_loop(self) -> None:
-        last_status = time.monotonic()
-        while not self.stopping.wait(self.s.lease_renew):
+        self._loop("node lease", self.s.lease_renew, self.renew_lease)
+
+    def _node_status_loop(self) -> None:
+        self._loop("node status", self.s.status_check, self.check_node_status)
+
+    def _loop(self, what: str, period: float, step: Any) -> None:
+        """Call ``step`` every ``period`` seconds until the agent stops. Nothing ends the loop: after a
+        failure it retries with a short back-off (:data:`ERROR_BACKOFF`, so it is back within seconds
+        of the API server) and says once when it works again."""
+        delay = period
+        failing_since: float | None = None
+        while not self.stopping.wait(delay):
             try:
-                self.renew_lease()
-                if time.monotonic() - last_status >= self.s.status_report:
-                    self.report_node_status()
-                    last_status = time.monotonic()
-            except (KubeError, OSError) as exc:
-                log.warning("node heartbeat: %s", exc)
+                step()
+            except Exception as exc:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    delay = ERROR_BACKOFF[0]
+                else:
+                    delay = min(delay * 2, ERROR_BACKOFF[1], period)
+                if transient(exc):
+                    log.warning("%s: API unreachable (%s); retrying in %.1fs", what, describe(exc), delay)
+                else:
+                    log.exception("%s failed; retrying in %.1fs", what, delay)
+                continue
+            if failing_since is not None:
+                log.info("%s: working again after %.1fs of errors", what, time.monotonic() - failing_since)
+                failing_since = None
+            delay = period
 
     # =================================================================== watch
 
@@ -347,8 +408,8 @@ class Agent:
                     continue
                 log.warning("pod watch: %s", exc)
                 self.stopping.wait(1)
-            except Exception as exc:  # connection resets and the like: relist
-                log.warning("pod watch: %s: %s", type(exc).__name__, exc)
+            except Exception as exc:  # connection refused/reset, timeouts, a restarted server: relist
+                log.warning("pod watch: %s (relisting in 1s)", describe(exc))
                 rv = None
                 self.stopping.wait(1)
 
@@ -361,9 +422,18 @@ class Agent:
                 return
             try:
                 self.reconcile(uid)
-            except Exception:
-                log.exception("reconciling pod %s (retrying)", uid)
-                self.queue.add_after(uid, 1.0)
+                self._pod_failures.pop(uid, None)
+            except Exception as exc:
+                # Retried with a per-pod back-off, forever: posting a status or reading a Secret
+                # during an API outage fails until the server is back.
+                n = self._pod_failures.get(uid, 0)
+                self._pod_failures[uid] = n + 1
+                delay = min(POD_BACKOFF[0] * 2**n, POD_BACKOFF[1])
+                if transient(exc):
+                    log.warning("pod %s: API unreachable (%s); retrying in %.0fs", uid, describe(exc), delay)
+                else:
+                    log.exception("reconciling pod %s (retrying in %.0fs)", uid, delay)
+                self.queue.add_after(uid, delay)
             finally:
                 self.queue.done(uid)
 
