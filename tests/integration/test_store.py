@@ -73,7 +73,7 @@ async def test_migrate_creates_schema_and_is_idempotent(db, conn, schema: str) -
     second = await migrate(db, schema)
     assert (second.before, second.after, second.changed) == (LATEST_VERSION, LATEST_VERSION, False)
     versions = await conn.fetch(f'SELECT version FROM "{schema}".forecast_trainer_schema_version')
-    assert [r["version"] for r in versions] == [1]
+    assert [r["version"] for r in versions] == list(range(1, LATEST_VERSION + 1))
 
 
 async def test_concurrent_migrations_apply_once(dsn: str, conn, schema: str) -> None:
@@ -84,7 +84,7 @@ async def test_concurrent_migrations_apply_once(dsn: str, conn, schema: str) -> 
         await asyncio.gather(*(c.close() for c in connections))
     assert sum(r.changed for r in results) == 1
     assert all(r.after == LATEST_VERSION for r in results)
-    assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".forecast_trainer_schema_version') == 1
+    assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".forecast_trainer_schema_version') == LATEST_VERSION
 
 
 def test_concurrent_migrate_commands(dsn: str, new_schema) -> None:

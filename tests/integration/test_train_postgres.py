@@ -88,7 +88,7 @@ async def test_injection_strings_as_product_ids_train_and_harm_nothing(dsn, conn
     products = {INJECTION_PRODUCT: daily_frame(100, seed=2), 'a"; DELETE FROM forecasts; --': daily_frame(100, seed=3)}
     table = await make_sales(conn, data_schema, products)
     term = tmp_path / "term.json"
-    env = env_for(dsn, table, data_schema, term, TRAINER_PRODUCT=json.dumps(list(products)), TRAINER_TRIALS="0")
+    env = env_for(dsn, table, data_schema, term, TRAINER_PRODUCTS_JSON=json.dumps(list(products)), TRAINER_TRIALS="0")
     run = run_cli(["train"], env)
     assert run.code == 0, run.stderr
     assert await conn.fetchval(f'SELECT count(*) FROM "{data_schema}".sales') == 200  # still there
@@ -117,13 +117,15 @@ async def test_invalid_products_are_skipped_and_nothing_is_written_for_them(dsn,
     run = run_cli(["train"], env_for(dsn, table, schema, term, TRAINER_TRIALS="0"))  # every product in the table
     assert run.code == 0, run.stderr
     doc = termination(term)
-    assert doc["counts"] == {"trained": 1, "invalid": 2, "failed": 0}
+    assert doc["counts"] == {"trained": 1, "invalid": 2, "failed": 0, "locked": 0}
     reasons = {e["product"]: e["reason"] for e in doc["products"]}
     assert reasons == {"good": None, "short": "TooFewPoints", "zeros": "MostlyZeros"}
     assert [r["product_id"] for r in await conn.fetch(f'SELECT product_id FROM "{schema}".forecast_models')] == ["good"]
     assert await conn.fetchval(f"SELECT count(*) FROM \"{schema}\".forecasts WHERE product_id <> 'good'") == 0
 
-    only_bad = run_cli(["train"], env_for(dsn, table, schema, term, TRAINER_PRODUCT='["short", "zeros", "missing"]'))
+    only_bad = run_cli(
+        ["train"], env_for(dsn, table, schema, term, TRAINER_PRODUCTS_JSON='["short", "zeros", "missing"]')
+    )
     assert only_bad.code == 3
     assert {e["reason"] for e in termination(term)["products"]} == {"TooFewPoints", "MostlyZeros", "NoData"}
 
@@ -189,8 +191,8 @@ async def test_sample_data_to_postgres_then_train(dsn, conn, new_schema, tmp_pat
             schema,
             term,
             TRAINER_TRIALS="0",
-            TRAINER_PRODUCT='["bakery-croissant-001", "bad-negative-001"]',
+            TRAINER_PRODUCTS_JSON='["bakery-croissant-001", "bad-negative-001"]',
         ),
     )
     assert run.code == 0, run.stderr
-    assert termination(term)["counts"] == {"trained": 1, "invalid": 1, "failed": 0}
+    assert termination(term)["counts"] == {"trained": 1, "invalid": 1, "failed": 0, "locked": 0}

@@ -27,8 +27,9 @@ from forecast_trainer.config import (
     migrate_config,
     resolve,
     sample_data_config,
-    to_products,
+    to_products_json,
     train_config,
+    unique,
 )
 from forecast_trainer.errors import EXIT_CONFIG, EXIT_UNEXPECTED, ConfigError, TrainerError, one_line
 from forecast_trainer.version import __version__
@@ -90,13 +91,28 @@ def _print_error(message: str) -> None:
 
 
 def _products_guess(args: argparse.Namespace | None, env: Any) -> list[str]:
-    """Best-effort product list for the termination message of a run that never started."""
-    raw = getattr(args, "product", None) if args is not None else None
-    values = raw if isinstance(raw, list) else ([env["TRAINER_PRODUCT"]] if env.get("TRAINER_PRODUCT") else [])
+    """Best-effort product list for the termination message of a run that never started.
+
+    ``--product-id`` / ``TRAINER_PRODUCT_ID`` is echoed verbatim, even when it is the bad
+    value, so the operator finds an entry for exactly the product it asked for (and no other).
+    """
+    cli = vars(args) if args is not None else {}
+    product_id = cli.get("product_id")
+    if not isinstance(product_id, str):
+        product_id = env.get("TRAINER_PRODUCT_ID")
+    if product_id is not None:
+        return [product_id]
+    listed = cli.get("product") if isinstance(cli.get("product"), list) else None
+    if listed is None:
+        listed = [env["TRAINER_PRODUCT"]] if env.get("TRAINER_PRODUCT") else []
+    raw_json = cli.get("products_json")
+    if not isinstance(raw_json, str):
+        raw_json = env.get("TRAINER_PRODUCTS_JSON")
     try:
-        return to_products(values)
+        extra = to_products_json(raw_json) if raw_json else []
     except ValueError:
-        return []
+        extra = []
+    return unique([p for p in [*listed, *extra] if isinstance(p, str) and p.strip()])
 
 
 def _config_error_report(exc: TrainerError, args: argparse.Namespace | None, env: Any) -> None:

@@ -110,27 +110,61 @@ def to_date(value: str) -> str:
     return text
 
 
-def to_products(values: Sequence[str]) -> list[str]:
-    """Product ids from repeated ``--product`` values or ``TRAINER_PRODUCT``.
+PRODUCT_ID_MAX = 253
 
-    A value that is a JSON array of strings expands to its items; anything else is one id.
+
+def to_product_id(value: str) -> str:
+    """One product id, verbatim: no JSON parsing, no splitting, no trimming.
+
+    Empty or whitespace-only ids are refused (exit 2): they must never read as "no product"
+    (which would mean "every product in the data").
     """
-    products: list[str] = []
-    for value in values:
-        items: list[Any] = [value]
-        if value.lstrip().startswith("["):
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, list):
-                items = parsed
-        for item in items:
-            if not isinstance(item, str) or not item or len(item) > 253:
-                raise ValueError(f"product id {item!r} must be a string of 1..253 characters")
-            if item not in products:
-                products.append(item)
-    return products
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"product id {value!r} is empty or only whitespace")
+    if len(value) > PRODUCT_ID_MAX:
+        raise ValueError(f"product id of {len(value)} characters is longer than {PRODUCT_ID_MAX}")
+    return value
+
+
+def to_products_json(value: str) -> list[str]:
+    """A JSON array of product ids (the explicit list form); each item is an id as by ``to_product_id``."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise ValueError(f"{value[:80]!r} is not a JSON array of product ids") from None
+    if not isinstance(parsed, list) or not parsed:
+        raise ValueError('must be a non-empty JSON array of product ids, e.g. ["a", "b"]')
+    for item in parsed:
+        if not isinstance(item, str):
+            raise ValueError(f"product id {item!r} is not a string")
+        to_product_id(item)
+    return unique(parsed)
+
+
+def unique(items: Sequence[str]) -> list[str]:
+    """``items`` without repeats, first occurrence kept."""
+    return list(dict.fromkeys(items))
+
+
+def to_run_key(value: str) -> str:
+    """An opaque, verbatim run key (the operator passes the Job's uid)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("run key is empty or only whitespace")
+    if len(value) > 253:
+        raise ValueError(f"run key of {len(value)} characters is longer than 253")
+    return value
+
+
+def to_timezone(value: str) -> str:
+    """An IANA time zone name (e.g. Europe/Berlin) that this machine's tz database knows."""
+    import zoneinfo
+
+    name = str(value).strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"{value!r} is not a known IANA time zone name (e.g. Europe/Berlin, UTC)") from None
+    return name
 
 
 # --------------------------------------------------------------------------- option table
@@ -148,6 +182,7 @@ class Option:
     repeat: bool = False
     boolean: bool = False
     secret: bool = False
+    blank_is_error: bool = False  # a set-but-empty env var is an error, not "unset"
 
     @property
     def dest(self) -> str:
@@ -182,12 +217,31 @@ DB_RETRIES = Option(
 
 TRAIN_OPTIONS: tuple[Option, ...] = (
     Option(
+        "--product-id",
+        "exactly ONE product id, taken verbatim (no JSON, no splitting, no trimming); "
+        "what the operator sets; cannot be combined with --product/--products-json",
+        to_product_id,
+        None,
+        "ID",
+        blank_is_error=True,
+    ),
+    Option(
         "--product",
-        "product id to train; repeat it, or give a JSON array; default: every product in the data",
-        to_str,
+        "product id to train, taken verbatim; repeat the flag for several; with no --product, "
+        "--products-json or --product-id: every product in the data",
+        to_product_id,
         None,
         "ID",
         repeat=True,
+        blank_is_error=True,
+    ),
+    Option(
+        "--products-json",
+        'product ids as a JSON array of strings, e.g. ["a","b"] (adds to --product)',
+        to_products_json,
+        None,
+        "JSON",
+        blank_is_error=True,
     ),
     Option("--data-csv", "long-format CSV with the sales history (columns set below)", to_str, None, "FILE"),
     Option(
@@ -251,6 +305,24 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         boolean=True,
     ),
     Option("--trainingjob", "'<namespace>/<name>' recorded with each model", to_str, None, "NS/NAME"),
+    Option(
+        "--run-key",
+        "idempotency key stored with each model (the operator passes the Job's uid): a product "
+        "whose model with this key is already in forecast_models is reported, not trained again",
+        to_run_key,
+        None,
+        "KEY",
+        blank_is_error=True,
+    ),
+    Option(
+        "--business-timezone",
+        "IANA zone (e.g. Europe/Berlin): timestamps with a UTC offset are converted to it before "
+        "they are cut to days/weeks/months; default: each timestamp's own offset (PostgreSQL "
+        "timestamptz: the session TimeZone)",
+        to_timezone,
+        None,
+        "ZONE",
+    ),
     Option(
         "--termination-log",
         "file for the JSON termination message (<= 4096 bytes); skipped when not writable",
@@ -351,14 +423,15 @@ def resolve(options: Sequence[Option], cli: Mapping[str, Any], environ: Mapping[
         source = option.flag
         if raw is UNSET or raw is None:
             env_value = environ.get(option.env)
-            if env_value is None or (env_value.strip() == "" and option.dest != "trials"):
+            blank_means_unset = option.dest != "trials" and not option.blank_is_error
+            if env_value is None or (env_value.strip() == "" and blank_means_unset):
                 values[option.dest] = [] if option.repeat and option.default is None else option.default
                 continue
             raw = [env_value] if option.repeat else env_value
             source = option.env
         try:
             if option.repeat:
-                values[option.dest] = to_products(raw) if option.dest == "product" else [option.convert(v) for v in raw]
+                values[option.dest] = unique([option.convert(v) for v in raw])
             else:
                 values[option.dest] = option.convert(raw)
         except ValueError as exc:
@@ -388,6 +461,7 @@ class DbSettings:
 @dataclass(frozen=True)
 class TrainConfig:
     products: list[str] = field(default_factory=list)
+    product_id: str | None = None  # set when the run was asked for exactly one product (--product-id)
     data_csv: str | None = None
     data_dsn: str | None = None
     data_table: str = "sales"
@@ -405,6 +479,8 @@ class TrainConfig:
     timeout_seconds: float | None = None
     warm_start: bool = True
     trainingjob: str | None = None
+    run_key: str | None = None
+    business_timezone: str | None = None
     termination_log: str = DEFAULT_TERMINATION_LOG
     fill_missing: str = "zero"
     improvement_margin: float = 0.02
@@ -435,18 +511,42 @@ def train_config(values: Mapping[str, Any]) -> TrainConfig:
     if holidays is not None and not re.fullmatch(r"[A-Za-z]{2,3}", holidays.strip()):
         raise ConfigError(f"--country-holidays {holidays!r} must be a 2- or 3-letter country code")
     termination_log = values.get("termination_log") or DEFAULT_TERMINATION_LOG
-    known = {f for f in TrainConfig.__dataclass_fields__ if f not in ("products", "db", "output_dsn", "data_dsn")}
+    known = {
+        f
+        for f in TrainConfig.__dataclass_fields__
+        if f not in ("products", "product_id", "db", "output_dsn", "data_dsn")
+    }
     kwargs = {k: v for k, v in values.items() if k in known and v is not None}
     kwargs["termination_log"] = termination_log
     if holidays:
         kwargs["country_holidays"] = holidays.strip().upper()
+    product_id, products = requested_products(values)
     return TrainConfig(
-        products=list(values.get("product") or []),
+        products=products,
+        product_id=product_id,
         data_dsn=dsn,
         output_dsn=output_dsn,
         db=DbSettings(values["db_connect_timeout"], values["db_query_timeout"], values["db_retries"]),
         **kwargs,
     )
+
+
+def requested_products(values: Mapping[str, Any]) -> tuple[str | None, list[str]]:
+    """(the --product-id, the products to train); [] = every product in the data.
+
+    ``--product-id`` is exactly one product and excludes the list forms, so a pod given one
+    product can never be widened to others.
+    """
+    product_id = values.get("product_id")
+    listed = unique([*(values.get("product") or []), *(values.get("products_json") or [])])
+    if product_id is not None:
+        if listed:
+            raise ConfigError(
+                "--product-id (TRAINER_PRODUCT_ID) names exactly one product; do not combine it with "
+                "--product (TRAINER_PRODUCT) or --products-json (TRAINER_PRODUCTS_JSON)"
+            )
+        return product_id, [product_id]
+    return None, listed
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
 """Where sales history comes from: a long-format CSV file or a PostgreSQL table.
 
 Both sources hand out *raw* per-product frames with columns ``ds`` and ``y`` exactly as stored
-(strings from CSV, typed values from PostgreSQL); ``validate.py`` parses and checks them, so
-the rules are the same for both.
+(strings from CSV; from PostgreSQL the timestamp as the server renders it in ISO style, typed
+values for ``y``); ``validate.py`` parses and checks them, so the rules are the same for both.
+
+PostgreSQL ``timestamptz`` values are read as text, which the server renders in the session's
+``TimeZone`` with its offset (``2024-03-01 00:00:00+02``): a day is the day a user of that
+database sees in psql (``ds::date``), not the UTC day. ``date`` and ``timestamp`` columns come
+as they are stored. The product id is compared exactly (``WHERE product::text = $1``).
 """
 
 from __future__ import annotations
@@ -136,12 +141,15 @@ class PostgresSource:
         import pandas as pd
 
         sql = (
-            f"SELECT {self.time_sql} AS ds, {self.value_sql} AS y FROM {self.table_sql} "
+            f"SELECT {self.time_sql}::text AS ds, {self.value_sql} AS y FROM {self.table_sql} "
             f"WHERE {self.product_sql}::text = $1"
         )
 
         async def work(conn: Any) -> list[Any]:
-            return list(await conn.fetch(sql, product))
+            async with conn.transaction(readonly=True):
+                # ISO output whatever the server's DateStyle; the session TimeZone is kept.
+                await conn.execute("SET LOCAL DateStyle TO 'ISO, YMD'")
+                return list(await conn.fetch(sql, product))
 
         rows = await self.db.run(f"cannot read history of product {product!r}", work)
         if not rows:

@@ -95,6 +95,30 @@ class Database:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid PostgreSQL URL for the {self.role}: {type(exc).__name__}") from None
 
+    async def connect(self, what: str, server_settings: dict[str, str] | None = None) -> Any:
+        """A dedicated connection outside the pool (e.g. to hold a session-level lock), retried like the pool."""
+        import asyncpg
+
+        async def connect() -> Any:
+            return await asyncio.wait_for(
+                asyncpg.connect(
+                    self.dsn,
+                    timeout=self.settings.connect_timeout,
+                    command_timeout=self.settings.query_timeout,
+                    server_settings=server_settings,
+                ),
+                timeout=self.settings.connect_timeout * 2 + 1,
+            )
+
+        try:
+            return await self._retry(connect, what)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"invalid PostgreSQL URL for the {self.role}: {type(exc).__name__}") from None
+
+    async def retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """``call()`` with this database's retries, breaker and error mapping (see the module doc)."""
+        return await self._retry(call, what)
+
     async def close(self) -> None:
         if self.pool is not None:
             try:

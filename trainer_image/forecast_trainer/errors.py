@@ -1,7 +1,8 @@
 """Typed exceptions. Each carries a CamelCase reason and the process exit code it maps to.
 
 Exit codes (the operator depends on them): 0 trained, 1 unexpected, 2 usage/config error,
-3 data invalid (not retriable), 4 infrastructure unavailable after retries (retriable).
+3 data invalid (not retriable), 4 infrastructure unavailable after retries (retriable),
+5 product locked by another trainer (retry later; nothing was trained or written).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ EXIT_UNEXPECTED = 1
 EXIT_CONFIG = 2
 EXIT_DATA_INVALID = 3
 EXIT_INFRA = 4
+EXIT_LOCKED = 5
 
 
 def one_line(text: str, limit: int = 500) -> str:
@@ -50,6 +52,13 @@ class InfraUnavailable(TrainerError):
 
     exit_code = EXIT_INFRA
     default_reason = "DataSourceUnavailable"
+
+
+class ProductLocked(TrainerError):
+    """Another trainer holds the product's lock in the output database: not trained, retry later."""
+
+    exit_code = EXIT_LOCKED
+    default_reason = "ProductLocked"
 
 
 class CircuitOpen(InfraUnavailable):

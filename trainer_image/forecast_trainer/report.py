@@ -3,12 +3,13 @@
 Exit code of a run (several products):
   4 if any product failed because a database stayed unreachable (retriable);
   1 else if any product failed unexpectedly;
-  0 else if at least one product trained (invalid ones are reported and skipped);
+  0 else if at least one product trained (invalid and locked ones are reported and skipped);
+  5 else if any product was locked by another trainer (retry later; the rest were invalid);
   3 else (every product had invalid data, or there were none).
 
 Termination message: compact JSON, at most 4096 bytes, always valid::
 
-  {"v": 1, "exit_code": 0, "counts": {"trained": n, "invalid": n, "failed": n},
+  {"v": 1, "exit_code": 0, "counts": {"trained": n, "invalid": n, "failed": n, "locked": n},
    "products": [{"product", "status", "metric", "error", "default_error", "baseline_error",
                  "beats_baseline", "tuned", "trials", "seconds", "model_id", "checksum",
                  "class", "reason", "message", "warnings"}, ...],
@@ -27,11 +28,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from forecast_trainer.errors import EXIT_DATA_INVALID, EXIT_INFRA, EXIT_OK, EXIT_UNEXPECTED, one_line
+from forecast_trainer.errors import EXIT_DATA_INVALID, EXIT_INFRA, EXIT_LOCKED, EXIT_OK, EXIT_UNEXPECTED, one_line
 from forecast_trainer.jsonutil import json_safe
 
 LIMIT = 4096
 TRAINED, INVALID, FAILED = "trained", "invalid", "failed"
+LOCKED = "locked"  # another trainer holds the product's lock in the output database; not trained
+STATUSES = (TRAINED, INVALID, FAILED, LOCKED)
 
 
 @dataclass
@@ -64,6 +67,8 @@ def exit_code(results: list[ProductResult], run_error_code: int | None = None) -
         return EXIT_UNEXPECTED
     if any(r.status == TRAINED for r in results):
         return EXIT_OK
+    if any(r.status == LOCKED for r in results):
+        return EXIT_LOCKED
     if run_error_code is not None:
         return run_error_code
     return EXIT_DATA_INVALID
@@ -112,7 +117,7 @@ def _dump(doc: dict[str, Any]) -> str:
 
 def termination_message(results: list[ProductResult], code: int, limit: int = LIMIT) -> str:
     """The termination message for ``results`` (at most ``limit`` UTF-8 bytes, valid JSON)."""
-    counts = {s: sum(1 for r in results if r.status == s) for s in (TRAINED, INVALID, FAILED)}
+    counts = {s: sum(1 for r in results if r.status == s) for s in STATUSES}
     entries = [entry(r) for r in results]
 
     def render(items: list[dict[str, Any]]) -> str:
@@ -192,7 +197,7 @@ def summary_document(results: list[ProductResult], code: int, extra: dict[str, A
         item = entry(r)
         item["details"] = r.details
         items.append(item)
-    counts = {s: sum(1 for r in results if r.status == s) for s in (TRAINED, INVALID, FAILED)}
+    counts = {s: sum(1 for r in results if r.status == s) for s in STATUSES}
     return {"v": 1, "exit_code": code, "counts": counts, **extra, "products": items}
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from forecast_trainer import report
+from forecast_trainer import guard, report
 from forecast_trainer.classify import classify, trial_budget
 from forecast_trainer.config import TrainConfig
 from forecast_trainer.data import Columns, CsvSource, DataSource, PostgresSource
@@ -151,7 +151,9 @@ class TrainRun:
     def __init__(self, cfg: TrainConfig, progress: Progress) -> None:
         self.cfg = cfg
         self.progress = progress
-        self.rules = Rules(frequency=cfg.frequency, fill_missing=cfg.fill_missing)
+        self.rules = Rules(
+            frequency=cfg.frequency, fill_missing=cfg.fill_missing, business_timezone=cfg.business_timezone
+        )
         self.output: Database | None = None
         if cfg.output_dsn and cfg.output_dsn == cfg.data_dsn:
             # One database for both: one pool, and its failures are the data source's.
@@ -161,6 +163,7 @@ class TrainRun:
         self.source: DataSource = self._source()
         self.outcome = RunOutcome()
         self.planned: list[str] = list(cfg.products)
+        self.product_lock: Any = None  # the current product's lock in the output database (guard.py)
 
     def _source(self) -> DataSource:
         cfg = self.cfg
@@ -225,7 +228,7 @@ class TrainRun:
         self.progress.start(len(products))
         try:
             for product in products:
-                result = await self.train_one(product)
+                result = await guard.train_guarded(self, product)  # lock, run key, then train_one
                 outcome.results.append(result)
                 self.progress.product_done(
                     product,
@@ -305,7 +308,7 @@ class TrainRun:
         model_id: Any = None
         if self.output is not None:
             from forecast_trainer import model as models
-            from forecast_trainer.store import ModelRecord, save
+            from forecast_trainer.store import ModelRecord
 
             record = ModelRecord(
                 product_id=product,
@@ -315,8 +318,9 @@ class TrainRun:
                 metrics=metrics,
                 model_json=trained.model_json,
                 checksum=trained.checksum,
+                run_key=cfg.run_key,
             )
-            model_id = await save(self.output, cfg.output_schema, record, trained.forecast)
+            model_id = await guard.save(self, record, trained.forecast)
         if cfg.output_dir:
             from forecast_trainer.outputs import write_product
 

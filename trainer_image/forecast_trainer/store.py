@@ -2,13 +2,17 @@
 
 Tables (in the output schema, default ``public``):
   forecast_models(id bigserial, product_id, trainingjob, trained_at, prophet_version,
-                  params jsonb, metrics jsonb, model_json, checksum)
+                  params jsonb, metrics jsonb, model_json, checksum, run_key)
   forecasts(model_id -> forecast_models.id, product_id, ds, yhat, yhat_lower, yhat_upper)
   forecast_trainer_schema_version(version, description, applied_at)
 
 ``migrate`` is idempotent and safe to run from many pods at once: it holds a transaction-scoped
 advisory lock (keyed by the schema name) while it checks and applies migrations.
-A model and its forecast are written in ONE transaction: either both exist or neither.
+A model and its forecast are written in ONE transaction: either both exist or neither. The
+transaction holds the product's advisory lock (``pg_advisory_xact_lock``, key from locking.py)
+and inserts with ``ON CONFLICT (run_key, product_id) DO NOTHING``: a transaction retried after
+a lost COMMIT acknowledgement finds the row of the attempt that did commit instead of adding
+a second one.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from typing import Any
 
 from forecast_trainer import model as models
 from forecast_trainer.db import Database
+from forecast_trainer.errors import ModelIntegrityError
 from forecast_trainer.jsonutil import json_safe
+from forecast_trainer.locking import product_lock_key
 from forecast_trainer.logs import get_logger
 from forecast_trainer.sqlident import check_identifier, qualified, quote
 
@@ -57,6 +63,15 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 PRIMARY KEY (model_id, ds)
             )""",
             "CREATE INDEX IF NOT EXISTS forecasts_product_ds_idx ON {s}.forecasts (product_id, ds)",
+        ),
+    ),
+    (
+        2,
+        "forecast_models.run_key: one model per (run key, product)",
+        (
+            "ALTER TABLE {s}.forecast_models ADD COLUMN IF NOT EXISTS run_key text",
+            "CREATE UNIQUE INDEX IF NOT EXISTS forecast_models_run_key_product_uq "
+            "ON {s}.forecast_models (run_key, product_id) WHERE run_key IS NOT NULL",
         ),
     ),
 )
@@ -119,6 +134,7 @@ class ModelRecord:
     metrics: dict[str, Any]
     model_json: str
     checksum: str
+    run_key: str | None = None  # idempotency key (the Job's uid): one model per (run_key, product_id)
 
 
 def _finite(value: Any) -> float | None:
@@ -136,39 +152,107 @@ def forecast_records(product: str, forecast: Any) -> list[tuple[Any, ...]]:
 FaultHook = Callable[[Any, int], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Saved:
+    """What a write stored: ``existing`` when an earlier attempt with the same run key had."""
+
+    model_id: int
+    checksum: str
+    existing: bool = False
+
+
+AfterCommit = Callable[[Any, Saved], Awaitable[None]]
+
+
 async def save_connection(
     conn: Any, schema: str, record: ModelRecord, forecast: Any, *, fault_hook: FaultHook | None = None
 ) -> int:
-    """Insert the model and its forecast in one transaction; returns the model id.
+    """Insert the model and its forecast in one transaction; returns the model id."""
+    return (await write_model(conn, schema, record, forecast, fault_hook=fault_hook)).model_id
 
-    ``fault_hook(conn, model_id)`` runs between the two writes; tests use it to fail or kill
-    the process there and check that no partial rows remain.
+
+async def write_model(
+    conn: Any,
+    schema: str,
+    record: ModelRecord,
+    forecast: Any,
+    *,
+    fault_hook: FaultHook | None = None,
+    after_commit: AfterCommit | None = None,
+) -> Saved:
+    """Insert the model and its forecast in one transaction, at most once per (run key, product).
+
+    The transaction first takes the product's advisory lock (``pg_advisory_xact_lock``; the
+    second line behind the session lock in locking.py). With a run key, a row of an earlier
+    attempt wins: nothing is written and that row is returned (``existing``).
+    ``fault_hook(conn, model_id)`` runs between the two writes and ``after_commit(conn, saved)``
+    after the COMMIT; tests use them to fail, kill the process or lose the acknowledgement there.
     """
     models_table = qualified(schema, "forecast_models")
     async with conn.transaction():
-        model_id = int(
-            await conn.fetchval(
-                f"INSERT INTO {models_table} (product_id, trainingjob, prophet_version, params, metrics, "
-                "model_json, checksum) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7) RETURNING id",
-                record.product_id,
-                record.trainingjob,
-                record.prophet_version,
-                json.dumps(json_safe(record.params), allow_nan=False),
-                json.dumps(json_safe(record.metrics), allow_nan=False),
-                record.model_json,
-                record.checksum,
+        await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", product_lock_key(schema, record.product_id))
+        new_id = await conn.fetchval(
+            f"INSERT INTO {models_table} (product_id, trainingjob, prophet_version, params, metrics, "
+            "model_json, checksum, run_key) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8) "
+            "ON CONFLICT (run_key, product_id) WHERE run_key IS NOT NULL DO NOTHING RETURNING id",
+            record.product_id,
+            record.trainingjob,
+            record.prophet_version,
+            json.dumps(json_safe(record.params), allow_nan=False),
+            json.dumps(json_safe(record.metrics), allow_nan=False),
+            record.model_json,
+            record.checksum,
+            record.run_key,
+        )
+        if new_id is None:  # only with a run key: an earlier attempt committed this product's model
+            assert record.run_key is not None
+            earlier = await model_for_run(conn, schema, record.run_key, record.product_id)
+            if earlier is None:
+                raise RuntimeError(f"run key conflict for {record.product_id!r} but no row found")
+            saved = Saved(earlier.model_id, earlier.checksum, existing=True)
+        else:
+            model_id = int(new_id)
+            if fault_hook is not None:
+                await fault_hook(conn, model_id)
+            rows = [(model_id, *r) for r in forecast_records(record.product_id, forecast)]
+            await conn.copy_records_to_table(
+                "forecasts",
+                schema_name=schema,
+                records=rows,
+                columns=["model_id", "product_id", "ds", "yhat", "yhat_lower", "yhat_upper"],
             )
+            saved = Saved(model_id, record.checksum)
+    if after_commit is not None:
+        await after_commit(conn, saved)
+    return saved
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """The model an attempt with a given run key stored for a product."""
+
+    model_id: int
+    checksum: str
+    trained_at: Any
+    metrics: dict[str, Any]
+
+
+async def model_for_run(conn: Any, schema: str, run_key: str, product: str) -> RunModel | None:
+    """The product's model stored under ``run_key``, or None; its checksum is verified."""
+    row = await conn.fetchrow(
+        f"SELECT id, checksum, trained_at, metrics::text AS metrics, model_json "
+        f"FROM {qualified(schema, 'forecast_models')} WHERE run_key = $1 AND product_id = $2",
+        run_key,
+        product,
+    )
+    if row is None:
+        return None
+    if models.checksum(row["model_json"]) != row["checksum"]:
+        raise ModelIntegrityError(
+            f"model {row['id']} of product {product!r} (run key {run_key!r}) fails checksum verification"
         )
-        if fault_hook is not None:
-            await fault_hook(conn, model_id)
-        rows = [(model_id, *r) for r in forecast_records(record.product_id, forecast)]
-        await conn.copy_records_to_table(
-            "forecasts",
-            schema_name=schema,
-            records=rows,
-            columns=["model_id", "product_id", "ds", "yhat", "yhat_lower", "yhat_upper"],
-        )
-    return model_id
+    metrics = json.loads(row["metrics"]) if row["metrics"] else {}
+    return RunModel(int(row["id"]), row["checksum"], row["trained_at"], metrics if isinstance(metrics, dict) else {})
 
 
 async def save(

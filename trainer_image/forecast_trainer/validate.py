@@ -6,13 +6,17 @@ the product; the product is skipped and nothing is written for it):
 - values that are not numbers (or are infinite)          -> NonNumericValues
 - timestamps that cannot be parsed (or are empty)        -> UnparseableDates
 - no usable rows                                         -> NoData
+- a period's total above 1e15 (or overflowing to inf)    -> ValueTooLarge
 - any negative value                                     -> NegativeValues
 - fewer than 30 observed periods (warning below 90)      -> TooFewPoints
 - more than 90 % zeros (warning above 70 %)              -> MostlyZeros
 - all values equal                                       -> NoVariance
 
 Normalisation (each leaves a warning on the product):
-- timestamps are converted to UTC and made timezone-naive (mixed zones are warned about);
+- timestamps become timezone-naive LOCAL wall time before they are cut to periods: a timestamp
+  with a UTC offset keeps its own offset (``2024-03-01T00:00+02:00`` is 1 March), or, with a
+  business time zone, is converted to that zone first; timestamps without an offset (and dates)
+  are taken as they are (a mix of both is warned about);
 - they are snapped to the frequency (day, week on the data's most common weekday, month start);
 - exact duplicate rows are dropped, several rows in one period are summed;
 - empty values (NaN) are dropped, then missing periods are filled per --fill-missing.
@@ -27,7 +31,8 @@ from typing import Any
 from forecast_trainer.errors import DataInvalid
 
 _MISSING_TEXT = {"", "nan", "na", "n/a", "null", "none"}
-_TZ_SUFFIX = re.compile(r"(Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+# The UTC offset at the end of a timestamp string that has a time part ("...T10:00+02:00").
+_OFFSET = re.compile(r"\d[T ]\d.*?(?P<offset>Z|[+-]\d{2}(?::?\d{2}(?::?\d{2})?)?)$", re.IGNORECASE)
 _WEEKDAYS = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 
 
@@ -39,11 +44,13 @@ class Rules:
     warn_points: int = 90
     max_zero_share: float = 0.9
     warn_zero_share: float = 0.7
+    max_value: float = 1e15  # a period's total above this is not a sales quantity (and overflows metrics)
+    business_timezone: str | None = None  # IANA zone; None = each timestamp's own UTC offset
 
 
 @dataclass
 class Prepared:
-    """A product's history on a regular grid: ``frame`` has ds (naive UTC) and y (float)."""
+    """A product's history on a regular grid: ``frame`` has ds (naive local time) and y (float)."""
 
     product: str
     frame: Any
@@ -80,60 +87,104 @@ def parse_values(product: str, raw: Any) -> Any:
     return values
 
 
-def _timezone_mix(raw: Any) -> bool:
-    """True when the timestamps carry different UTC offsets, or some have one and some not."""
+def _offset_text(text: str) -> Any:
+    """The UTC offset at the end of a timestamp string as a Timedelta, or None if it has none."""
+    import pandas as pd
+
+    match = _OFFSET.search(text.strip())
+    if match is None:
+        return None
+    raw = match.group("offset").upper().replace(":", "")
+    if raw == "Z":
+        return pd.Timedelta(0)
+    sign = -1 if raw[0] == "-" else 1
+    digits = raw[1:].ljust(6, "0")
+    seconds = int(digits[:2]) * 3600 + int(digits[2:4]) * 60 + int(digits[4:6])
+    return pd.Timedelta(seconds=sign * seconds)
+
+
+def _offset_of(value: Any) -> Any:
+    """The UTC offset a raw timestamp value carries (Timedelta), or None for naive values."""
     import datetime as dt
 
-    offsets: set[str] = set()
-    naive = 0
-    for value in raw:
-        if isinstance(value, str):
-            match = _TZ_SUFFIX.search(value.strip()) if re.search(r"\d[T ]\d", value) else None
-            if match:
-                suffix = match.group(1).upper().replace(":", "")
-                offsets.add("+0000" if suffix in ("Z", "+00", "-00", "-0000") else suffix)
-            else:
-                naive += 1
-        elif isinstance(value, dt.datetime):
-            if value.tzinfo is None:
-                naive += 1
-            else:
-                offsets.add(str(value.utcoffset()))
-        if len(offsets) > 1 or (offsets and naive):
-            return True
-    return False
+    import pandas as pd
+
+    if isinstance(value, str):
+        return _offset_text(value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        offset = value.utcoffset()
+        return None if offset is None else pd.Timedelta(offset)
+    return None
 
 
-def parse_dates(product: str, raw: Any) -> tuple[Any, list[str]]:
-    """Timezone-naive UTC timestamps for ``raw``; DataInvalid(UnparseableDates) if any fail."""
+def _offsets(values: Any, strings: bool) -> Any:
+    """Per value, its UTC offset (Timedelta), NaT when it has none."""
+    import pandas as pd
+
+    if strings:
+        known = {text: _offset_text(text) for text in values.unique()}
+        offsets = values.map(known)
+    else:
+        offsets = values.map(_offset_of)
+    return pd.to_timedelta(offsets.astype(object).where(offsets.notna(), None))
+
+
+def _to_wall_time(instants: Any, offsets: Any, timezone: str | None) -> Any:
+    """Naive local time: each instant in its own offset, or converted to ``timezone``.
+
+    ``instants`` are UTC (values without an offset were read as UTC, so their UTC wall time
+    is their own text); ``offsets`` is NaT for those, and they stay as they are.
+    """
+    import pandas as pd
+
+    naive = instants.dt.tz_convert("UTC").dt.tz_localize(None)
+    if timezone is None:
+        return naive + offsets.fillna(pd.Timedelta(0))
+    local = instants.dt.tz_convert(timezone).dt.tz_localize(None)
+    return local.where(offsets.notna(), naive)
+
+
+def parse_dates(product: str, raw: Any, timezone: str | None = None) -> tuple[Any, list[str]]:
+    """Timezone-naive local timestamps for ``raw``; DataInvalid(UnparseableDates) if any fail.
+
+    A timestamp with a UTC offset is taken in its own offset (local wall time), or converted to
+    ``timezone`` when one is given; one without (and a date) is taken as it is.
+    """
     import pandas as pd
 
     warnings: list[str] = []
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        parsed = pd.to_datetime(raw, utc=True)
+        if getattr(raw.dt, "tz", None) is None:
+            return raw, warnings
+        return raw.dt.tz_convert(timezone or raw.dt.tz).dt.tz_localize(None), warnings
+    obj = raw.astype(object)
+    empty = obj.isna() | obj.map(lambda v: isinstance(v, str) and not v.strip())
+    strings = bool(obj.map(lambda v: isinstance(v, str)).all())
+    if strings:
+        values = obj.str.strip()
+        parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+        retry = parsed.isna() & ~empty
+        if retry.any():
+            parsed[retry] = pd.to_datetime(values[retry], utc=True, errors="coerce", format="mixed")
     else:
-        obj = raw.astype(object)
-        empty = obj.isna() | obj.map(lambda v: isinstance(v, str) and not v.strip())
-        if _timezone_mix(obj[~empty]):
-            warnings.append("timestamps in mixed time zones were normalised to UTC")
-        strings = obj.map(lambda v: isinstance(v, str)).all()
-        if strings:
-            clean = obj.str.strip()
-            parsed = pd.to_datetime(clean, utc=True, errors="coerce", format="ISO8601")
-            retry = parsed.isna() & ~empty
-            if retry.any():
-                parsed[retry] = pd.to_datetime(clean[retry], utc=True, errors="coerce", format="mixed")
-        else:
-            parsed = pd.to_datetime(obj, utc=True, errors="coerce")
-        bad = parsed.isna()
-        if bad.any():
-            examples = raw[bad]
-            raise DataInvalid(
-                f"product {product!r}: {int(bad.sum())} timestamp(s) cannot be parsed "
-                f"(first: {_first(examples)!r})",
-                reason="UnparseableDates",
-            )
-    return parsed.dt.tz_convert("UTC").dt.tz_localize(None), warnings
+        values = obj
+        parsed = pd.to_datetime(obj, utc=True, errors="coerce")
+    bad = parsed.isna()
+    if bad.any():
+        examples = raw[bad]
+        raise DataInvalid(
+            f"product {product!r}: {int(bad.sum())} timestamp(s) cannot be parsed (first: {_first(examples)!r})",
+            reason="UnparseableDates",
+        )
+    offsets = _offsets(values, strings)
+    aware = int(offsets.notna().sum())
+    if 0 < aware < len(offsets):
+        taken = f"in {timezone}" if timezone else "as local time"
+        warnings.append(
+            f"timestamps mix {aware} with a UTC offset and {len(offsets) - aware} without; "
+            f"those without were taken {taken}"
+        )
+    return _to_wall_time(parsed, offsets, timezone), warnings
 
 
 def snap(ds: Any, frequency: str) -> tuple[Any, str]:
@@ -154,6 +205,25 @@ def _one_day() -> Any:
     return pd.Timedelta(days=1)
 
 
+def check_magnitude(product: str, series: Any, rules: Rules) -> None:
+    """DataInvalid(ValueTooLarge) when a period's total is infinite or above ``rules.max_value``.
+
+    Summing several rows of one period can overflow to infinity even when every row is finite;
+    such values are no sales quantities and would break fitting and the error metrics.
+    """
+    import numpy as np
+
+    values = series.to_numpy(dtype=float)
+    huge = ~np.isfinite(values) | (np.abs(values) > rules.max_value)
+    if huge.any():
+        first = int(np.argmax(huge))
+        raise DataInvalid(
+            f"product {product!r}: {int(huge.sum())} period total(s) are too large "
+            f"(first {values[first]:g} at {series.index[first].date()}; the limit is {rules.max_value:g})",
+            reason="ValueTooLarge",
+        )
+
+
 def prepare(product: str, raw: Any, rules: Rules) -> Prepared:
     """Validate and normalise ``raw`` (columns ds, y) for ``product`` (see the module doc)."""
     import pandas as pd
@@ -161,7 +231,7 @@ def prepare(product: str, raw: Any, rules: Rules) -> Prepared:
     if raw is None or len(raw) == 0:
         raise DataInvalid(f"product {product!r}: no rows", reason="NoData")
     values = parse_values(product, raw["y"])
-    ds, warnings = parse_dates(product, raw["ds"])
+    ds, warnings = parse_dates(product, raw["ds"], rules.business_timezone)
     frame = pd.DataFrame({"ds": ds.to_numpy(), "y": values.to_numpy()})
 
     nan_rows = int(frame["y"].isna().sum())
@@ -182,6 +252,7 @@ def prepare(product: str, raw: Any, rules: Rules) -> Prepared:
     if merged:
         warnings.append(f"{merged} duplicate timestamp(s) aggregated (values summed)")
     series = frame.groupby("ds")["y"].sum().sort_index()
+    check_magnitude(product, series, rules)
 
     negative = series[series < 0]
     if len(negative):

@@ -68,7 +68,7 @@ def test_train_from_env_only_writes_every_artifact(good_csv: Path, tmp_path: Pat
     env = {
         "TRAINER_DATA_CSV": str(good_csv),
         "TRAINER_OUTPUT_DIR": str(out),
-        "TRAINER_PRODUCT": '["bakery-a-001", "bakery-b-001"]',
+        "TRAINER_PRODUCTS_JSON": '["bakery-a-001", "bakery-b-001"]',
         "TRAINER_TRIALS": "2",
         "TRAINER_FOLDS": "1",
         "TRAINER_HORIZON_DAYS": "14",
@@ -83,7 +83,7 @@ def test_train_from_env_only_writes_every_artifact(good_csv: Path, tmp_path: Pat
     summary_line = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary_line["event"] == "summary" and summary_line["counts"]["trained"] == 2
     doc = termination(term)
-    assert doc["exit_code"] == 0 and doc["counts"] == {"trained": 2, "invalid": 0, "failed": 0}
+    assert doc["exit_code"] == 0 and doc["counts"] == {"trained": 2, "invalid": 0, "failed": 0, "locked": 0}
     entry = doc["products"][0]
     assert entry["metric"] == "mae" and entry["trials"] == 2 and entry["class"] == "high"
     assert entry["error"] <= entry["default_error"] and entry["baseline_error"] is not None
@@ -269,7 +269,7 @@ def test_bad_product_absent(tmp_path: Path) -> None:
 
 
 def test_repairable_inputs_train_with_warnings_and_skip_only_the_bad(tmp_path: Path) -> None:
-    """NaNs, duplicate rows and mixed time zones are repaired (with warnings); a bad product in the
+    """NaNs, duplicate rows and timestamps with and without offsets are repaired (with warnings); a bad product in the
     same run is reported and skipped, and the run still exits 0."""
     values = [str(20 + (i * 7) % 11) for i in range(100)]
     nans = date_rows("with-nans", values)
@@ -278,7 +278,7 @@ def test_repairable_inputs_train_with_warnings_and_skip_only_the_bad(tmp_path: P
     duplicates = date_rows("with-duplicates", values)
     duplicates += [duplicates[5], duplicates[6], ("with-duplicates", duplicates[9][1], "3")]
     mixed = [
-        (p, f"{d}T12:00:00" + ("+02:00" if i % 2 else "Z"), y)
+        (p, f"{d}T12:00:00" + ("+02:00" if i % 2 else ""), y)
         for i, (p, d, y) in enumerate(date_rows("mixed-tz", values))
     ]
     short = date_rows("too-short", ["4"] * 10)
@@ -309,7 +309,7 @@ def test_repairable_inputs_train_with_warnings_and_skip_only_the_bad(tmp_path: P
     assert any("3 empty value(s) ignored" in w for w in entries["with-nans"]["warnings"])
     assert any("2 exact duplicate row(s) dropped" in w for w in entries["with-duplicates"]["warnings"])
     assert any("1 duplicate timestamp(s) aggregated" in w for w in entries["with-duplicates"]["warnings"])
-    assert any("mixed time zones" in w for w in entries["mixed-tz"]["warnings"])
+    assert any("timestamps mix 50 with a UTC offset and 50 without" in w for w in entries["mixed-tz"]["warnings"])
     assert entries["too-short"]["status"] == "invalid" and entries["too-short"]["reason"] == "TooFewPoints"
     assert sorted(p.name for p in out.iterdir()) == ["mixed-tz", "summary.json", "with-duplicates", "with-nans"]
     warning_lines = [line for line in run.stderr.splitlines() if "too-short" in line and line.startswith("warning")]
@@ -333,7 +333,7 @@ def test_sample_data_then_train_like_the_readme(tmp_path: Path) -> None:
     )
     assert train.code == 0, train.stderr
     doc = termination(tmp_path / "t.json")
-    assert doc["counts"] == {"trained": 2, "invalid": 4, "failed": 0}
+    assert doc["counts"] == {"trained": 2, "invalid": 4, "failed": 0, "locked": 0}
 
 
 def test_sigterm_reports_what_finished_and_exits_4(good_csv: Path, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ def parse_train(argv: list[str], env: dict[str, str]):
 
 def test_every_train_option_comes_from_its_env_var() -> None:
     env = {
-        "TRAINER_PRODUCT": '["a", "b"]',
+        "TRAINER_PRODUCTS_JSON": '["a", "b"]',
         "TRAINER_DATA_DSN": "postgresql://u:p@127.0.0.1:5432/db",
         "TRAINER_DATA_TABLE": "shop.sales",
         "TRAINER_PRODUCT_COLUMN": "sku",
@@ -40,6 +40,8 @@ def test_every_train_option_comes_from_its_env_var() -> None:
         "TRAINER_TIMEOUT_SECONDS": "12.5",
         "TRAINER_WARM_START": "false",
         "TRAINER_TRAININGJOB": "ns/job",
+        "TRAINER_RUN_KEY": "0b8e3f1c-uid",
+        "TRAINER_BUSINESS_TIMEZONE": "Europe/Berlin",
         "TRAINER_TERMINATION_LOG": "/tmp/term",
         "TRAINER_FILL_MISSING": "interpolate",
         "TRAINER_IMPROVEMENT_MARGIN": "0.05",
@@ -63,12 +65,14 @@ def test_every_train_option_comes_from_its_env_var() -> None:
     assert (cfg.termination_log, cfg.fill_missing, cfg.improvement_margin) == ("/tmp/term", "interpolate", 0.05)
     assert (cfg.country_holidays, cfg.tuning_seed, cfg.log_format) == ("DE", 3, "json")
     assert cfg.pushgateway == "127.0.0.1:9091"
+    assert (cfg.run_key, cfg.business_timezone, cfg.product_id) == ("0b8e3f1c-uid", "Europe/Berlin", None)
     assert (cfg.db.connect_timeout, cfg.db.query_timeout, cfg.db.retries) == (3.0, 4.0, 1)
 
 
 def test_defaults_when_nothing_is_set() -> None:
     cfg = parse_train(["--data-csv", "x.csv"], {})
     assert cfg.products == [] and cfg.output_dsn is None and not cfg.persists
+    assert cfg.product_id is None and cfg.run_key is None and cfg.business_timezone is None
     assert (cfg.data_table, cfg.product_column, cfg.time_column, cfg.value_column) == ("sales", "product_id", "ds", "y")
     assert (cfg.horizon_days, cfg.frequency, cfg.trials, cfg.metric, cfg.folds) == (30, "D", None, "smape", 3)
     assert (cfg.warm_start, cfg.termination_log, cfg.improvement_margin) == (True, "/dev/termination-log", 0.02)
@@ -87,16 +91,87 @@ def test_trials_auto_zero_or_count(value: str, expected: int | None) -> None:
 
 
 @pytest.mark.parametrize(
+    "product_id",
+    [" x", "x ", "[]", '["a","b"]', "a,b", "a b", "null", "'quoted'", "é" * 253, "\tx"],
+)
+def test_product_id_is_taken_verbatim_from_env_and_flag(product_id: str) -> None:
+    from_env = parse_train(["--data-csv", "x"], {"TRAINER_PRODUCT_ID": product_id})
+    assert from_env.products == [product_id] and from_env.product_id == product_id
+    assert parse_train(["--data-csv", "x", "--product-id", product_id], {}).products == [product_id]
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t", "\n  "])
+@pytest.mark.parametrize("variable", ["TRAINER_PRODUCT_ID", "TRAINER_PRODUCT", "TRAINER_PRODUCTS_JSON"])
+def test_blank_product_never_means_every_product(variable: str, blank: str) -> None:
+    with pytest.raises(ConfigError, match=variable) as info:
+        parse_train(["--data-csv", "x"], {variable: blank})
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("flag", ["--product-id", "--product"])
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_product_flag_is_a_config_error(flag: str, blank: str) -> None:
+    with pytest.raises(ConfigError, match=f"{flag}: product id .* is empty or only whitespace"):
+        parse_train(["--data-csv", "x", flag, blank], {})
+
+
+def test_product_id_excludes_the_list_forms() -> None:
+    for env in ({"TRAINER_PRODUCT": "b"}, {"TRAINER_PRODUCTS_JSON": '["b"]'}):
+        with pytest.raises(ConfigError, match="exactly one product"):
+            parse_train(["--data-csv", "x"], {"TRAINER_PRODUCT_ID": "a", **env})
+    with pytest.raises(ConfigError, match="exactly one product"):
+        parse_train(["--data-csv", "x", "--product-id", "a", "--product", "b"], {})
+
+
+def test_product_id_longer_than_253_characters_is_refused() -> None:
+    with pytest.raises(ConfigError, match="longer than 253"):
+        parse_train(["--data-csv", "x"], {"TRAINER_PRODUCT_ID": "p" * 254})
+
+
+@pytest.mark.parametrize(
     ("product_env", "cli", "expected"),
     [
         ("single-id", [], ["single-id"]),
-        ('["a","b","a"]', [], ["a", "b"]),
+        ('["a","b","a"]', [], ['["a","b","a"]']),  # a leading "[" is no longer JSON: one literal id
         ("[not json", [], ["[not json"]),
-        ("env", ["--product", "x", "--product", '["y","z"]'], ["x", "y", "z"]),
+        (" padded ", [], [" padded "]),
+        ("env", ["--product", "x", "--product", '["y","z"]', "--product", "x"], ["x", '["y","z"]']),
     ],
 )
-def test_product_ids(product_env: str, cli: list[str], expected: list[str]) -> None:
+def test_product_ids_are_verbatim(product_env: str, cli: list[str], expected: list[str]) -> None:
     assert parse_train(["--data-csv", "x", *cli], {"TRAINER_PRODUCT": product_env}).products == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [('["a","b","a"]', ["a", "b"]), ('[" ", "x"]', None), ("[]", None), ('"a"', None), ("[1]", None), ("a", None)],
+)
+def test_products_json_is_the_explicit_list_form(value: str, expected: list[str] | None) -> None:
+    if expected is None:
+        with pytest.raises(ConfigError, match="TRAINER_PRODUCTS_JSON"):
+            parse_train(["--data-csv", "x"], {"TRAINER_PRODUCTS_JSON": value})
+    else:
+        assert parse_train(["--data-csv", "x"], {"TRAINER_PRODUCTS_JSON": value}).products == expected
+    both = parse_train(["--data-csv", "x", "--product", "z", "--products-json", '["a","z"]'], {})
+    assert both.products == ["z", "a"]
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_blank_run_key_is_an_error_not_silently_no_key(value: str) -> None:
+    with pytest.raises(ConfigError, match="TRAINER_RUN_KEY"):
+        parse_train(["--data-csv", "x"], {"TRAINER_RUN_KEY": value})
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "America", "../etc/passwd", "/etc/localtime", "+02:00"])
+def test_unknown_business_timezone_is_a_config_error(zone: str) -> None:
+    with pytest.raises(ConfigError, match=r"TRAINER_BUSINESS_TIMEZONE: .* is not a known IANA time zone") as info:
+        parse_train(["--data-csv", "x"], {"TRAINER_BUSINESS_TIMEZONE": zone})
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT-2"])
+def test_known_business_timezones(zone: str) -> None:
+    assert parse_train(["--data-csv", "x", "--business-timezone", zone], {}).business_timezone == zone
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import pytest
 from forecast_trainer.report import (
     FAILED,
     INVALID,
+    LOCKED,
     TRAINED,
     ProductResult,
     exit_code,
@@ -62,11 +63,17 @@ def failed(name: str, infra: bool) -> ProductResult:
     return ProductResult(product=name, status=FAILED, metric="smape", reason="X", message="boom", infra=infra)
 
 
+def locked(name: str) -> ProductResult:
+    return ProductResult(
+        product=name, status=LOCKED, metric="smape", reason="ProductLocked", message="held by another trainer"
+    )
+
+
 def test_shape_is_exactly_the_contract() -> None:
     doc = json.loads(termination_message([trained(1), invalid("b")], 0))
     assert list(doc) == ["v", "exit_code", "counts", "products", "omitted"]
     assert doc["v"] == 1 and doc["exit_code"] == 0 and doc["omitted"] == 0
-    assert doc["counts"] == {"trained": 1, "invalid": 1, "failed": 0}
+    assert doc["counts"] == {"trained": 1, "invalid": 1, "failed": 0, "locked": 0}
     first, second = doc["products"]
     assert list(first) == KEYS
     assert first["error"] == 21.1235 and first["seconds"] == 4.57 and first["model_id"] == 1001
@@ -79,7 +86,7 @@ def test_500_products_fit_in_4096_bytes_as_valid_json() -> None:
     text = termination_message(results, 0)
     assert len(text.encode("utf-8")) <= 4096
     doc = json.loads(text)
-    assert doc["counts"] == {"trained": 450, "invalid": 50, "failed": 0}
+    assert doc["counts"] == {"trained": 450, "invalid": 50, "failed": 0, "locked": 0}
     kept = len(doc["products"])
     assert kept > 5 and doc["omitted"] == 500 - kept
     assert [p["product"] for p in doc["products"]] == [r.product for r in results[:kept]]  # dropped from the end
@@ -116,6 +123,12 @@ def test_non_finite_numbers_become_null() -> None:
         ([invalid("a"), failed("c", infra=True)], 4),
         ([trained(1), failed("c", infra=False)], 1),
         ([failed("c", infra=False), failed("d", infra=True)], 4),
+        ([locked("a")], 5),
+        ([locked("a"), locked("b")], 5),
+        ([locked("a"), invalid("b")], 5),  # the locked one may train on a retry: retriable wins over 3
+        ([locked("a"), trained(1)], 0),
+        ([locked("a"), failed("c", infra=False)], 1),
+        ([locked("a"), failed("c", infra=True)], 4),
     ],
 )
 def test_multi_product_exit_rule(results: list[ProductResult], expected: int) -> None:
@@ -137,3 +150,10 @@ def test_write_termination_skips_unwritable_paths(tmp_path) -> None:
 def test_summary_table_lists_every_product() -> None:
     table = summary_table([trained(1), invalid("bad-one")], "smape")
     assert "bakery-croissant-001" in table and "bad-one" in table and "TooFewPoints" not in table.splitlines()[0]
+
+
+def test_locked_products_are_counted_and_reported_with_their_reason() -> None:
+    doc = json.loads(termination_message([locked("a"), invalid("b")], 5))
+    assert doc["exit_code"] == 5 and doc["counts"] == {"trained": 0, "invalid": 1, "failed": 0, "locked": 1}
+    entry = doc["products"][0]
+    assert (entry["product"], entry["status"], entry["reason"]) == ("a", "locked", "ProductLocked")

@@ -126,24 +126,91 @@ def test_duplicates_are_aggregated_with_a_warning() -> None:
     assert prepared.frame["y"].iloc[7] == float(values[7]) + 4
 
 
-def test_mixed_time_zones_are_normalised_to_naive_utc() -> None:
+def test_each_timestamp_is_cut_in_its_own_offset() -> None:
     dates = [f"{d}T12:00:00" for d in days(60)]
-    dates[0] = "2023-01-01T23:30:00-05:00"  # = 2023-01-02 04:30 UTC, the 2nd's sales
+    dates[0] = "2023-01-01T23:30:00-05:00"  # a late sale on the 1st in New York (04:30 UTC on the 2nd)
     dates[1] = "2023-01-02T10:00:00+00:00"
-    dates[2] = "2023-01-03T09:00:00+02:00"
+    dates[2] = "2023-01-03T00:30:00+02:00"  # just after midnight on the 3rd in Berlin (22:30 UTC on the 2nd)
     values = [str(5 + i % 4) for i in range(60)]
     prepared = prepare("p", raw(dates, values), Rules())
-    assert any("mixed time zones" in w for w in prepared.warnings)
     assert prepared.frame["ds"].dt.tz is None
-    assert prepared.frame["ds"].iloc[0] == pd.Timestamp("2023-01-02")
-    assert prepared.frame["y"].iloc[0] == float(values[0]) + float(values[1])
+    assert prepared.frame["ds"].iloc[:3].tolist() == [pd.Timestamp(f"2023-01-0{i}") for i in (1, 2, 3)]
+    assert prepared.frame["y"].iloc[:3].tolist() == [float(v) for v in values[:3]]
+    assert any("timestamps mix 3 with a UTC offset and 57 without" in w for w in prepared.warnings)
 
 
-def test_timezone_aware_python_datetimes_are_converted() -> None:
-    ds = pd.date_range("2023-01-01 06:00", periods=40, freq="D", tz="Europe/Berlin").to_pydatetime().tolist()
-    prepared = prepare("p", pd.DataFrame({"ds": ds, "y": [float(i % 5 + 1) for i in range(40)]}), Rules())
-    assert prepared.frame["ds"].iloc[0] == pd.Timestamp("2023-01-01")
-    assert not any("time zones" in w for w in prepared.warnings)
+def midnights(n: int, start: str, freq: str, offset: str) -> list[str]:
+    return [f"{d:%Y-%m-%d}T00:00:00{offset}" for d in pd.date_range(start, periods=n, freq=freq)]
+
+
+def test_local_midnight_east_of_utc_stays_on_its_day() -> None:
+    """2024-03-01T00:00+02:00 is 22:00 UTC on 29 February: it is 1 March's sales all the same."""
+    prepared = prepare(
+        "p", raw(midnights(60, "2024-03-01", "D", "+02:00"), [str(5 + i % 4) for i in range(60)]), Rules()
+    )
+    assert prepared.frame["ds"].iloc[0] == pd.Timestamp("2024-03-01")
+    assert prepared.frame["ds"].iloc[-1] == pd.Timestamp("2024-04-29") and len(prepared.frame) == 60
+    assert prepared.warnings == ["only 60 data points; forecasts may be unreliable (90+ recommended)"]
+
+
+def test_local_month_start_east_of_utc_stays_in_its_month() -> None:
+    months = midnights(36, "2021-01-01", "MS", "+02:00")
+    prepared = prepare("p", raw(months, [str(100 + i) for i in range(36)]), Rules(frequency="MS"))
+    assert prepared.frame["ds"].iloc[0] == pd.Timestamp("2021-01-01") and len(prepared.frame) == 36
+    assert prepared.frame["y"].tolist() == [float(100 + i) for i in range(36)]  # no month got two values
+
+
+def test_business_timezone_converts_before_cutting_days() -> None:
+    utc_evenings = [f"{d:%Y-%m-%d}T23:30:00Z" for d in pd.date_range("2024-03-01", periods=60)]
+    values = [str(5 + i % 4) for i in range(60)]
+    as_is = prepare("p", raw(utc_evenings, values), Rules())
+    berlin = prepare("p", raw(utc_evenings, values), Rules(business_timezone="Europe/Berlin"))
+    new_york = prepare("p", raw(utc_evenings, values), Rules(business_timezone="America/New_York"))
+    assert as_is.frame["ds"].iloc[0] == pd.Timestamp("2024-03-01")
+    assert berlin.frame["ds"].iloc[0] == pd.Timestamp("2024-03-02")  # 00:30 the next day in Berlin
+    assert new_york.frame["ds"].iloc[0] == pd.Timestamp("2024-03-01")
+    east = prepare("p", raw(midnights(60, "2024-03-01", "D", "+02:00"), values), Rules(business_timezone="UTC"))
+    assert east.frame["ds"].iloc[0] == pd.Timestamp("2024-02-29")  # asked for UTC days: that is what UTC says
+
+
+def test_business_timezone_leaves_dates_and_naive_timestamps_alone() -> None:
+    values = [str(5 + i % 4) for i in range(60)]
+    for rules in (Rules(), Rules(business_timezone="Pacific/Kiritimati"), Rules(business_timezone="Etc/GMT+12")):
+        prepared = prepare("p", raw(days(60, "2024-03-01"), values), rules)
+        assert prepared.frame["ds"].iloc[0] == pd.Timestamp("2024-03-01"), rules
+
+
+def test_timezone_aware_python_datetimes_keep_their_local_day() -> None:
+    ds = pd.date_range("2023-03-20 00:15", periods=40, freq="D", tz="Europe/Berlin").to_pydatetime().tolist()
+    frame = pd.DataFrame({"ds": pd.Series(ds, dtype=object), "y": [float(i % 5 + 1) for i in range(40)]})
+    prepared = prepare("p", frame, Rules())  # across the DST change (+01:00 -> +02:00): no shifted day
+    assert prepared.frame["ds"].iloc[0] == pd.Timestamp("2023-03-20") and len(prepared.frame) == 40
+    assert not any("offset" in w for w in prepared.warnings)
+    typed = pd.DataFrame({"ds": pd.Series(ds), "y": [float(i % 5 + 1) for i in range(40)]})  # datetime64[ns, tz]
+    assert prepare("p", typed, Rules()).frame["ds"].iloc[0] == pd.Timestamp("2023-03-20")
+    utc = prepare("p", typed, Rules(business_timezone="UTC"))
+    assert utc.frame["ds"].iloc[0] == pd.Timestamp("2023-03-19")
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        (["1.7e308", "1.6e308"], "two finite values overflow to inf when summed"),
+        (["2e15"], "one value above the limit"),
+        (["6e14", "7e14"], "a day's total above the limit"),
+    ],
+)
+def test_values_too_large_or_overflowing_when_aggregated_are_invalid(extra: list[str], why: str) -> None:
+    dates = days(60)
+    values = [str(5 + i % 4) for i in range(60)]
+    frame = raw([*dates, *[dates[7]] * len(extra)], [*values, *extra])
+    message = invalid(frame, "ValueTooLarge")
+    assert "2023-01-08" in message and "limit is 1e+15" in message, why
+
+
+def test_values_at_the_limit_are_fine() -> None:
+    values = [str(5e14 + i % 4) for i in range(60)]
+    assert prepare("p", raw(days(60), values), Rules()).frame["y"].max() < 1e15
 
 
 def test_weekly_and_monthly_snapping() -> None:

@@ -1,0 +1,184 @@
+"""A per-product lock in the OUTPUT database, so two trainers never train one product at once.
+
+The operator's Lease stops two pods of one namespace from training a product together; it
+cannot see a TrainingJob in another namespace, or another cluster, writing to the same table.
+This lock lives where the models go, so it covers exactly what it protects: the rows of one
+product in one output schema.
+
+- Key: a signed 64-bit integer from SHA-256 of a fixed prefix, the schema and the product id
+  (``product_lock_key``), the same in every trainer version that uses this prefix.
+- First line: before a product is read, the trainer takes a SESSION-level
+  ``pg_try_advisory_lock(key)`` on a dedicated connection (not from the pool) and holds it
+  until the product's model + forecast transaction has committed, or the product has failed.
+  If another session holds it, the product is not trained: it is reported ``locked``.
+- Second line: the write transaction itself takes ``pg_advisory_xact_lock(key)`` (store.py),
+  so writers that hold no session lock are serialised with it too. The write runs on the lock's
+  own connection, where that lock is re-entrant.
+- If the lock's connection breaks, the session lock is gone with it: the trainer reconnects,
+  takes the lock again (or reports ``locked`` when someone else has it by then) and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from forecast_trainer.db import Database, is_transient
+from forecast_trainer.errors import ProductLocked, one_line
+from forecast_trainer.logs import get_logger
+
+log = get_logger("lock")
+
+T = TypeVar("T")
+
+KEY_PREFIX = b"forecast-trainer/product-lock/v1"
+
+
+def product_lock_key(schema: str, product: str) -> int:
+    """The advisory-lock key of ``product`` in output ``schema`` (signed 64-bit)."""
+    digest = hashlib.sha256(KEY_PREFIX + b"\0" + schema.encode() + b"\0" + product.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_key_parts(key: int) -> tuple[int, int]:
+    """(classid, objid) under which pg_locks shows a bigint advisory lock ``key``."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+def application_name(trainingjob: str | None) -> str:
+    """What the lock's session calls itself in pg_stat_activity (so a waiter can name the holder)."""
+    parts = ["forecast-trainer", trainingjob or "", os.environ.get("HOSTNAME", "")]
+    return " ".join(p for p in parts if p)[:63]
+
+
+_HOLDER_SQL = """
+SELECT a.pid, a.application_name, a.client_addr::text AS client
+FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+LIMIT 1
+"""
+
+
+class ProductLock:
+    """The session-level advisory lock of one product, held on its own connection.
+
+    ``acquire`` raises ProductLocked when another session holds it (InfraUnavailable when the
+    database cannot be reached); ``run`` runs work on the lock's connection; ``release``
+    unlocks and closes. ``saved`` is where the write leaves what it stored (guard.py).
+    """
+
+    def __init__(self, db: Database, schema: str, product: str, trainingjob: str | None = None) -> None:
+        self.db = db
+        self.schema = schema
+        self.product = product
+        self.key = product_lock_key(schema, product)
+        self.app_name = application_name(trainingjob)
+        self.conn: Any = None
+        self.lost_pid: int | None = None  # our own earlier backend, when the connection broke
+        self.saved: Any = None
+
+    @property
+    def what(self) -> str:
+        return f"product {self.product!r} in schema {self.schema!r}"
+
+    async def acquire(self) -> None:
+        await self.db.retrying(self._lock, f"cannot lock {self.what}")
+
+    async def _lock(self) -> None:
+        conn = await self.db.connect(
+            f"cannot connect to the {self.db.role} to lock {self.what}",
+            {"application_name": self.app_name},
+        )
+        try:
+            if not await self._try(conn):
+                holder = await self._holder(conn)
+                raise ProductLocked(
+                    f"{self.what} is being trained by another trainer ({holder}); not trained now, retry later",
+                )
+        except BaseException:
+            await _close(conn)
+            raise
+        self.conn = conn
+
+    async def _try(self, conn: Any) -> bool:
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", self.key):
+            return True
+        if self.lost_pid is None:
+            return False
+        # Our own earlier session may still hold it (the server has not noticed the broken
+        # connection yet): end that session, then try again for a few seconds.
+        holder = await conn.fetchrow(_HOLDER_SQL, *lock_key_parts(self.key))
+        if holder is None or holder["pid"] != self.lost_pid:
+            return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", self.key))
+        await conn.fetchval("SELECT pg_terminate_backend($1)", self.lost_pid)
+        for _ in range(25):
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", self.key):
+                return True
+            await asyncio.sleep(0.2)
+        return False
+
+    async def _holder(self, conn: Any) -> str:
+        """Who holds the lock, as far as this role may see (best effort)."""
+        try:
+            row = await conn.fetchrow(_HOLDER_SQL, *lock_key_parts(self.key))
+        except Exception:
+            row = None
+        if row is None or row["pid"] is None:
+            return f"PostgreSQL advisory lock {self.key}"
+        name = one_line(row["application_name"] or "", 63) or "unnamed session"
+        client = f" from {row['client']}" if row["client"] else ""
+        return f"advisory lock {self.key} held by {name!r}, backend pid {row['pid']}{client}"
+
+    async def run(self, what: str, work: Callable[[Any], Awaitable[T]]) -> T:
+        """``work(connection)`` on the lock's connection; after a broken connection: re-lock, retry."""
+
+        async def attempt() -> T:
+            if self.conn is None or self.conn.is_closed():
+                await self._lock()
+            try:
+                return await work(self.conn)
+            except Exception as exc:
+                if is_transient(exc):
+                    await self._drop()
+                raise
+
+        return await self.db.retrying(attempt, what)
+
+    async def _drop(self) -> None:
+        """Forget a connection that failed (its session lock is gone, or soon will be)."""
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            self.lost_pid = conn.get_server_pid()
+        except Exception:
+            self.lost_pid = None
+        log.warning(
+            "the lock connection of %s broke; it will be re-locked before the next statement",
+            self.what,
+            extra={"fields": {"event": "lock_connection_lost", "product": self.product}},
+        )
+        conn.terminate()
+
+    async def release(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await asyncio.wait_for(conn.fetchval("SELECT pg_advisory_unlock($1::bigint)", self.key), timeout=5)
+        except Exception as exc:  # closing the session releases it anyway
+            log.debug("unlock of %s failed: %s", self.what, exc)
+        await _close(conn)
+
+
+async def _close(conn: Any) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), timeout=5)
+    except Exception:
+        conn.terminate()
