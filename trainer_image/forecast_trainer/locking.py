@@ -5,8 +5,9 @@ cannot see a TrainingJob in another namespace, or another cluster, writing to th
 This lock lives where the models go, so it covers exactly what it protects: the rows of one
 product in one output schema.
 
-- Key: a signed 64-bit integer from SHA-256 of a fixed prefix, the schema and the product id
-  (``product_lock_key``), the same in every trainer version that uses this prefix.
+- Key: a signed 64-bit integer, the first 8 bytes of SHA-256 over a fixed prefix and the JSON
+  array ``[schema, product]`` (``product_lock_key``; unambiguous for any two strings), the same
+  in every trainer version that uses this prefix.
 - First line: before a product is read, the trainer takes a SESSION-level
   ``pg_try_advisory_lock(key)`` on a dedicated connection (not from the pool) and holds it
   until the product's model + forecast transaction has committed, or the product has failed.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -39,7 +41,8 @@ KEY_PREFIX = b"forecast-trainer/product-lock/v1"
 
 def product_lock_key(schema: str, product: str) -> int:
     """The advisory-lock key of ``product`` in output ``schema`` (signed 64-bit)."""
-    digest = hashlib.sha256(KEY_PREFIX + b"\0" + schema.encode() + b"\0" + product.encode()).digest()
+    text = json.dumps([schema, product], ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(KEY_PREFIX + b"\0" + text.encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
