@@ -5,7 +5,9 @@
 #   20 products, applies the CRD + operator manifests, runs the operator as a local process
 #   with its ServiceAccount's credentials, applies a TrainingJob, shows progress until it
 #   is Complete, and prints a report. Everything stays up afterwards; the last lines say
-#   how to tear it down.
+#   how to tear it down. Exit status: 0 only when the TrainingJob Succeeded (and its results
+#   could be read back); non-zero when it Failed, the operator died, or it did not finish
+#   within TJO_DEMO_TIMEOUT seconds (default 1800).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -53,7 +55,14 @@ for ctx in cfg["contexts"]:
     ctx["context"]["user"] = "trainingjob-operator"
 yaml.safe_dump(cfg, open(dst, "w"))
 PY
-pkill -f "kopf run -m trainingjob_operator.main" 2>/dev/null || true
+# Stop the operator of an earlier demo run (its pid file), never anyone else's.
+if [[ -f $out/operator.pid ]]; then
+  old=$(cat "$out/operator.pid")
+  if [[ -n $old ]] && tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null | grep -q "trainingjob_operator.main"; then
+    kill "$old" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$old" 2>/dev/null || break; sleep 0.2; done
+  fi
+fi
 KUBECONFIG=$sa_kubeconfig PYTHONPATH=$root/operator TJO_METRICS_PORT=${TJO_METRICS_PORT:-18080} \
   TJO_LEADER_ELECTION_NAMESPACE=trainingjob-system \
   nohup kopf run -m trainingjob_operator.main --all-namespaces --liveness=http://127.0.0.1:18081/healthz \
@@ -88,20 +97,32 @@ YAML
 step "Progress (kubectl get tj -w)"
 kubectl -n forecast-demo get tj bakery-daily 2>/dev/null | head -1 || true
 last=""
+deadline=$(( $(date +%s) + ${TJO_DEMO_TIMEOUT:-1800} ))
 while true; do
   line=$(kubectl -n forecast-demo get tj bakery-daily --no-headers 2>/dev/null || true)
   key=$(awk '{print $2, $3, $4, $5}' <<<"$line")   # print on change of phase/progress/active/failed
   [[ "$key" != "$last" ]] && { echo "$line"; last=$key; }
   phase=$(kubectl -n forecast-demo get tj bakery-daily -o jsonpath='{.status.phase}' 2>/dev/null || true)
   [[ "$phase" == Succeeded || "$phase" == Failed ]] && break
+  if ! kill -0 "$(cat "$out/operator.pid")" 2>/dev/null; then
+    echo "the operator exited; last lines of $out/operator.log:" >&2
+    tail -n 20 "$out/operator.log" >&2
+    break
+  fi
+  if (( $(date +%s) > deadline )); then
+    echo "gave up waiting after ${TJO_DEMO_TIMEOUT:-1800}s (TJO_DEMO_TIMEOUT)" >&2
+    break
+  fi
   sleep 1
 done
 kubectl -n forecast-demo wait --for=condition=Complete tj/bakery-daily --timeout=10s >/dev/null || true
 
 step "Report"
-python hack/demo_report.py --dsn "$dsn" --namespace forecast-demo --name bakery-daily --out "$out"
+# The report's exit status is the demo's: non-zero unless the TrainingJob Succeeded.
+rc=0
+python hack/demo_report.py --dsn "$dsn" --namespace forecast-demo --name bakery-daily --out "$out" || rc=$?
 echo
-echo "demo finished in $(( $(date +%s) - started ))s"
+echo "demo finished in $(( $(date +%s) - started ))s (exit status $rc)"
 cat <<TXT
 
 Explore:   export KUBECONFIG=$KUBECONFIG
@@ -110,3 +131,4 @@ Explore:   export KUBECONFIG=$KUBECONFIG
 Tear down: kill \$(cat $out/operator.pid); TJO_CLUSTER_DIR=$TJO_CLUSTER_DIR make cluster-down
            TJO_PG_PORT=$TJO_PG_PORT TJO_PG_DIR=$TJO_PG_DIR bash hack/postgres.sh stop
 TXT
+exit "$rc"

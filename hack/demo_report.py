@@ -4,6 +4,9 @@
 
 Reads the TrainingJob's status (kubectl) and the models and forecasts it wrote (PostgreSQL),
 verifies one model's checksum by loading it, and plots that product's history, fit and forecast.
+
+Its exit status is the demo's (``make demo`` ends with it): 0 only when the TrainingJob Succeeded
+and the report could read its results; 1 otherwise (Failed, still running, or the report failed).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import json
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +115,20 @@ async def report(
         await conn.close()
 
 
-def main() -> None:
+def verdict(status: dict[str, Any]) -> tuple[int, str]:
+    """The demo's exit status and closing line, from the TrainingJob's status alone."""
+    phase = status.get("phase") or "unknown"
+    products = status.get("products") or {}
+    counts = (
+        f"{products.get('succeeded', 0)} of {products.get('total', 0)} products trained, "
+        f"{products.get('failed', 0)} failed"
+    )
+    if phase == "Succeeded":
+        return 0, f"demo succeeded: TrainingJob Succeeded, {counts}"
+    return 1, f"demo FAILED: TrainingJob phase {phase} (not Succeeded), {counts}"
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dsn", required=True)
     ap.add_argument("--namespace", required=True)
@@ -119,11 +136,24 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--schema", default="public")
     ap.add_argument("--table", default="sales")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    status = tj_status(a.namespace, a.name)
-    asyncio.run(report(a.dsn, a.namespace, a.name, status, a.out, a.schema, a.table))
+    try:
+        status = tj_status(a.namespace, a.name)
+    except (subprocess.CalledProcessError, OSError, ValueError) as exc:
+        detail = getattr(exc, "stderr", None) or exc
+        print(f"demo FAILED: cannot read TrainingJob {a.namespace}/{a.name}: {detail}", file=sys.stderr)
+        return 1
+    code, message = verdict(status)
+    try:
+        asyncio.run(report(a.dsn, a.namespace, a.name, status, a.out, a.schema, a.table))
+    except Exception as exc:  # the report is best effort; a failed one fails the demo
+        print(f"report failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if code == 0:
+            code, message = 1, f"demo FAILED: its results could not be read ({type(exc).__name__}: {exc})"
+    print(message)
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
