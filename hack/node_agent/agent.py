@@ -621,7 +621,9 @@ class Agent:
                 no_new_privs=csc.get("allowPrivilegeEscalation") is False,
                 read_only_root=bool(csc.get("readOnlyRootFilesystem")),
                 hostname=pod["spec"].get("hostname") or ps.name,
-                expose=runtime.python_runtime_paths(),
+                expose=tuple(
+                    sorted({*runtime.python_runtime_paths(), *runtime.command_paths(argv[0], full_env["PATH"])})
+                ),
             )
         return out
 

@@ -6,13 +6,19 @@ Standard library only, and light on imports (it starts once per container); star
 ``python -I -S containerinit.py SPEC`` (SPEC: a ``marshal`` file, deleted once read: it holds the
 container's environment). Steps:
 
-1. for a non-root user, make the agent's Python runtime reachable (see :func:`expose`); open
-   every bind source (O_PATH) *before* mounting anything: a mount on /tmp would otherwise hide
-   sources under /tmp;
-2. bind-mount volumes and the termination-message file at their paths (parents first;
+1. open every bind source (volumes, the termination-message file) and every runtime path (the
+   command's venv, interpreter and editable sources: see ``runtime.command_paths``) with
+   ``O_PATH`` *before* mounting anything: a tmpfs over /root or a volume on /tmp would otherwise
+   hide sources that live below them (a checkout or cluster state under $HOME or /tmp);
+2. for a non-root user, make the runtime paths reachable through folders it may not traverse
+   (see :func:`expose`);
+3. bind-mount volumes and the termination-message file at their paths (parents first;
    missing mount points are created on the host filesystem, as empty folders or files);
-3. ``readOnlyRootFilesystem``: remount ``/`` read-only in this namespace only;
-4. fork: the child drops to runAsUser/runAsGroup (+ supplemental groups), sets no_new_privs when
+4. runtime paths that a volume now hides (an emptyDir at /tmp over a checkout in /tmp) are bound
+   back, read-only, at their own paths inside it (see :func:`reexpose`); then the ``readOnly``
+   volumes are remounted read-only;
+5. ``readOnlyRootFilesystem``: remount ``/`` read-only in this namespace only;
+6. fork: the child drops to runAsUser/runAsGroup (+ supplemental groups), sets no_new_privs when
    ``allowPrivilegeEscalation: false``, changes to the working dir and execs the command;
    the parent ignores SIGTERM, waits, writes ``exit.json`` through a directory fd opened by the
    agent in the host namespace (so a read-only root or a mount on /tmp cannot hide it), then
@@ -99,32 +105,65 @@ def _traversable(path: str, uid: int, gids: set[int]) -> bool:
 
 
 def expose(paths: list[str], uid: int, gids: set[int]) -> None:
-    """Make host ``paths`` (the agent's Python runtime) reachable for ``uid``: a folder on the way
-    that it may not traverse (say /root, mode 0700) is covered, in this namespace only, by an
-    empty tmpfs holding just the needed entries, bind-mounted from the host."""
-    needed: dict[str, set[str]] = {}
-    for path in paths:
-        parts = os.path.abspath(path).strip("/").split("/")
-        for i in range(len(parts)):
-            ancestor = "/" + "/".join(parts[:i])
-            if not os.path.isdir(ancestor) or _traversable(ancestor, uid, gids):
-                continue
-            needed.setdefault(ancestor, set()).add(parts[i])
-            break
-    for blocked, children in needed.items():
-        fds = {c: os.open(os.path.join(blocked, c), os.O_PATH | os.O_CLOEXEC) for c in sorted(children)}
-        try:
-            _check(
-                _libc.mount(b"tmpfs", blocked.encode(), b"tmpfs", ctypes.c_ulong(0), b"mode=755"),
-                f"mount tmpfs {blocked}",
-            )
-            for child, fd in fds.items():
-                target = os.path.join(blocked, child)
-                _ensure_target(target, os.path.isdir(f"/proc/self/fd/{fd}"))
-                _mount(f"/proc/self/fd/{fd}", target, MS_BIND | MS_REC)
-        finally:
-            for fd in fds.values():
-                os.close(fd)
+    """Make host ``paths`` (the runtime) reachable for ``uid``: a folder on the way that it may not
+    traverse (say /root, mode 0700, or /home/alice, 0750) is covered, in this namespace only, by an
+    empty tmpfs holding just the needed entries, bind-mounted from the host. One level per round,
+    so a private folder below another one (~/work 0700 in /root) is handled too. Whatever else the
+    tmpfs hides must have been opened before (see :func:`setup`)."""
+    for _ in range(64):
+        needed: dict[str, set[str]] = {}
+        for path in paths:
+            parts = os.path.abspath(path).strip("/").split("/")
+            for i in range(len(parts)):
+                ancestor = "/" + "/".join(parts[:i])
+                if not os.path.isdir(ancestor) or _traversable(ancestor, uid, gids):
+                    continue
+                needed.setdefault(ancestor, set()).add(parts[i])
+                break
+        if not needed:
+            return
+        for blocked, children in needed.items():
+            fds = {}
+            try:
+                for c in sorted(children):
+                    try:
+                        fds[c] = os.open(os.path.join(blocked, c), os.O_PATH | os.O_CLOEXEC)
+                    except FileNotFoundError:
+                        continue
+                _check(
+                    _libc.mount(b"tmpfs", blocked.encode(), b"tmpfs", ctypes.c_ulong(0), b"mode=755"),
+                    f"mount tmpfs {blocked}",
+                )
+                for child, fd in fds.items():
+                    target = os.path.join(blocked, child)
+                    _ensure_target(target, os.path.isdir(f"/proc/self/fd/{fd}"))
+                    _mount(f"/proc/self/fd/{fd}", target, MS_BIND | MS_REC)
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+    raise OSError(f"cannot expose {paths}: too many levels of private folders")
+
+
+def _same_file(path: str, fd: int) -> bool:
+    try:
+        a, b = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def reexpose(opened: dict[str, int]) -> None:
+    """Runtime paths that a volume mount hides now (the pod's emptyDir at /tmp over a venv in
+    /tmp/checkout) are bound back at their own paths, read-only (they are "the image"); the mount
+    point is created inside the covering volume. Parents first: binding a venv makes its subfolders
+    visible again too."""
+    for path in sorted(opened, key=lambda p: (p.rstrip("/").count("/"), p)):
+        fd = opened[path]
+        if _same_file(path, fd):
+            continue
+        _ensure_target(path, os.path.isdir(f"/proc/self/fd/{fd}"))
+        _mount(f"/proc/self/fd/{fd}", path, MS_BIND | MS_REC)
+        _mount(None, path, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
 
 def setup(spec: dict[str, Any]) -> None:
@@ -132,19 +171,31 @@ def setup(spec: dict[str, Any]) -> None:
     if hostname:
         _check(_libc.sethostname(hostname.encode(), len(hostname.encode())), "sethostname")
     uid = spec.get("uid")
-    if spec.get("expose") and uid:
-        gids = {int(g) for g in [spec.get("gid"), *(spec.get("groups") or [])] if g is not None}
-        expose(list(spec["expose"]), int(uid), gids)
     mounts = spec.get("mounts") or []
+    # 1. everything from the host's view, before any mount can hide it
     fds = [os.open(m["source"], os.O_PATH | os.O_CLOEXEC) for m in mounts]
+    runtime: dict[str, int] = {}
     try:
+        for path in spec.get("expose") or []:
+            try:
+                runtime[os.path.abspath(path)] = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue  # not on this host: nothing to keep visible
+        # 2. reachable for a non-root user
+        if runtime and uid:
+            gids = {int(g) for g in [spec.get("gid"), *(spec.get("groups") or [])] if g is not None}
+            expose(list(runtime), int(uid), gids)
+        # 3. volumes
         for m, fd in zip(mounts, fds, strict=True):
             _ensure_target(m["target"], os.path.isdir(f"/proc/self/fd/{fd}"))
             _mount(f"/proc/self/fd/{fd}", m["target"], MS_BIND | MS_REC)
+        # 4. what the volumes hid of the runtime, then read-only volumes
+        reexpose(runtime)
+        for m in mounts:
             if m.get("readOnly"):
                 _mount(None, m["target"], MS_BIND | MS_REMOUNT | MS_RDONLY)
     finally:
-        for fd in fds:
+        for fd in [*fds, *runtime.values()]:
             os.close(fd)
     if spec.get("readOnlyRoot"):
         _mount(None, "/", MS_BIND | MS_REMOUNT | MS_RDONLY)

@@ -17,6 +17,7 @@ Per container, under ``<pods>/<namespace>_<pod>_<uid>/containers/<name>/``::
 
 from __future__ import annotations
 
+import ast
 import json
 import marshal
 import os
@@ -68,10 +69,100 @@ class ExitInfo:
 
 
 def python_runtime_paths() -> tuple[str, ...]:
-    """Where the agent's Python lives (venv and base installation): mapped images such as the
-    trainer run ``<venv>/bin/...`` scripts, so pods need these paths whatever their user."""
+    """Where the agent's Python lives (venv, base installation, and the sources of editable
+    installs such as this checkout's trainer): mapped images such as the trainer run
+    ``<venv>/bin/...`` scripts, so pods need these paths whatever their user and volumes."""
     paths = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    paths |= python_env_paths(Path(sys.prefix))
     return tuple(sorted(p for p in paths if p))
+
+
+def python_env_paths(prefix: Path) -> set[str]:
+    """Host folders a Python environment (a venv, when ``prefix`` holds ``pyvenv.cfg``) imports from:
+    the environment itself, its base interpreter's folder, folders named in ``.pth`` files and the
+    package folders of editable installs (setuptools' ``__editable___*_finder.py`` ``MAPPING``)."""
+    if not (prefix / "pyvenv.cfg").is_file():
+        return set()
+    paths = {str(prefix)}
+    try:
+        for line in (prefix / "pyvenv.cfg").read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                paths.add(value.strip())
+    except OSError:
+        pass
+    for site in prefix.glob("lib/python3*/site-packages"):
+        for pth in site.glob("*.pth"):
+            try:
+                lines = pth.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                line = line.strip()
+                if not line or line.startswith(("#", "import ", "import\t")):
+                    continue
+                folder = Path(line) if os.path.isabs(line) else site / line
+                if folder.is_dir():
+                    paths.add(os.path.normpath(folder))
+        for finder in site.glob("__editable___*_finder.py"):
+            paths |= _editable_mapping(finder)
+    return paths
+
+
+def _editable_mapping(finder: Path) -> set[str]:
+    """The package folders of one setuptools editable finder (its literal ``MAPPING`` dict)."""
+    try:
+        tree = ast.parse(finder.read_text(errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    for node in tree.body:
+        target: ast.expr
+        value: ast.expr | None
+        if isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == "MAPPING" and value is not None:
+            try:
+                mapping = ast.literal_eval(value)
+            except ValueError:
+                return set()
+            if isinstance(mapping, dict):
+                return {str(v) for v in mapping.values() if isinstance(v, str) and os.path.isabs(v)}
+    return set()
+
+
+def command_paths(argv0: str, path: str) -> tuple[str, ...]:
+    """Host folders the container's command needs, found before any mount can hide them: the
+    executable's folder and, for a script, its interpreter's (``#!``); for either inside a venv, the
+    venv's import paths (:func:`python_env_paths`). ``path`` is the container's ``PATH``."""
+    exe = argv0 if "/" in argv0 else shutil.which(argv0, path=path)
+    if not exe or not os.path.isabs(exe) or not os.path.isfile(exe):
+        return ()
+    paths = {os.path.dirname(exe)}
+    candidates = [exe]
+    try:
+        with open(exe, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        head = b""
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].decode(errors="replace").split()
+        if words and os.path.basename(words[0]) == "env":
+            words = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+            interpreter = shutil.which(words[0], path=path) if words else None
+        else:
+            interpreter = words[0] if words else None
+        if interpreter and os.path.isabs(interpreter):
+            paths.add(os.path.dirname(interpreter))
+            candidates.append(interpreter)
+    for candidate in candidates:
+        bin_dir = Path(candidate).parent  # not resolved: a venv's python is a symlink out of it
+        for prefix in (bin_dir.parent, bin_dir):
+            paths |= python_env_paths(prefix)
+    return tuple(sorted(paths))
 
 
 def pod_dir_name(namespace: str, name: str, uid: str) -> str:
