@@ -37,9 +37,10 @@ from forecast_trainer.version import __version__
 PROG = "forecast-trainer"
 
 EPILOG = """exit codes: 0 trained; 1 unexpected error; 2 usage/config error; 3 data invalid (not retriable);
-4 infrastructure unavailable after retries (retriable). With several products: invalid ones are
-skipped; 4 if any product hit an infrastructure failure, else 1 if any failed unexpectedly, else 0 if
-at least one trained, else 3. Every option can also be set as TRAINER_<OPTION> (e.g. --data-csv ->
+4 infrastructure unavailable after retries (retriable); 5 product locked by another trainer (retry
+later). With several products: invalid and locked ones are skipped; 4 if any product hit an
+infrastructure failure, else 1 if any failed unexpectedly, else 0 if at least one trained, else 5 if
+any was locked, else 3. Every option can also be set as TRAINER_<OPTION> (e.g. --data-csv ->
 TRAINER_DATA_CSV); the command line wins."""
 
 
