@@ -113,17 +113,25 @@ def to_date(value: str) -> str:
 PRODUCT_ID_MAX = 253
 
 
-def to_product_id(value: str) -> str:
-    """One product id, verbatim: no JSON parsing, no splitting, no trimming.
+def verbatim(what: str, limit: int = PRODUCT_ID_MAX) -> Callable[[str], str]:
+    """A converter that keeps the text exactly as given (no JSON, no splitting, no trimming).
 
-    Empty or whitespace-only ids are refused (exit 2): they must never read as "no product"
-    (which would mean "every product in the data").
+    Empty or whitespace-only text is refused (exit 2): it must never read as "not given", which
+    for a product id would mean "every product in the data".
     """
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"product id {value!r} is empty or only whitespace")
-    if len(value) > PRODUCT_ID_MAX:
-        raise ValueError(f"product id of {len(value)} characters is longer than {PRODUCT_ID_MAX}")
-    return value
+
+    def convert(value: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{what} {value!r} is empty or only whitespace")
+        if len(value) > limit:
+            raise ValueError(f"{what} of {len(value)} characters is longer than {limit}")
+        return value
+
+    return convert
+
+
+to_product_id = verbatim("product id")
+to_run_key = verbatim("run key")  # opaque; the operator passes the Job's uid
 
 
 def to_products_json(value: str) -> list[str]:
@@ -144,15 +152,6 @@ def to_products_json(value: str) -> list[str]:
 def unique(items: Sequence[str]) -> list[str]:
     """``items`` without repeats, first occurrence kept."""
     return list(dict.fromkeys(items))
-
-
-def to_run_key(value: str) -> str:
-    """An opaque, verbatim run key (the operator passes the Job's uid)."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("run key is empty or only whitespace")
-    if len(value) > 253:
-        raise ValueError(f"run key of {len(value)} characters is longer than 253")
-    return value
 
 
 def to_timezone(value: str) -> str:
