@@ -35,9 +35,21 @@ PRODUCTS_MAX_TOTAL_LENGTH = 640_000
 by default), and the API server keeps every id twice (spec and managedFields): 10,000 ids of 64
 characters fit, 10,000 of 253 do not."""
 LABEL_KEY_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+QUANTITY_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-int-or-string": True,
+    "maxLength": 40,
+    "x-kubernetes-validations": [
+        {
+            "rule": "type(self) == int || isQuantity(self)",
+            "message": "must be a quantity, e.g. 500m, 2, 1Gi",
+            "messageExpression": "'must be a quantity, e.g. 500m, 2, 1Gi; got \"' + string(self) + '\"'",
+        }
+    ],
+}
+"""A resource quantity (checked by the API server's CEL ``isQuantity``, as a pod's resources are)."""
 
 
 def cel(*rules: tuple[str, str] | tuple[str, str, str], **extra: Any) -> dict[str, Any]:
@@ -186,28 +198,12 @@ class ResourceRequirements(ApiModel):
     limits: dict[str, int | str] | None = Field(
         default=None,
         description="Resource limits, e.g. memory: 1Gi.",
-        json_schema_extra=cel(
-            (
-                "self.all(k, isQuantity(string(self[k])))",
-                "resource limits must be quantities (e.g. 500m, 2, 1Gi)",
-                "'resource limits must be quantities (e.g. 500m, 2, 1Gi); got ' + "
-                "self.filter(k, !isQuantity(string(self[k]))).map(k, k + ': ' + string(self[k])).join(', ')",
-            ),
-            maxProperties=32,
-        ),
+        json_schema_extra={"maxProperties": 8, "additionalProperties": QUANTITY_SCHEMA},
     )
     requests: dict[str, int | str] | None = Field(
         default=None,
         description="Resource requests, e.g. cpu: 500m.",
-        json_schema_extra=cel(
-            (
-                "self.all(k, isQuantity(string(self[k])))",
-                "resource requests must be quantities (e.g. 500m, 2, 1Gi)",
-                "'resource requests must be quantities (e.g. 500m, 2, 1Gi); got ' + "
-                "self.filter(k, !isQuantity(string(self[k]))).map(k, k + ': ' + string(self[k])).join(', ')",
-            ),
-            maxProperties=32,
-        ),
+        json_schema_extra={"maxProperties": 8, "additionalProperties": QUANTITY_SCHEMA},
     )
 
 
@@ -283,11 +279,7 @@ class PodTemplate(ApiModel):
             (
                 f"self.all(k, k.matches('{LABEL_KEY_PATTERN}') && self[k].matches('{LABEL_VALUE_PATTERN}'))",
                 "label keys must be [prefix/]name (name: at most 63 of A-Za-z0-9-_. starting and ending "
-                "alphanumeric) and values at most 63 such characters",
-                "'invalid labels: ' + self.filter(k, !k.matches('" + LABEL_KEY_PATTERN + "') || !self[k].matches('"
-                + LABEL_VALUE_PATTERN + "')).map(k, k + '=' + self[k]).join(', ') + "
-                "' (keys: [prefix/]name, name at most 63 of A-Za-z0-9-_. starting and ending alphanumeric; "
-                "values: at most 63 such characters)'",
+                "alphanumeric; prefix: a DNS subdomain) and values at most 63 such characters",
             ),
             maxProperties=64,
             additionalProperties={"type": "string", "maxLength": 63},
@@ -300,7 +292,6 @@ class PodTemplate(ApiModel):
             (
                 f"self.all(k, k.matches('{LABEL_KEY_PATTERN}'))",
                 "annotation keys must be [prefix/]name like label keys",
-                "'invalid annotation keys: ' + self.filter(k, !k.matches('" + LABEL_KEY_PATTERN + "')).join(', ')",
             ),
             maxProperties=64,
             additionalProperties={"type": "string", "maxLength": 65536},

@@ -61,6 +61,8 @@ def _structural(node: Any) -> Any:
             raise ValueError(f"cannot express anyOf {any_of!r} structurally")
         if nullable:
             node["nullable"] = True
+    if "const" in node:  # a one-value Literal: OpenAPI v3 (structural) has enum, not const
+        node["enum"] = [node.pop("const")]
     if node.get("default", 0) is None:
         del node["default"]
     props = node.get("properties")

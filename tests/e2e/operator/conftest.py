@@ -37,12 +37,17 @@ def trainingjob_crd(cluster: Any) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.training.forecast.dev")
 
 
+STUCK_POD_SECONDS = 20
+"""How long a product pod that cannot start waits before its product fails (120 s by default)."""
+
+
 class OperatorProcess(operator_harness.OperatorProcess):
     """The operator as a local process, the way the README runs it; verbose, and with a short
-    resync period for the tests (``extra_env`` overrides it)."""
+    resync period and stuck-pod wait for the tests (``extra_env`` overrides them)."""
 
     def __init__(self, kubeconfig: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
-        super().__init__(kubeconfig, log_dir, {"TJO_RESYNC_SECONDS": "3", **(extra_env or {})}, verbose=True)
+        defaults = {"TJO_RESYNC_SECONDS": "3", "TJO_STUCK_POD_SECONDS": str(STUCK_POD_SECONDS)}
+        super().__init__(kubeconfig, log_dir, {**defaults, **(extra_env or {})}, verbose=True)
 
 
 @pytest.fixture(scope="session")

@@ -45,8 +45,29 @@ INVALID = [
     ("horizon 20 years", _with("forecast.horizonDays", 7300), "spec.forecast.horizonDays"),
     ("bad frequency", _with("forecast.frequency", "H"), "spec.forecast.frequency"),
     ("bad metric", _with("tuning.metric", "r2"), "spec.tuning.metric"),
-    ("maxFailed 150%", _with("maxFailedProducts", "150%"), "maxFailedProducts must be"),
-    ("maxFailed -1", _with("maxFailedProducts", -1), "maxFailedProducts must be"),
+    ("maxFailed 150%", _with("maxFailedProducts", "150%"), 'got "150%"'),
+    ("maxFailed -1", _with("maxFailedProducts", -1), "got -1"),
+    ("product id with leading space", _with("products", [" a"]), "spec.products[0]"),
+    ("product id with trailing space", _with("products", ["a "]), "spec.products[0]"),
+    ("blank product id", _with("products", [" "]), "spec.products[0]"),
+    ("product id with a control character", _with("products", ["a\u0001b"]), "spec.products[0]"),
+    (
+        "memory: lots",
+        _with("template.resources", {"limits": {"memory": "lots"}}),
+        'must be a quantity, e.g. 500m, 2, 1Gi; got "lots"',
+    ),
+    (
+        "toleration effect Bogus",
+        _with("template.tolerations", [{"key": "k", "effect": "Bogus"}]),
+        'Unsupported value: "Bogus"',
+    ),
+    (
+        "toleration operator Maybe",
+        _with("template.tolerations", [{"operator": "Maybe"}]),
+        "spec.template.tolerations[0].operator",
+    ),
+    ("label key bad key!", _with("template.labels", {"bad key!": "x"}), "label keys must be"),
+    ("label value too long", _with("template.labels", {"ok": "v" * 64}), "spec.template.labels"),
     ("maxFailed words", _with("maxFailedProducts", "ten"), "maxFailedProducts must be"),
     (
         "sql in table name",
@@ -92,13 +113,30 @@ def test_immutable_fields(cluster: Any, namespace: str, trainingjob_crd: None) -
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(ok))
 
 
-def test_ten_thousand_products_accepted(cluster: Any, namespace: str, trainingjob_crd: None) -> None:
-    body = _with("products", [f"sku-{i:05d}" for i in range(10000)])
+def test_size_limits_are_ones_that_can_be_stored(cluster: Any, namespace: str, trainingjob_crd: None) -> None:
+    """10,000 ids of 64 characters are stored (kubectl create, kubectl apply --server-side, as the
+    README says); ids of 253 characters up to the 640,000-character total; past it a clear refusal
+    at apply, never an etcd error. Client-side apply of a big list fails on its annotation (documented)."""
+    ids64 = [f"{i:06d}-" + "x" * 57 for i in range(10000)]
+    body = _with("products", ids64)
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(body))
+    body["metadata"]["name"] = "ssa"
+    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(body))
+    longest = _with("products", [f"{i:06d}-" + "x" * 246 for i in range(2529)])
+    longest["metadata"]["name"] = "long"
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(longest))
+    over = _with("products", [f"{i:06d}-" + "x" * 246 for i in range(2600)])
+    over["metadata"]["name"] = "over"
+    result = cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(over), check=False)
+    assert result.returncode != 0 and "at most 640000 characters of ids" in result.stderr
     too_many = _with("products", [f"sku-{i:05d}" for i in range(10001)])
     too_many["metadata"]["name"] = "toomany"
     result = cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(too_many), check=False)
     assert result.returncode != 0 and "spec.products" in result.stderr
+    client_side = _with("products", [f"{i:06d}-" + "x" * 23 for i in range(10000)])
+    client_side["metadata"]["name"] = "csa"
+    result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(client_side), check=False)
+    assert result.returncode != 0 and "262144" in result.stderr
 
 
 def test_explain_documents_fields(cluster: Any, trainingjob_crd: None) -> None:
