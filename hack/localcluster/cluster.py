@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -401,6 +402,65 @@ class LocalCluster:
             "--profiling=false",
             "--v=1",
         ]
+
+    # ------------------------------------------------- single components (fault tests)
+
+    def component_argv(self, component: str) -> list[str]:
+        """The command line ``start`` used for a control-plane component of this (started) cluster."""
+        ports = self._ports()
+        if ports is None:
+            raise ClusterError(f"no cluster was started in {self.state_dir}")
+        bin_dir = Path(self._meta().get("bin_dir") or self.bin_dir)
+        pki = certs.Pki(self.pki_dir)
+        argv = {
+            "etcd": lambda: self._etcd_argv(bin_dir, ports),
+            "kube-apiserver": lambda: self._apiserver_argv(bin_dir, ports, pki),
+            "kube-controller-manager": lambda: self._controller_manager_argv(bin_dir, ports, pki),
+            "kube-scheduler": lambda: self._scheduler_argv(bin_dir, ports),
+        }
+        if component not in argv:
+            raise ValueError(f"not a control-plane component: {component} (one of {', '.join(CONTROL_PLANE)})")
+        return argv[component]()
+
+    def stop_component(self, component: str, timeout: float = 10.0, kill: bool = False) -> None:
+        """Stop one control-plane component (SIGTERM, SIGKILL after ``timeout``; ``kill``: SIGKILL at once),
+        e.g. to test how everything else rides out an API server outage."""
+        if component not in CONTROL_PLANE:
+            raise ValueError(f"not a control-plane component: {component}")
+        stop_all([self.pid_path(component)], timeout=0 if kill else timeout)
+        self._reap(component)
+
+    def start_component(self, component: str, timeout: float = 60.0) -> float:
+        """Start one stopped control-plane component again with its original command line; returns when
+        it is healthy (the API server: /readyz), after how many seconds."""
+        t0 = time.monotonic()
+        record = PidRecord.load(self.pid_path(component))
+        if record is None or not record.alive():
+            self._spawn(component, self.component_argv(component))
+        ports = self._ports()
+        assert ports is not None
+        probes: dict[str, Callable[[], bool]] = {
+            "etcd": lambda: True,
+            "kube-apiserver": lambda: self._api_get("/readyz", timeout=2) == "ok",
+            "kube-controller-manager": lambda: self._healthz(ports.controller_manager),
+            "kube-scheduler": lambda: self._healthz(ports.scheduler),
+        }
+        self._wait(f"{component} healthy", probes[component], timeout, t0)
+        return time.monotonic() - t0
+
+    def pause_component(self, component: str) -> None:
+        """SIGSTOP a component (a stalled process: connections stay open, nothing is answered)."""
+        self._signal_component(component, signal.SIGSTOP)
+
+    def resume_component(self, component: str) -> None:
+        """SIGCONT a component paused with :meth:`pause_component`."""
+        self._signal_component(component, signal.SIGCONT)
+
+    def _signal_component(self, component: str, sig: int) -> None:
+        record = PidRecord.load(self.pid_path(component))
+        if record is None or not record.alive():
+            raise ClusterError(f"{component} is not running")
+        os.kill(record.pid, sig)
 
     # ------------------------------------------------------------- node agent
 
