@@ -353,7 +353,9 @@ class LocalCluster:
             "--authorization-mode=Node,RBAC",
             # added to the default set, which already has NamespaceLifecycle, LimitRanger,
             # DefaultTolerationSeconds, TaintNodesByCondition, Priority, ResourceQuota, ...
-            "--enable-admission-plugins=NodeRestriction,PodSecurity,ServiceAccount",
+            # OwnerReferencesPermissionEnforcement (on in OpenShift): setting blockOwnerDeletion
+            # needs `update` on the owner's finalizers subresource, so e2e tests prove our RBAC.
+            "--enable-admission-plugins=NodeRestriction,PodSecurity,ServiceAccount,OwnerReferencesPermissionEnforcement",
             # privileged pods are allowed by the API server, so Pod Security admission is what
             # rejects them in namespaces that enforce "baseline" or "restricted"
             "--allow-privileged=true",

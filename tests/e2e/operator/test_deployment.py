@@ -56,6 +56,17 @@ def test_operator_rbac_is_enough_and_least(
         assert result.returncode != 0 and "forbidden" in result.stderr.lower(), (args, result.stderr)
     who = _as_operator(operator_sa_kubeconfig, "auth", "whoami", "-o", "json")
     assert json.loads(who.stdout)["status"]["userInfo"]["username"] == SA
+    # blockOwnerDeletion on its Jobs and Leases needs `update` on trainingjobs/finalizers (the local
+    # API server enforces it: see test_owner_references_permission_enforcement_is_on); nothing more.
+    can_i = {
+        args: _as_operator(operator_sa_kubeconfig, "auth", "can-i", *args, "-n", namespace).stdout.strip()
+        for args in (
+            ("update", "trainingjobs.training.forecast.dev", "--subresource=finalizers"),
+            ("update", "trainingjobs.training.forecast.dev"),
+            ("patch", "trainingjobs.training.forecast.dev", "--subresource=finalizers"),
+        )
+    }
+    assert list(can_i.values()) == ["yes", "no", "no"], can_i
     cluster.kubectl("create", "configmap", "sales", "-n", namespace, "--from-literal=sales.csv=product_id,ds,y")
     op = OperatorProcess(str(operator_sa_kubeconfig), tmp_path)
     op.start()
@@ -68,6 +79,35 @@ def test_operator_rbac_is_enough_and_least(
         assert f'User "{SA}" cannot' not in op.log_path.read_text(), op.tail()
     finally:
         op.stop()
+
+
+def test_owner_references_permission_enforcement_is_on(cluster: Any, namespace: str, trainingjob_crd: None) -> None:
+    """The local API server runs the OwnerReferencesPermissionEnforcement admission plugin (as OpenShift
+    does), so the operator's e2e runs with its ServiceAccount prove it may set blockOwnerDeletion."""
+    who = f"system:serviceaccount:{namespace}:default"
+    cluster.kubectl("create", "role", "cm-writer", "--verb=create", "--resource=configmaps", "-n", namespace)
+    sa = f"--serviceaccount={namespace}:default"
+    cluster.kubectl("create", "rolebinding", "cm-writer", "-n", namespace, "--role=cm-writer", sa)
+
+    def configmap(name: str, block: bool) -> str:
+        owner = {
+            "apiVersion": "training.forecast.dev/v1alpha1",
+            "kind": "TrainingJob",
+            "name": "some-tj",
+            "uid": "00000000-0000-0000-0000-000000000001",
+            "blockOwnerDeletion": block,
+        }
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "ownerReferences": [owner]}}
+        return json.dumps(body)
+
+    allowed = cluster.kubectl(
+        f"--as={who}", "create", "-n", namespace, "-f", "-", input=configmap("plain", False), check=False
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    refused = cluster.kubectl(
+        f"--as={who}", "create", "-n", namespace, "-f", "-", input=configmap("blocking", True), check=False
+    )
+    assert refused.returncode != 0 and "cannot set blockOwnerDeletion" in refused.stderr, refused.stderr
 
 
 def _leader(cluster: Any) -> str | None:
