@@ -28,7 +28,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from forecast_trainer.db import Database, is_transient
+from forecast_trainer.db import Database, describe, is_transient
 from forecast_trainer.errors import ProductLocked, one_line
 from forecast_trainer.logs import get_logger
 
@@ -147,8 +147,12 @@ class ProductLock:
             try:
                 return await work(self.conn)
             except Exception as exc:
-                if is_transient(exc):
+                lost = self.conn is not None and self.conn.is_closed()
+                if is_transient(exc) or lost:
                     await self._drop()
+                if lost and not is_transient(exc):
+                    # e.g. asyncpg's InternalClientError when the server ended the session mid-call
+                    raise ConnectionResetError(f"the lock connection was lost: {describe(exc)}") from exc
                 raise
 
         return await self.db.retrying(attempt, what)
