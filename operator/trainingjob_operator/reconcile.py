@@ -183,10 +183,12 @@ def _fold_current(st: PassState, job: ObservedJob) -> None:
     """A Job of the current round: running, finished (record it once), locked or stuck."""
     product = job.product
     if job.deleting:
-        if job.unfinished:
+        if job.unfinished and not st.recorded(product):
             st.blocked.add(product)
         return
     if job.unfinished:
+        if st.recorded(product):
+            return  # recorded from its pod; the Job controller has not marked the Job finished yet
         if job.stuck is not None:
             _fold_stuck(st, job)
         else:
@@ -250,7 +252,8 @@ def fold_finished(st: PassState) -> None:
             # A failed Job of an earlier round: it must go before the product runs again (succeeded
             # Jobs of earlier rounds stay: their products are not retried).
             if job.unfinished and not job.deleting:
-                st.active.add(job.product)  # still running: let it finish
+                if not st.recorded(job.product):
+                    st.active.add(job.product)  # still running: let it finish
                 continue
             if not job.deleting:
                 st.actions.append(DeleteJob(job.name, job.uid))

@@ -398,3 +398,15 @@ def test_locked_product_waits_then_is_relaunched() -> None:
     assert DeleteJob("j-a", "u-a") in due.actions and launches(due) == []
     gone = reconcile(with_status(tj, due.status), Observed(), NOW + timedelta(seconds=21))
     assert launches(gone) == ["a"]
+
+
+def test_recorded_product_whose_job_is_not_marked_finished_yet_is_not_active() -> None:
+    """Recorded from its succeeded pod; on the next pass its pods are not read any more and the Job
+    controller has not marked the Job Complete yet: not active, and no slot is taken."""
+    tj = make_tj(parallelism=1, products=["a", "b"])
+    first = reconcile(tj, Observed(jobs=jobs_of(done("a"))), NOW).status
+    lagging = ObservedJob(name="j-a", uid="u-a", product="a", retry_round="", active=1)
+    plan = reconcile(with_status(tj, first), Observed(jobs=jobs_of(lagging)), NOW)
+    assert plan.status.products.active == 1 and launches(plan) == ["b"]  # b, not a
+    p = plan.status.products
+    assert p.pending + p.waiting + p.active + p.succeeded + p.failed == p.total

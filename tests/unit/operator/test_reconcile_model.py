@@ -237,12 +237,19 @@ class World:
         uid = f"job-{next(_ids)}"
         self.jobs[name] = Job(name, uid, self.uid, product, self.status.retry_failed or "")
 
-    def finish(self, job: Job, ok: bool) -> None:
-        job.state = "succeeded" if ok else "failed"
-        job.finished_at = self.now
+    def finish(self, job: Job, ok: bool, lag: bool = False) -> None:
+        """The Job's pod ends; with ``lag`` the Job controller has not marked the Job finished yet."""
         self.pods.append(Pod(job.uid, job.product, "Succeeded" if ok else "Failed", 0 if ok else 4))
         if ok:
             self.trained.add((job.owner, job.product))
+        if not lag:
+            self.job_controller_catches_up(job)
+
+    def job_controller_catches_up(self, job: Job) -> None:
+        pods = [p for p in self.pods if p.job_uid == job.uid]
+        if job.state == "running" and pods:
+            job.state = "succeeded" if pods[-1].exit_code == 0 else "failed"
+            job.finished_at = self.now
 
 
 class ReconcileModel(RuleBasedStateMachine):
@@ -257,11 +264,20 @@ class ReconcileModel(RuleBasedStateMachine):
     def operator_pass(self) -> None:
         self.w.operator_pass()
 
-    @rule(data=st.data(), ok=st.booleans())
-    def a_job_finishes(self, data: Any, ok: bool) -> None:
-        running = [j for j in self.w.jobs.values() if j.unfinished and not j.deleting]
+    @rule(data=st.data(), ok=st.booleans(), lag=st.booleans())
+    def a_job_finishes(self, data: Any, ok: bool, lag: bool) -> None:
+        running = [j for j in self.w.jobs.values() if j.unfinished and not j.deleting and not self._has_pod(j)]
         if running:
-            self.w.finish(self._pick(data, running), ok)
+            self.w.finish(self._pick(data, running), ok, lag)
+
+    def _has_pod(self, job: Job) -> bool:
+        return any(p.job_uid == job.uid for p in self.w.pods)
+
+    @rule(data=st.data())
+    def the_job_controller_catches_up(self, data: Any) -> None:
+        lagging = [j for j in self.w.jobs.values() if j.unfinished and self._has_pod(j)]
+        if lagging:
+            self.w.job_controller_catches_up(self._pick(data, lagging))
 
     @rule(data=st.data())
     def a_deleting_job_goes(self, data: Any) -> None:
@@ -310,7 +326,7 @@ class ReconcileModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def old_deleting_job_pod_finishes(self, data: Any) -> None:
         """A deleting Job's pod may still finish (and succeed) before it goes: a stale pod."""
-        deleting = [j for j in self.w.jobs.values() if j.deleting and j.unfinished]
+        deleting = [j for j in self.w.jobs.values() if j.deleting and j.unfinished and not self._has_pod(j)]
         if deleting:
             self.w.finish(self._pick(data, deleting), True)
 
@@ -356,7 +372,10 @@ class ReconcileModel(RuleBasedStateMachine):
                 if job.deleting:
                     del w.jobs[job.name]
                 elif job.unfinished:
-                    w.finish(job, True)
+                    if any(p.job_uid == job.uid for p in w.pods):
+                        w.job_controller_catches_up(job)
+                    else:
+                        w.finish(job, True)
             w.now += timedelta(seconds=61)
             succeeded, failed = read_record(w.tj())
             if len(succeeded | failed) == len(PRODUCTS) and w.status.phase in ("Succeeded", "Failed"):
