@@ -101,6 +101,9 @@ class PassState:
     stalled: list[tuple[str, str]] = field(default_factory=list)
     """(reason, message) of problems only a person can fix (rejected Jobs, pods that cannot start)."""
     launched: set[str] = field(default_factory=set)
+    stuck: set[str] = field(default_factory=set)
+    """Products whose pod cannot start: not active, but they hold their parallelism slot (a missing
+    Secret would otherwise start every product, each stuck the same way)."""
     actions: list[Action] = field(default_factory=list)
 
     @property
@@ -243,6 +246,7 @@ def _fold_stuck(st: PassState, job: ObservedJob) -> None:
         st.actions.append(DeleteJob(job.name, job.uid))
     else:
         st.waiting[job.product] = reason
+        st.stuck.add(job.product)
 
 
 def fold_finished(st: PassState) -> None:
@@ -319,7 +323,7 @@ def launches(st: PassState, pending: list[str], stop: bool) -> None:
     spec = st.tj.spec
     if spec.suspend or stop:
         return
-    capacity = spec.parallelism - len(st.active)
+    capacity = spec.parallelism - len(st.active) - len(st.stuck)
     for product in pending:
         if capacity <= 0:
             break

@@ -355,7 +355,7 @@ def test_rejected_launch_fails_the_product_stalls_and_stops_launches_until_the_s
 
 
 def test_pod_that_cannot_start_is_surfaced_then_fails_its_product() -> None:
-    tj = make_tj(products=["a", "b"], parallelism=1)
+    tj = make_tj(products=["a", "b", "c"], parallelism=2)
     since = NOW - timedelta(seconds=30)
     stuck = ObservedJob(
         name="j-a",
@@ -368,7 +368,7 @@ def test_pod_that_cannot_start_is_surfaced_then_fails_its_product() -> None:
     held = lease("a")
     plan = reconcile(tj, Observed(jobs=jobs_of(stuck), leases={held.name: held}), NOW)
     st = plan.status
-    # not counted active (b takes the slot), shown as waiting, its Lease released
+    # not counted active, shown as waiting, its Lease released; it keeps its slot (b starts, not c)
     assert st.products.active == 1 and st.products.waiting == 1 and launches(plan) == ["b"]
     stalled = next(c for c in st.conditions if c.type == "Stalled")
     assert stalled.reason == "CreateContainerConfigError" and 'secret "db"' in stalled.message
