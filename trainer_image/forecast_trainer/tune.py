@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -82,6 +83,8 @@ class TuneResult:
     timed_out: bool = False
     stopped_early: bool = False
     warnings: list[str] = field(default_factory=list)
+    fold_predictions: list[Any] | None = None  # the chosen parameters' forecast of every fold
+    seconds: float = 0.0
 
     @property
     def baseline_error(self) -> float | None:
@@ -96,10 +99,21 @@ class TuneResult:
 
 
 class CrossValidator:
-    """Scores parameter sets on fixed rolling-origin folds of one product."""
+    """Scores parameter sets on fixed rolling-origin folds of one product.
+
+    ``fold_closed`` (one closed-days set per fold, see closed_days.py): closed days are missing
+    values in the fold's training data and forecast as 0 in its test window. Every fold's
+    forecast is kept per parameter set (``predictions``) for combinations and intervals.
+    """
 
     def __init__(
-        self, frame: Any, folds: list[Fold], structure: models.Structure, metric: str, frequency: str
+        self,
+        frame: Any,
+        folds: list[Fold],
+        structure: models.Structure,
+        metric: str,
+        frequency: str,
+        fold_closed: list[Any] | None = None,
     ) -> None:
         self.frame = frame.reset_index(drop=True)
         self.folds = folds
@@ -110,15 +124,23 @@ class CrossValidator:
         self.y = self.frame["y"].to_numpy(dtype=float)
         self.feature_cache: dict[tuple[Any, ...], Any] = {}
         self.inits: dict[int, dict[str, Any]] = {}
+        self.fold_closed = fold_closed or [None] * len(folds)
+        self.predictions: dict[str, dict[int, np.ndarray]] = {}
 
-    def _train(self, fold: Fold) -> Any:
+    def _train(self, index: int) -> Any:
+        fold = self.folds[index]
         start = max(0, fold.train_end - self.max_history)
-        return self.frame.iloc[start : fold.train_end]
+        train = self.frame.iloc[start : fold.train_end]
+        closed = self.fold_closed[index]
+        if closed:
+            train = train.copy()
+            train.loc[closed.mask(train["ds"]), "y"] = np.nan
+        return train
 
     def fold_error(self, params: dict[str, Any] | None, index: int) -> float:
         fold = self.folds[index]
         fitted = models.fit(
-            self._train(fold),
+            self._train(index),
             params,
             self.structure,
             feature_cache=self.feature_cache,
@@ -129,10 +151,20 @@ class CrossValidator:
             # Later trials on this fold start Stan from this solution: same optimum, fewer steps.
             self.inits[index] = models.stan_init(fitted)
         test = self.frame.iloc[fold.train_end : fold.test_end]
-        return score(self.metric, test["y"].to_numpy(dtype=float), models.predict_yhat(fitted, test["ds"]))
+        yhat = models.predict_yhat(fitted, test["ds"])
+        closed = self.fold_closed[index]
+        if closed:
+            yhat[closed.mask(test["ds"])] = 0.0
+        self.predictions.setdefault(params_key(params), {})[index] = yhat
+        return score(self.metric, test["y"].to_numpy(dtype=float), yhat)
 
     def errors(self, params: dict[str, Any] | None) -> list[float]:
         return [self.fold_error(params, i) for i in range(len(self.folds))]
+
+    def fold_predictions(self, params: dict[str, Any] | None) -> list[np.ndarray] | None:
+        """Every fold's forecast of ``params``, or None when some fold was not run (pruned)."""
+        got = self.predictions.get(params_key(params), {})
+        return [got[i] for i in range(len(self.folds))] if len(got) == len(self.folds) else None
 
     def baseline_errors(self) -> tuple[float, float]:
         season = SEASON[self.frequency]
@@ -143,6 +175,11 @@ class CrossValidator:
             naive.append(score(self.metric, actual, seasonal_naive(history, len(actual), season)))
             last.append(score(self.metric, actual, last_value(history, len(actual))))
         return _mean(naive), _mean(last)
+
+
+def params_key(params: dict[str, Any] | None) -> str:
+    """A stable key for a parameter set (None and {} are Prophet's defaults)."""
+    return json.dumps(params or {}, sort_keys=True, default=str)
 
 
 def _mean(values: list[float]) -> float:
@@ -205,11 +242,62 @@ def tune(
     warm_params: dict[str, Any] | None = None,
     min_train: int = 30,
     on_trial: Callable[[int, int], None] | None = None,
+    fold_list: list[Fold] | None = None,
+    fold_closed: list[Any] | None = None,
+    patience: int = PATIENCE,
 ) -> TuneResult:
-    """Choose Prophet parameters for ``frame`` (regular ds, y); see the module doc."""
+    """Choose Prophet parameters for ``frame`` (regular ds, y); see the module doc.
+
+    ``fold_list``/``fold_closed`` (from cv.plan_folds) score on folds shared with the other
+    families, with each fold's closed days; by default the folds are made here.
+    """
     started = time.monotonic()
+    result = _tune(
+        frame,
+        frequency=frequency,
+        horizon=horizon,
+        folds=folds,
+        metric=metric,
+        budget=budget,
+        margin=margin,
+        seed=seed,
+        structure=structure,
+        timeout=timeout,
+        warm_params=warm_params,
+        min_train=min_train,
+        on_trial=on_trial,
+        fold_list=fold_list,
+        fold_closed=fold_closed,
+        patience=patience,
+        started=started,
+    )
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _tune(
+    frame: Any,
+    *,
+    frequency: str,
+    horizon: int,
+    folds: int,
+    metric: str,
+    budget: int,
+    margin: float,
+    seed: int,
+    structure: models.Structure,
+    timeout: float | None,
+    warm_params: dict[str, Any] | None,
+    min_train: int,
+    on_trial: Callable[[int, int], None] | None,
+    fold_list: list[Fold] | None,
+    fold_closed: list[Any] | None,
+    patience: int,
+    started: float,
+) -> TuneResult:
     min_train = max(min_train, SEASON[frequency])
-    fold_list = make_folds(len(frame), horizon, folds, min_train)
+    if fold_list is None:
+        fold_list = make_folds(len(frame), horizon, folds, min_train)
     result_warnings: list[str] = []
     if not fold_list:
         return TuneResult(
@@ -223,7 +311,7 @@ def tune(
         )
     if len(fold_list) < folds:
         result_warnings.append(f"history allows only {len(fold_list)} of {folds} CV folds")
-    cv = CrossValidator(frame, fold_list, structure, metric, frequency)
+    cv = CrossValidator(frame, fold_list, structure, metric, frequency, fold_closed)
     naive_error, last_error = cv.baseline_errors()
     default_folds = cv.errors(None)
     default_error = _mean(default_folds)
@@ -237,6 +325,7 @@ def tune(
         fold_errors=[float(e) for e in default_folds],
         folds=len(fold_list),
         warnings=result_warnings,
+        fold_predictions=cv.fold_predictions(None),
     )
     remaining = None if timeout is None else timeout - (time.monotonic() - started)
     if budget <= 0:
@@ -299,7 +388,7 @@ def tune(
             best_so_far, since_best = value, 0
         else:
             since_best += 1
-        if done >= startup + PATIENCE and since_best >= PATIENCE:
+        if done >= startup + patience and since_best >= patience:
             result.stopped_early = True
             study_.stop()
 
@@ -330,4 +419,5 @@ def tune(
             result.tuned = True
             result.error = _clean(result.best_trial_error)
             result.fold_errors = [float(v) for v in best.user_attrs.get("fold_errors", [])]
+            result.fold_predictions = cv.fold_predictions(result.params)
     return result

@@ -1,0 +1,155 @@
+"""The selection rule, alone (table-driven) and end to end on series whose right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.unit.trainer.helpers import daily_frame
+
+from forecast_trainer.classify import classify
+from forecast_trainer.config import TrainConfig
+from forecast_trainer.families import FAMILIES, NAIVE
+from forecast_trainer.selection import select
+from forecast_trainer.training import train_product
+from forecast_trainer.validate import Prepared
+
+ALL = FAMILIES
+
+
+@pytest.mark.parametrize(
+    ("case", "errors", "allowed", "incumbent", "family", "beats_naive"),
+    [
+        (
+            "naive is best",
+            {"seasonal_naive": 10.0, "last_value": 12.0, "ets": 11.0},
+            ALL,
+            None,
+            "seasonal_naive",
+            False,
+        ),
+        (
+            "a model within the margin of naive does not count",
+            {"seasonal_naive": 10.0, "ets": 9.9},
+            ALL,
+            None,
+            "seasonal_naive",
+            False,
+        ),
+        (
+            "a model clearly better than naive wins",
+            {"seasonal_naive": 10.0, "ets": 9.0, "theta": 9.5},
+            ALL,
+            None,
+            "ets",
+            True,
+        ),
+        (
+            "the best naive is the bar, not seasonal-naive",
+            {"seasonal_naive": 20.0, "last_value": 10.0, "ets": 15.0},
+            ALL,
+            None,
+            "last_value",
+            False,
+        ),
+        (
+            "the last winner stays unless clearly beaten",
+            {"seasonal_naive": 10.0, "ets": 8.0, "prophet": 8.1},
+            ALL,
+            "prophet",
+            "prophet",
+            True,
+        ),
+        (
+            "a clearly better model replaces the last winner",
+            {"seasonal_naive": 10.0, "ets": 7.0, "prophet": 8.0},
+            ALL,
+            "prophet",
+            "ets",
+            True,
+        ),
+        (
+            "failed candidates are ignored",
+            {"seasonal_naive": 10.0, "ets": None, "arima": float("nan")},
+            ALL,
+            None,
+            "seasonal_naive",
+            False,
+        ),
+        (
+            "families outside --models are not shipped",
+            {"seasonal_naive": 10.0, "ets": 5.0, "prophet": 9.0},
+            ("prophet", "seasonal_naive", "last_value"),
+            None,
+            "prophet",
+            True,
+        ),
+    ],
+)
+def test_selection_rule(case, errors, allowed, incumbent, family, beats_naive) -> None:
+    chosen = select(errors, allowed, 0.02, incumbent)
+    assert chosen.family == family, case
+    assert chosen.beats_naive is beats_naive, case
+    assert chosen.beats_baseline is True, case  # never worse on CV than the best naive baseline
+
+
+def test_without_an_allowed_naive_the_best_allowed_ships_and_is_flagged() -> None:
+    chosen = select({"seasonal_naive": 10.0, "last_value": 11.0, "prophet": 14.0}, ("prophet",), 0.02)
+    assert chosen.family == "prophet" and chosen.beats_baseline is False and chosen.beats_naive is False
+    assert chosen.naive_family == "seasonal_naive" and chosen.naive_error == 10.0
+
+
+def test_nothing_scored_selects_nothing() -> None:
+    assert select({"ets": None}, ALL, 0.02).family is None
+
+
+def prepared(frame: pd.DataFrame) -> Prepared:
+    return Prepared("p", frame, len(frame), float((frame["y"] == 0).mean()), "D")
+
+
+def train(frame: pd.DataFrame, **options):
+    cfg = TrainConfig(data_csv="-", horizon_days=14, folds=3, trials=0, **options)
+    return train_product(prepared(frame), cfg, 0, None, classify(frame["y"], "D"))
+
+
+def random_walk_with_a_level_shift(days: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = 60 + np.cumsum(rng.normal(0, 4, days))
+    y[-60:] += 50
+    return pd.DataFrame({"ds": pd.date_range("2023-01-01", periods=days), "y": np.maximum(y, 1).round()})
+
+
+def test_picks_naive_on_a_level_shift_series() -> None:
+    trained = train(random_walk_with_a_level_shift())
+    assert trained.family in NAIVE, {k: c.error for k, c in trained.candidates.items()}
+    assert trained.selection.beats_naive is False and trained.selection.beats_baseline is True
+    assert trained.candidates["prophet"].error > trained.selection.error  # Prophet's defaults miss the shift
+
+
+def test_picks_a_seasonal_model_on_a_clearly_seasonal_series() -> None:
+    trained = train(daily_frame(300, seed=0, level=80))
+    assert trained.family not in NAIVE and trained.selection.beats_naive is True
+    assert trained.selection.error < 0.9 * trained.candidates["seasonal_naive"].error
+
+
+@pytest.mark.parametrize("family", ["prophet", "ets", "theta", "arima", "seasonal_naive", "last_value", "ensemble"])
+def test_keeps_zeros_on_closed_weekdays_for_every_family(family: str) -> None:
+    frame = daily_frame(200, seed=3, level=60)
+    frame.loc[frame["ds"].dt.dayofweek == 5, "y"] = 0.0  # closed on Saturdays
+    models = (family, "ets", "theta") if family == "ensemble" else (family,)
+    trained = train(frame, models=models)
+    assert trained.family == family and trained.closed.weekdays == (5,)
+    out = trained.forecast
+    saturday = out["ds"].dt.dayofweek == 5
+    assert (out.loc[saturday, ["yhat", "yhat_lower", "yhat_upper"]] == 0).all().all()
+    assert (out.loc[~saturday, "yhat"] > 0).all()
+
+
+def test_croston_type_families_compete_only_for_intermittent_products() -> None:
+    rng = np.random.default_rng(5)
+    y = np.where(rng.random(240) < 0.6, 0.0, rng.poisson(3, 240) + 1.0)
+    frame = pd.DataFrame({"ds": pd.date_range("2023-01-01", periods=240), "y": y})
+    intermittent = train(frame, models=("croston_sba", "tsb", "adida", "seasonal_naive", "last_value"))
+    assert {"croston_sba", "tsb", "adida"} <= set(intermittent.candidates)
+    regular = train(daily_frame(200, seed=1), models=("croston_sba", "seasonal_naive", "last_value"))
+    assert "croston_sba" not in regular.candidates and regular.family in NAIVE

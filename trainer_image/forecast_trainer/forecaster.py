@@ -1,0 +1,279 @@
+"""The shipped model: fit the winning family on the full history, forecast, and store it as JSON.
+
+Every model is stored as one JSON document (never pickle), identified by the SHA-256 of its
+text and verified on every load (``load``):
+
+  {"format": "forecast-trainer-model", "version": 1, "family": "ets", "spec": {...},
+   "frequency": "D", "history_end": "2024-05-31", "closed": {"weekdays": ["Sat"], ...},
+   "interval": {"level": 80, "empirical": null | {"low": q10, "high": q90}},
+   "libraries": {"statsforecast": "2.1.1"}, "state": {...}}
+
+``state`` is the family's own: Prophet's ``model_to_json`` text (``prophet``), statsforecast's
+fitted model through codec.py, a naive model's last season, or the members of an ensemble
+(each a document like this one, without the outer fields). Intervals are the family's own 80 %
+interval; families without one (Croston-type) get an empirical one, the 10th and 90th
+percentiles of their CV errors added to the forecast. Forecasts and bounds are never negative
+and are 0 on closed days. A model stored before this format (Prophet JSON alone) still loads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from forecast_trainer import model as models
+from forecast_trainer.candidates import MAX_HISTORY, Candidate, residuals
+from forecast_trainer.closed_days import ClosedDays
+from forecast_trainer.cv import FoldPlan, expand, open_count, open_series
+from forecast_trainer.errors import ModelIntegrityError
+from forecast_trainer.families import ENSEMBLE, PROPHET, STATSFORECAST
+from forecast_trainer.families.base import INTERVAL_LEVEL
+from forecast_trainer.families.registry import family as family_impl
+
+FORMAT = "forecast-trainer-model"
+VERSION = 1
+
+
+@dataclass
+class Shipped:
+    family: str
+    spec: dict[str, Any]
+    forecast: Any  # DataFrame ds, yhat, yhat_lower, yhat_upper
+    fitted: Any  # in-sample fit per history row (plot), or None
+    model_json: str
+    checksum: str
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Part:
+    """One fitted family on the future dates: mean/lower/upper arrays and its stored document."""
+
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    doc: dict[str, Any]
+    fitted: Any = None
+
+
+def _empirical(errors: np.ndarray) -> dict[str, float] | None:
+    if len(errors) < 5:
+        return None
+    low, high = np.quantile(errors, [0.1, 0.9])
+    return {"low": float(min(low, 0.0)), "high": float(max(high, 0.0))}
+
+
+def _bounds(mean: np.ndarray, empirical: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    if empirical is None:
+        return mean.copy(), mean.copy()
+    return mean + empirical["low"], mean + empirical["high"]
+
+
+def _fit_prophet(
+    plan: FoldPlan, params: dict[str, Any], structure: models.Structure, future: Any, fitted: bool
+) -> _Part:
+    frame = plan.frame
+    if plan.closed:
+        frame = frame.copy()
+        frame.loc[plan.closed.mask(frame["ds"]), "y"] = np.nan
+    final = models.fit(frame, params, structure, uncertainty=True)
+    out = models.forecast(final, plan.ds.iloc[-1], len(future), plan.frequency)
+    zero = plan.closed.mask(out["ds"])
+    arrays = [out[c].to_numpy(dtype=float) for c in ("yhat", "yhat_lower", "yhat_upper")]
+    for values in arrays:
+        values[zero] = 0.0
+    in_sample = models.fitted_history(final, plan.ds) if fitted else None
+    doc = {"family": PROPHET, "spec": models.effective_params(params), "state": {"prophet_json": models.to_json(final)}}
+    return _Part(arrays[0], arrays[1], arrays[2], doc, in_sample)
+
+
+def _fit_plain(plan: FoldPlan, name: str, candidate: Candidate | None, future: Any) -> _Part:
+    impl = family_impl(name)
+    cap = MAX_HISTORY[plan.frequency]
+    values, season = open_series(plan.ds.iloc[-cap:], plan.y[-cap:], plan.closed, plan.frequency)
+    fitted_model = impl.fit(values, season, None)
+    prediction = fitted_model.predict(open_count(future, plan.closed))
+    mean = expand(prediction.mean, future, plan.closed)
+    empirical = None
+    if prediction.lower is None or prediction.upper is None:
+        empirical = _empirical(residuals(plan, candidate)) if candidate is not None else None
+        lower, upper = _bounds(prediction.mean, empirical)
+    else:
+        lower, upper = prediction.lower, prediction.upper
+    doc = {
+        "family": name,
+        "spec": fitted_model.spec,
+        "season": season,
+        "interval": {"level": INTERVAL_LEVEL, "empirical": empirical},
+        "state": fitted_model.state(),
+    }
+    return _Part(mean, expand(lower, future, plan.closed), expand(upper, future, plan.closed), doc)
+
+
+def ship(
+    plan: FoldPlan,
+    family: str,
+    candidates: dict[str, Candidate],
+    prophet_params: dict[str, Any] | None,
+    structure: models.Structure,
+    horizon: int,
+    *,
+    fitted: bool = False,
+) -> Shipped:
+    """Fit ``family`` (an ensemble: each member) on the full history and forecast ``horizon`` periods."""
+    future = models.future_dates(plan.ds.iloc[-1], horizon, plan.frequency)
+
+    def part(name: str) -> _Part:
+        if name == PROPHET:
+            return _fit_prophet(plan, prophet_params or {}, structure, future, fitted)
+        return _fit_plain(plan, name, candidates.get(name), future)
+
+    members = list(candidates[ENSEMBLE].members) if family == ENSEMBLE else []
+    if members:
+        parts = [part(m) for m in members]
+        mean = np.mean([p.mean for p in parts], axis=0)
+        lower = np.mean([p.lower for p in parts], axis=0)
+        upper = np.mean([p.upper for p in parts], axis=0)
+        spec: dict[str, Any] = {"members": members, "combination": "mean"}
+        state: dict[str, Any] = {"members": [p.doc for p in parts]}
+        in_sample = next((p.fitted for p in parts if p.fitted is not None), None)
+        body: dict[str, Any] = {"family": ENSEMBLE, "spec": spec, "state": state}
+    else:
+        single = part(family)
+        mean, lower, upper, in_sample, body = single.mean, single.lower, single.upper, single.fitted, single.doc
+        spec = body["spec"]
+    import pandas as pd
+
+    yhat = np.clip(mean, 0.0, None)
+    forecast = pd.DataFrame(
+        {
+            "ds": future,
+            "yhat": yhat,
+            "yhat_lower": np.minimum(np.clip(lower, 0.0, None), yhat),
+            "yhat_upper": np.maximum(np.clip(upper, 0.0, None), yhat),
+        }
+    )
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        **body,
+        "frequency": plan.frequency,
+        "history_end": str(pd.Timestamp(plan.ds.iloc[-1]).date()),
+        "closed": plan.closed.as_dict(),
+        "libraries": _libraries(family, members),
+    }
+    text = json.dumps(document, separators=(",", ":"), allow_nan=False)
+    return Shipped(family, spec, forecast, in_sample, text, models.checksum(text), members)
+
+
+def _libraries(family: str, members: list[str]) -> dict[str, str]:
+    from forecast_trainer.lean import statsforecast_version
+
+    names = set(members or [family])
+    out: dict[str, str] = {}
+    if PROPHET in names:
+        out["prophet"] = models.prophet_version()
+    if names & set(STATSFORECAST):
+        out["statsforecast"] = statsforecast_version()
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class LoadedModel:
+    """A stored model, checksum-verified, that forecasts again without refitting."""
+
+    family: str
+    spec: dict[str, Any]
+    frequency: str
+    history_end: Any  # Timestamp
+    closed: ClosedDays
+    document: dict[str, Any]
+
+    def forecast(self, periods: int) -> Any:
+        """DataFrame ds, yhat, yhat_lower, yhat_upper for ``periods`` after the history."""
+        import pandas as pd
+
+        future = models.future_dates(self.history_end, periods, self.frequency)
+        mean, lower, upper = _predict_doc(self.document, future, self.closed, self.frequency)
+        yhat = np.clip(mean, 0.0, None)
+        return pd.DataFrame(
+            {
+                "ds": future,
+                "yhat": yhat,
+                "yhat_lower": np.minimum(np.clip(lower, 0.0, None), yhat),
+                "yhat_upper": np.maximum(np.clip(upper, 0.0, None), yhat),
+            }
+        )
+
+
+def _predict_doc(doc: dict[str, Any], future: Any, closed: ClosedDays, frequency: str) -> tuple[Any, Any, Any]:
+    family = doc["family"]
+    if family == ENSEMBLE:
+        parts = [_predict_doc(m, future, closed, frequency) for m in doc["state"]["members"]]
+        return tuple(np.mean([p[i] for p in parts], axis=0) for i in range(3))
+    if family == PROPHET:
+        import pandas as pd
+
+        fitted = _prophet_from_json(doc["state"]["prophet_json"])
+        out = fitted.predict(pd.DataFrame({"ds": future}))
+        columns = ("yhat", "yhat_lower", "yhat_upper") if "yhat_lower" in out else ("yhat", "yhat", "yhat")
+        arrays = [np.clip(out[c].to_numpy(dtype=float), 0.0, None) for c in columns]
+        zero = closed.mask(future)
+        for values in arrays:
+            values[zero] = 0.0
+        return arrays[0], arrays[1], arrays[2]
+    model = family_impl(family).restore(doc["spec"], doc["state"])
+    prediction = model.predict(open_count(future, closed))
+    if prediction.lower is None or prediction.upper is None:
+        lower, upper = _bounds(prediction.mean, (doc.get("interval") or {}).get("empirical"))
+    else:
+        lower, upper = prediction.lower, prediction.upper
+    return expand(prediction.mean, future, closed), expand(lower, future, closed), expand(upper, future, closed)
+
+
+def _prophet_from_json(text: str) -> Any:
+    from forecast_trainer.logs import quiet_libraries
+
+    quiet_libraries()
+    from prophet.serialize import model_from_json
+
+    return model_from_json(text)
+
+
+def verify(model_json: str, expected_checksum: str) -> None:
+    actual = models.checksum(model_json)
+    if actual != (expected_checksum or "").strip().lower():
+        raise ModelIntegrityError(
+            f"model checksum mismatch (stored {str(expected_checksum)[:16]}..., computed {actual[:16]}...); "
+            "refusing to load a modified model"
+        )
+
+
+def load(model_json: str, expected_checksum: str) -> LoadedModel:
+    """A stored model of any family after verifying its SHA-256 (ModelIntegrityError on mismatch)."""
+    import pandas as pd
+
+    verify(model_json, expected_checksum)
+    doc = json.loads(model_json)
+    if doc.get("format") != FORMAT:  # a Prophet model stored before the envelope existed
+        fitted = _prophet_from_json(model_json)
+        end = pd.Timestamp(fitted.history["ds"].iloc[-1])
+        frequency = "D"
+        legacy = {"family": PROPHET, "spec": {}, "state": {"prophet_json": model_json}}
+        return LoadedModel(PROPHET, {}, frequency, end, ClosedDays(), legacy)
+    if int(doc.get("version", 0)) > VERSION:
+        raise ModelIntegrityError(f"model format version {doc.get('version')} is newer than this trainer knows")
+    return LoadedModel(
+        family=str(doc["family"]),
+        spec=dict(doc.get("spec") or {}),
+        frequency=str(doc["frequency"]),
+        history_end=pd.Timestamp(doc["history_end"]),
+        closed=ClosedDays.from_dict(doc.get("closed")),
+        document=doc,
+    )
