@@ -58,9 +58,11 @@ async def test_train_writes_model_and_forecast_and_warm_starts_next_time(dsn, co
     assert row["product_id"] == "bakery-croissant-001" and row["trainingjob"] == "shop/nightly"
     assert row["checksum"] == entry["checksum"] and row["prophet_version"]
     metrics = json.loads(row["metrics"])
-    assert metrics["cv"]["error"] <= metrics["cv"]["default_error"]
+    assert metrics["beats_baseline"] is True and metrics["family"] == entry["family"]
+    assert metrics["cv"]["error"] <= metrics["cv"]["best_naive_error"]
     assert metrics["tuning"]["warm_start"] == {"used": False, "model_id": None}
-    assert set(json.loads(row["params"])) >= {"changepoint_prior_scale", "changepoint_range", "seasonality_mode"}
+    assert json.loads(row["params"])["family"] == entry["family"]
+    assert set(metrics["candidates"]) >= {"prophet", "ets", "theta", "arima", "seasonal_naive", "last_value"}
     forecasts = await conn.fetch(f'SELECT * FROM "{out_schema}".forecasts WHERE model_id = $1', entry["model_id"])
     assert len(forecasts) == 14 and all(r["product_id"] == "bakery-croissant-001" for r in forecasts)
 
@@ -78,7 +80,7 @@ async def test_train_writes_model_and_forecast_and_warm_starts_next_time(dsn, co
     )
     warm = metrics2["tuning"]["warm_start"]
     assert warm == {"used": True, "model_id": entry["model_id"]}
-    start = metrics["tuning"]["best_trial_params"] if not metrics["tuning"]["tuned"] else json.loads(row["params"])
+    start = metrics["tuning"]["best_trial_params"] if not metrics["tuning"]["tuned"] else metrics["tuning"]["params"]
     first_trial = metrics2["tuning"]["first_trial_params"]
     assert first_trial == {k: v for k, v in start.items() if k in first_trial}
 
@@ -196,3 +198,33 @@ async def test_sample_data_to_postgres_then_train(dsn, conn, new_schema, tmp_pat
     )
     assert run.code == 0, run.stderr
     assert termination(term)["counts"] == {"trained": 1, "invalid": 1, "failed": 0, "locked": 0}
+
+
+async def test_a_non_prophet_model_is_stored_loaded_and_remembered_as_the_last_winner(
+    dsn, conn, new_schema, tmp_path
+) -> None:
+    schema = new_schema()
+    table = await make_sales(conn, schema, {"p": daily_frame(150, seed=6)})
+    term = tmp_path / "term.json"
+    env = env_for(dsn, table, schema, term, TRAINER_PRODUCT="p", TRAINER_MODELS="ets")
+    first = run_cli(["train"], env)
+    assert first.code == 0, first.stderr
+    entry = termination(term)["products"][0]
+    assert entry["family"] == "ets" and termination(term)["models"] == {"ets": 1}
+    db = Database(dsn, DbSettings(retries=0), role="output database")
+    try:
+        loaded, info = await load(db, schema, entry["model_id"])  # checksum verified
+    finally:
+        await db.close()
+    assert loaded.family == "ets" and info["params"]["family"] == "ets"
+    stored = await conn.fetch(
+        f'SELECT ds, yhat FROM "{schema}".forecasts WHERE model_id = $1 ORDER BY ds', entry["model_id"]
+    )
+    again = loaded.forecast(len(stored))
+    assert [r["yhat"] for r in stored] == pytest.approx(list(again["yhat"]), rel=1e-6)
+
+    second = run_cli(["train"], {**env, "TRAINER_MODELS": "all"})
+    assert second.code == 0, second.stderr
+    model_id = termination(term)["products"][0]["model_id"]
+    metrics = json.loads(await conn.fetchval(f'SELECT metrics FROM "{schema}".forecast_models WHERE id = $1', model_id))
+    assert metrics["selection"]["last_winner"] == "ets"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forecast_trainer.errors import ConfigError
+from forecast_trainer.families import FAMILIES, to_models
 from forecast_trainer.sqlident import check_identifier, check_table
 
 ENV_PREFIX = "TRAINER_"
@@ -338,12 +339,29 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--improvement-margin",
-        "tuned parameters are kept only if their CV error beats the defaults' by this relative margin",
+        "a challenger must beat on CV by this relative margin: tuned Prophet parameters over its defaults, "
+        "any model over the best naive baseline, another family over the product's last winner",
         to_float(0.0, 0.9),
         0.02,
         "FRACTION",
     ),
-    Option("--country-holidays", "add this country's public holidays to the model (e.g. US, DE)", to_str, None, "CODE"),
+    Option(
+        "--models",
+        "model families that compete per product, comma-separated: prophet, ets, theta, arima, seasonal_naive, "
+        "last_value, croston_sba, tsb, adida (intermittent products only), ensemble; or groups all, naive, "
+        "intermittent, statsforecast",
+        to_models,
+        FAMILIES,
+        "LIST",
+    ),
+    Option(
+        "--country-holidays",
+        "this country's public holidays (e.g. US, DE): Prophet models them, and a holiday the product was "
+        "always closed on is forecast as 0",
+        to_str,
+        None,
+        "CODE",
+    ),
     Option("--tuning-seed", "seed of the Optuna TPE sampler", to_int(0, 2**31 - 1), 42, "N"),
     Option("--pushgateway", "Prometheus Pushgateway address (host:port or URL) to push run metrics to", to_str, None),
     DB_CONNECT_TIMEOUT,
@@ -389,6 +407,8 @@ def option_help(option: Option) -> str:
     shown = "unset" if default is None else ("true" if default is True else "false" if default is False else default)
     if option.dest == "trials" and default is None:
         shown = "auto"
+    if isinstance(default, tuple):
+        shown = "all"
     return f"{option.help} [env {option.env}; default: {shown}]"
 
 
@@ -483,6 +503,7 @@ class TrainConfig:
     termination_log: str = DEFAULT_TERMINATION_LOG
     fill_missing: str = "zero"
     improvement_margin: float = 0.02
+    models: tuple[str, ...] = FAMILIES
     country_holidays: str | None = None
     tuning_seed: int = 42
     pushgateway: str | None = None

@@ -84,6 +84,7 @@ def import_prophet() -> Any:
 
     from prophet import Prophet
 
+    quiet_libraries()  # again: importing prophet sets its logger back to INFO
     logging.getLogger("cmdstanpy").disabled = True
     return Prophet
 
@@ -336,7 +337,10 @@ def load_model(model_json: str, expected_checksum: str) -> Any:
 
 
 def prophet_version() -> str:
-    quiet_libraries()
-    from prophet import __version__
+    """The installed Prophet's version (from its metadata: no import of Prophet itself)."""
+    import importlib.metadata
 
-    return str(__version__)
+    try:
+        return importlib.metadata.version("prophet")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -9,8 +9,8 @@ from typing import Any
 
 
 def plot_forecast(path: str, history: Any, fitted: Any, forecast: Any, title: str) -> None:
-    """Write ``path`` (PNG). ``history``: ds, y; ``fitted``: yhat per history row; ``forecast``:
-    ds, yhat, yhat_lower, yhat_upper."""
+    """Write ``path`` (PNG). ``history``: ds, y; ``fitted``: yhat per history row (or None);
+    ``forecast``: ds, yhat, yhat_lower, yhat_upper."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -18,7 +18,8 @@ def plot_forecast(path: str, history: Any, fitted: Any, forecast: Any, title: st
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
     axes.plot(history["ds"], history["y"], ".", color="black", markersize=2.5, label="history")
-    axes.plot(history["ds"], fitted, "-", color="#0072B2", linewidth=0.8, alpha=0.7, label="fit")
+    if fitted is not None:  # only Prophet has an in-sample fit worth drawing
+        axes.plot(history["ds"], fitted, "-", color="#0072B2", linewidth=0.8, alpha=0.7, label="fit")
     axes.fill_between(
         forecast["ds"],
         forecast["yhat_lower"],

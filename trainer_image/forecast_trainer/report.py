@@ -10,10 +10,15 @@ Exit code of a run (several products):
 Termination message: compact JSON, at most 4096 bytes, always valid::
 
   {"v": 1, "exit_code": 0, "counts": {"trained": n, "invalid": n, "failed": n, "locked": n},
+   "models": {"<family>": n, ...}, "beat_naive": n,
    "products": [{"product", "status", "metric", "error", "default_error", "baseline_error",
-                 "beats_baseline", "tuned", "trials", "seconds", "model_id", "checksum",
-                 "class", "reason", "message", "warnings"}, ...],
+                 "beats_baseline", "family", "beats_naive", "tuned", "trials", "seconds",
+                 "model_id", "checksum", "class", "reason", "message", "warnings"}, ...],
    "omitted": n}
+
+``models`` counts the trained products by winning family and ``beat_naive`` those whose model
+beat the best naive baseline on CV; both cover every product of the run, also those whose
+entries had to be dropped.
 
 When it does not fit, long strings are shortened first, then whole product entries are dropped
 from the end; ``omitted`` counts them. Product ids are never shortened (the operator matches
@@ -46,6 +51,8 @@ class ProductResult:
     default_error: float | None = None
     baseline_error: float | None = None
     beats_baseline: bool | None = None
+    family: str | None = None  # the winning model family (families/__init__.py)
+    beats_naive: bool | None = None  # the shipped model beat the best naive baseline on CV
     tuned: bool = False
     trials: int = 0
     seconds: float = 0.0
@@ -91,6 +98,8 @@ def entry(result: ProductResult) -> dict[str, Any]:
         "default_error": _num(result.default_error),
         "baseline_error": _num(result.baseline_error),
         "beats_baseline": result.beats_baseline,
+        "family": result.family,
+        "beats_naive": result.beats_naive,
         "tuned": bool(result.tuned),
         "trials": int(result.trials),
         "seconds": _num(result.seconds, 2) or 0.0,
@@ -101,6 +110,15 @@ def entry(result: ProductResult) -> dict[str, Any]:
         "message": one_line(result.message) if result.message else None,
         "warnings": [one_line(w) for w in result.warnings],
     }
+
+
+def family_counts(results: list[ProductResult]) -> tuple[dict[str, int], int]:
+    """(trained products per winning family, how many of them beat the best naive baseline on CV)."""
+    families: dict[str, int] = {}
+    for r in results:
+        if r.status == TRAINED and r.family:
+            families[r.family] = families.get(r.family, 0) + 1
+    return dict(sorted(families.items())), sum(1 for r in results if r.status == TRAINED and r.beats_naive)
 
 
 def _shorten(item: dict[str, Any], message: int, warnings: int, warning_len: int) -> dict[str, Any]:
@@ -118,11 +136,20 @@ def _dump(doc: dict[str, Any]) -> str:
 def termination_message(results: list[ProductResult], code: int, limit: int = LIMIT) -> str:
     """The termination message for ``results`` (at most ``limit`` UTF-8 bytes, valid JSON)."""
     counts = {s: sum(1 for r in results if r.status == s) for s in STATUSES}
+    families, beat_naive = family_counts(results)
     entries = [entry(r) for r in results]
 
     def render(items: list[dict[str, Any]]) -> str:
         return _dump(
-            {"v": 1, "exit_code": code, "counts": counts, "products": items, "omitted": len(entries) - len(items)}
+            {
+                "v": 1,
+                "exit_code": code,
+                "counts": counts,
+                "models": families,
+                "beat_naive": beat_naive,
+                "products": items,
+                "omitted": len(entries) - len(items),
+            }
         )
 
     def fits(text: str) -> bool:
@@ -164,10 +191,22 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
+def _versus_naive(r: ProductResult) -> str:
+    """The shipped model against the best naive baseline on CV, for the summary table."""
+    if r.beats_baseline is None:
+        return "-"
+    if r.beats_naive:
+        return "better"
+    if r.family in ("seasonal_naive", "last_value"):
+        return "is naive"
+    return "tie" if r.beats_baseline else "WORSE"
+
+
 def summary_table(results: list[ProductResult], metric: str) -> str:
     """A plain-text table for people (stdout)."""
-    header = ("product", "status", "class", "trials", "tuned", metric, "default", "s-naive", "beats", "sec", "note")
-    rows = [header]
+    header: tuple[str, ...] = ("product", "status", "class", "model", "trials", "tuned", metric, "default")
+    header = (*header, "s-naive", "vs naive", "sec", "note")
+    rows: list[tuple[str, ...]] = [header]
     for r in results:
         note = r.message or (r.warnings[0] if r.warnings else "")
         rows.append(
@@ -175,12 +214,13 @@ def summary_table(results: list[ProductResult], metric: str) -> str:
                 r.product if len(r.product) <= 40 else r.product[:37] + "...",
                 r.status,
                 r.product_class or "-",
+                r.family or "-",
                 str(r.trials),
                 "yes" if r.tuned else "no",
                 _fmt(r.error),
                 _fmt(r.default_error),
                 _fmt(r.baseline_error),
-                "-" if r.beats_baseline is None else ("yes" if r.beats_baseline else "NO"),
+                _versus_naive(r),
                 f"{r.seconds:.1f}",
                 one_line(note, 70),
             )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,121 +23,10 @@ from forecast_trainer.errors import ConfigError, DataInvalid, InfraUnavailable, 
 from forecast_trainer.logs import get_logger
 from forecast_trainer.progress import Progress
 from forecast_trainer.report import FAILED, INVALID, TRAINED, ProductResult
+from forecast_trainer.training import Trained, metrics_document, train_product
 from forecast_trainer.validate import Prepared, Rules, prepare
 
 log = get_logger("train")
-
-
-@dataclass
-class Trained:
-    """The CPU-side outcome for one product, before anything is persisted."""
-
-    params: dict[str, Any]
-    tuning: Any  # tune.TuneResult
-    product_class: Any  # classify.ProductClass
-    structure: Any  # model.Structure
-    model_json: str
-    checksum: str
-    forecast: Any
-    fitted: Any
-    horizon: int
-
-
-def train_product(
-    prepared: Prepared,
-    cfg: TrainConfig,
-    budget: int,
-    warm_params: dict[str, Any] | None,
-    product_class: Any,
-    on_trial: Callable[[int, int], None] | None = None,
-) -> Trained:
-    """Tune and fit one validated product (CPU bound; no I/O)."""
-    from forecast_trainer import model as models
-    from forecast_trainer.tune import tune
-
-    frame = prepared.frame
-    horizon = models.horizon_periods(cfg.horizon_days, cfg.frequency)
-    structure = models.structure_for(frame["ds"], cfg.frequency, cfg.country_holidays)
-    tuning = tune(
-        frame,
-        frequency=cfg.frequency,
-        horizon=horizon,
-        folds=cfg.folds,
-        metric=cfg.metric,
-        budget=budget,
-        margin=cfg.improvement_margin,
-        seed=cfg.tuning_seed,
-        structure=structure,
-        timeout=cfg.timeout_seconds,
-        warm_params=warm_params,
-        on_trial=on_trial,
-    )
-    final = models.fit(frame, tuning.params, structure, uncertainty=True)
-    forecast = models.forecast(final, frame["ds"].iloc[-1], horizon, cfg.frequency)
-    fitted = models.fitted_history(final, frame["ds"]) if cfg.output_dir else None
-    model_json = models.to_json(final)
-    return Trained(
-        params=models.effective_params(tuning.params),
-        tuning=tuning,
-        product_class=product_class,
-        structure=structure,
-        model_json=model_json,
-        checksum=models.checksum(model_json),
-        forecast=forecast,
-        fitted=fitted,
-        horizon=horizon,
-    )
-
-
-def metrics_document(
-    cfg: TrainConfig, prepared: Prepared, trained: Trained, warm_model_id: int | None
-) -> dict[str, Any]:
-    """What goes into forecast_models.metrics (and metrics.json)."""
-    t = trained.tuning
-    return {
-        "metric": cfg.metric,
-        "cv": {
-            "error": t.error,
-            "default_error": t.default_error,
-            "seasonal_naive_error": t.seasonal_naive_error,
-            "last_value_error": t.last_value_error,
-            "fold_errors": t.fold_errors,
-            "folds": t.folds,
-            "horizon_periods": trained.horizon,
-        },
-        "beats_baseline": t.beats_baseline,
-        "tuning": {
-            "tuned": t.tuned,
-            "trials": t.trials,
-            "completed": t.completed,
-            "pruned": t.pruned,
-            "failed": t.failed,
-            "timed_out": t.timed_out,
-            "stopped_early": t.stopped_early,
-            "improvement_margin": cfg.improvement_margin,
-            "best_trial_params": t.best_trial_params,
-            "best_trial_error": t.best_trial_error,
-            "warm_start": {"used": t.warm_started, "model_id": warm_model_id},
-            "first_trial_params": t.first_trial_params,
-            "seed": cfg.tuning_seed,
-        },
-        "class": {
-            "name": trained.product_class.name,
-            "per_day": trained.product_class.per_day,
-            "adi": trained.product_class.adi,
-            "zero_share": trained.product_class.zero_share,
-        },
-        "structure": trained.structure.as_dict(),
-        "data": {
-            "observed_points": prepared.observed,
-            "periods": len(prepared.frame),
-            "first": str(prepared.frame["ds"].iloc[0].date()),
-            "last": str(prepared.frame["ds"].iloc[-1].date()),
-            "frequency": cfg.frequency,
-            "fill_missing": cfg.fill_missing,
-        },
-        "warnings": prepared.warnings + t.warnings,
-    }
 
 
 @dataclass
@@ -255,7 +143,7 @@ class TrainRun:
             product_class = classify(prepared.frame["y"], cfg.frequency)
             budget = trial_budget(product_class, cfg.trials)
             warm = None
-            if self.output is not None and cfg.warm_start and budget > 0:
+            if self.output is not None and cfg.warm_start:
                 from forecast_trainer.store import last_best_params
 
                 warm = await last_best_params(self.output, cfg.output_schema, product)
@@ -263,10 +151,12 @@ class TrainRun:
             def on_trial(number: int, total: int) -> None:
                 self.progress.trial(product, number, total)
 
+            warm_params = warm.params if warm and budget > 0 else None
+            warm_family = warm.family if warm else None
             trained = await asyncio.to_thread(
-                train_product, prepared, cfg, budget, warm.params if warm else None, product_class, on_trial
+                train_product, prepared, cfg, budget, warm_params, product_class, on_trial, warm_family
             )
-            metrics = metrics_document(cfg, prepared, trained, warm.model_id if warm else None)
+            metrics = metrics_document(cfg, prepared, trained, warm.model_id if warm else None, warm_family)
             model_id = await self.persist(product, prepared, trained, metrics)
         except Exception as exc:
             result = self._error_result(product, exc, time.monotonic() - started)
@@ -278,20 +168,18 @@ class TrainRun:
                 )
             return result
         t = trained.tuning
-        warnings = list(prepared.warnings) + list(t.warnings)
-        if t.beats_baseline is False:
-            warnings.append(
-                f"a naive baseline beats the model on CV (seasonal-naive {_short(t.seasonal_naive_error)}, "
-                f"last-value {_short(t.last_value_error)}, model {_short(t.error)})"
-            )
+        selection = trained.selection
+        warnings = list(prepared.warnings) + list(trained.warnings)
         return ProductResult(
             product=product,
             status=TRAINED,
             metric=cfg.metric,
-            error=t.error,
+            error=selection.error if selection else None,
             default_error=t.default_error,
-            baseline_error=t.baseline_error,
-            beats_baseline=t.beats_baseline,
+            baseline_error=trained.seasonal_naive_error,
+            beats_baseline=selection.beats_baseline if selection else None,
+            family=trained.family,
+            beats_naive=selection.beats_naive if selection else None,
             tuned=t.tuned,
             trials=t.trials,
             seconds=time.monotonic() - started,
@@ -324,8 +212,9 @@ class TrainRun:
         if cfg.output_dir:
             from forecast_trainer.outputs import write_product
 
-            kind = "tuned" if trained.tuning.tuned else "defaults"
-            title = f"{product} - {cfg.metric} {_short(trained.tuning.error)} ({kind})"
+            kind = trained.family + (" tuned" if trained.family == "prophet" and trained.tuning.tuned else "")
+            error = trained.selection.error if trained.selection else None
+            title = f"{product} - {cfg.metric} {_short(error)} ({kind})"
             folder = await asyncio.to_thread(
                 write_product,
                 cfg.output_dir,

@@ -265,7 +265,10 @@ async def save(
 
 
 async def load(db: Database, schema: str, model_id: int) -> tuple[Any, dict[str, Any]]:
-    """The fitted Prophet model ``model_id`` and its row; ModelIntegrityError on a checksum mismatch."""
+    """Model ``model_id`` (a forecaster.LoadedModel of any family) and its row.
+
+    The checksum is verified first: ModelIntegrityError on a mismatch.
+    """
     table = qualified(schema, "forecast_models")
 
     async def work(conn: Any) -> Any:
@@ -278,7 +281,9 @@ async def load(db: Database, schema: str, model_id: int) -> tuple[Any, dict[str,
     row = await db.run(f"cannot load model {model_id}", work)
     if row is None:
         raise LookupError(f"no model with id {model_id} in schema {schema!r}")
-    fitted = models.load_model(row["model_json"], row["checksum"])
+    from forecast_trainer.forecaster import load as load_model
+
+    fitted = load_model(row["model_json"], row["checksum"])
     info = dict(row)
     info["params"] = json.loads(info["params"])
     info["metrics"] = json.loads(info["metrics"])
@@ -288,14 +293,17 @@ async def load(db: Database, schema: str, model_id: int) -> tuple[Any, dict[str,
 @dataclass(frozen=True)
 class WarmStart:
     model_id: int
-    params: dict[str, Any]
+    params: dict[str, Any]  # Prophet's parameters to start the search from
+    family: str | None = None  # the family that won last time (the incumbent of the selection)
 
 
 async def last_best_params(db: Database, schema: str, product: str) -> WarmStart | None:
-    """The product's last best parameters, from its newest model whose checksum verifies.
+    """The product's last best parameters and winning family, from its newest verified model.
 
-    The newest model's params are the best the last run found unless the defaults won; then
-    the best tuned trial recorded in its metrics is the better place to start the search.
+    Prophet's parameters are those its last tuning chose (``metrics.tuning.params``, whichever
+    family won; the ``params`` column of models stored before other families existed) unless
+    the defaults won; then the best tuned trial recorded in its metrics is the better place to
+    start the search.
     """
     table = qualified(schema, "forecast_models")
 
@@ -319,9 +327,13 @@ async def last_best_params(db: Database, schema: str, product: str) -> WarmStart
             continue
         params = json.loads(row["params"]) or {}
         metrics = json.loads(row["metrics"]) or {}
-        best = (metrics.get("tuning") or {}).get("best_trial_params")
-        if not (metrics.get("tuning") or {}).get("tuned") and isinstance(best, dict) and best:
+        tuning = metrics.get("tuning") or {}
+        if isinstance(tuning.get("params"), dict):
+            params = tuning["params"]
+        best = tuning.get("best_trial_params")
+        if not tuning.get("tuned") and isinstance(best, dict) and best:
             params = best
-        return WarmStart(int(row["id"]), params if isinstance(params, dict) else {})
+        family = metrics.get("family") or "prophet"  # models stored before other families were all Prophet
+        return WarmStart(int(row["id"]), params if isinstance(params, dict) else {}, str(family))
     return None
 

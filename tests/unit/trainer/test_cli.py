@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from tests.unit.trainer.helpers import FAST, daily_frame, date_rows, product_rows, run_cli, write_csv
 
+from forecast_trainer.families import FAMILIES
+
 
 def termination(path: Path) -> dict:
     text = path.read_text(encoding="utf-8")
@@ -86,7 +88,7 @@ def test_train_from_env_only_writes_every_artifact(good_csv: Path, tmp_path: Pat
     assert doc["exit_code"] == 0 and doc["counts"] == {"trained": 2, "invalid": 0, "failed": 0, "locked": 0}
     entry = doc["products"][0]
     assert entry["metric"] == "mae" and entry["trials"] == 2 and entry["class"] == "high"
-    assert entry["error"] <= entry["default_error"] and entry["baseline_error"] is not None
+    assert entry["family"] in FAMILIES and entry["beats_baseline"] is True and entry["baseline_error"] is not None
     folder = out / "bakery-a-001"
     assert entry["model_id"] == "bakery-a-001"
     assert sorted(p.name for p in folder.iterdir()) == [
