@@ -1,0 +1,123 @@
+"""Two TrainingJobs in two namespaces over the same products, writing to one PostgreSQL database
+(issue 9): Leases are namespaced, so the second line holds: the trainer's advisory lock on
+(output schema, product). No two trainings of a product overlap (node-agent timestamps); a trainer
+that finds its product locked exits 5 and the operator shows the product waiting, then relaunches
+it; every product is trained by both TrainingJobs, one after the other."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.e2e.conftest import RESTRICTED_LABELS
+from tests.e2e.operator.conftest import OperatorProcess
+from tests.e2e.operator.helpers import LABEL_HASH, apply, get, tj_body, tj_status, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+DSN = os.environ.get("TJO_TEST_DSN")
+SLACK = 2.0
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def trainings(cluster: Any, namespace: str) -> list[tuple[str, datetime, datetime]]:
+    """(product hash, started, finished) of pods that trained (exit 0, status trained)."""
+    out = []
+    for pod in get(cluster, namespace, "pods", selector=LABEL_HASH)["items"]:
+        for cs in pod["status"].get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term.get("exitCode") != 0:
+                continue
+            report = json.loads(term.get("message") or "{}")
+            if any(p.get("status") == "trained" for p in report.get("products") or []):
+                h = pod["metadata"]["labels"][LABEL_HASH]
+                out.append((h, when(term["startedAt"]), when(term["finishedAt"])))
+    return out
+
+
+def exit_codes(cluster: Any, namespace: str) -> list[int]:
+    codes = []
+    for pod in get(cluster, namespace, "pods", selector=LABEL_HASH)["items"]:
+        for cs in pod["status"].get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated")
+            if term:
+                codes.append(term["exitCode"])
+    return codes
+
+
+@pytest.mark.skipif(not DSN, reason="needs TJO_TEST_DSN (hack/test.sh starts PostgreSQL)")
+def test_two_namespaces_one_database_never_train_a_product_at_once(
+    cluster: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    assert DSN is not None
+    suffix = uuid.uuid4().hex[:8]
+    table, schema = f"sales_{suffix}", f"models_{suffix}"
+    trainer = str(Path(sys.executable).parent / "forecast-trainer")
+    subprocess.run(
+        [trainer, "sample-data", "--products", "4", "--days", "400", "--dsn", DSN, "--table", table],
+        check=True,
+        capture_output=True,
+    )
+    products = [f"bakery-{k}-001" for k in ("croissant", "baguette", "sourdough", "brioche")]
+    other = f"{namespace[:50]}-b"
+    cluster.api.post(
+        "/api/v1/namespaces",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other, "labels": RESTRICTED_LABELS}},
+    )
+    try:
+        def has_default_sa() -> bool | None:
+            try:
+                return bool(cluster.api.get(f"/api/v1/namespaces/{other}/serviceaccounts/default"))
+            except Exception:
+                return None
+
+        wait_for("default SA", has_default_sa, 30)
+        for ns in (namespace, other):
+            cluster.kubectl("create", "secret", "generic", "db", "-n", ns, f"--from-literal=dsn={DSN}")
+            body = tj_body("nightly", products, parallelism=4, tuning={"trials": 3, "folds": 1})
+            body["spec"]["data"] = {"postgres": {"secretRef": {"name": "db", "key": "dsn"}, "table": table}}
+            body["spec"]["output"] = {"postgres": {"schema": schema}}
+            apply(cluster, ns, body)
+        max_waiting = 0
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            sts = [tj_status(cluster, ns, "nightly") for ns in (namespace, other)]
+            waiting = [(s.get("products") or {}).get("waiting", 0) for s in sts]
+            if max(waiting) > max_waiting:
+                print("waiting:", json.dumps([s.get("conditions") for s in sts])[:2000])
+            max_waiting = max([max_waiting, *waiting])
+            if all(s.get("phase") in ("Succeeded", "Failed") for s in sts):
+                break
+            time.sleep(0.5)
+        assert [s.get("phase") for s in sts] == ["Succeeded", "Succeeded"], sts
+        runs = trainings(cluster, namespace) + trainings(cluster, other)
+        overlaps = [
+            (a, b) for i, a in enumerate(runs) for b in runs[i + 1 :] if a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
+        ]
+        locked = sum(c == 5 for ns in (namespace, other) for c in exit_codes(cluster, ns))
+        print(f"trainings {len(runs)}, overlapping {len(overlaps)}, locked exits {locked}, max waiting {max_waiting}")
+        for a, b in overlaps:
+            print("overlap", a[0], a[1].time(), a[2].time(), b[1].time(), b[2].time())
+        assert overlaps == [], overlaps
+        assert len(runs) == 2 * len(products)
+        if locked:
+            assert max_waiting >= 1, "a locked product was never shown waiting"
+        rows = subprocess.run(
+            ["psql", DSN, "-AtX", "-c", f"SELECT count(*) FROM {schema}.forecast_models"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        assert rows == str(2 * len(products))
+    finally:
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
