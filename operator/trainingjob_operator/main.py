@@ -24,7 +24,7 @@ from trainingjob_operator.config import OperatorConfig
 from trainingjob_operator.controller import reconcile_once
 from trainingjob_operator.freshness import WatchedObjects
 from trainingjob_operator.kube import Kube, KubeError, load_client
-from trainingjob_operator.leader import LeaderElector, LeaseConfig
+from trainingjob_operator.leader import LeaderElector, LeaseConfig, NotLeader
 from trainingjob_operator.reconcile import Observed, Settings
 
 CONFIG = OperatorConfig.from_env()
@@ -223,7 +223,7 @@ async def run_trainingjob(
                 break
             wake.clear()
             try:
-                result = await reconcile_once(
+                one_pass = reconcile_once(
                     _kube(),
                     namespace,
                     name,
@@ -233,6 +233,10 @@ async def run_trainingjob(
                     current=_watched.fresh(key),
                     rejected=rejected,
                 )
+                elector: LeaderElector | None = _state.get("elector")
+                # A pass in flight is cancelled the moment leadership is lost (the renew deadline
+                # passed): a deposed leader never goes on writing.
+                result = await (elector.while_leader(one_pass) if elector is not None else one_pass)
                 # Refused launches are remembered until on record (a restart forgets them: the next
                 # create is refused again and recorded then).
                 rejected = {
@@ -244,6 +248,9 @@ async def run_trainingjob(
                         _watched.known(key, known)
                 idle = CONFIG.resync_seconds * (6 if result.finished and not result.active else 1)
                 await _settle(key, result.created_jobs, result.released_leases, product_jobs, product_leases)
+            except NotLeader:
+                logger.warning("leadership lost mid-pass: pass cancelled")
+                continue
             except KubeError as exc:
                 if exc.status == 404:
                     return
