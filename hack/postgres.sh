@@ -2,6 +2,7 @@
 # Start or stop a throw-away PostgreSQL 15 on loopback for tests and the demo.
 #   hack/postgres.sh start   -> prints "export TJO_TEST_DSN=..." on its last line
 #   hack/postgres.sh stop
+#   hack/postgres.sh down / up   -> stop the server keeping its data / start it again (outage tests)
 # PostgreSQL refuses to run as root, so the server runs as the user "tjo-pg".
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -10,6 +11,7 @@ STATE=${TJO_PG_DIR:-/tmp/tjo-pg-$PORT}
 PGUSER_OS=tjo-pg
 DB=tjo ROLE=tjo PASSWORD=tjo
 dsn="postgresql://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DB"
+SERVER_OPTS="-c listen_addresses=127.0.0.1 -p $PORT -k $STATE -c fsync=off -c max_connections=200"
 
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u "$PGUSER_OS" -- "$@"; else "$@"; fi; }
 
@@ -31,8 +33,7 @@ start() {
     rm -rf "$STATE"; mkdir -p "$STATE"
     [[ $(id -u) -eq 0 ]] && chown "$PGUSER_OS" "$STATE"
     as_pg "$PGBIN/initdb" -D "$STATE/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$STATE/initdb.log" 2>&1
-    as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -l "$STATE/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $PORT -k $STATE -c fsync=off -c max_connections=200" start >/dev/null
+    as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -l "$STATE/server.log" -w -t 60 -o "$SERVER_OPTS" start >/dev/null
     as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 \
       -c "CREATE ROLE $ROLE LOGIN PASSWORD '$PASSWORD' SUPERUSER" -c "CREATE DATABASE $DB OWNER $ROLE" >/dev/null
     echo "PostgreSQL started on 127.0.0.1:$PORT (data and log in $STATE)" >&2
@@ -48,8 +49,23 @@ stop() {
   fi
 }
 
+# An outage: the server stops (fast shutdown: sessions are cut) and its data stays; `up` starts it again.
+down() {
+  [[ -d $STATE/data ]] || { echo "no PostgreSQL state in $STATE" >&2; exit 1; }
+  as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -m fast -w stop >/dev/null
+  echo "PostgreSQL on port $PORT down (data kept in $STATE)" >&2
+}
+
+up() {
+  [[ -d $STATE/data ]] || { echo "no PostgreSQL state in $STATE" >&2; exit 1; }
+  as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -l "$STATE/server.log" -w -t 60 -o "$SERVER_OPTS" start >/dev/null
+  echo "PostgreSQL on port $PORT up" >&2
+}
+
 case ${1:-} in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  down) down ;;
+  up) up ;;
+  *) echo "usage: $0 start|stop|down|up" >&2; exit 2 ;;
 esac
