@@ -14,6 +14,7 @@ lint: venv
 
 crds: venv       ## regenerate crds/ and docs/api-reference.md from the pydantic API models
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.crdgen > crds/trainingjob.yaml
+	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.crdgen trainingschedule > crds/trainingschedule.yaml
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.refdoc > docs/api-reference.md
 
 cluster-up: venv ## start etcd + control plane + node agent; prints export KUBECONFIG=...

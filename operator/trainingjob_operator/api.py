@@ -379,6 +379,14 @@ class TrainingJobSpec(ApiModel):
         default=False,
         description="Stop launching products; running products finish. Set back to false to resume.",
     )
+    skip_unchanged: bool | None = Field(
+        default=None,
+        description=(
+            "Skip products whose sales history and training config did not change since their last "
+            "model (reported skipped, not trained; needs PostgreSQL output). Default: false for a "
+            "TrainingJob, true for the runs of a TrainingSchedule."
+        ),
+    )
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, description="Delete finished product Jobs this long after they finish."
     )
@@ -401,7 +409,12 @@ class ProductCounts(ApiModel):
         ),
     )
     active: int = Field(default=0, description="Training now.")
-    succeeded: int = Field(default=0, description="Trained.")
+    succeeded: int = Field(
+        default=0, description="Done with a current model: trained by this TrainingJob, or skipped (see skipped)."
+    )
+    skipped: int = Field(
+        default=0, description="Of succeeded, skipped: data and config unchanged since the product's last model."
+    )
     failed: int = Field(default=0, description="Failed (invalid data or retries exhausted).")
 
 
@@ -467,6 +480,9 @@ class TrainingJobStatus(ApiModel):
         ),
     )
     failed_indexes: str = Field(default="", description="Failed products as index ranges (same order).")
+    skipped_indexes: str = Field(
+        default="", description="Of the succeeded products, those skipped as unchanged (index ranges, same order)."
+    )
     index_order: Literal["Sorted"] | None = Field(
         default=None, description="Order the index ranges refer to: Sorted (spec.products sorted by id)."
     )

@@ -99,6 +99,8 @@ def trainer_env(tj: TrainingJob, product: str) -> list[dict[str, Any]]:
         _env("TRAINER_TERMINATION_LOG", TERMINATION_LOG),
         _env("TRAINER_LOG_FORMAT", "json"),
     ]
+    if spec.skip_unchanged:
+        env.append(_env("TRAINER_SKIP_UNCHANGED", "true"))
     if spec.tuning.trials is not None:
         env.append(_env("TRAINER_TRIALS", str(spec.tuning.trials)))
     if spec.tuning.timeout_seconds is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from trainingjob_operator import api
+from trainingjob_operator import api, schedule_api
 
 JsonSchema = dict[str, Any]
 
@@ -103,22 +103,109 @@ def model_schema(model: type[api.BaseModel]) -> JsonSchema:
 
 
 def openapi_schema() -> JsonSchema:
-    spec = model_schema(api.TrainingJobSpec)
+    return _object_schema(api.TrainingJobSpec, api.TrainingJobStatus, api.TrainingJob.__doc__ or "")
+
+
+def _object_schema(spec_model: type[api.BaseModel], status_model: type[api.BaseModel], doc: str) -> JsonSchema:
+    spec = model_schema(spec_model)
     for name in ("forecast", "tuning", "template"):
-        spec["properties"][name]["default"] = {}
+        if name in spec["properties"]:
+            spec["properties"][name]["default"] = {}
     spec.pop("description", None)
-    status = model_schema(api.TrainingJobStatus)
+    status = model_schema(status_model)
     status.pop("description", None)
     return {
         "type": "object",
-        "description": api.TrainingJob.__doc__,
+        "description": doc,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": {**spec, "description": api.TrainingJobSpec.__doc__},
-            "status": {**status, "description": api.TrainingJobStatus.__doc__},
+            "spec": {**spec, "description": spec_model.__doc__},
+            "status": {**status, "description": status_model.__doc__},
+        },
+    }
+
+
+def _drop_transition_rules(node: Any) -> None:
+    """Remove CEL rules that compare with ``oldSelf`` (immutability of a TrainingJob's fields)."""
+    if isinstance(node, dict):
+        rules = node.get("x-kubernetes-validations")
+        if rules is not None:
+            kept = [r for r in rules if "oldSelf" not in r["rule"]]
+            if kept:
+                node["x-kubernetes-validations"] = kept
+            else:
+                del node["x-kubernetes-validations"]
+        for value in node.values():
+            _drop_transition_rules(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_transition_rules(value)
+
+
+def schedule_openapi_schema() -> JsonSchema:
+    schema = _object_schema(
+        schedule_api.TrainingScheduleSpec,
+        schedule_api.TrainingScheduleStatus,
+        schedule_api.TrainingSchedule.__doc__ or "",
+    )
+    template = schema["properties"]["spec"]["properties"]["trainingJobTemplate"]["properties"]
+    _drop_transition_rules(template)  # a schedule's template may change (products, data, output)
+    for name in ("forecast", "tuning", "template"):
+        template["spec"]["properties"][name]["default"] = {}
+    template["metadata"]["default"] = {}
+    return schema
+
+
+SCHEDULE_PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule", "description": "Cron schedule."},
+    {"name": "Timezone", "type": "string", "jsonPath": ".spec.timeZone", "description": "Time zone of the schedule."},
+    {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend", "description": "No new runs."},
+    {"name": "Active", "type": "integer", "jsonPath": ".status.activeCount", "description": "Runs not finished."},
+    {
+        "name": "Last Schedule",
+        "type": "date",
+        "jsonPath": ".status.lastScheduleTime",
+        "description": "Scheduled time of the last run.",
+    },
+    {
+        "name": "Last Success",
+        "type": "date",
+        "jsonPath": ".status.lastSuccessfulTime",
+        "description": "When the last successful run finished.",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def schedule_crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{schedule_api.PLURAL}.{api.GROUP}"},
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": schedule_api.KIND,
+                "listKind": f"{schedule_api.KIND}List",
+                "plural": schedule_api.PLURAL,
+                "singular": schedule_api.SINGULAR,
+                "shortNames": schedule_api.SHORT_NAMES,
+                "categories": api.CATEGORIES,
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schedule_openapi_schema()},
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": SCHEDULE_PRINTER_COLUMNS,
+                }
+            ],
         },
     }
 
@@ -136,6 +223,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "type": "integer",
         "jsonPath": ".status.products.active",
         "description": "Training now.",
+    },
+    {
+        "name": "Skipped",
+        "type": "integer",
+        "jsonPath": ".status.products.skipped",
+        "description": "Skipped as unchanged (counted in progress).",
+        "priority": 1,
     },
     {
         "name": "Failed",
@@ -185,6 +279,10 @@ def crd() -> dict[str, Any]:
 
 
 HEADER = "# Generated by `python -m trainingjob_operator.crdgen` from trainingjob_operator/api.py. Do not edit.\n"
+SCHEDULE_HEADER = (
+    "# Generated by `python -m trainingjob_operator.crdgen trainingschedule` from trainingjob_operator/schedule_api.py."
+    " Do not edit.\n"
+)
 
 
 _YAML11_BOOLS = {"y", "n", "yes", "no", "on", "off", "true", "false"}
@@ -202,12 +300,14 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def render() -> str:
+def render(kind: str = "trainingjob") -> str:
+    if kind == "trainingschedule":
+        return SCHEDULE_HEADER + yaml.dump(schedule_crd(), Dumper=_Dumper, sort_keys=False, width=100)
     return HEADER + yaml.dump(crd(), Dumper=_Dumper, sort_keys=False, width=100)
 
 
 def main() -> None:
-    sys.stdout.write(render())
+    sys.stdout.write(render(sys.argv[1] if len(sys.argv) > 1 else "trainingjob"))
 
 
 if __name__ == "__main__":

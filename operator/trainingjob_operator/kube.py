@@ -17,6 +17,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from trainingjob_operator.api import GROUP, PLURAL, VERSION
 
+SCHEDULE_PLURAL = "trainingschedules"
+
 Obj = dict[str, Any]
 
 
@@ -119,6 +121,54 @@ class Kube:
             VERSION,
             namespace,
             PLURAL,
+            name,
+            {"status": status},
+            write=True,
+        )
+
+    async def list_trainingjobs(self, namespace: str, label_selector: str) -> list[Obj]:
+        out = await self._call(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, label_selector=label_selector
+        )
+        return list(out.get("items") or [])
+
+    async def create_trainingjob(self, namespace: str, body: Obj) -> Obj:
+        return await self._call(
+            self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, body, write=True
+        )
+
+    async def delete_trainingjob(self, namespace: str, name: str, uid: str = "") -> None:
+        """Foreground, with a uid precondition (never a newer object of the same name)."""
+        body: Obj = {"propagationPolicy": "Foreground"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            await self._call(
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body=body,
+                write=True,
+            )
+        except (NotFound, Conflict):
+            pass
+
+    # -- TrainingSchedules
+    async def get_schedule(self, namespace: str, name: str) -> Obj:
+        return await self._call(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, SCHEDULE_PLURAL, name
+        )
+
+    async def patch_schedule_status(self, namespace: str, name: str, status: Obj) -> Obj:
+        return await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            SCHEDULE_PLURAL,
             name,
             {"status": status},
             write=True,

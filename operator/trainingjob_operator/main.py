@@ -23,13 +23,16 @@ from trainingjob_operator.api import GROUP, PLURAL, VERSION, TrainingJob
 from trainingjob_operator.config import OperatorConfig
 from trainingjob_operator.controller import reconcile_once
 from trainingjob_operator.freshness import WatchedObjects
-from trainingjob_operator.kube import Kube, KubeError, load_client
+from trainingjob_operator.kube import SCHEDULE_PLURAL, Kube, KubeError, load_client
 from trainingjob_operator.leader import LeaderElector, LeaseConfig, NotLeader
 from trainingjob_operator.reconcile import Observed, Settings
+from trainingjob_operator.schedule import LABEL_SCHEDULE
+from trainingjob_operator.schedule_controller import schedule_pass
 
 CONFIG = OperatorConfig.from_env()
 _state: dict[str, Any] = {}
 _wakeups: dict[tuple[str, str], asyncio.Event] = {}
+_schedule_wakeups: dict[tuple[str, str], asyncio.Event] = {}
 _watched = WatchedObjects()
 SETTLE_SECONDS = 2.0
 
@@ -282,6 +285,70 @@ async def trainingjob_changed(*, namespace: str | None, name: str, event: kopf.R
         else:
             _watched.seen((namespace, name), dict(event["object"]))
         _wake(namespace, name)
+        schedule = ((event.get("object") or {}).get("metadata") or {}).get("labels", {}).get(LABEL_SCHEDULE)
+        if schedule:  # a run changed (finished, deleted): its schedule's status follows
+            _wake_schedule(namespace, schedule)
+
+
+# ---------------------------------------------------------------- TrainingSchedules
+
+
+def _wake_schedule(namespace: str, name: str) -> None:
+    event = _schedule_wakeups.get((namespace, name))
+    if event is not None:
+        event.set()
+
+
+@kopf.on.event(GROUP, VERSION, SCHEDULE_PLURAL)
+async def schedule_changed(*, namespace: str | None, name: str, **_: Any) -> None:
+    """Spec edits, suspend and the run-now annotation take effect at once."""
+    if namespace:
+        _wake_schedule(namespace, name)
+
+
+@kopf.daemon(GROUP, VERSION, SCHEDULE_PLURAL, cancellation_timeout=5.0)
+async def run_schedule(
+    *, namespace: str | None, name: str, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any
+) -> None:
+    """Start runs at their scheduled times, until the TrainingSchedule is deleted."""
+    assert namespace is not None, "TrainingSchedule is namespaced"
+    key = (namespace, name)
+    wake = _schedule_wakeups.setdefault(key, asyncio.Event())
+
+    def post_event(type_: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+    try:
+        while not stopped:
+            await _until_leader(stopped)
+            if stopped:
+                break
+            wake.clear()
+            delay = CONFIG.resync_seconds
+            try:
+                one_pass = schedule_pass(_kube(), namespace, name, post_event)
+                elector: LeaderElector | None = _state.get("elector")
+                plan = await (elector.while_leader(one_pass) if elector is not None else one_pass)
+                if plan.next_time is not None:
+                    # Wake exactly at the next scheduled time (a run starts within a second of it).
+                    until = (plan.next_time - datetime.now(UTC)).total_seconds() + 0.05
+                    delay = max(0.05, min(until, 3 * CONFIG.resync_seconds))
+            except NotLeader:
+                continue
+            except KubeError as exc:
+                if exc.status == 404:
+                    return
+                logger.warning("schedule pass failed: %s", exc)
+                delay = CONFIG.error_retry_seconds
+            if wake.is_set():
+                continue
+            waiter = asyncio.ensure_future(wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=delay)
+            finally:
+                waiter.cancel()
+    finally:
+        _schedule_wakeups.pop(key, None)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

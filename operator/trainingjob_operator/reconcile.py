@@ -57,6 +57,7 @@ __all__ = [
     "Settings",
     "classify_failure",
     "read_record",
+    "read_skipped",
     "reconcile",
     "record_order",
 ]
@@ -92,6 +93,8 @@ class PassState:
     retry_round: str
     succeeded: set[str]
     failed: set[str]
+    skipped: set[str] = field(default_factory=set)
+    """Of ``succeeded``: skipped as unchanged since their last model (no training, no results)."""
     active: set[str] = field(default_factory=set)
     waiting: dict[str, str] = field(default_factory=dict)
     """Products that cannot start now -> why (another TrainingJob, a lock, a pod that cannot start)."""
@@ -136,11 +139,19 @@ def read_record(tj: TrainingJob) -> tuple[set[str], set[str]]:
     return ids(tj.status.succeeded_indexes), ids(tj.status.failed_indexes)
 
 
+def read_skipped(tj: TrainingJob) -> set[str]:
+    if tj.status.index_order != INDEX_ORDER or not tj.status.skipped_indexes:
+        return set()
+    order = record_order(tj.spec.products)
+    return {order[i] for i in parse_indexes(tj.status.skipped_indexes) if i < len(order)}
+
+
 def write_record(st: PassState) -> None:
     order = record_order(st.tj.spec.products)
     position = {p: i for i, p in enumerate(order)}
     st.status.succeeded_indexes = compress_indexes(position[p] for p in st.succeeded)
     st.status.failed_indexes = compress_indexes(position[p] for p in st.failed)
+    st.status.skipped_indexes = compress_indexes(position[p] for p in st.skipped & st.succeeded)
     st.status.index_order = INDEX_ORDER
 
 
@@ -164,6 +175,9 @@ def start_retry_round(st: PassState) -> None:
 def _record_success(st: PassState, job: ObservedJob) -> None:
     st.succeeded.add(job.product)
     r = job.report
+    if r is not None and r.status == "skipped":
+        st.skipped.add(job.product)  # a current model already exists: nothing to add to the results
+        return
     metric = r.metric if r and r.metric else st.tj.spec.tuning.metric
     st.status.results = add_result(
         st.status.results,
@@ -341,6 +355,7 @@ def count_products(st: PassState) -> None:
     waiting = len(set(st.waiting) - st.active - st.succeeded - st.failed)
     s.products.total = total
     s.products.succeeded = len(st.succeeded)
+    s.products.skipped = len(st.skipped & st.succeeded)
     s.products.failed = len(st.failed)
     s.products.active = len(st.active)
     s.products.waiting = waiting
@@ -379,6 +394,7 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
         retry_round=old.retry_failed or "",
         succeeded=succeeded,
         failed=failed,
+        skipped=read_skipped(tj),
     )
     # 1. A new retry-failed value starts a round.
     start_retry_round(st)

@@ -33,8 +33,10 @@ os.environ.setdefault("NODE_AGENT_IMAGES", str(ROOT / "tests" / "e2e" / "noop-im
 
 @pytest.fixture(scope="session")
 def trainingjob_crd(cluster: Any) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "trainingjob.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/trainingjobs.training.forecast.dev")
+    for crd in ("trainingjob.yaml", "trainingschedule.yaml"):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / crd))
+    for name in ("trainingjobs", "trainingschedules"):
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}.training.forecast.dev")
 
 
 STUCK_POD_SECONDS = 20

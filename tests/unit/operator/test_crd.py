@@ -7,11 +7,15 @@ import yaml
 from trainingjob_operator import crdgen
 
 CRD_PATH = Path(__file__).resolve().parents[3] / "crds" / "trainingjob.yaml"
+SCHEDULE_CRD_PATH = CRD_PATH.with_name("trainingschedule.yaml")
 
 
 def test_committed_crd_is_generated_from_the_models() -> None:
     assert CRD_PATH.read_text() == crdgen.render(), (
         "crds/trainingjob.yaml is stale: run `make crds` and commit the result"
+    )
+    assert SCHEDULE_CRD_PATH.read_text() == crdgen.render("trainingschedule"), (
+        "crds/trainingschedule.yaml is stale: run `make crds` and commit the result"
     )
 
 
@@ -47,14 +51,39 @@ def test_subresources_and_printer_columns() -> None:
     crd = yaml.safe_load(CRD_PATH.read_text())
     version = crd["spec"]["versions"][0]
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.parallelism"
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns if not c.get("priority")] == ["Phase", "Progress", "Active", "Failed", "Age"]
+    assert [c["name"] for c in columns if c.get("priority")] == ["Skipped"]  # kubectl get -o wide
+    assert crd["spec"]["names"]["shortNames"] == ["tj"] and crd["spec"]["names"]["categories"] == ["forecast"]
+
+
+def test_schedule_crd_looks_like_a_cronjob() -> None:
+    crd = yaml.safe_load(SCHEDULE_CRD_PATH.read_text())
+    assert crd["spec"]["names"]["shortNames"] == ["tjs"] and crd["spec"]["names"]["categories"] == ["forecast"]
+    version = crd["spec"]["versions"][0]
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "Phase",
-        "Progress",
+        "Schedule",
+        "Timezone",
+        "Suspend",
         "Active",
-        "Failed",
+        "Last Schedule",
+        "Last Success",
         "Age",
     ]
-    assert crd["spec"]["names"]["shortNames"] == ["tj"] and crd["spec"]["names"]["categories"] == ["forecast"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert set(spec) == {
+        "schedule",
+        "timeZone",
+        "concurrencyPolicy",
+        "startingDeadlineSeconds",
+        "suspend",
+        "successfulRunsHistoryLimit",
+        "failedRunsHistoryLimit",
+        "trainingJobTemplate",
+    }
+    assert spec["concurrencyPolicy"]["default"] == "Forbid" and spec["successfulRunsHistoryLimit"]["default"] == 3
+    template_spec = spec["trainingJobTemplate"]["properties"]["spec"]
+    assert "products" in template_spec["properties"] and template_spec.get("x-kubernetes-validations")
 
 
 def test_api_reference_is_current() -> None:

@@ -410,3 +410,14 @@ def test_recorded_product_whose_job_is_not_marked_finished_yet_is_not_active() -
     assert plan.status.products.active == 1 and launches(plan) == ["b"]  # b, not a
     p = plan.status.products
     assert p.pending + p.waiting + p.active + p.succeeded + p.failed == p.total
+
+
+def test_skipped_product_is_done_and_counted_but_not_in_results() -> None:
+    tj = make_tj(products=["a", "b"], parallelism=2)
+    skipped = done("a", report=ProductReport(product="a", status="skipped", reason="Unchanged"))
+    plan = reconcile(tj, Observed(jobs=jobs_of(skipped, done("b"))), NOW)
+    st = plan.status
+    assert st.phase == "Succeeded" and st.products.succeeded == 2 and st.products.skipped == 1
+    assert st.skipped_indexes == "0" and st.results is not None and st.results.trained == 1
+    again = reconcile(with_status(tj, st), Observed(), NOW)  # Jobs cleaned up: the record stays
+    assert again.status.products.skipped == 1 and again.status == st

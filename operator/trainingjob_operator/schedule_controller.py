@@ -1,0 +1,50 @@
+"""One scheduler pass: read the TrainingSchedule and its runs -> pure decision -> act -> status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from trainingjob_operator.actions import Event
+from trainingjob_operator.controller import EventPoster
+from trainingjob_operator.kube import Conflict, Kube
+from trainingjob_operator.observe import controller_uid
+from trainingjob_operator.schedule import (
+    LABEL_SCHEDULE,
+    CreateRun,
+    DeleteRun,
+    SchedulePlan,
+    parse_run,
+    reconcile_schedule,
+)
+from trainingjob_operator.schedule_api import TrainingSchedule
+
+
+async def schedule_pass(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    post_event: EventPoster,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> SchedulePlan:
+    """Runs are created and deleted before the status write: a pass whose write is lost (a restart at
+    the scheduled minute) finds its run by name next time instead of creating another."""
+    ts = TrainingSchedule.model_validate(await kube.get_schedule(namespace, name))
+    children = await kube.list_trainingjobs(namespace, f"{LABEL_SCHEDULE}={ts.name[:63]}")
+    runs = [parse_run(c) for c in children if controller_uid(c) == ts.uid]
+    plan = reconcile_schedule(ts, runs, clock())
+    for action in plan.actions:
+        if isinstance(action, CreateRun):
+            try:
+                await kube.create_trainingjob(namespace, action.body)
+            except Conflict:
+                pass  # created by an earlier pass (its status write was lost)
+        elif isinstance(action, DeleteRun):
+            await kube.delete_trainingjob(namespace, action.name, action.uid)
+    new_status = plan.status.model_dump(by_alias=True, mode="json")
+    if new_status != ts.status.model_dump(by_alias=True, mode="json"):
+        await kube.patch_schedule_status(namespace, name, new_status)
+    for action in plan.actions:
+        if isinstance(action, Event):
+            post_event(action.type, action.reason, action.message)
+    return plan
