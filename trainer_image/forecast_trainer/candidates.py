@@ -9,7 +9,8 @@ its test window, at a tenth of the cost of a search per fold.
 
 A candidate that fails on any fold (or forecasts a non-finite number) is out of the running
 and reported as ``failed``. ``combine`` averages the fold forecasts of the ``ENSEMBLE_SIZE``
-best candidates (by CV error) into one more candidate, ``ensemble``.
+best models (by CV error; the naive baselines are not members) into one more candidate,
+``ensemble``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from forecast_trainer.cv import FoldPlan, expand, open_count, open_series
 from forecast_trainer.errors import one_line
-from forecast_trainer.families import ENSEMBLE
+from forecast_trainer.families import ENSEMBLE, NAIVE
 from forecast_trainer.families.registry import family as family_impl
 from forecast_trainer.scoring import score
 
@@ -40,6 +41,7 @@ class Candidate:
     fold_errors: list[float] = field(default_factory=list)
     fold_predictions: list[np.ndarray] | None = None
     spec: dict[str, Any] = field(default_factory=dict)
+    spec_season: int = 0  # the season length ``spec`` was chosen for
     members: list[str] = field(default_factory=list)  # ensemble only
     message: str | None = None
     seconds: float = 0.0
@@ -79,9 +81,12 @@ def fold_window(plan: FoldPlan, index: int, max_history: int) -> tuple[Any, np.n
     start = max(0, fold.train_end - max_history)
     y = plan.y
     ds = plan.ds
-    return ds.iloc[start : fold.train_end], y[start : fold.train_end], ds.iloc[fold.train_end : fold.test_end], y[
-        fold.train_end : fold.test_end
-    ]
+    return (
+        ds.iloc[start : fold.train_end],
+        y[start : fold.train_end],
+        ds.iloc[fold.train_end : fold.test_end],
+        y[fold.train_end : fold.test_end],
+    )
 
 
 def score_family(plan: FoldPlan, name: str, metric: str) -> Candidate:
@@ -115,6 +120,7 @@ def score_family(plan: FoldPlan, name: str, metric: str) -> Candidate:
     candidate.fold_predictions = [predictions[i] for i in range(len(plan.folds))]
     candidate.error = _mean(candidate.fold_errors)
     candidate.spec = spec or {}
+    candidate.spec_season = spec_season
     candidate.seconds = time.process_time() - started
     return candidate
 
@@ -128,9 +134,16 @@ def from_folds(plan: FoldPlan, name: str, metric: str, predictions: list[np.ndar
 
 
 def combine(plan: FoldPlan, candidates: dict[str, Candidate], metric: str, size: int = ENSEMBLE_SIZE) -> Candidate:
-    """The mean of the ``size`` best candidates' fold forecasts (at least two), as a candidate."""
+    """The mean of the ``size`` best models' fold forecasts (at least two), as a candidate.
+
+    The naive baselines are not members: they are the bar the combination must clear.
+    """
     ranked = sorted(
-        (c for c in candidates.values() if c.ok and c.family != ENSEMBLE and c.fold_predictions is not None),
+        (
+            c
+            for c in candidates.values()
+            if c.ok and c.family not in (ENSEMBLE, *NAIVE) and c.fold_predictions is not None
+        ),
         key=lambda c: (float(c.error or math.inf), c.family),
     )[:size]
     if len(ranked) < 2:

@@ -94,7 +94,14 @@ def _fit_plain(plan: FoldPlan, name: str, candidate: Candidate | None, future: A
     impl = family_impl(name)
     cap = MAX_HISTORY[plan.frequency]
     values, season = open_series(plan.ds.iloc[-cap:], plan.y[-cap:], plan.closed, plan.frequency)
-    fitted_model = impl.fit(values, season, None)
+    # The specification the CV scored (same season), re-estimated on the latest history.
+    spec = candidate.spec if candidate is not None and candidate.spec_season == season else None
+    try:
+        fitted_model = impl.fit(values, season, spec or None)
+    except Exception:
+        if not spec:
+            raise
+        fitted_model = impl.fit(values, season, None)  # the specification does not fit the latest data: search
     prediction = fitted_model.predict(open_count(future, plan.closed))
     mean = expand(prediction.mean, future, plan.closed)
     empirical = None

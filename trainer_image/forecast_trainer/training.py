@@ -21,6 +21,7 @@ from typing import Any
 
 from forecast_trainer.candidates import Candidate, combine, from_folds, score_family
 from forecast_trainer.config import TrainConfig
+from forecast_trainer.errors import TrainingFailed, one_line
 from forecast_trainer.families import (
     ENSEMBLE,
     FAMILIES,
@@ -123,16 +124,26 @@ def train_product(
     failed = sorted(k for k, c in candidates.items() if not c.ok and plan.folds and k != ENSEMBLE)
     if failed:
         warnings.append(f"candidate(s) failed on CV: {', '.join(failed)}")
-    # 6. Fit the winner on the full history and forecast.
-    shipped = ship(
-        plan,
-        family,
-        candidates,
-        tuning.params if tuning is not None else None,
-        structure,
-        horizon,
-        fitted=bool(cfg.output_dir),
-    )
+    # 6. Fit the winner on the full history and forecast (the next best if it cannot be fitted).
+    shipped = None
+    for choice in _ship_order(family, selection, candidates, allowed):
+        try:
+            shipped = ship(
+                plan,
+                choice,
+                candidates,
+                tuning.params if tuning is not None else None,
+                structure,
+                horizon,
+                fitted=bool(cfg.output_dir),
+            )
+        except Exception as exc:  # a family whose final fit fails gives way to the next best
+            warnings.append(f"{choice} failed to fit the full history ({one_line(str(exc), 120)}); next best used")
+            continue
+        family = choice
+        break
+    if shipped is None:
+        raise TrainingFailed("no candidate model could be fitted on the full history")
     return Trained(
         params={"family": family, **shipped.spec},
         tuning=tuning if tuning is not None else _no_tuning(),
@@ -149,6 +160,19 @@ def train_product(
         closed=plan.closed,
         warnings=warnings,
     )
+
+
+def _ship_order(
+    family: str, selection: Selection, candidates: dict[str, Candidate], allowed: tuple[str, ...]
+) -> list[str]:
+    """The winner first, then the other qualifying models by CV error, then the best naive baselines."""
+    ranked = sorted(
+        (k for k, c in candidates.items() if c.ok and k in allowed), key=lambda k: float(candidates[k].error or 0)
+    )
+    qualified = [k for k in selection.qualified if k in ranked]
+    naive = [k for k in ranked if k in NAIVE]
+    order = [family, *qualified, *naive, *ranked]
+    return list(dict.fromkeys(order))
 
 
 def _tune_prophet(

@@ -153,3 +153,21 @@ def test_croston_type_families_compete_only_for_intermittent_products() -> None:
     assert {"croston_sba", "tsb", "adida"} <= set(intermittent.candidates)
     regular = train(daily_frame(200, seed=1), models=("croston_sba", "seasonal_naive", "last_value"))
     assert "croston_sba" not in regular.candidates and regular.family in NAIVE
+
+
+def test_a_winner_that_cannot_be_fitted_on_the_full_history_gives_way_to_the_next_best(monkeypatch) -> None:
+    from forecast_trainer import forecaster
+
+    real_ship = forecaster.ship
+    frame = daily_frame(200, seed=0, level=80)
+    first = train(frame, models=("ets", "theta", "seasonal_naive", "last_value"))
+
+    def ship(plan, family, *args, **kwargs):
+        if family == first.family:
+            raise ValueError("math domain error")
+        return real_ship(plan, family, *args, **kwargs)
+
+    monkeypatch.setattr(forecaster, "ship", ship)
+    again = train(frame, models=("ets", "theta", "seasonal_naive", "last_value"))
+    assert again.family != first.family and again.family in ("ets", "theta", "seasonal_naive", "last_value")
+    assert any("failed to fit the full history" in w for w in again.warnings)
