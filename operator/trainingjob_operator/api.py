@@ -505,16 +505,12 @@ class TrainingJobStatus(ApiModel):
     retry_failed: str | None = Field(default=None, description="Last value of the retry-failed annotation acted upon.")
 
 
-class TrainingJob(ApiModel):
-    """A set of products to train demand-forecasting models for."""
+class KubeObject(ApiModel):
+    """An object as read from the API: metadata kept as is, with accessors for what we use."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    api_version: str = Field(default=API_VERSION)
-    kind: str = Field(default=KIND)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    spec: TrainingJobSpec
-    status: TrainingJobStatus = Field(default_factory=TrainingJobStatus)
 
     @property
     def name(self) -> str:
@@ -535,3 +531,12 @@ class TrainingJob(ApiModel):
     @property
     def annotations(self) -> dict[str, str]:
         return dict(self.metadata.get("annotations") or {})
+
+
+class TrainingJob(KubeObject):
+    """A set of products to train demand-forecasting models for."""
+
+    api_version: str = Field(default=API_VERSION)
+    kind: str = Field(default=KIND)
+    spec: TrainingJobSpec
+    status: TrainingJobStatus = Field(default_factory=TrainingJobStatus)

@@ -67,6 +67,11 @@ def _raise(exc: ApiException) -> None:
     raise KubeError(status, message) from exc
 
 
+def foreground_delete(uid: str = "") -> Obj:
+    """DeleteOptions (a plain dict): foreground propagation, and a uid precondition when given."""
+    return {"propagationPolicy": "Foreground", **({"preconditions": {"uid": uid}} if uid else {})}
+
+
 def load_client() -> client.ApiClient:
     """In-cluster credentials when in a pod, else KUBECONFIG / ~/.kube/config."""
     try:
@@ -139,9 +144,7 @@ class Kube:
 
     async def delete_trainingjob(self, namespace: str, name: str, uid: str = "") -> None:
         """Foreground, with a uid precondition (never a newer object of the same name)."""
-        body: Obj = {"propagationPolicy": "Foreground"}
-        if uid:
-            body["preconditions"] = {"uid": uid}
+        body = foreground_delete(uid)
         try:
             await self._call(
                 self.custom.delete_namespaced_custom_object,
@@ -191,9 +194,7 @@ class Kube:
     async def delete_job(self, namespace: str, name: str, uid: str = "") -> None:
         """Delete in the foreground (the Job stays, unfinished, until its pods are gone, so nobody
         launches its product meanwhile), only if it is still the Job with ``uid`` when given."""
-        body: Obj = {"propagationPolicy": "Foreground"}
-        if uid:
-            body["preconditions"] = {"uid": uid}
+        body = foreground_delete(uid)
         try:
             await self._call(self.batch.delete_namespaced_job, name, namespace, body=body, write=True)
         except (NotFound, Conflict):

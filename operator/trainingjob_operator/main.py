@@ -152,6 +152,17 @@ async def product_leases(*, namespace: str | None, body: kopf.Body, **_: Any) ->
     return {namespace: observe.trim_lease(dict(body))}
 
 
+async def _wait_or_wake(wake: asyncio.Event, timeout: float) -> None:
+    """Sleep ``timeout`` seconds, or less when ``wake`` is set (an event worth a pass)."""
+    if wake.is_set():
+        return
+    waiter = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=timeout)
+    finally:
+        waiter.cancel()
+
+
 def _store(index: kopf.Index[Any, dict[str, Any]], key: Any) -> list[dict[str, Any]]:
     return list(index[key]) if key in index else []
 
@@ -262,13 +273,7 @@ async def run_trainingjob(
                 # seconds of the API server's return instead of after Kopf's daemon backoff.
                 idle = CONFIG.error_retry_seconds
             await asyncio.sleep(CONFIG.min_pass_interval_seconds)
-            if wake.is_set():
-                continue
-            waiter = asyncio.ensure_future(wake.wait())
-            try:
-                await asyncio.wait({waiter}, timeout=idle)
-            finally:
-                waiter.cancel()
+            await _wait_or_wake(wake, idle)
     finally:
         _wakeups.pop(key, None)
         _watched.forget(key)
@@ -340,13 +345,7 @@ async def run_schedule(
                     return
                 logger.warning("schedule pass failed: %s", exc)
                 delay = CONFIG.error_retry_seconds
-            if wake.is_set():
-                continue
-            waiter = asyncio.ensure_future(wake.wait())
-            try:
-                await asyncio.wait({waiter}, timeout=delay)
-            finally:
-                waiter.cancel()
+            await _wait_or_wake(wake, delay)
     finally:
         _schedule_wakeups.pop(key, None)
 

@@ -62,8 +62,8 @@ def _rows(node: dict[str, Any], prefix: str, required: set[str]) -> list[str]:
     return rows
 
 
-def _kind_section(title: str, schema: dict[str, Any]) -> list[str]:
-    out = [f"# {title}", "", " ".join(str(schema.get("description", "")).split()), ""]
+def _kind_section(title: str | None, schema: dict[str, Any]) -> list[str]:
+    out = [f"# {title}", "", " ".join(str(schema.get("description", "")).split()), ""] if title else []
     for part in ("spec", "status"):
         node = schema["properties"][part]
         out += [
@@ -88,19 +88,8 @@ def render() -> str:
         "`operator/trainingjob_operator/api.py` and `schedule_api.py` (the same source as the CRDs).",
         "Do not edit by hand.",
         "",
+        *_kind_section(None, schema),
     ]
-    for part in ("spec", "status"):
-        node = schema["properties"][part]
-        out += [
-            f"## {part}",
-            "",
-            " ".join(str(node.get("description", "")).split()),
-            "",
-            "| field | type | required | default | description | validation |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        out += _rows(node, part, set(node.get("required", [])))
-        out.append("")
     for rule in schema["properties"]["spec"].get("x-kubernetes-validations") or []:
         out.append(f"- spec rule: {rule['message']}")
     out += [

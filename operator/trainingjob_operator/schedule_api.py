@@ -9,15 +9,15 @@ limits (``successfulRunsHistoryLimit`` / ``failedRunsHistoryLimit``, runs being 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from trainingjob_operator.api import (
     LABEL_KEY_PATTERN,
     ApiModel,
     Condition,
+    KubeObject,
     TrainingJobSpec,
     cel,
 )
@@ -142,31 +142,8 @@ class TrainingScheduleStatus(ApiModel):
     observed_generation: int | None = Field(default=None, description="Last spec generation acted upon.")
 
 
-class TrainingSchedule(ApiModel):
+class TrainingSchedule(KubeObject):
     """Retrains a set of products on a schedule: creates a TrainingJob per scheduled time."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    metadata: dict[str, Any] = Field(default_factory=dict)
     spec: TrainingScheduleSpec
     status: TrainingScheduleStatus = Field(default_factory=TrainingScheduleStatus)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", ""))
-
-    @property
-    def namespace(self) -> str:
-        return str(self.metadata.get("namespace", ""))
-
-    @property
-    def uid(self) -> str:
-        return str(self.metadata.get("uid", ""))
-
-    @property
-    def generation(self) -> int:
-        return int(self.metadata.get("generation") or 0)
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        return dict(self.metadata.get("annotations") or {})
