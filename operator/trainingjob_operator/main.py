@@ -152,13 +152,13 @@ async def product_leases(*, namespace: str | None, body: kopf.Body, **_: Any) ->
     return {namespace: observe.trim_lease(dict(body))}
 
 
-async def _wait_or_wake(wake: asyncio.Event, timeout: float) -> None:
-    """Sleep ``timeout`` seconds, or less when ``wake`` is set (an event worth a pass)."""
+async def _wait_or_wake(wake: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less when ``wake`` is set (an event worth a pass)."""
     if wake.is_set():
         return
     waiter = asyncio.ensure_future(wake.wait())
     try:
-        await asyncio.wait({waiter}, timeout=timeout)
+        await asyncio.wait({waiter}, timeout=seconds)
     finally:
         waiter.cancel()
 
