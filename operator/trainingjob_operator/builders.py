@@ -25,6 +25,12 @@ NOT_RETRIED_EXIT_CODES = (EXIT_CONFIG_ERROR, EXIT_INVALID_DATA, EXIT_PRODUCT_LOC
 """Exit codes that fail the product's Job at once (podFailurePolicy FailJob): a config error or
 invalid data fails the same way again; a locked product is relaunched by the operator later."""
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+ANNOTATION_ROLE = f"{GROUP}/role"
+ROLE_UNCHANGED_PLAN = "unchanged-check"
+PLAN_HASH = "unchanged"
+"""product-hash label value of the unchanged-check Job (the operator's watches select on that label)."""
+PLAN_MOUNT_DIR = "/plan"
+PLAN_PRODUCTS_FILE = "products.json"
 TERMINATION_LOG = "/dev/termination-log"
 CSV_MOUNT_DIR = "/data"
 CSV_FILE = "sales.csv"
@@ -140,7 +146,6 @@ def _security_context() -> dict[str, Any]:
 def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str, Any]:
     """The batch/v1 Job that trains ``product`` (one of ``tj.spec.products``)."""
     spec = tj.spec
-    name = job_name(tj.name, product)
     labels = {
         **(spec.template.labels or {}),
         LABEL_TRAININGJOB: _short(tj.name, MAX_NAME),
@@ -151,8 +156,69 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
         ANNOTATION_PRODUCT: product,
         ANNOTATION_RETRY_ROUND: retry_round,
     }
-    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}]
-    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": "/tmp"}]
+    return _trainer_job(
+        tj, job_name(tj.name, product), labels, annotations, ["train"], trainer_env(tj, product), spec.backoff_limit
+    )
+
+
+def plan_job_name(tj: TrainingJob) -> str:
+    return f"{_short(tj.name, MAX_NAME - 10)}-unchanged"
+
+
+def plan_configmap_name(tj: TrainingJob) -> str:
+    return f"{_short(tj.name, 253 - 9)}-products"
+
+
+def needs_unchanged_check(tj: TrainingJob) -> bool:
+    """Skipping unchanged products needs stored models to compare with: PostgreSQL output."""
+    has_output = tj.spec.output is not None and tj.spec.output.postgres is not None
+    return bool(tj.spec.skip_unchanged) and (tj.spec.data.postgres is not None or has_output)
+
+
+def build_plan_configmap(tj: TrainingJob) -> dict[str, Any]:
+    """The product ids for the unchanged check, as a file (10,000 ids fit; env vars would not)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": plan_configmap_name(tj),
+            "namespace": tj.namespace,
+            "labels": {LABEL_TRAININGJOB: _short(tj.name, MAX_NAME)},
+            "ownerReferences": [owner_reference(tj)],
+        },
+        "data": {PLAN_PRODUCTS_FILE: json.dumps(sorted(set(tj.spec.products)))},
+    }
+
+
+def build_plan_job(tj: TrainingJob) -> dict[str, Any]:
+    """One pod that finds the products whose data and config are unchanged since their last model
+    (``forecast-trainer unchanged``), so that they need no pod of their own."""
+    labels = {
+        LABEL_TRAININGJOB: _short(tj.name, MAX_NAME),
+        LABEL_PRODUCT_HASH: PLAN_HASH,
+    }
+    annotations = {ANNOTATION_ROLE: ROLE_UNCHANGED_PLAN}
+    env = [e for e in trainer_env(tj, "") if e["name"] not in ("TRAINER_PRODUCT_ID", "TRAINER_RUN_KEY")]
+    env.append(_env("TRAINER_PRODUCTS_FILE", f"{PLAN_MOUNT_DIR}/{PLAN_PRODUCTS_FILE}"))
+    volume = {"name": "products", "configMap": {"name": plan_configmap_name(tj)}}
+    mount = {"name": "products", "mountPath": PLAN_MOUNT_DIR, "readOnly": True}
+    return _trainer_job(tj, plan_job_name(tj), labels, annotations, ["unchanged"], env, 1, [volume], [mount])
+
+
+def _trainer_job(
+    tj: TrainingJob,
+    name: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    args: list[str],
+    env: list[dict[str, Any]],
+    backoff_limit: int,
+    extra_volumes: list[dict[str, Any]] | None = None,
+    extra_mounts: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    spec = tj.spec
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}, *(extra_volumes or [])]
+    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": "/tmp"}, *(extra_mounts or [])]
     if spec.data.config_map is not None:
         cm = spec.data.config_map
         volumes.append({"name": "sales", "configMap": {"name": cm.name, "items": [{"key": cm.key, "path": CSV_FILE}]}})
@@ -161,8 +227,8 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
         "name": "trainer",
         "image": spec.template.image,
         "imagePullPolicy": spec.template.image_pull_policy,
-        "args": ["train"],
-        "env": trainer_env(tj, product),
+        "args": args,
+        "env": env,
         "volumeMounts": mounts,
         "securityContext": _security_context(),
         "terminationMessagePath": TERMINATION_LOG,
@@ -186,7 +252,9 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
     t = spec.template
     optional = {
         "nodeSelector": t.node_selector,
-        "tolerations": t.tolerations,
+        "tolerations": [x.model_dump(by_alias=True, exclude_none=True) for x in t.tolerations]
+        if t.tolerations is not None
+        else None,
         "affinity": t.affinity,
         "serviceAccountName": t.service_account_name,
         "priorityClassName": t.priority_class_name,
@@ -203,7 +271,7 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
             "ownerReferences": [owner_reference(tj)],
         },
         "spec": {
-            "backoffLimit": spec.backoff_limit,
+            "backoffLimit": backoff_limit,
             **({"activeDeadlineSeconds": spec.active_deadline_seconds} if spec.active_deadline_seconds else {}),
             "podFailurePolicy": {
                 "rules": [

@@ -77,3 +77,26 @@ def test_lease_manifest() -> None:
     assert lease["spec"]["holderIdentity"] == "shop/weekly/uid-1"
     assert lease["spec"]["renewTime"] == "2026-01-02T03:04:05.006000Z"
     assert lease["metadata"]["ownerReferences"][0]["controller"] is False
+
+
+def test_typed_tolerations_reach_the_pod_as_plain_json() -> None:
+    tj = make_tj(["a"], template={"tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]})
+    pod = builders.build_job(tj, "a")["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    import json
+
+    json.dumps(pod)  # serialisable as the API client sends it
+
+
+def test_unchanged_check_job_reads_the_product_list_from_a_configmap() -> None:
+    tj = make_tj(["b", "a"], skipUnchanged=True)
+    assert builders.needs_unchanged_check(tj)
+    cm = builders.build_plan_configmap(tj)
+    assert cm["data"]["products.json"] == '["a", "b"]'
+    job = builders.build_plan_job(tj)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in c["env"]}
+    assert c["args"] == ["unchanged"] and env["TRAINER_PRODUCTS_FILE"]["value"] == "/plan/products.json"
+    assert "TRAINER_PRODUCT_ID" not in env and "TRAINER_RUN_KEY" not in env
+    assert job["metadata"]["labels"][builders.LABEL_PRODUCT_HASH] == "unchanged"
+    assert not builders.needs_unchanged_check(make_tj(["a"]))
