@@ -35,7 +35,12 @@ class RunMetrics:
             f"{PREFIX}_tuned_products", "Trained products whose tuned parameters beat the defaults", registry=r
         )
         self.baseline_losses = Counter(
-            f"{PREFIX}_baseline_wins", "Trained products a naive baseline beat on CV", registry=r
+            f"{PREFIX}_baseline_wins",
+            "Trained products no model beat on CV: a naive baseline was at least as good",
+            registry=r,
+        )
+        self.families = Counter(
+            f"{PREFIX}_model_family", "Trained products by the model family that won", ["family"], registry=r
         )
         self.cv_error = Gauge(
             f"{PREFIX}_cv_error",
@@ -65,8 +70,10 @@ class RunMetrics:
                 self.trials.labels(state).inc(count)
         if result.tuned:
             self.tuned.inc()
-        if result.beats_baseline is False:
+        if result.beats_naive is False or result.beats_baseline is False:
             self.baseline_losses.inc()
+        if result.family:
+            self.families.labels(result.family).inc()
         for model, value in (
             ("chosen", result.error),
             ("defaults", result.default_error),

@@ -21,6 +21,8 @@ def results() -> list[ProductResult]:
         default_error=12.0,
         baseline_error=15.0,
         beats_baseline=False,
+        family="prophet",
+        beats_naive=False,
         tuned=True,
         trials=20,
         seconds=3.0,
@@ -48,6 +50,7 @@ def test_registry_contents() -> None:
     assert sample(metrics, "forecast_trainer_trials_total", {"state": "complete"}) == 12
     assert sample(metrics, "forecast_trainer_tuned_products_total") == 1
     assert sample(metrics, "forecast_trainer_baseline_wins_total") == 1
+    assert sample(metrics, "forecast_trainer_model_family_total", {"family": "prophet"}) == 1
     labels = {"product": "p1", "metric": "smape", "model": "seasonal_naive"}
     assert sample(metrics, "forecast_trainer_cv_error", labels) == 15.0
     assert sample(metrics, "forecast_trainer_product_duration_seconds_count", {"status": "trained"}) == 1
