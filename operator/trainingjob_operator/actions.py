@@ -44,13 +44,18 @@ class SetJobTTL:
 
 
 @dataclass(frozen=True)
+class CreateUnchangedCheck:
+    """Create the product-list ConfigMap and the Job of ``forecast-trainer unchanged``."""
+
+
+@dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
 
 
-Action = Launch | RenewLease | ReleaseLease | DeleteJob | SetJobTTL | Event
+Action = Launch | RenewLease | ReleaseLease | DeleteJob | SetJobTTL | CreateUnchangedCheck | Event
 
 
 @dataclass(frozen=True)

@@ -503,6 +503,9 @@ class TrainingJobStatus(ApiModel):
     selector: str | None = Field(default=None, description="Label selector of product pods (scale subresource).")
     progress: str | None = Field(default=None, description='"succeeded+failed/total", for kubectl get.')
     retry_failed: str | None = Field(default=None, description="Last value of the retry-failed annotation acted upon.")
+    unchanged_checked: str | None = Field(
+        default=None, description="When the products unchanged since their last model were found (skipUnchanged)."
+    )
 
 
 class KubeObject(ApiModel):

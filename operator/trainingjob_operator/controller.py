@@ -17,6 +17,7 @@ from trainingjob_operator.kube import Conflict, Kube, KubeError, NotFound, Obj, 
 from trainingjob_operator.observe import controller_uid, gather
 from trainingjob_operator.reconcile import (
     Action,
+    CreateUnchangedCheck,
     DeleteJob,
     Event,
     Launch,
@@ -126,6 +127,15 @@ async def _act(
         await kube.delete_job(ns, action.name, uid=action.uid)
     elif isinstance(action, SetJobTTL):
         await kube.patch_job(ns, action.name, {"spec": {"ttlSecondsAfterFinished": action.seconds}})
+    elif isinstance(action, CreateUnchangedCheck):
+        for create, body in (
+            (kube.create_configmap, builders.build_plan_configmap(tj)),
+            (kube.create_job, builders.build_plan_job(tj)),
+        ):
+            try:
+                await create(ns, body)
+            except Conflict:
+                pass  # made by an earlier pass
 
 
 async def apply(

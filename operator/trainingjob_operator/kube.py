@@ -200,6 +200,9 @@ class Kube:
         except (NotFound, Conflict):
             pass  # gone already, or another Job of that name now
 
+    async def create_configmap(self, namespace: str, body: Obj) -> Obj:
+        return await self._call(self.core.create_namespaced_config_map, namespace, body, write=True)
+
     async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
         out = await self._call(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
         return list(out.get("items") or [])

@@ -12,8 +12,8 @@ from typing import Any
 from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Kube, Obj
-from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease
-from trainingjob_operator.termination import parse_report
+from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease, UnchangedCheck
+from trainingjob_operator.termination import parse_report, parse_unchanged
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 JOB_UID_LABEL = builders.JOB_UID_LABEL
@@ -176,7 +176,9 @@ def trim_job(body: Obj) -> Obj:
             "uid": meta.get("uid"),
             "labels": {builders.LABEL_PRODUCT_HASH: (meta.get("labels") or {}).get(builders.LABEL_PRODUCT_HASH)},
             "annotations": {
-                k: ann[k] for k in (builders.ANNOTATION_PRODUCT, builders.ANNOTATION_RETRY_ROUND) if k in ann
+                k: ann[k]
+                for k in (builders.ANNOTATION_PRODUCT, builders.ANNOTATION_RETRY_ROUND, builders.ANNOTATION_ROLE)
+                if k in ann
             },
             "ownerReferences": [
                 {"uid": r.get("uid"), "controller": r.get("controller")} for r in meta.get("ownerReferences") or []
@@ -245,7 +247,12 @@ def build(
     wanted = set(tj.spec.products)
     mine: dict[str, ObservedJob] = {}
     busy: set[str] = set()
+    check: UnchangedCheck | None = None
     for job in jobs:
+        if is_unchanged_check(job):
+            if controller_uid(job) == tj.uid and not (job.get("metadata") or {}).get("deletionTimestamp"):
+                check = parse_unchanged_check(job, pods_of_job(str((job.get("metadata") or {}).get("uid") or "")))
+            continue
         product = job_product(job)
         if product is None or product not in wanted:
             continue
@@ -271,6 +278,34 @@ def build(
         leases=parsed_leases,
         busy_elsewhere=frozenset(busy),
         rejected={p: m for p, m in (rejected or {}).items() if p in wanted},
+        unchanged_check=check,
+    )
+
+
+def is_unchanged_check(job: Obj) -> bool:
+    ann = (job.get("metadata") or {}).get("annotations") or {}
+    return ann.get(builders.ANNOTATION_ROLE) == builders.ROLE_UNCHANGED_PLAN
+
+
+def parse_unchanged_check(job: Obj, pods: list[Obj]) -> UnchangedCheck:
+    meta = job.get("metadata") or {}
+    cond = _finished_condition(job)
+    finished = cond["type"] if cond else None
+    succeeded = pod_succeeded(pods)
+    unchanged, truncated, message = None, False, ""
+    if finished is not None or succeeded:
+        _, term = last_termination(pods)
+        unchanged, truncated, message = parse_unchanged(term)
+        if cond and not message:
+            message = str(cond.get("message") or cond.get("reason") or "")
+    return UnchangedCheck(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        finished=finished,
+        pod_succeeded=succeeded,
+        unchanged=unchanged,
+        truncated=truncated,
+        message=message,
     )
 
 

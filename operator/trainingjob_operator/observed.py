@@ -63,6 +63,24 @@ class ObservedLease:
 
 
 @dataclass(frozen=True)
+class UnchangedCheck:
+    """The Job that finds products unchanged since their last model (``forecast-trainer unchanged``)."""
+
+    name: str
+    uid: str
+    finished: Literal["Complete", "Failed"] | None = None
+    pod_succeeded: bool = False
+    unchanged: str | None = None
+    """Index ranges over the sorted product ids, from the pod's termination message."""
+    truncated: bool = False
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.finished is not None or self.pod_succeeded
+
+
+@dataclass(frozen=True)
 class Observed:
     jobs: dict[str, ObservedJob] = field(default_factory=dict)
     """This TrainingJob's child Jobs (owner uid) by product id."""
@@ -73,3 +91,4 @@ class Observed:
     Job name is taken by such a Job (a re-created TrainingJob of the same name)."""
     rejected: dict[str, str] = field(default_factory=dict)
     """Product -> message: the API server refused this TrainingJob's Job for it (last attempt)."""
+    unchanged_check: UnchangedCheck | None = None

@@ -20,6 +20,7 @@ from typing import Literal
 from trainingjob_operator import builders
 from trainingjob_operator.actions import (
     Action,
+    CreateUnchangedCheck,
     DeleteJob,
     Event,
     Launch,
@@ -43,6 +44,7 @@ from trainingjob_operator.status import (
 
 __all__ = [
     "Action",
+    "CreateUnchangedCheck",
     "DeleteJob",
     "Event",
     "Launch",
@@ -281,6 +283,42 @@ def fold_finished(st: PassState) -> None:
         _fold_current(st, job)
 
 
+def check_unchanged(st: PassState) -> bool:
+    """Skip products unchanged since their last model without a pod each: one Job checks them all
+    first (``forecast-trainer unchanged``). True while launches must wait for it."""
+    tj = st.tj
+    if not builders.needs_unchanged_check(tj) or st.status.unchanged_checked:
+        return False
+    check = st.observed.unchanged_check
+    if check is None:
+        st.actions.append(CreateUnchangedCheck())
+        return True
+    if not check.done:
+        return True
+    if check.unchanged is not None and (check.finished == "Complete" or check.pod_succeeded):
+        order = record_order(tj.spec.products)
+        unchanged = {order[i] for i in parse_indexes(check.unchanged) if i < len(order)}
+        fresh = unchanged - st.succeeded - st.failed
+        st.succeeded |= fresh
+        st.skipped |= fresh
+        note = "; the list was too long for the check's message: products check themselves" if check.truncated else ""
+        st.actions.append(
+            Event(
+                "Normal",
+                "Unchanged",
+                f"{len(fresh)} of {len(order)} products unchanged since their last model: skipped{note}",
+            )
+        )
+    else:
+        # Train everything; each product pod still skips itself when unchanged (TRAINER_SKIP_UNCHANGED).
+        st.actions.append(
+            Event("Warning", "UnchangedCheckFailed", f"checking for unchanged products failed: {check.message}"[:1024])
+        )
+    st.status.unchanged_checked = st.stamp
+    st.actions.append(DeleteJob(check.name, check.uid))
+    return False
+
+
 def fold_rejected(st: PassState) -> None:
     """Launches the API server refused (invalid Job, forbidden): the product fails, a person must act."""
     for product, message in sorted(st.observed.rejected.items()):
@@ -398,9 +436,11 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     )
     # 1. A new retry-failed value starts a round.
     start_retry_round(st)
-    # 2. Fold finished Jobs of this TrainingJob (by uid) and refused launches into the record.
+    # 2. Fold finished Jobs of this TrainingJob (by uid) and refused launches into the record; with
+    #    skipUnchanged, first find the products that need no training at all.
     fold_finished(st)
     fold_rejected(st)
+    checking = check_unchanged(st)
     # 3. Cleanup TTL on recorded Jobs.
     ttl_actions(st)
     # 4. Who else holds pending products; then launch up to parallelism.
@@ -408,7 +448,7 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     blocked_elsewhere(st, pending)
     allowed = max_failed_allowed(tj.spec.max_failed_products, len(tj.spec.products))
     too_many_failed = allowed is not None and len(st.failed) > allowed
-    stop = too_many_failed or launches_stopped_by_rejection(st)
+    stop = too_many_failed or launches_stopped_by_rejection(st) or checking
     launches(st, pending, stop)
     # 5. Product Leases: renew the running, release the rest.
     lease_actions(st)
@@ -418,4 +458,3 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     waiting_event(st, old)
     phase_and_conditions(st, old, allowed, too_many_failed)
     return Plan(actions=st.actions, status=st.status)
-

@@ -75,3 +75,18 @@ def parse_report(message: str | None, product: str) -> ProductReport | None:
             warnings=tuple(str(w) for w in warnings if isinstance(w, str)),
         )
     return None
+
+
+def parse_unchanged(message: str | None) -> tuple[str | None, bool, str]:
+    """(unchanged index ranges over the sorted ids, truncated, error message) from the termination
+    message of ``forecast-trainer unchanged``; ranges None when absent or unreadable."""
+    if not message:
+        return None, False, "no termination message"
+    try:
+        doc = json.loads(message)
+    except ValueError:
+        return None, False, message[:300]
+    if not isinstance(doc, dict) or doc.get("kind") != "unchanged" or doc.get("order") != "sorted":
+        return None, False, str(doc.get("message") or message)[:300] if isinstance(doc, dict) else message[:300]
+    ranges = doc.get("unchanged")
+    return (ranges if isinstance(ranges, str) else None), bool(doc.get("truncated")), ""

@@ -421,3 +421,31 @@ def test_skipped_product_is_done_and_counted_but_not_in_results() -> None:
     assert st.skipped_indexes == "0" and st.results is not None and st.results.trained == 1
     again = reconcile(with_status(tj, st), Observed(), NOW)  # Jobs cleaned up: the record stays
     assert again.status.products.skipped == 1 and again.status == st
+
+
+def test_unchanged_check_runs_first_and_skips_products_without_pods() -> None:
+    from trainingjob_operator.observed import UnchangedCheck
+    from trainingjob_operator.reconcile import CreateUnchangedCheck
+
+    tj = make_tj(products=["c", "a", "b"], parallelism=3, skipUnchanged=True)
+    first = reconcile(tj, Observed(), NOW)
+    assert CreateUnchangedCheck() in first.actions and launches(first) == []  # launches wait for the check
+    running = UnchangedCheck(name="weekly-unchanged", uid="u-check")
+    assert launches(reconcile(with_status(tj, first.status), Observed(unchanged_check=running), NOW)) == []
+    done_check = UnchangedCheck(name="weekly-unchanged", uid="u-check", finished="Complete", unchanged="0,2")
+    plan = reconcile(with_status(tj, first.status), Observed(unchanged_check=done_check), NOW)
+    st = plan.status
+    assert launches(plan) == ["b"]  # a (0) and c (2) in sorted order are unchanged
+    assert st.products.skipped == 2 and st.products.succeeded == 2 and st.unchanged_checked
+    assert DeleteJob("weekly-unchanged", "u-check") in plan.actions
+    again = reconcile(with_status(tj, st), Observed(), NOW)
+    assert not any(isinstance(a, CreateUnchangedCheck) for a in again.actions)  # once per TrainingJob
+
+
+def test_failed_unchanged_check_trains_everything() -> None:
+    from trainingjob_operator.observed import UnchangedCheck
+
+    tj = make_tj(products=["a"], skipUnchanged=True)
+    failed = UnchangedCheck(name="c", uid="u", finished="Failed", message="database unreachable")
+    plan = reconcile(tj, Observed(unchanged_check=failed), NOW)
+    assert launches(plan) == ["a"] and any(isinstance(a, Event) and a.type == "Warning" for a in plan.actions)
