@@ -35,7 +35,8 @@ PRODUCTS_MAX_TOTAL_LENGTH = 640_000
 by default), and the API server keeps every id twice (spec and managedFields): 10,000 ids of 64
 characters fit, 10,000 of 253 do not."""
 LABEL_KEY_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 )
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 QUANTITY_SCHEMA: dict[str, Any] = {
@@ -166,6 +167,32 @@ class ForecastSpec(ApiModel):
     frequency: Literal["D", "W", "MS"] = Field(
         default="D", description="Frequency of the history and forecast: D daily, W weekly, MS month start."
     )
+    country_holidays: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z]{2,3}$",
+        description=(
+            "Country whose public holidays the models know (ISO code, e.g. US, DE); a holiday the "
+            "product was always closed on is forecast as 0."
+        ),
+    )
+
+
+ModelFamily = Literal[
+    "prophet",
+    "ets",
+    "theta",
+    "arima",
+    "seasonal_naive",
+    "last_value",
+    "croston_sba",
+    "tsb",
+    "adida",
+    "ensemble",
+    "all",
+    "naive",
+    "intermittent",
+    "statsforecast",
+]
 
 
 class TuningSpec(ApiModel):
@@ -189,6 +216,17 @@ class TuningSpec(ApiModel):
     )
     warm_start: bool = Field(
         default=True, description="Start the search from the product's last best parameters, when known."
+    )
+    models: list[ModelFamily] | None = Field(
+        default=None,
+        max_length=16,
+        description=(
+            "Model families that compete per product on the same CV folds (default: all): prophet, ets, "
+            "theta, arima, seasonal_naive, last_value, croston_sba, tsb, adida, ensemble, or the groups "
+            "all, naive, intermittent, statsforecast. The best on CV ships; never one worse than the "
+            "best naive baseline. E.g. [prophet] for Prophet only."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
 
 
@@ -370,7 +408,7 @@ class TrainingJobSpec(ApiModel):
             (
                 "type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')",
                 'maxFailedProducts must be a non-negative integer or a percentage from "0%" to "100%"',
-                "'maxFailedProducts must be a non-negative integer or a percentage from \"0%\" to \"100%\"; got '"
+                '\'maxFailedProducts must be a non-negative integer or a percentage from "0%" to "100%"; got \''
                 " + (type(self) == int ? string(self) : '\"' + string(self) + '\"')",
             )
         ),
@@ -439,6 +477,13 @@ class ResultsSummary(ApiModel):
     trained: int = Field(default=0, description="Products with a model.")
     tuned: int = Field(default=0, description="Products whose tuned parameters beat Prophet's defaults.")
     beat_baseline: int = Field(default=0, description="Products whose model beat the seasonal-naive baseline.")
+    beat_naive: int = Field(
+        default=0,
+        description="Products whose shipped model beat the best naive baseline (seasonal or last value) on CV.",
+    )
+    models: dict[str, int] = Field(
+        default_factory=dict, description="Trained products by the model family that won, e.g. {prophet: 12, ets: 5}."
+    )
     median_error: float | None = Field(default=None, description="Median CV error (estimated from the histogram).")
     mean_error: float | None = Field(default=None, description="Mean CV error.")
     median_baseline_error: float | None = Field(

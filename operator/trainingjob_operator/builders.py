@@ -107,6 +107,10 @@ def trainer_env(tj: TrainingJob, product: str) -> list[dict[str, Any]]:
     ]
     if spec.skip_unchanged:
         env.append(_env("TRAINER_SKIP_UNCHANGED", "true"))
+    if spec.tuning.models:
+        env.append(_env("TRAINER_MODELS", ",".join(spec.tuning.models)))
+    if spec.forecast.country_holidays:
+        env.append(_env("TRAINER_COUNTRY_HOLIDAYS", spec.forecast.country_holidays.upper()))
     if spec.tuning.trials is not None:
         env.append(_env("TRAINER_TRIALS", str(spec.tuning.trials)))
     if spec.tuning.timeout_seconds is not None:

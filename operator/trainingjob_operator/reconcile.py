@@ -188,6 +188,8 @@ def _record_success(st: PassState, job: ObservedJob) -> None:
         r.baseline_error if r else None,
         r.beats_baseline if r else None,
         bool(r and r.tuned),
+        r.family if r else None,
+        r.beats_naive if r else None,
     )
 
 

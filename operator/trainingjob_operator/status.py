@@ -122,11 +122,16 @@ def add_result(
     baseline_error: float | None,
     beats_baseline: bool | None,
     tuned: bool,
+    family: str | None = None,
+    beats_naive: bool | None = None,
 ) -> ResultsSummary:
     """Fold one trained product's report into the summary."""
     r = (results or ResultsSummary(metric=metric)).model_copy(deep=True)
     r.metric = metric
     r.trained += 1
+    r.beat_naive += int(bool(beats_naive))
+    if family:
+        r.models = dict(sorted({**r.models, family: r.models.get(family, 0) + 1}.items()))
     r.tuned += int(bool(tuned))
     r.beat_baseline += int(bool(beats_baseline))
     if error is not None and math.isfinite(error):

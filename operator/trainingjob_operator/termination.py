@@ -20,6 +20,8 @@ class ProductReport:
     baseline_error: float | None = None
     beats_baseline: bool | None = None
     tuned: bool = False
+    family: str | None = None
+    beats_naive: bool | None = None
     trials: int = 0
     seconds: float | None = None
     model_id: str | None = None
@@ -66,6 +68,8 @@ def parse_report(message: str | None, product: str) -> ProductReport | None:
             baseline_error=_num(entry.get("baseline_error")),
             beats_baseline=entry.get("beats_baseline") if isinstance(entry.get("beats_baseline"), bool) else None,
             tuned=bool(entry.get("tuned")),
+            family=_opt_str(entry.get("family")),
+            beats_naive=entry.get("beats_naive") if isinstance(entry.get("beats_naive"), bool) else None,
             trials=int(entry.get("trials") or 0),
             seconds=_num(entry.get("seconds")),
             model_id=_opt_str(entry.get("model_id")),

@@ -449,3 +449,21 @@ def test_failed_unchanged_check_trains_everything() -> None:
     failed = UnchangedCheck(name="c", uid="u", finished="Failed", message="database unreachable")
     plan = reconcile(tj, Observed(unchanged_check=failed), NOW)
     assert launches(plan) == ["a"] and any(isinstance(a, Event) and a.type == "Warning" for a in plan.actions)
+
+
+def test_results_count_winning_families_and_products_beating_naive() -> None:
+    tj = make_tj(products=["a", "b", "c"])
+    reports = {
+        "a": ProductReport(product="a", status="trained", family="prophet", beats_naive=True, error=0.1),
+        "b": ProductReport(product="b", status="trained", family="ets", beats_naive=True, error=0.2),
+        "c": ProductReport(product="c", status="trained", family="seasonal_naive", beats_naive=False, error=0.3),
+    }
+    st = reconcile(tj, Observed(jobs=jobs_of(*(done(p, report=r) for p, r in reports.items()))), NOW).status
+    assert st.results is not None
+    assert st.results.models == {"ets": 1, "prophet": 1, "seasonal_naive": 1} and st.results.beat_naive == 2
+
+
+def test_models_and_holidays_reach_the_trainer() -> None:
+    tj = make_tj(["a"], tuning={"models": ["prophet", "naive"]}, forecast={"countryHolidays": "de"})
+    env = {e["name"]: e.get("value") for e in builders.trainer_env(tj, "a")}
+    assert env["TRAINER_MODELS"] == "prophet,naive" and env["TRAINER_COUNTRY_HOLIDAYS"] == "DE"
