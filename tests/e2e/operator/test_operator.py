@@ -253,3 +253,17 @@ def test_ttl_cleans_finished_jobs_and_status_survives(cluster: Any, namespace: s
     time.sleep(3)  # a few more passes with no Jobs left: nothing is relaunched, the record stays
     st = tj_status(cluster, namespace, "ttl")
     assert st["phase"] == "Succeeded" and st["succeededIndexes"] == "0-3" and not jobs_of(cluster, namespace, "ttl")
+
+
+def test_tuning_models_restricts_the_families_end_to_end(
+    cluster: Any, namespace: str, operator: OperatorProcess, sales_csv: Callable[..., list[str]]
+) -> None:
+    """spec.tuning.models reaches the real trainer (TRAINER_MODELS): with [prophet] every product's
+    winning family is prophet, and status.results counts it."""
+    products = sales_csv(products=3)
+    body = tj_body("prophet-only", products, parallelism=3)
+    body["spec"]["tuning"] = {**body["spec"]["tuning"], "models": ["prophet"]}
+    apply(cluster, namespace, body)
+    st = wait_phase(cluster, namespace, "prophet-only", ("Succeeded", "Failed"), timeout=300)
+    assert st["phase"] == "Succeeded", st
+    assert st["results"]["models"] == {"prophet": 3}, st["results"]
