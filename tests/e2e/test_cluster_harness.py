@@ -513,8 +513,12 @@ def test_deleting_a_running_pod_kills_its_process_group(cluster: ClusterHandle, 
     )
     pod = wait_pod_phase(cluster, namespace, "stubborn", ("Running",))
     pid = container_pid(pod)
-    group = [p.pid for p in psutil.Process(pid).children(recursive=True)] + [pid]
-    assert len(group) >= 3
+
+    def whole_group() -> list[int] | None:  # the shell may not have started its children yet (a busy machine)
+        group = [p.pid for p in psutil.Process(pid).children(recursive=True)] + [pid]
+        return group if len(group) >= 3 else None
+
+    group = wait_for("the shell and its two children", whole_group, timeout=10)
     assert pod_dirs(cluster, namespace, "stubborn")
     t0 = time.monotonic()
     cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=true", "--timeout=30s")
