@@ -29,12 +29,9 @@ from forecast_trainer.families import (
     NAIVE,
     PROPHET,
     SEASONAL_NAIVE,
-    STATSFORECAST,
 )
 from forecast_trainer.selection import Selection, select
 from forecast_trainer.validate import Prepared
-
-COMPETING_PATIENCE = 5  # Prophet's early stop when other families compete (tune.PATIENCE otherwise)
 
 
 @dataclass
@@ -93,11 +90,8 @@ def train_product(
     # 2. Plain-series families; the naive baselines always.
     plain = [f for f in FAMILIES if f in NAIVE or (f in allowed and f not in (PROPHET, ENSEMBLE))]
     candidates = {name: score_family(plan, name, cfg.metric) for name in plain}
-    # 3. Prophet, tuned on the same folds (a smaller search when other models compete).
-    competing = any(f in allowed for f in STATSFORECAST)
-    tuning = (
-        _tune_prophet(plan, cfg, budget, warm_params, structure, on_trial, competing) if PROPHET in allowed else None
-    )
+    # 3. Prophet, tuned on the same folds.
+    tuning = _tune_prophet(plan, cfg, budget, warm_params, structure, on_trial) if PROPHET in allowed else None
     if tuning is not None:
         candidates[PROPHET] = from_folds(
             plan,
@@ -182,15 +176,9 @@ def _tune_prophet(
     warm_params: dict[str, Any] | None,
     structure: Any,
     on_trial: Callable[[int, int], None] | None,
-    competing: bool = False,
 ) -> Any:
-    """Prophet's search on the plan's folds. With other model families competing (and an
-    automatic budget) the search is halved and stops after COMPETING_PATIENCE trials without
-    a better CV error: Prophet need not be the winner, and a longer search mostly fits noise."""
-    from forecast_trainer.tune import PATIENCE, tune
+    from forecast_trainer.tune import tune
 
-    if competing and cfg.trials is None:
-        budget = max(1, budget // 2)
     return tune(
         plan.frame,
         frequency=cfg.frequency,
@@ -206,7 +194,6 @@ def _tune_prophet(
         on_trial=on_trial,
         fold_list=plan.folds,
         fold_closed=plan.fold_closed,
-        patience=COMPETING_PATIENCE if competing else PATIENCE,
     )
 
 

@@ -244,7 +244,6 @@ def tune(
     on_trial: Callable[[int, int], None] | None = None,
     fold_list: list[Fold] | None = None,
     fold_closed: list[Any] | None = None,
-    patience: int = PATIENCE,
 ) -> TuneResult:
     """Choose Prophet parameters for ``frame`` (regular ds, y); see the module doc.
 
@@ -268,7 +267,6 @@ def tune(
         on_trial=on_trial,
         fold_list=fold_list,
         fold_closed=fold_closed,
-        patience=patience,
         started=started,
     )
     result.seconds = time.monotonic() - started
@@ -292,7 +290,6 @@ def _tune(
     on_trial: Callable[[int, int], None] | None,
     fold_list: list[Fold] | None,
     fold_closed: list[Any] | None,
-    patience: int,
     started: float,
 ) -> TuneResult:
     min_train = max(min_train, SEASON[frequency])
@@ -388,7 +385,7 @@ def _tune(
             best_so_far, since_best = value, 0
         else:
             since_best += 1
-        if done >= startup + patience and since_best >= patience:
+        if done >= startup + PATIENCE and since_best >= PATIENCE:
             result.stopped_early = True
             study_.stop()
 
