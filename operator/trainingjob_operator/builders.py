@@ -88,14 +88,20 @@ def _secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def trainer_env(tj: TrainingJob, product: str) -> list[dict[str, Any]]:
+def run_key(tj: TrainingJob, retry_round: str = "") -> str:
+    return f"{tj.uid}/{retry_round or '0'}"
+
+
+def trainer_env(tj: TrainingJob, product: str, retry_round: str = "") -> list[dict[str, Any]]:
     """``TRAINER_*`` environment of a product's trainer container (no secret values, only references)."""
     spec = tj.spec
     env = [
         # The id verbatim: the trainer never parses it (no JSON, no splitting, no stripping).
         _env("TRAINER_PRODUCT_ID", product),
-        # Idempotent writes: a retried pod of the same Job never records a second model.
-        {"name": "TRAINER_RUN_KEY", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_UID_LABEL}']"}}},
+        # Idempotent writes: one model per product per TrainingJob (uid) and retry round. A retried
+        # pod, a second pod of the same Job, or a relaunched Job (a locked product) that finds the
+        # model already committed reports it instead of writing another.
+        _env("TRAINER_RUN_KEY", run_key(tj, retry_round)),
         _env("TRAINER_TRAININGJOB", f"{tj.namespace}/{tj.name}"),
         _env("TRAINER_HORIZON_DAYS", str(spec.forecast.horizon_days)),
         _env("TRAINER_FREQUENCY", spec.forecast.frequency),
@@ -161,7 +167,13 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
         ANNOTATION_RETRY_ROUND: retry_round,
     }
     return _trainer_job(
-        tj, job_name(tj.name, product), labels, annotations, ["train"], trainer_env(tj, product), spec.backoff_limit
+        tj,
+        job_name(tj.name, product),
+        labels,
+        annotations,
+        ["train"],
+        trainer_env(tj, product, retry_round),
+        spec.backoff_limit,
     )
 
 

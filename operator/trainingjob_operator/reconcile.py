@@ -413,7 +413,11 @@ def waiting_event(st: PassState, old: TrainingJobStatus) -> None:
     if waiting and len(waiting) > old.products.waiting:
         names = ", ".join(waiting[:5])
         st.actions.append(
-            Event("Normal", "WaitingForProduct", f"{len(waiting)} product(s) wait for another TrainingJob: {names}")
+            Event(
+                "Normal",
+                "WaitingForProduct",
+                f"{len(waiting)} product(s) wait for another TrainingJob or trainer to finish them: {names}",
+            )
         )
 
 

@@ -49,9 +49,7 @@ def test_job_manifest_contract() -> None:
     assert c["terminationMessagePolicy"] == "File"
     env = {e["name"]: e for e in c["env"]}
     assert env["TRAINER_PRODUCT_ID"]["value"] == "sku-2" and "TRAINER_PRODUCT" not in env
-    assert env["TRAINER_RUN_KEY"]["valueFrom"]["fieldRef"]["fieldPath"] == (
-        "metadata.labels['batch.kubernetes.io/controller-uid']"
-    )
+    assert env["TRAINER_RUN_KEY"]["value"] == "uid-1/r1"  # TrainingJob uid and retry round
     assert env["TRAINER_DATA_DSN"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "dsn"}
     assert "value" not in env["TRAINER_DATA_DSN"]
     assert env["TRAINER_OUTPUT_SCHEMA"]["value"] == "models"
