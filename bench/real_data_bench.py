@@ -172,7 +172,7 @@ def load_akl() -> list[Series]:
         if part[sensor].isna().mean() > 0.01:
             continue  # sensor not running through the last three years
         values = part[sensor].interpolate(limit_direction="both")
-        key = "akl-" + "".join(ch for ch in sensor.lower() if ch.isalnum())[:20]
+        key = "akl-" + "".join(ch for ch in sensor.lower() if ch.isalnum())  # unique (EW/NS sensors)
         out.append(_series(key, "akl", "D", part["date"].to_numpy(), values, f"Auckland pedestrians, {sensor}"))
     return out
 
@@ -473,6 +473,8 @@ def main() -> int:
 
     sys.path.insert(0, str(REPO / "trainer_image"))
     series_list = [s for g in args.groups.split(",") for s in LOADERS[g.strip()]()]
+    if len({s.key for s in series_list}) != len(series_list):
+        raise SystemExit("series keys are not unique")
     if args.only:
         series_list = [s for s in series_list if s.key in args.only.split(",")]
     out = Path(args.out)
