@@ -38,7 +38,15 @@ def test_happy_path_ten_products(
     assert result.returncode == 0, f"{result.stderr}\n{operator.tail()}"
     st = tj_status(cluster, namespace, "happy")
     assert st["phase"] == "Succeeded" and st["progress"] == "10/10" and st["succeededIndexes"] == "0-9"
-    assert st["products"] == {"total": 10, "pending": 0, "waiting": 0, "active": 0, "succeeded": 10, "failed": 0}
+    assert st["products"] == {
+        "total": 10,
+        "pending": 0,
+        "waiting": 0,
+        "active": 0,
+        "succeeded": 10,
+        "skipped": 0,
+        "failed": 0,
+    }
     assert st["results"]["trained"] == 10 and st["results"]["medianError"] > 0
     assert {c["type"]: c["status"] for c in st["conditions"]} == {
         "Running": "False",
