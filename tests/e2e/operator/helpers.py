@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import wait_for
@@ -85,3 +89,16 @@ def trainer_intervals(pods: list[dict[str, Any]]) -> list[tuple[str, str, str, s
             elif run:
                 out.append((h, pod["metadata"]["name"], run["startedAt"], "9999"))
     return out
+
+
+def sample_sales_table(dsn: str, products: int, days: int) -> tuple[str, str]:
+    """A fresh table of the trainer's sample sales in PostgreSQL, and a fresh output schema name."""
+    suffix = uuid.uuid4().hex[:8]
+    table, schema = f"sales_{suffix}", f"models_{suffix}"
+    trainer = str(Path(sys.executable).parent / "forecast-trainer")
+    subprocess.run(
+        [trainer, "sample-data", "--products", str(products), "--days", str(days), "--dsn", dsn, "--table", table],
+        check=True,
+        capture_output=True,
+    )
+    return table, schema

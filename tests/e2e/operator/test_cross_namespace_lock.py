@@ -9,17 +9,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
-import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.e2e.conftest import RESTRICTED_LABELS
 from tests.e2e.operator.conftest import OperatorProcess
-from tests.e2e.operator.helpers import LABEL_HASH, apply, get, tj_body, tj_status, wait_for
+from tests.e2e.operator.helpers import LABEL_HASH, apply, get, sample_sales_table, tj_body, tj_status, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 DSN = os.environ.get("TJO_TEST_DSN")
@@ -60,14 +57,7 @@ def test_two_namespaces_one_database_never_train_a_product_at_once(
     cluster: Any, namespace: str, operator: OperatorProcess
 ) -> None:
     assert DSN is not None
-    suffix = uuid.uuid4().hex[:8]
-    table, schema = f"sales_{suffix}", f"models_{suffix}"
-    trainer = str(Path(sys.executable).parent / "forecast-trainer")
-    subprocess.run(
-        [trainer, "sample-data", "--products", "4", "--days", "400", "--dsn", DSN, "--table", table],
-        check=True,
-        capture_output=True,
-    )
+    table, schema = sample_sales_table(DSN, 4, 400)
     products = [f"bakery-{k}-001" for k in ("croissant", "baguette", "sourdough", "brioche")]
     other = f"{namespace[:50]}-b"
     cluster.api.post(
@@ -75,6 +65,7 @@ def test_two_namespaces_one_database_never_train_a_product_at_once(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other, "labels": RESTRICTED_LABELS}},
     )
     try:
+
         def has_default_sa() -> bool | None:
             try:
                 return bool(cluster.api.get(f"/api/v1/namespaces/{other}/serviceaccounts/default"))

@@ -6,16 +6,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from tests.e2e.operator.conftest import OperatorProcess
-from tests.e2e.operator.helpers import apply, pods_of, tj_body, wait_for, wait_phase
+from tests.e2e.operator.helpers import apply, pods_of, sample_sales_table, tj_body, wait_for, wait_phase
 
 pytestmark = pytest.mark.e2e
 DSN = os.environ.get("TJO_TEST_DSN")
@@ -70,14 +68,7 @@ def test_data_source_down_at_first_is_retried_and_succeeds(
     cluster: Any, namespace: str, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     assert DSN is not None
-    suffix = uuid.uuid4().hex[:8]
-    table, schema = f"sales_{suffix}", f"models_{suffix}"
-    trainer = str(Path(sys.executable).parent / "forecast-trainer")
-    subprocess.run(
-        [trainer, "sample-data", "--products", "2", "--days", "150", "--dsn", DSN, "--table", table],
-        check=True,
-        capture_output=True,
-    )
+    table, schema = sample_sales_table(DSN, 2, 150)
     parts = urlsplit(DSN)
     gate = Gate((parts.hostname or "127.0.0.1", parts.port or 5432))
     gated = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{gate.port}"))
