@@ -119,7 +119,7 @@ async def test_invalid_products_are_skipped_and_nothing_is_written_for_them(dsn,
     run = run_cli(["train"], env_for(dsn, table, schema, term, TRAINER_TRIALS="0"))  # every product in the table
     assert run.code == 0, run.stderr
     doc = termination(term)
-    assert doc["counts"] == {"trained": 1, "invalid": 2, "failed": 0, "locked": 0}
+    assert doc["counts"] == {"trained": 1, "invalid": 2, "failed": 0, "locked": 0, "skipped": 0}
     reasons = {e["product"]: e["reason"] for e in doc["products"]}
     assert reasons == {"good": None, "short": "TooFewPoints", "zeros": "MostlyZeros"}
     assert [r["product_id"] for r in await conn.fetch(f'SELECT product_id FROM "{schema}".forecast_models')] == ["good"]
@@ -197,7 +197,7 @@ async def test_sample_data_to_postgres_then_train(dsn, conn, new_schema, tmp_pat
         ),
     )
     assert run.code == 0, run.stderr
-    assert termination(term)["counts"] == {"trained": 1, "invalid": 1, "failed": 0, "locked": 0}
+    assert termination(term)["counts"] == {"trained": 1, "invalid": 1, "failed": 0, "locked": 0, "skipped": 0}
 
 
 async def test_a_non_prophet_model_is_stored_loaded_and_remembered_as_the_last_winner(

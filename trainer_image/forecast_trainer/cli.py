@@ -21,6 +21,7 @@ from forecast_trainer.config import (
     MIGRATE_OPTIONS,
     SAMPLE_DATA_OPTIONS,
     TRAIN_OPTIONS,
+    UNCHANGED_OPTIONS,
     TrainConfig,
     add_options,
     environ,
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,migrate,sample-data}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,unchanged,migrate,sample-data}")
     train = sub.add_parser(
         "train",
         help="train products from a CSV or PostgreSQL and write models, forecasts and a report",
@@ -71,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_options(train, TRAIN_OPTIONS)
+    unchanged = sub.add_parser(
+        "unchanged",
+        help="list the products whose data and options are unchanged since their newest model (no training)",
+        description="Compare every listed product's data watermark (row count, last timestamp, hash of the "
+        "history; set-based SQL) and the config hash of these options with the product's newest stored "
+        "model. Writes a termination message with the unchanged products as index ranges over the ids "
+        'sorted by Python\'s str order: {"v": 1, "kind": "unchanged", "order": "sorted", "unchanged": '
+        '"0-3,7", "truncated": false, "checked": N, "changed": M, "seconds": s, "exit_code": 0}. Takes '
+        "every train option, so the operator can give it the pods' environment.",
+        epilog="exit codes: 0 checked; 1 unexpected error; 2 usage/config error; 3 data source invalid "
+        "(missing table or column); 4 a database unreachable after retries.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(unchanged, UNCHANGED_OPTIONS)
     migrate = sub.add_parser(
         "migrate",
         help="create or upgrade the output schema (idempotent, safe to run concurrently)",
@@ -141,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_CONFIG
         if args.command == "train":
             return _train(args, env)
+        if args.command == "unchanged":
+            return _unchanged(args, env)
         if args.command == "migrate":
             return _migrate(args, env)
         return _sample_data(args, env)
@@ -148,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(exc.message)
         if args is None or getattr(args, "command", None) == "train":
             _config_error_report(exc, args, env)
+        elif getattr(args, "command", None) == "unchanged":
+            _unchanged_error_report(exc, args, env)
         return exc.exit_code
     except TrainerError as exc:
         _print_error(exc.message)
@@ -182,15 +201,56 @@ def _train(args: argparse.Namespace, env: Any) -> int:
 def run_train(cfg: TrainConfig, fmt: str) -> int:
     """Run ``train`` for a resolved config; returns the exit code (after reporting)."""
     import asyncio
+    import dataclasses
+
+    from forecast_trainer import report
+
+    started = time.monotonic()
+    holder: dict[str, Any] = {}
+    _on_sigterm(cfg, holder)
+    skipped: list[report.ProductResult] = []
+    planned = list(cfg.products)
+    if cfg.skip_unchanged:
+        # Decided before Prophet, Optuna or pandas is imported (unchanged.py): a run whose
+        # products are all unchanged ends here, at a fraction of a second of CPU.
+        from forecast_trainer.unchanged import pre_skip
+
+        plan = asyncio.run(pre_skip(cfg))
+        planned, skipped = plan.planned, plan.skipped
+        holder["skipped"] = skipped
+        if plan.error is not None:
+            failed = [
+                report.ProductResult(
+                    product=p,
+                    status=report.FAILED,
+                    metric=cfg.metric,
+                    reason=plan.error.reason,
+                    message=plan.error.message,
+                    infra=True,
+                )
+                for p in planned
+            ]
+            return _report_train(cfg, fmt, failed, report.exit_code(failed, plan.error.exit_code), started, None)
+        if plan.remaining is not None and not plan.remaining and planned:
+            return _report_train(cfg, fmt, skipped, report.exit_code(skipped), started, None)
+        if plan.remaining is not None:
+            cfg = dataclasses.replace(cfg, products=plan.remaining)
+    return _train_rest(cfg, fmt, planned, skipped, holder, started)
+
+
+def _train_rest(
+    cfg: TrainConfig, fmt: str, planned: list[str], skipped: list[Any], holder: dict[str, Any], started: float
+) -> int:
+    """Train the products ``cfg`` names (after the skip pre-pass, if any) and report the whole run."""
+    import asyncio
 
     from forecast_trainer import report
     from forecast_trainer.logs import get_logger
-    from forecast_trainer.metrics import RunMetrics
     from forecast_trainer.progress import make_progress
     from forecast_trainer.runner import check_country, persistence_note, run_async
+    from forecast_trainer.unchanged import merge
 
     log = get_logger("train")
-    started = time.monotonic()
     check_country(cfg)
     note = persistence_note(cfg)
     if note:
@@ -201,16 +261,28 @@ def run_train(cfg: TrainConfig, fmt: str) -> int:
             "(only the termination message and the summary)",
             extra={"fields": {"event": "demo_mode"}},
         )
-    holder: dict[str, Any] = {}
-    _on_sigterm(cfg, holder)
     outcome = asyncio.run(run_async(cfg, make_progress(fmt), holder))
-    results = outcome.results
+    results = merge(planned, skipped, outcome.results)
     if isinstance(outcome.run_error, ConfigError):
         code = outcome.run_error.exit_code
     else:
         code = report.exit_code(results, outcome.run_error.exit_code if outcome.run_error else None)
     if outcome.run_error is not None:
         _print_error(outcome.run_error.message)
+    return _report_train(cfg, fmt, results, code, started, note)
+
+
+def _report_train(cfg: TrainConfig, fmt: str, results: list[Any], code: int, started: float, note: str | None) -> int:
+    """Termination message, summary.json, the summary on stdout and the Pushgateway; returns ``code``."""
+    from forecast_trainer import report
+    from forecast_trainer.logs import get_logger
+    from forecast_trainer.metrics import RunMetrics
+
+    log = get_logger("train")
+    if note is None:  # the skip pre-pass decided everything: runner.py (and numpy) is never imported
+        places = [f"PostgreSQL schema {cfg.output_schema!r}"] if cfg.output_dsn else []
+        places += [f"folder {os.path.abspath(cfg.output_dir)}"] if cfg.output_dir else []
+        note = " and ".join(places)
     report.write_termination(cfg.termination_log, report.termination_message(results, code))
     if cfg.output_dir:
         os.makedirs(cfg.output_dir, exist_ok=True)
@@ -224,8 +296,10 @@ def run_train(cfg: TrainConfig, fmt: str) -> int:
     else:
         print(report.summary_table(results, cfg.metric))
         trained = sum(1 for r in results if r.status == report.TRAINED)
+        skipped = sum(1 for r in results if r.status == report.SKIPPED)
         where = note or "nowhere (demo mode)"
-        print(f"\n{trained}/{len(results)} product(s) trained; exit code {code}; results in {where}")
+        also = f", {skipped} skipped (unchanged)" if skipped else ""
+        print(f"\n{trained}/{len(results)} product(s) trained{also}; exit code {code}; results in {where}")
         if cfg.output_dir:
             print(f"per product: model.json (+ .sha256), forecast.csv, forecast.png in {cfg.output_dir}/<product>/")
     run_metrics = RunMetrics()
@@ -254,6 +328,7 @@ def _on_sigterm(cfg: TrainConfig, holder: dict[str, Any]) -> None:
     def handler(signum: int, _frame: Any) -> None:
         run = holder.get("run")
         results = run.interrupted("Terminated", f"stopped by signal {signum}") if run is not None else []
+        results = [*holder.get("skipped", []), *results]
         report.write_termination(cfg.termination_log, report.termination_message(results, EXIT_INFRA))
         _print_error(f"stopped by signal {signum}; {sum(r.status == report.TRAINED for r in results)} trained")
         sys.stderr.flush()
@@ -261,6 +336,26 @@ def _on_sigterm(cfg: TrainConfig, holder: dict[str, Any]) -> None:
         os._exit(EXIT_INFRA)
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _unchanged(args: argparse.Namespace, env: Any) -> int:
+    from forecast_trainer.unchanged import run_unchanged
+
+    values = resolve(UNCHANGED_OPTIONS, vars(args), env)
+    cfg = train_config(values)
+    fmt = _setup(cfg.log_format)
+    return run_unchanged(cfg, values.get("products_file"), fmt)
+
+
+def _unchanged_error_report(exc: TrainerError, args: argparse.Namespace | None, env: Any) -> None:
+    """An ``unchanged`` run that never started still leaves a valid termination message."""
+    from forecast_trainer import report
+    from forecast_trainer.unchanged import unchanged_message
+
+    path = getattr(args, "termination_log", None) if args is not None else None
+    if not isinstance(path, str):
+        path = env.get("TRAINER_TERMINATION_LOG") or DEFAULT_TERMINATION_LOG
+    report.write_termination(path, unchanged_message([], 0, 0.0, exc.exit_code, exc.reason, exc.message))
 
 
 def _migrate(args: argparse.Namespace, env: Any) -> int:

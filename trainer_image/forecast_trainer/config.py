@@ -315,6 +315,15 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         blank_is_error=True,
     ),
     Option(
+        "--skip-unchanged",
+        "skip a product whose newest stored model was trained on the same data (row count, last "
+        "timestamp, hash of the history) with the same model-affecting options: reported 'skipped', "
+        "nothing written",
+        to_bool,
+        False,
+        boolean=True,
+    ),
+    Option(
         "--business-timezone",
         "IANA zone (e.g. Europe/Berlin): timestamps with a UTC offset are converted to it before "
         "they are cut to days/weeks/months; default: each timestamp's own offset (PostgreSQL "
@@ -369,6 +378,18 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     DB_RETRIES,
     LOG_FORMAT,
 )
+
+PRODUCTS_FILE = Option(
+    "--products-file",
+    "file holding ONE JSON array of the product ids to check (the operator mounts it from a ConfigMap); "
+    "adds to --product/--products-json",
+    to_str,
+    None,
+    "FILE",
+)
+# ``unchanged`` takes every ``train`` option (the operator gives it the pods' environment), so
+# the config hash it compares is the one ``train`` would store.
+UNCHANGED_OPTIONS: tuple[Option, ...] = (PRODUCTS_FILE, *TRAIN_OPTIONS)
 
 MIGRATE_OPTIONS: tuple[Option, ...] = (
     Option("--output-dsn", "PostgreSQL URL of the output database", to_str, None, "DSN", secret=True),
@@ -499,6 +520,7 @@ class TrainConfig:
     warm_start: bool = True
     trainingjob: str | None = None
     run_key: str | None = None
+    skip_unchanged: bool = False
     business_timezone: str | None = None
     termination_log: str = DEFAULT_TERMINATION_LOG
     fill_missing: str = "zero"

@@ -138,6 +138,17 @@ class PostgresSource:
         return await self.db.run(f"cannot list products of table {self.table_name!r}", work)
 
     async def history(self, product: str) -> Any:
+        return (await self._read(product, watermark=False))[0]
+
+    async def history_and_watermark(self, product: str) -> tuple[Any, Any]:
+        """The history and its watermark (watermark.py), read in ONE repeatable-read snapshot.
+
+        The model is then trained on exactly the rows the watermark describes: a row appended
+        meanwhile changes the next run's watermark, so that run trains again.
+        """
+        return await self._read(product, watermark=True)
+
+    async def _read(self, product: str, *, watermark: bool) -> tuple[Any, Any]:
         import pandas as pd
 
         sql = (
@@ -145,16 +156,22 @@ class PostgresSource:
             f"WHERE {self.product_sql}::text = $1"
         )
 
-        async def work(conn: Any) -> list[Any]:
-            async with conn.transaction(readonly=True):
+        async def work(conn: Any) -> tuple[list[Any], Any]:
+            isolation = "repeatable_read" if watermark else None
+            async with conn.transaction(isolation=isolation, readonly=True):
                 # ISO output whatever the server's DateStyle; the session TimeZone is kept.
                 await conn.execute("SET LOCAL DateStyle TO 'ISO, YMD'")
-                return list(await conn.fetch(sql, product))
+                mark = None
+                if watermark:
+                    from forecast_trainer.watermark import one_watermark
 
-        rows = await self.db.run(f"cannot read history of product {product!r}", work)
+                    mark = await one_watermark(conn, self, product)
+                return list(await conn.fetch(sql, product)), mark
+
+        rows, mark = await self.db.run(f"cannot read history of product {product!r}", work)
         if not rows:
             raise _no_data(product, f"table {self.table_name!r}")
-        return pd.DataFrame({"ds": [r["ds"] for r in rows], "y": [r["y"] for r in rows]})
+        return pd.DataFrame({"ds": [r["ds"] for r in rows], "y": [r["y"] for r in rows]}), mark
 
     async def close(self) -> None:
         await self.db.close()

@@ -58,6 +58,8 @@ class RunMetrics:
         """Record one product's ProductResult."""
         self.products.labels(result.status).inc()
         self.duration.labels(result.status).observe(max(0.0, float(result.seconds)))
+        if result.status == "skipped":  # unchanged since its last model: not an error
+            return
         if result.status != "trained":
             self.errors.labels(result.reason or "Unknown").inc()
             return

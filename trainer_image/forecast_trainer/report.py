@@ -3,13 +3,14 @@
 Exit code of a run (several products):
   4 if any product failed because a database stayed unreachable (retriable);
   1 else if any product failed unexpectedly;
-  0 else if at least one product trained (invalid and locked ones are reported and skipped);
+  0 else if at least one product trained or was skipped as unchanged (--skip-unchanged; invalid
+    and locked ones are reported and left out);
   5 else if any product was locked by another trainer (retry later; the rest were invalid);
   3 else (every product had invalid data, or there were none).
 
 Termination message: compact JSON, at most 4096 bytes, always valid::
 
-  {"v": 1, "exit_code": 0, "counts": {"trained": n, "invalid": n, "failed": n, "locked": n},
+  {"v": 1, "exit_code": 0, "counts": {"trained": n, "invalid": n, "failed": n, "locked": n, "skipped": n},
    "models": {"<family>": n, ...}, "beat_naive": n,
    "products": [{"product", "status", "metric", "error", "default_error", "baseline_error",
                  "beats_baseline", "family", "beats_naive", "tuned", "trials", "seconds",
@@ -39,7 +40,8 @@ from forecast_trainer.jsonutil import json_safe
 LIMIT = 4096
 TRAINED, INVALID, FAILED = "trained", "invalid", "failed"
 LOCKED = "locked"  # another trainer holds the product's lock in the output database; not trained
-STATUSES = (TRAINED, INVALID, FAILED, LOCKED)
+SKIPPED = "skipped"  # --skip-unchanged: same data and options as its newest model; not trained (unchanged.py)
+STATUSES = (TRAINED, INVALID, FAILED, LOCKED, SKIPPED)
 
 
 @dataclass
@@ -72,7 +74,7 @@ def exit_code(results: list[ProductResult], run_error_code: int | None = None) -
         return EXIT_INFRA
     if any(r.status == FAILED for r in results):
         return EXIT_UNEXPECTED
-    if any(r.status == TRAINED for r in results):
+    if any(r.status in (TRAINED, SKIPPED) for r in results):
         return EXIT_OK
     if any(r.status == LOCKED for r in results):
         return EXIT_LOCKED

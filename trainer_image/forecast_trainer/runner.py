@@ -52,6 +52,12 @@ class TrainRun:
         self.outcome = RunOutcome()
         self.planned: list[str] = list(cfg.products)
         self.product_lock: Any = None  # the current product's lock in the output database (guard.py)
+        # What each stored model records about its data and options (watermark.py).
+        from forecast_trainer.watermark import config_document, config_hash
+
+        self.config_document = config_document(cfg)
+        self.config_hash = config_hash(cfg)
+        self.csv_marks: dict[str, Any] | None = None
 
     def _source(self) -> DataSource:
         cfg = self.cfg
@@ -103,6 +109,16 @@ class TrainRun:
                 from forecast_trainer.store import migrate
 
                 await migrate(self.output, self.cfg.output_schema)
+            if isinstance(self.source, CsvSource) and self.cfg.persists:
+                from forecast_trainer.watermark import csv_watermarks
+
+                # Before the CSV is loaded for training: a change in between retrains next time.
+                # A file it cannot read is reported by the CSV source below, with its own reason.
+                c = self.cfg
+                try:
+                    self.csv_marks = csv_watermarks(c.data_csv or "", c.product_column, c.time_column, c.value_column)
+                except TrainerError:
+                    self.csv_marks = {}
             if not products or isinstance(self.source, CsvSource):
                 listed = await self.source.products()  # a CSV is read (and checked) once, up front
                 products = products or listed
@@ -138,7 +154,7 @@ class TrainRun:
         cpu_started = _cpu_seconds()
         self.progress.product_started(product)
         try:
-            raw = await self.source.history(product)
+            raw, mark = await self._history(product)
             prepared = prepare(product, raw, self.rules)
             product_class = classify(prepared.frame["y"], cfg.frequency)
             budget = trial_budget(product_class, cfg.trials)
@@ -157,7 +173,12 @@ class TrainRun:
                 train_product, prepared, cfg, budget, warm_params, product_class, on_trial, warm_family
             )
             metrics = metrics_document(cfg, prepared, trained, warm.model_id if warm else None, warm_family)
-            model_id = await self.persist(product, prepared, trained, metrics)
+            metrics["watermark"] = {
+                "data": mark.as_dict() if mark is not None else None,
+                "config_hash": self.config_hash,
+                "config": self.config_document,
+            }
+            model_id = await self.persist(product, prepared, trained, metrics, mark)
         except Exception as exc:
             result = self._error_result(product, exc, time.monotonic() - started)
             if not isinstance(exc, TrainerError):
@@ -190,7 +211,16 @@ class TrainRun:
             details={**metrics, "params": trained.params, "cpu_seconds": round(_cpu_seconds() - cpu_started, 3)},
         )
 
-    async def persist(self, product: str, prepared: Prepared, trained: Trained, metrics: dict[str, Any]) -> Any:
+    async def _history(self, product: str) -> tuple[Any, Any]:
+        """The product's raw history and its data watermark (None when not known)."""
+        if isinstance(self.source, PostgresSource):
+            return await self.source.history_and_watermark(product)
+        raw = await self.source.history(product)
+        return raw, (self.csv_marks or {}).get(product)
+
+    async def persist(
+        self, product: str, prepared: Prepared, trained: Trained, metrics: dict[str, Any], mark: Any = None
+    ) -> Any:
         """Database first (one transaction), then files; returns the model id (or folder, or None)."""
         cfg = self.cfg
         model_id: Any = None
@@ -207,6 +237,10 @@ class TrainRun:
                 model_json=trained.model_json,
                 checksum=trained.checksum,
                 run_key=cfg.run_key,
+                data_rows=mark.rows if mark is not None else None,
+                data_last=mark.last if mark is not None else None,
+                data_hash=mark.hash if mark is not None else None,
+                config_hash=self.config_hash if mark is not None else None,
             )
             model_id = await guard.save(self, record, trained.forecast)
         if cfg.output_dir:
@@ -227,6 +261,10 @@ class TrainRun:
                 {**metrics, "params": trained.params, "model_id": model_id, "checksum": trained.checksum},
                 title,
             )
+            if mark is not None:
+                from forecast_trainer.watermark import write_dir_watermark
+
+                write_dir_watermark(cfg.output_dir, folder, mark, self.config_hash, trained.checksum)
             if model_id is None:
                 model_id = folder
         return model_id

@@ -2,7 +2,8 @@
 
 Tables (in the output schema, default ``public``):
   forecast_models(id bigserial, product_id, trainingjob, trained_at, prophet_version,
-                  params jsonb, metrics jsonb, model_json, checksum, run_key)
+                  params jsonb, metrics jsonb, model_json, checksum, run_key,
+                  data_rows, data_last, data_hash, config_hash)   (watermark.py; version 3)
   forecasts(model_id -> forecast_models.id, product_id, ds, yhat, yhat_lower, yhat_upper)
   forecast_trainer_schema_version(version, description, applied_at)
 
@@ -74,6 +75,18 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "ON {s}.forecast_models (run_key, product_id) WHERE run_key IS NOT NULL",
         ),
     ),
+    (
+        3,
+        "forecast_models data watermark and config hash (skip unchanged products)",
+        (
+            "ALTER TABLE {s}.forecast_models ADD COLUMN IF NOT EXISTS data_rows bigint, "
+            "ADD COLUMN IF NOT EXISTS data_last text, ADD COLUMN IF NOT EXISTS data_hash text, "
+            "ADD COLUMN IF NOT EXISTS config_hash text",
+            # A product's newest model with what skipping compares, from the index alone.
+            "CREATE INDEX IF NOT EXISTS forecast_models_watermark_idx "
+            "ON {s}.forecast_models (product_id, id DESC) INCLUDE (data_hash, config_hash)",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -135,6 +148,10 @@ class ModelRecord:
     model_json: str
     checksum: str
     run_key: str | None = None  # idempotency key (the Job's uid): one model per (run_key, product_id)
+    data_rows: int | None = None  # the data watermark the model was trained on (watermark.py)
+    data_last: str | None = None
+    data_hash: str | None = None
+    config_hash: str | None = None  # hash of the model-affecting configuration (watermark.py)
 
 
 def _finite(value: Any) -> float | None:
@@ -193,7 +210,8 @@ async def write_model(
         await conn.execute("SELECT pg_advisory_xact_lock($1::bigint)", product_lock_key(schema, record.product_id))
         new_id = await conn.fetchval(
             f"INSERT INTO {models_table} (product_id, trainingjob, prophet_version, params, metrics, "
-            "model_json, checksum, run_key) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8) "
+            "model_json, checksum, run_key, data_rows, data_last, data_hash, config_hash) "
+            "VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11, $12) "
             "ON CONFLICT (run_key, product_id) WHERE run_key IS NOT NULL DO NOTHING RETURNING id",
             record.product_id,
             record.trainingjob,
@@ -203,6 +221,10 @@ async def write_model(
             record.model_json,
             record.checksum,
             record.run_key,
+            record.data_rows,
+            record.data_last,
+            record.data_hash,
+            record.config_hash,
         )
         if new_id is None:  # only with a run key: an earlier attempt committed this product's model
             assert record.run_key is not None

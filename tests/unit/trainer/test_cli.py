@@ -85,7 +85,8 @@ def test_train_from_env_only_writes_every_artifact(good_csv: Path, tmp_path: Pat
     summary_line = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary_line["event"] == "summary" and summary_line["counts"]["trained"] == 2
     doc = termination(term)
-    assert doc["exit_code"] == 0 and doc["counts"] == {"trained": 2, "invalid": 0, "failed": 0, "locked": 0}
+    assert doc["exit_code"] == 0
+    assert doc["counts"] == {"trained": 2, "invalid": 0, "failed": 0, "locked": 0, "skipped": 0}
     entry = doc["products"][0]
     assert entry["metric"] == "mae" and entry["trials"] == 2 and entry["class"] == "high"
     assert entry["family"] in FAMILIES and entry["beats_baseline"] is True and entry["baseline_error"] is not None
@@ -97,6 +98,7 @@ def test_train_from_env_only_writes_every_artifact(good_csv: Path, tmp_path: Pat
         "metrics.json",
         "model.json",
         "model.json.sha256",
+        "watermark.json",
     ]
     from forecast_trainer.outputs import read_verified
 
@@ -335,7 +337,7 @@ def test_sample_data_then_train_like_the_readme(tmp_path: Path) -> None:
     )
     assert train.code == 0, train.stderr
     doc = termination(tmp_path / "t.json")
-    assert doc["counts"] == {"trained": 2, "invalid": 4, "failed": 0, "locked": 0}
+    assert doc["counts"] == {"trained": 2, "invalid": 4, "failed": 0, "locked": 0, "skipped": 0}
 
 
 def test_sigterm_reports_what_finished_and_exits_4(good_csv: Path, tmp_path: Path) -> None:

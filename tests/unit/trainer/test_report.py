@@ -75,7 +75,7 @@ def test_shape_is_exactly_the_contract() -> None:
     doc = json.loads(termination_message([trained(1), invalid("b")], 0))
     assert list(doc) == ["v", "exit_code", "counts", "models", "beat_naive", "products", "omitted"]
     assert doc["v"] == 1 and doc["exit_code"] == 0 and doc["omitted"] == 0
-    assert doc["counts"] == {"trained": 1, "invalid": 1, "failed": 0, "locked": 0}
+    assert doc["counts"] == {"trained": 1, "invalid": 1, "failed": 0, "locked": 0, "skipped": 0}
     first, second = doc["products"]
     assert list(first) == KEYS
     assert first["error"] == 21.1235 and first["seconds"] == 4.57 and first["model_id"] == 1001
@@ -88,7 +88,7 @@ def test_500_products_fit_in_4096_bytes_as_valid_json() -> None:
     text = termination_message(results, 0)
     assert len(text.encode("utf-8")) <= 4096
     doc = json.loads(text)
-    assert doc["counts"] == {"trained": 450, "invalid": 50, "failed": 0, "locked": 0}
+    assert doc["counts"] == {"trained": 450, "invalid": 50, "failed": 0, "locked": 0, "skipped": 0}
     kept = len(doc["products"])
     assert kept > 5 and doc["omitted"] == 500 - kept
     assert [p["product"] for p in doc["products"]] == [r.product for r in results[:kept]]  # dropped from the end
@@ -156,6 +156,12 @@ def test_summary_table_lists_every_product() -> None:
 
 def test_locked_products_are_counted_and_reported_with_their_reason() -> None:
     doc = json.loads(termination_message([locked("a"), invalid("b")], 5))
-    assert doc["exit_code"] == 5 and doc["counts"] == {"trained": 0, "invalid": 1, "failed": 0, "locked": 1}
+    assert doc["exit_code"] == 5 and doc["counts"] == {
+        "trained": 0,
+        "invalid": 1,
+        "failed": 0,
+        "locked": 1,
+        "skipped": 0,
+    }
     entry = doc["products"][0]
     assert (entry["product"], entry["status"], entry["reason"]) == ("a", "locked", "ProductLocked")
