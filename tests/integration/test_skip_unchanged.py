@@ -131,6 +131,10 @@ async def test_one_product_pods_and_the_run_key(dsn, conn, new_schema, tmp_path)
     # A retried pod of the same Job (same run key) reports the model its earlier attempt stored.
     again = run(["train"], {**env, "TRAINER_PRODUCT_ID": "p", "TRAINER_RUN_KEY": "job-uid-1"}, term)
     assert statuses(again) == {"p": "trained"} and "already recorded" in again["products"][0]["warnings"][0]
+    # The planner given that run key sends the product to its pod (which reports it trained).
+    planner = {**env, "TRAINER_PRODUCTS_JSON": '["p"]'}
+    assert run(["unchanged"], {**planner, "TRAINER_RUN_KEY": "job-uid-1"}, term)["unchanged"] == ""
+    assert run(["unchanged"], {**planner, "TRAINER_RUN_KEY": "job-uid-2"}, term)["unchanged"] == "0"
     # The next night's Job (another run key): skipped, nothing written.
     later = run(["train"], {**env, "TRAINER_PRODUCT_ID": "p", "TRAINER_RUN_KEY": "job-uid-2"}, term)
     assert statuses(later) == {"p": "skipped"} and later["products"][0]["model_id"] == first["products"][0]["model_id"]
@@ -189,7 +193,7 @@ async def test_migration_3_adds_watermark_columns_and_index(db, conn, schema) ->
     indexdef = await conn.fetchval(
         "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'forecast_models_watermark_idx'", schema
     )
-    assert "(product_id, id DESC) INCLUDE (data_hash, config_hash)" in indexdef
+    assert "(product_id, id DESC) INCLUDE (data_hash, config_hash, run_key)" in indexdef
 
 
 async def test_unchanged_for_10000_products_takes_seconds(dsn, conn, new_schema, tmp_path):

@@ -1,9 +1,10 @@
 """``forecast-trainer``: the command line edge.
 
-Subcommands ``train``, ``migrate`` and ``sample-data``. Every option also reads
-``TRAINER_<OPTION>`` from the environment (see config.py). Errors inside are typed; here they
-become one line on stderr and the documented exit code. Heavy libraries (pandas, Prophet,
-Optuna) are imported only by the command that needs them, so ``--help`` is instant.
+Subcommands ``train``, ``unchanged`` (which products need no training), ``migrate`` and
+``sample-data``. Every option also reads ``TRAINER_<OPTION>`` from the environment (see
+config.py). Errors inside are typed; here they become one line on stderr and the documented
+exit code. Heavy libraries (pandas, Prophet, Optuna) are imported only by the command that
+needs them, so ``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ from forecast_trainer.version import __version__
 
 PROG = "forecast-trainer"
 
-EPILOG = """exit codes: 0 trained; 1 unexpected error; 2 usage/config error; 3 data invalid (not retriable);
-4 infrastructure unavailable after retries (retriable); 5 product locked by another trainer (retry
-later). With several products: invalid and locked ones are skipped; 4 if any product hit an
-infrastructure failure, else 1 if any failed unexpectedly, else 0 if at least one trained, else 5 if
-any was locked, else 3. Every option can also be set as TRAINER_<OPTION> (e.g. --data-csv ->
-TRAINER_DATA_CSV); the command line wins."""
+EPILOG = """exit codes: 0 trained (or skipped as unchanged); 1 unexpected error; 2 usage/config error; 3 data
+invalid (not retriable); 4 infrastructure unavailable after retries (retriable); 5 product locked by
+another trainer (retry later). With several products: invalid and locked ones are left out; 4 if any
+product hit an infrastructure failure, else 1 if any failed unexpectedly, else 0 if at least one
+trained or was skipped as unchanged (--skip-unchanged), else 5 if any was locked, else 3. Every
+option can also be set as TRAINER_<OPTION> (e.g. --data-csv -> TRAINER_DATA_CSV); the command line
+wins."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -84,7 +84,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "ADD COLUMN IF NOT EXISTS config_hash text",
             # A product's newest model with what skipping compares, from the index alone.
             "CREATE INDEX IF NOT EXISTS forecast_models_watermark_idx "
-            "ON {s}.forecast_models (product_id, id DESC) INCLUDE (data_hash, config_hash)",
+            "ON {s}.forecast_models (product_id, id DESC) INCLUDE (data_hash, config_hash, run_key)",
         ),
     ),
 )

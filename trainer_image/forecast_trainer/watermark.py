@@ -312,16 +312,17 @@ async def latest_models(
 ) -> dict[str, StoredModel]:
     """Each product's newest model in ``schema``'s forecast_models (absent: none, or no watermark columns).
 
-    One index probe per product (forecast_models_watermark_idx), batched. ``details`` also reads
-    the run key, trained_at, the winning family and the CV error (for a skipped product's report).
+    One index probe per product (forecast_models_watermark_idx: an index-only scan), batched.
+    ``details`` also reads the checksum, trained_at, the winning family and the CV error (for a
+    skipped product's report).
     """
     from forecast_trainer.sqlident import qualified
 
     table = qualified(schema, "forecast_models")
-    columns = "f.id, f.data_hash, f.config_hash"
+    columns = "f.id, f.data_hash, f.config_hash, f.run_key"
     if details:
         columns += (
-            ", f.checksum, f.run_key, f.data_rows, f.data_last, "
+            ", f.checksum, f.data_rows, f.data_last, "
             "to_char(f.trained_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS trained_at, "
             "f.metrics->>'family' AS family, f.metrics->'cv'->>'error' AS error"
         )
@@ -348,7 +349,7 @@ async def latest_models(
                 checksum=row["checksum"] if details else None,
                 data_hash=row["data_hash"],
                 config_hash=row["config_hash"],
-                run_key=row["run_key"] if details else None,
+                run_key=row["run_key"],
                 rows=row["data_rows"] if details else None,
                 last=row["data_last"] if details else None,
                 trained_at=row["trained_at"] if details else None,
