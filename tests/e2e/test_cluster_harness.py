@@ -491,7 +491,9 @@ def test_missing_secret_keeps_the_pod_pending_until_it_exists(cluster: ClusterHa
 
     def waiting_reason() -> str | None:
         statuses = (get_pod(cluster, namespace, "waits").get("status") or {}).get("containerStatuses") or []
-        return statuses[0]["state"].get("waiting", {}).get("reason") if statuses else None
+        reason = statuses[0]["state"].get("waiting", {}).get("reason") if statuses else None
+        # ContainerCreating may come first (volumes being set up on a busy machine): wait past it.
+        return reason if reason == "CreateContainerConfigError" else None
 
     assert wait_for("CreateContainerConfigError", waiting_reason) == "CreateContainerConfigError"
     assert get_pod(cluster, namespace, "waits")["status"]["phase"] == "Pending"
