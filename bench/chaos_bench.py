@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import re
 import signal
@@ -75,7 +74,8 @@ sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "operator")]
 
 import operator_harness  # noqa: E402
 from localcluster import LocalCluster, find_binaries  # noqa: E402
-from operator_harness import free_port, kubectl  # noqa: E402
+from operator_harness import kubectl  # noqa: E402
+from pg_harness import PostgresServer  # noqa: E402
 
 GROUP, VERSION, PLURAL = "training.forecast.dev", "v1alpha1", "trainingjobs"
 LABEL_TJ = f"{GROUP}/trainingjob"
@@ -88,51 +88,6 @@ TRAINER = str(Path(sys.executable).parent / "forecast-trainer")
 # ----------------------------------------------------------------------------------------- PostgreSQL
 
 
-class Postgres:
-    """The throw-away server of hack/postgres.sh on a port of its own (never another run's server)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, "TJO_PG_PORT": str(self.port)}
-        self.dsn = f"postgresql://tjo:tjo@127.0.0.1:{self.port}/tjo"
-        self.started = False
-
-    def _script(self, command: str) -> None:
-        subprocess.run(
-            ["bash", str(ROOT / "hack" / "postgres.sh"), command],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def start(self) -> None:
-        self.started = True
-        self._script("start")
-
-    def stop(self) -> None:
-        if self.started:
-            self._script("stop")
-            self.started = False
-
-    def down(self) -> None:
-        self._script("down")
-
-    def up(self) -> None:
-        self._script("up")
-
-    def query(self, sql: str) -> list[list[str]]:
-        out = subprocess.run(
-            ["psql", self.dsn, "-AtX", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        ).stdout
-        return [line.split("\t") for line in out.splitlines() if line]
-
-
 # ------------------------------------------------------------------------------------------- scenarios
 
 
@@ -143,7 +98,7 @@ class Run:
     name: str
     cluster: LocalCluster
     operator: operator_harness.OperatorProcess
-    pg: Postgres
+    pg: PostgresServer
     schema: str
     products: list[str]
     deadline: float = 0.0
@@ -372,7 +327,9 @@ def audit(run: Run) -> dict[str, Any]:
     }
 
 
-def run_scenario(name: str, args: argparse.Namespace, pg: Postgres, products: list[str], work: Path) -> dict[str, Any]:
+def run_scenario(
+    name: str, args: argparse.Namespace, pg: PostgresServer, products: list[str], work: Path
+) -> dict[str, Any]:
     scenario_dir = work / name
     scenario_dir.mkdir(parents=True, exist_ok=True)
     schema = "chaos_" + name.replace("-", "_")
@@ -553,7 +510,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, terminate)
     print(f"machine: {describe_machine()}", flush=True)
-    pg = Postgres()
+    pg = PostgresServer(script_timeout=120)
     results: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="tjo-chaos-") as tmp:

@@ -41,69 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "trainer_image")]
 
 from forecast_trainer.watermark import parse_ranges  # noqa: E402
-from operator_harness import free_port  # noqa: E402
+from pg_harness import PostgresServer  # noqa: E402
 
 TRAINER = str(Path(sys.executable).parent / "forecast-trainer")
 DATA_SCHEMA = "skipbench"
-
-
-class Postgres:
-    """A throw-away server of hack/postgres.sh on a port of its own."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, "TJO_PG_PORT": str(self.port)}
-        self.dsn = f"postgresql://tjo:tjo@127.0.0.1:{self.port}/tjo"
-        self.started = False
-
-    def _script(self, command: str) -> None:
-        subprocess.run(
-            ["bash", str(ROOT / "hack" / "postgres.sh"), command],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-
-    def start(self) -> None:
-        self.started = True
-        self._script("start")
-
-    def stop(self) -> None:
-        if self.started:
-            self._script("stop")
-            self.started = False
-
-    def sql(self, statement: str) -> list[list[str]]:
-        out = subprocess.run(
-            ["psql", self.dsn, "-AtX", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", statement],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        ).stdout
-        return [line.split("\t") for line in out.splitlines() if line]
-
-    def cpu_seconds(self) -> float:
-        """CPU of the postmaster, its live backends and every backend it has reaped."""
-        pid_file = Path(f"/tmp/tjo-pg-{self.port}/data/postmaster.pid")
-        master = psutil.Process(int(pid_file.read_text().split()[0]))
-        t = master.cpu_times()
-        total = t.user + t.system + t.children_user + t.children_system
-        for child in master.children():
-            try:
-                c = child.cpu_times()
-                total += c.user + c.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
 
 
 @dataclass
@@ -132,7 +77,7 @@ def children_cpu() -> float:
 
 
 @contextmanager
-def measured(way: Way, pg: Postgres) -> Iterator[None]:
+def measured(way: Way, pg: PostgresServer) -> Iterator[None]:
     cpu0, db0, wall0 = children_cpu(), pg.cpu_seconds(), time.monotonic()
     yield
     way.wall = time.monotonic() - wall0
@@ -142,7 +87,7 @@ def measured(way: Way, pg: Postgres) -> Iterator[None]:
 
 
 class Runner:
-    def __init__(self, pg: Postgres, work: Path, trials: str, jobs: int) -> None:
+    def __init__(self, pg: PostgresServer, work: Path, trials: str, jobs: int) -> None:
         self.pg, self.work, self.trials, self.jobs = pg, work, trials, jobs
         self.count = 0
 
@@ -192,16 +137,17 @@ class Runner:
         return {product: status for product, status, _ in done}
 
 
-def copy_schema(pg: Postgres, source: str, target: str) -> None:
+def copy_schema(pg: PostgresServer, source: str, target: str) -> None:
     """A copy of the first night's output (models with their ids, forecasts, schema version)."""
-    pg.sql(
-        f"CREATE SCHEMA {target}; "
+    pg.query(
+        timeout=600,
+        sql=f"CREATE SCHEMA {target}; "
         f"CREATE TABLE {target}.forecast_trainer_schema_version AS TABLE {source}.forecast_trainer_schema_version; "
         f"CREATE TABLE {target}.forecast_models (LIKE {source}.forecast_models INCLUDING ALL); "
         f"INSERT INTO {target}.forecast_models SELECT * FROM {source}.forecast_models; "
         f"CREATE TABLE {target}.forecasts (LIKE {source}.forecasts INCLUDING ALL); "
         f"INSERT INTO {target}.forecasts SELECT * FROM {source}.forecasts; "
-        f"ANALYZE {target}.forecast_models; ANALYZE {target}.forecasts"
+        f"ANALYZE {target}.forecast_models; ANALYZE {target}.forecasts",
     )
 
 
@@ -238,13 +184,13 @@ def main() -> None:
     parser.add_argument("--changed", type=float, default=0.05, help="share of products that get a new day")
     args = parser.parse_args()
 
-    pg = Postgres()
+    pg = PostgresServer(script_timeout=180)
     work = Path(tempfile.mkdtemp(prefix="skip-bench-"))
     try:
         pg.start()
         runner = Runner(pg, work, args.trials, args.jobs)
         started = time.monotonic()
-        pg.sql(f"CREATE SCHEMA {DATA_SCHEMA}")
+        pg.query(timeout=600, sql=f"CREATE SCHEMA {DATA_SCHEMA}")
         subprocess.run(
             [
                 *(TRAINER, "sample-data", "--products", str(args.products), "--days", str(args.days)),
@@ -253,7 +199,9 @@ def main() -> None:
             check=True,
             capture_output=True,
         )
-        products = [r[0] for r in pg.sql(f"SELECT DISTINCT product_id FROM {DATA_SCHEMA}.sales ORDER BY 1")]
+        products = [
+            r[0] for r in pg.query(timeout=600, sql=f"SELECT DISTINCT product_id FROM {DATA_SCHEMA}.sales ORDER BY 1")
+        ]
         print(f"{len(products)} products x {args.days} days, trials {args.trials}, {args.jobs} processes at a time")
 
         # First night: everything trained, in --jobs processes over the product list.
@@ -274,13 +222,14 @@ def main() -> None:
         # Next day: a new day of sales for every 20th product.
         step = max(1, round(1 / args.changed))
         changed = products[::step]
-        pg.sql(
-            f"INSERT INTO {DATA_SCHEMA}.sales SELECT product_id, max(ds) + 1, round(avg(y)) FROM {DATA_SCHEMA}.sales "
-            f"WHERE product_id IN ({', '.join(repr(p) for p in changed)}) GROUP BY product_id"
+        pg.query(
+            timeout=600,
+            sql=f"INSERT INTO {DATA_SCHEMA}.sales SELECT product_id, max(ds) + 1, round(avg(y)) "
+            f"FROM {DATA_SCHEMA}.sales WHERE product_id IN ({', '.join(repr(p) for p in changed)}) GROUP BY product_id",
         )
         for schema in ("night2_a", "night2_b", "night2_c"):
             copy_schema(pg, "night1", schema)
-        pg.sql(f"ANALYZE {DATA_SCHEMA}.sales")
+        pg.query(timeout=600, sql=f"ANALYZE {DATA_SCHEMA}.sales")
 
         ways: list[Way] = []
         a = Way("(a) train, one process per product")

@@ -11,7 +11,7 @@ eval "$(bash hack/postgres.sh start | tail -n1)"
 trap 'bash hack/postgres.sh stop' EXIT
 export PATH=$PWD/.venv/bin:$PATH
 echo "== ruff"; ruff check .
-echo "== mypy"; mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/node_agent hack/localcluster hack/operator_harness.py
+echo "== mypy"; mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/node_agent hack/localcluster hack/operator_harness.py hack/pg_harness.py
 echo "== pytest"
 set +e
 pytest -p no:cacheprovider "$@"
