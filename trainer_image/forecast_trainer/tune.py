@@ -16,18 +16,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec
 
 import numpy as np
 
 from forecast_trainer import model as models
 from forecast_trainer.scoring import SEASON, finite_or_inf, last_value, score, seasonal_naive
+
+P = ParamSpec("P")
 
 # Most history a CV fold trains on, in periods (the final model always uses all of it). Two
 # years of days keep the yearly seasonality identifiable (Prophet's own threshold) and halve
@@ -227,6 +230,20 @@ def _suggest(trial: Any, structure: models.Structure) -> dict[str, Any]:
     return params
 
 
+def _timed(fn: Callable[P, TuneResult]) -> Callable[P, TuneResult]:
+    """Record the wall seconds of a tuning in its result, whichever way it returns."""
+
+    @functools.wraps(fn)
+    def timed(*args: P.args, **kwargs: P.kwargs) -> TuneResult:
+        started = time.monotonic()
+        result = fn(*args, **kwargs)
+        result.seconds = time.monotonic() - started
+        return result
+
+    return timed
+
+
+@_timed
 def tune(
     frame: Any,
     *,
@@ -251,47 +268,6 @@ def tune(
     families, with each fold's closed days; by default the folds are made here.
     """
     started = time.monotonic()
-    result = _tune(
-        frame,
-        frequency=frequency,
-        horizon=horizon,
-        folds=folds,
-        metric=metric,
-        budget=budget,
-        margin=margin,
-        seed=seed,
-        structure=structure,
-        timeout=timeout,
-        warm_params=warm_params,
-        min_train=min_train,
-        on_trial=on_trial,
-        fold_list=fold_list,
-        fold_closed=fold_closed,
-        started=started,
-    )
-    result.seconds = time.monotonic() - started
-    return result
-
-
-def _tune(
-    frame: Any,
-    *,
-    frequency: str,
-    horizon: int,
-    folds: int,
-    metric: str,
-    budget: int,
-    margin: float,
-    seed: int,
-    structure: models.Structure,
-    timeout: float | None,
-    warm_params: dict[str, Any] | None,
-    min_train: int,
-    on_trial: Callable[[int, int], None] | None,
-    fold_list: list[Fold] | None,
-    fold_closed: list[Any] | None,
-    started: float,
-) -> TuneResult:
     min_train = max(min_train, SEASON[frequency])
     if fold_list is None:
         fold_list = make_folds(len(frame), horizon, folds, min_train)
