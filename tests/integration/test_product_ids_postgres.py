@@ -9,20 +9,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.integration.sales import make_sales
 from tests.unit.trainer.helpers import daily_frame, run_cli
 
 PRODUCTS = ["a", "b", "c", '["a","b"]', "[]"]
 
 
 async def make_table(conn, schema: str) -> str:
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    await conn.execute(f'CREATE TABLE "{schema}".sales (product_id text, ds date, y double precision)')
-    rows = []
-    for i, product in enumerate(PRODUCTS):
-        frame = daily_frame(60, seed=i)
-        rows += [(product, d.date(), float(v)) for d, v in zip(frame["ds"], frame["y"], strict=True)]
-    await conn.copy_records_to_table("sales", schema_name=schema, records=rows)
-    return f"{schema}.sales"
+    return await make_sales(conn, schema, {product: daily_frame(60, seed=i) for i, product in enumerate(PRODUCTS)})
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.integration.sales import make_sales
 from tests.unit.trainer.helpers import REPO, clean_env, daily_frame
 
 from forecast_trainer.config import DbSettings
@@ -133,12 +134,7 @@ async def test_the_write_transaction_waits_for_a_session_lock_held_elsewhere(dsn
 
 
 async def _make_sales(conn, schema: str, days: int) -> str:
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    await conn.execute(f'CREATE TABLE "{schema}".sales (product_id text, ds date, y double precision)')
-    frame = daily_frame(days, seed=4)
-    records = [(PRODUCT, d.date(), float(v)) for d, v in zip(frame["ds"], frame["y"], strict=True)]
-    await conn.copy_records_to_table("sales", schema_name=schema, records=records)
-    return f"{schema}.sales"
+    return await make_sales(conn, schema, {PRODUCT: daily_frame(days, seed=4)})
 
 
 def _trainer(dsn: str, table: str, out_schema: str, term: Path, trials: str, name: str) -> subprocess.Popen:

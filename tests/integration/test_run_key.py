@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
+from tests.integration.sales import make_sales
 from tests.unit.trainer.helpers import REPO, Run, clean_env, daily_frame, run_cli
 
 from forecast_trainer import store
@@ -123,12 +124,7 @@ def run_script(script: str, env: dict[str, str]) -> Run:
 
 
 async def _sales(conn, schema: str) -> str:
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    await conn.execute(f'CREATE TABLE "{schema}".sales (product_id text, ds date, y double precision)')
-    frame = daily_frame(120, seed=6)
-    rows = [(PRODUCT, d.date(), float(v)) for d, v in zip(frame["ds"], frame["y"], strict=True)]
-    await conn.copy_records_to_table("sales", schema_name=schema, records=rows)
-    return f"{schema}.sales"
+    return await make_sales(conn, schema, {PRODUCT: daily_frame(120, seed=6)})
 
 
 def _env(dsn: str, table: str, schema: str, term: Path, **extra: str) -> dict[str, str]:

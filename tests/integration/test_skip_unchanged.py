@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from tests.integration.sales import make_sales
 from tests.unit.trainer.helpers import daily_frame, run_cli
 
 from forecast_trainer.config import TRAIN_OPTIONS, DbSettings, resolve, train_config
@@ -19,14 +20,6 @@ from forecast_trainer.data import Columns, PostgresSource
 from forecast_trainer.db import Database
 from forecast_trainer.store import migrate
 from forecast_trainer.watermark import config_hash, parse_ranges, pg_watermarks
-
-
-async def make_sales(conn: Any, schema: str, products: dict[str, Any]) -> str:
-    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    await conn.execute(f'CREATE TABLE "{schema}".sales (product_id text, ds date, y double precision)')
-    records = [(p, d.date(), float(v)) for p, f in products.items() for d, v in zip(f["ds"], f["y"], strict=True)]
-    await conn.copy_records_to_table("sales", schema_name=schema, records=records)
-    return f"{schema}.sales"
 
 
 def env_for(dsn: str, table: str, out_schema: str, term: Path, **extra: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.integration.sales import make_sales
 from tests.unit.trainer.helpers import daily_frame, run_cli
 
 from forecast_trainer.config import DbSettings
@@ -14,14 +15,6 @@ from forecast_trainer.db import Database
 from forecast_trainer.store import load
 
 INJECTION_PRODUCT = "x'; DROP TABLE sales; --"
-
-
-async def make_sales(conn, schema: str, products: dict[str, pd.DataFrame], table: str = "sales") -> str:
-    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    await conn.execute(f'CREATE TABLE "{schema}"."{table}" (product_id text, ds date, y double precision)')
-    records = [(p, d.date(), float(v)) for p, f in products.items() for d, v in zip(f["ds"], f["y"], strict=True)]
-    await conn.copy_records_to_table(table, schema_name=schema, records=records)
-    return f"{schema}.{table}"
 
 
 def env_for(dsn: str, table: str, out_schema: str, term: Path, **extra: str) -> dict[str, str]:
