@@ -15,7 +15,6 @@ from trainingjob_operator.kube import Kube, Obj
 from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease, UnchangedCheck
 from trainingjob_operator.termination import parse_report, parse_unchanged
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 JOB_UID_LABEL = builders.JOB_UID_LABEL
 STUCK_REASONS = frozenset(
     {"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"}

@@ -102,3 +102,27 @@ def sample_sales_table(dsn: str, products: int, days: int) -> tuple[str, str]:
         capture_output=True,
     )
     return table, schema
+
+
+# No-op image (tests/e2e/noop-image.yaml): orchestration-only TrainingJobs; their data Secret is never read.
+NOOP = {"image": "localhost/tjo-noop"}
+
+
+def noop_tj(name: str, products: list[str], seconds: float, **spec: Any) -> dict[str, Any]:
+    body = tj_body(name, products, template={**NOOP, "env": [{"name": "NOOP_SECONDS", "value": str(seconds)}]}, **spec)
+    body["spec"]["data"] = {"postgres": {"secretRef": {"name": "unused", "key": "dsn"}}}
+    return body
+
+
+def secret(cluster: Any, namespace: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unused"}, "stringData": {"dsn": "x"}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
+
+
+def succeeded_pods(cluster: Any, namespace: str) -> list[dict[str, Any]]:
+    pods = get(cluster, namespace, "pods", selector=LABEL_HASH)["items"]
+    return [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
+
+
+def succeeded(cluster: Any, namespace: str, name: str) -> int:
+    return int((tj_status(cluster, namespace, name).get("products") or {}).get("succeeded") or 0)

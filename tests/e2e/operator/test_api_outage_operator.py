@@ -11,8 +11,17 @@ from typing import Any
 
 import pytest
 from tests.e2e.operator.conftest import OperatorProcess
-from tests.e2e.operator.helpers import LABEL_HASH, apply, get, tj_status, wait_for, wait_phase
-from tests.e2e.operator.test_identity import noop_tj, secret, succeeded
+from tests.e2e.operator.helpers import (
+    LABEL_HASH,
+    apply,
+    get,
+    noop_tj,
+    secret,
+    succeeded,
+    tj_status,
+    wait_for,
+    wait_phase,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 OUTAGE_SECONDS = 30

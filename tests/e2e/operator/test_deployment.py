@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from tests.e2e.operator.conftest import ROOT, OperatorProcess
-from tests.e2e.operator.helpers import apply, pods_of, tj_body, tj_status, wait_for, wait_phase
+from tests.e2e.operator.helpers import NOOP, apply, pods_of, tj_body, tj_status, wait_for, wait_phase
 
 import operator_harness
 
 pytestmark = pytest.mark.e2e
 SA = "system:serviceaccount:trainingjob-system:trainingjob-operator"
-NOOP = {"image": "localhost/tjo-noop"}
 
 
 def test_manifests_apply_cleanly_server_side(cluster: Any) -> None:

@@ -10,8 +10,18 @@ from typing import Any
 
 import pytest
 from tests.e2e.operator.conftest import STUCK_POD_SECONDS, OperatorProcess
-from tests.e2e.operator.helpers import condition, get, jobs_of, leases, pods_of, tj_status, wait_for, wait_phase
-from tests.e2e.operator.test_identity import noop_tj, secret
+from tests.e2e.operator.helpers import (
+    condition,
+    get,
+    jobs_of,
+    leases,
+    noop_tj,
+    pods_of,
+    secret,
+    tj_status,
+    wait_for,
+    wait_phase,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -12,32 +12,21 @@ from typing import Any
 
 import pytest
 from tests.e2e.operator.conftest import OperatorProcess
-from tests.e2e.operator.helpers import LABEL_HASH, apply, get, tj_body, tj_status, wait_for, wait_phase
+from tests.e2e.operator.helpers import (
+    LABEL_HASH,
+    apply,
+    get,
+    noop_tj,
+    secret,
+    succeeded,
+    succeeded_pods,
+    wait_for,
+    wait_phase,
+)
 
 from trainingjob_operator import builders
 
 pytestmark = pytest.mark.e2e
-NOOP = {"image": "localhost/tjo-noop"}
-
-
-def noop_tj(name: str, products: list[str], seconds: float, **spec: Any) -> dict[str, Any]:
-    body = tj_body(name, products, template={**NOOP, "env": [{"name": "NOOP_SECONDS", "value": str(seconds)}]}, **spec)
-    body["spec"]["data"] = {"postgres": {"secretRef": {"name": "unused", "key": "dsn"}}}
-    return body
-
-
-def secret(cluster: Any, namespace: str) -> None:
-    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "unused"}, "stringData": {"dsn": "x"}}
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(body))
-
-
-def succeeded_pods(cluster: Any, namespace: str) -> list[dict[str, Any]]:
-    pods = get(cluster, namespace, "pods", selector=LABEL_HASH)["items"]
-    return [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
-
-
-def succeeded(cluster: Any, namespace: str, name: str) -> int:
-    return int((tj_status(cluster, namespace, name).get("products") or {}).get("succeeded") or 0)
 
 
 def test_reordering_products_mid_run_trains_every_product_exactly_once(

@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 from tests.e2e.operator.conftest import OperatorProcess
-from tests.e2e.operator.helpers import apply, pods_of, tj_body, tj_status, wait_for, wait_phase
+from tests.e2e.operator.helpers import NOOP, apply, pods_of, tj_body, tj_status, wait_for, wait_phase
 
 import operator_harness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
 STALL_SECONDS = 20.0
 LEASE_SECONDS, RENEW_DEADLINE = 15.0, 10.0
-NOOP = {"image": "localhost/tjo-noop"}
 EVENTS = "renewed leader lease|stopped leading|became leader"
 LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] .*?(" + EVENTS + ")")
 RENEW_TIME = re.compile(r"renewTime (\S+?)\)")

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from tests.e2e.operator.conftest import OperatorProcess
-from tests.e2e.operator.helpers import get, wait_for
-from tests.e2e.operator.test_identity import noop_tj, secret
+from tests.e2e.operator.helpers import get, noop_tj, secret, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
