@@ -7,8 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/venv.sh
 export TJO_K8S_BIN=$(bash hack/build-binaries.sh | tail -n1)
-eval "$(bash hack/postgres.sh start | tail -n1)"
-trap 'bash hack/postgres.sh stop' EXIT
+# Stop PostgreSQL at exit only when this run started it (another suite may be using it).
+pg_log=$(mktemp)
+eval "$(bash hack/postgres.sh start 2>"$pg_log" | tail -n1)"
+cat "$pg_log" >&2
+if ! grep -q "already running" "$pg_log"; then trap 'bash hack/postgres.sh stop' EXIT; fi
+rm -f "$pg_log"
 export PATH=$PWD/.venv/bin:$PATH
 echo "== ruff"; ruff check .
 echo "== mypy"; mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/node_agent hack/localcluster hack/operator_harness.py hack/pg_harness.py
