@@ -9,8 +9,27 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from trainingjob_operator.api_base import (
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_PATTERN,
+    QUANTITY_SCHEMA,
+    ApiModel,
+    cel,
+    immutable,
+)
+from trainingjob_operator.podtypes import (
+    MAX_LIST,
+    Affinity,
+    EnvFromSource,
+    EnvVar,
+    LocalObjectReference,
+    TopologySpreadConstraint,
+    Volume,
+    VolumeMount,
+)
 
 GROUP = "training.forecast.dev"
 VERSION = "v1alpha1"
@@ -34,44 +53,6 @@ PRODUCTS_MAX_TOTAL_LENGTH = 640_000
 """Sum of the ids' lengths. An object is stored whole in etcd (at most ~1.5 MiB per request here and
 by default), and the API server keeps every id twice (spec and managedFields): 10,000 ids of 64
 characters fit, 10,000 of 253 do not."""
-LABEL_KEY_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-)
-LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
-QUANTITY_SCHEMA: dict[str, Any] = {
-    "x-kubernetes-int-or-string": True,
-    "maxLength": 40,
-    "x-kubernetes-validations": [
-        {
-            "rule": "type(self) == int || isQuantity(self)",
-            "message": "must be a quantity, e.g. 500m, 2, 1Gi",
-            "messageExpression": "'must be a quantity, e.g. 500m, 2, 1Gi; got \"' + string(self) + '\"'",
-        }
-    ],
-}
-"""A resource quantity (checked by the API server's CEL ``isQuantity``, as a pod's resources are)."""
-
-
-def cel(*rules: tuple[str, str] | tuple[str, str, str], **extra: Any) -> dict[str, Any]:
-    """JSON-schema extras carrying CEL rules as ``(rule, message)`` pairs, or ``(rule, message,
-    messageExpression)`` when the message should show the offending value."""
-    out: dict[str, Any] = dict(extra)
-    if rules:
-        out["x-kubernetes-validations"] = [
-            {"rule": r[0], "message": r[1], **({"messageExpression": r[2]} if len(r) > 2 else {})} for r in rules
-        ]
-    return out
-
-
-def immutable(what: str) -> dict[str, Any]:
-    return cel(("self == oldSelf", f"{what} cannot change after creation; create a new TrainingJob instead"))
-
-
-class ApiModel(BaseModel):
-    """Base for API types: camelCase on the wire, unknown fields rejected."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 # ---------------------------------------------------------------- references
@@ -245,20 +226,6 @@ class ResourceRequirements(ApiModel):
     )
 
 
-class EnvVar(ApiModel):
-    """An extra environment variable for the trainer container (same shape as a container's env)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="allow",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-
-    name: str = Field(min_length=1, description="Variable name.")
-    value: str | None = Field(default=None, description="Variable value.")
-
-
 class Toleration(ApiModel):
     """A toleration of product pods (the fields of a pod spec's toleration)."""
 
@@ -287,7 +254,18 @@ class Toleration(ApiModel):
 
 
 class PodTemplate(ApiModel):
-    """Knobs of the product pods (a subset of a PodTemplateSpec)."""
+    """Knobs of the product pods (a subset of a PodTemplateSpec). The operator's own pod fields
+    (security context, termination message, the trainer's environment and volumes) cannot be set."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+                "self.volumes.exists(v, v.name == m.name))",
+                "every volumeMounts[].name must name a volume of spec.template.volumes",
+            )
+        )
+    )
 
     image: str = Field(default=DEFAULT_TRAINER_IMAGE, min_length=1, description="Trainer image.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
@@ -298,17 +276,46 @@ class PodTemplate(ApiModel):
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=64, description="Tolerations of product pods (as in a pod spec)."
     )
-    affinity: dict[str, Any] | None = Field(
-        default=None,
-        description="Affinity of product pods.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    affinity: Affinity | None = Field(default=None, description="Affinity of product pods (as in a pod spec).")
+    topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
+        default=None, max_length=MAX_LIST, description="Spread product pods over zones or nodes (as in a pod spec)."
     )
     service_account_name: str | None = Field(
         default=None, max_length=253, description="ServiceAccount of product pods."
     )
     priority_class_name: str | None = Field(default=None, description="PriorityClass of product pods.")
     env: list[EnvVar] | None = Field(
-        default=None, description="Extra environment variables (TRAINER_* tune the trainer)."
+        default=None,
+        max_length=64,
+        description="Extra environment variables of the trainer container. Variables the operator sets "
+        "from the spec (TRAINER_PRODUCT_ID, TRAINER_TRIALS, …) are refused: set the spec field.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    env_from: list[EnvFromSource] | None = Field(
+        default=None,
+        max_length=MAX_LIST,
+        description="ConfigMaps and Secrets whose keys become environment variables (the operator's "
+        "variables win over keys of the same name).",
+    )
+    volumes: list[Volume] | None = Field(
+        default=None,
+        max_length=MAX_LIST,
+        description="Extra volumes of product pods (configMap, secret, emptyDir, persistentVolumeClaim); "
+        "the names scratch, sales and products are the operator's.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    volume_mounts: list[VolumeMount] | None = Field(
+        default=None,
+        max_length=MAX_LIST,
+        description="Where volumes of spec.template.volumes appear in the trainer container; /tmp, /data, "
+        "/plan and /dev/termination-log are the operator's.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["mountPath"]},
+    )
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
+        default=None,
+        max_length=MAX_LIST,
+        description="Secrets for pulling the trainer image from a private registry.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     labels: dict[str, str] | None = Field(
         default=None,

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from trainingjob_operator.api import API_VERSION, GROUP, KIND, TrainingJob
+from trainingjob_operator.podtypes import OPERATOR_ENV
 
 LABEL_TRAININGJOB = f"{GROUP}/trainingjob"
 LABEL_PRODUCT_HASH = f"{GROUP}/product-hash"
@@ -137,9 +141,17 @@ def trainer_env(tj: TrainingJob, product: str, retry_round: str = "") -> list[di
         if out.secret_ref is not None:
             env.append(_secret_env("TRAINER_OUTPUT_DSN", out.secret_ref.name, out.secret_ref.key))
         env.append(_env("TRAINER_OUTPUT_SCHEMA", out.schema_))
-    for extra in spec.template.env or []:
-        env.append(extra.model_dump(by_alias=True, exclude_none=True))
+    # The CRD refuses these names; an object stored before that rule still cannot override them.
+    env += [_dump(e) for e in spec.template.env or [] if e.name not in OPERATOR_ENV]
     return env
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(by_alias=True, exclude_none=True)
+
+
+def _dump_all(models: Sequence[BaseModel] | None) -> list[dict[str, Any]]:
+    return [_dump(m) for m in models or []]
 
 
 def _security_context() -> dict[str, Any]:
@@ -250,8 +262,13 @@ def _trainer_job(
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
     }
-    if spec.template.resources is not None:
-        container["resources"] = spec.template.resources.model_dump(by_alias=True, exclude_none=True)
+    t = spec.template
+    if t.resources is not None:
+        container["resources"] = _dump(t.resources)
+    if t.env_from:
+        container["envFrom"] = _dump_all(t.env_from)
+    mounts += _dump_all(t.volume_mounts)
+    volumes += _dump_all(t.volumes)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -265,13 +282,12 @@ def _trainer_job(
         "containers": [container],
         "volumes": volumes,
     }
-    t = spec.template
     optional = {
         "nodeSelector": t.node_selector,
-        "tolerations": [x.model_dump(by_alias=True, exclude_none=True) for x in t.tolerations]
-        if t.tolerations is not None
-        else None,
-        "affinity": t.affinity,
+        "tolerations": _dump_all(t.tolerations) if t.tolerations is not None else None,
+        "affinity": _dump(t.affinity) if t.affinity is not None else None,
+        "topologySpreadConstraints": _dump_all(t.topology_spread_constraints) or None,
+        "imagePullSecrets": _dump_all(t.image_pull_secrets) or None,
         "serviceAccountName": t.service_account_name,
         "priorityClassName": t.priority_class_name,
     }

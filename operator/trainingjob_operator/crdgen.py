@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from trainingjob_operator import api, schedule_api
 
@@ -96,7 +97,7 @@ def _defaults_for_objects(node: Any) -> Any:
     return node
 
 
-def model_schema(model: type[api.BaseModel]) -> JsonSchema:
+def model_schema(model: type[BaseModel]) -> JsonSchema:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
     return _defaults_for_objects(_structural(_resolve(raw, defs)))
@@ -106,7 +107,7 @@ def openapi_schema() -> JsonSchema:
     return _object_schema(api.TrainingJobSpec, api.TrainingJobStatus, api.TrainingJob.__doc__ or "")
 
 
-def _object_schema(spec_model: type[api.BaseModel], status_model: type[api.BaseModel], doc: str) -> JsonSchema:
+def _object_schema(spec_model: type[BaseModel], status_model: type[BaseModel], doc: str) -> JsonSchema:
     spec = model_schema(spec_model)
     for name in ("forecast", "tuning", "template"):
         if name in spec["properties"]:

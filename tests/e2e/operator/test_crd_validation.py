@@ -75,6 +75,92 @@ INVALID = [
         "spec.data.postgres.table",
     ),
     ("unknown field", _with("paralelism", 3), "paralelism"),
+    # Pod overrides: typed, and the operator's own pod fields cannot be overridden.
+    (
+        "volume named scratch",
+        _with("template.volumes", [{"name": "scratch", "emptyDir": {}}]),
+        "volume name scratch is the operator's",
+    ),
+    (
+        "volume with two sources",
+        _with("template.volumes", [{"name": "x", "emptyDir": {}, "secret": {"secretName": "s"}}]),
+        "a volume takes exactly one of",
+    ),
+    (
+        "mount at /tmp",
+        _with(
+            "template",
+            {"volumes": [{"name": "x", "emptyDir": {}}], "volumeMounts": [{"name": "x", "mountPath": "/tmp"}]},
+        ),
+        "mountPath /tmp is the operator's",
+    ),
+    (
+        "mount over the termination log",
+        _with(
+            "template",
+            {
+                "volumes": [{"name": "x", "emptyDir": {}}],
+                "volumeMounts": [{"name": "x", "mountPath": "/dev/termination-log"}],
+            },
+        ),
+        "mountPath /dev/termination-log is the operator's",
+    ),
+    (
+        "mount of an undeclared volume",
+        _with("template.volumeMounts", [{"name": "nope", "mountPath": "/etc/nope"}]),
+        "every volumeMounts[].name must name a volume of spec.template.volumes",
+    ),
+    (
+        "relative mount path",
+        _with(
+            "template",
+            {"volumes": [{"name": "x", "emptyDir": {}}], "volumeMounts": [{"name": "x", "mountPath": "etc/x"}]},
+        ),
+        "mountPath must be an absolute path",
+    ),
+    (
+        "env overriding the product id",
+        _with("template.env", [{"name": "TRAINER_PRODUCT_ID", "value": "other"}]),
+        "env TRAINER_PRODUCT_ID is set by the operator from the spec",
+    ),
+    (
+        "env trials instead of spec.tuning.trials",
+        _with("template.env", [{"name": "TRAINER_TRIALS", "value": "5"}]),
+        "spec.tuning.trials for TRAINER_TRIALS",
+    ),
+    (
+        "duplicate env",
+        _with("template.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "Duplicate value",
+    ),
+    (
+        "envFrom with both refs",
+        _with("template.envFrom", [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]),
+        "envFrom takes exactly one of configMapRef, secretRef",
+    ),
+    (
+        "affinity operator Equals",
+        _with(
+            "template.affinity",
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Equals"}]}]
+                    }
+                }
+            },
+        ),
+        'Unsupported value: "Equals"',
+    ),
+    ("affinity unknown field", _with("template.affinity", {"nodeAfinity": {}}), "nodeAfinity"),
+    (
+        "topology spread skew 0",
+        _with(
+            "template.topologySpreadConstraints",
+            [{"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}],
+        ),
+        "spec.template.topologySpreadConstraints[0].maxSkew",
+    ),
     (
         "configMap data, output without secret",
         _with("output", {"postgres": {"schema": "m"}}),
@@ -142,3 +228,13 @@ def test_size_limits_are_ones_that_can_be_stored(cluster: Any, namespace: str, t
 def test_explain_documents_fields(cluster: Any, trainingjob_crd: None) -> None:
     out = cluster.kubectl("explain", "trainingjob.spec.tuning").stdout
     assert "automatic by product class" in out and "warmStart" in out
+
+
+def test_explain_documents_pod_overrides(cluster: Any, trainingjob_crd: None) -> None:
+    """Affinity, volumes and envFrom are typed: kubectl explain walks into them."""
+    out = cluster.kubectl("explain", "trainingjob.spec.template.affinity.nodeAffinity").stdout
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in out
+    out = cluster.kubectl("explain", "trainingjob.spec.template.volumes").stdout
+    assert "persistentVolumeClaim" in out and "scratch, sales and products" in out
+    out = cluster.kubectl("explain", "trainingjob.spec.template.envFrom.secretRef").stdout
+    assert "optional" in out
