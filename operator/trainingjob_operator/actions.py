@@ -47,6 +47,9 @@ class SetJobTTL:
 class CreateUnchangedCheck:
     """Create the product-list ConfigMap and the Job of ``forecast-trainer unchanged``."""
 
+    retry_round: str = ""
+    """The round whose run key the check gets: a model stored under it is this run's, not unchanged."""
+
 
 @dataclass(frozen=True)
 class Event:

@@ -218,15 +218,20 @@ def build_plan_configmap(tj: TrainingJob) -> dict[str, Any]:
     }
 
 
-def build_plan_job(tj: TrainingJob) -> dict[str, Any]:
+def build_plan_job(tj: TrainingJob, retry_round: str = "") -> dict[str, Any]:
     """One pod that finds the products whose data and config are unchanged since their last model
-    (``forecast-trainer unchanged``), so that they need no pod of their own."""
+    (``forecast-trainer unchanged``), so that they need no pod of their own.
+
+    It gets the product pods' run key (TRAINER_RUN_KEY of ``retry_round``): a model an earlier
+    attempt of this very run stored is not "unchanged" (that product is this run's, trained; its
+    pod reports the stored model as trained without training again), so it is never counted
+    skipped."""
     labels = {
         LABEL_TRAININGJOB: _short(tj.name, MAX_NAME),
         LABEL_PRODUCT_HASH: PLAN_HASH,
     }
     annotations = {ANNOTATION_ROLE: ROLE_UNCHANGED_PLAN}
-    env = [e for e in trainer_env(tj, "") if e["name"] not in ("TRAINER_PRODUCT_ID", "TRAINER_RUN_KEY")]
+    env = [e for e in trainer_env(tj, "", retry_round) if e["name"] != "TRAINER_PRODUCT_ID"]
     env.append(_env("TRAINER_PRODUCTS_FILE", f"{PLAN_MOUNT_DIR}/{PLAN_PRODUCTS_FILE}"))
     volume = {"name": "products", "configMap": {"name": plan_configmap_name(tj)}}
     mount = {"name": "products", "mountPath": PLAN_MOUNT_DIR, "readOnly": True}

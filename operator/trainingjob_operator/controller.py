@@ -130,7 +130,7 @@ async def _act(
     elif isinstance(action, CreateUnchangedCheck):
         for create, body in (
             (kube.create_configmap, builders.build_plan_configmap(tj)),
-            (kube.create_job, builders.build_plan_job(tj)),
+            (kube.create_job, builders.build_plan_job(tj, action.retry_round)),
         ):
             try:
                 await create(ns, body)

@@ -250,7 +250,8 @@ def build(
     for job in jobs:
         if is_unchanged_check(job):
             if controller_uid(job) == tj.uid and not (job.get("metadata") or {}).get("deletionTimestamp"):
-                check = parse_unchanged_check(job, pods_of_job(str((job.get("metadata") or {}).get("uid") or "")))
+                check_pods = pods_of_job(str((job.get("metadata") or {}).get("uid") or ""))
+                check = parse_unchanged_check(job, check_pods, len(wanted))
             continue
         product = job_product(job)
         if product is None or product not in wanted:
@@ -286,7 +287,8 @@ def is_unchanged_check(job: Obj) -> bool:
     return ann.get(builders.ANNOTATION_ROLE) == builders.ROLE_UNCHANGED_PLAN
 
 
-def parse_unchanged_check(job: Obj, pods: list[Obj]) -> UnchangedCheck:
+def parse_unchanged_check(job: Obj, pods: list[Obj], total: int) -> UnchangedCheck:
+    """The check Job and its answer for ``total`` products (the TrainingJob's distinct ids)."""
     meta = job.get("metadata") or {}
     cond = _finished_condition(job)
     finished = cond["type"] if cond else None
@@ -294,7 +296,8 @@ def parse_unchanged_check(job: Obj, pods: list[Obj]) -> UnchangedCheck:
     unchanged, truncated, message = None, False, ""
     if finished is not None or succeeded:
         _, term = last_termination(pods)
-        unchanged, truncated, message = parse_unchanged(term)
+        answer = parse_unchanged(term, total)
+        unchanged, truncated, message = answer.unchanged, answer.truncated, answer.problem
         if cond and not message:
             message = str(cond.get("message") or cond.get("reason") or "")
     return UnchangedCheck(

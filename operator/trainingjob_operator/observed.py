@@ -73,8 +73,9 @@ class UnchangedCheck:
     uid: str
     finished: Literal["Complete", "Failed"] | None = None
     pod_succeeded: bool = False
-    unchanged: str | None = None
-    """Index ranges over the sorted product ids, from the pod's termination message."""
+    unchanged: frozenset[int] | None = None
+    """Indexes over the sorted product ids of the products to skip, from the pod's termination
+    message (termination.parse_unchanged); None: no usable answer, train every product."""
     truncated: bool = False
     message: str = ""
 

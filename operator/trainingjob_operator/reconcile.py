@@ -293,13 +293,13 @@ def check_unchanged(st: PassState) -> bool:
         return False
     check = st.observed.unchanged_check
     if check is None:
-        st.actions.append(CreateUnchangedCheck())
+        st.actions.append(CreateUnchangedCheck(st.retry_round))
         return True
     if not check.done:
         return True
     if check.unchanged is not None and (check.finished == "Complete" or check.pod_succeeded):
         order = record_order(tj.spec.products)
-        unchanged = {order[i] for i in parse_indexes(check.unchanged) if i < len(order)}
+        unchanged = {order[i] for i in check.unchanged if i < len(order)}
         fresh = unchanged - st.succeeded - st.failed
         st.succeeded |= fresh
         st.skipped |= fresh

@@ -95,6 +95,21 @@ def test_unchanged_check_job_reads_the_product_list_from_a_configmap() -> None:
     c = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in c["env"]}
     assert c["args"] == ["unchanged"] and env["TRAINER_PRODUCTS_FILE"]["value"] == "/plan/products.json"
-    assert "TRAINER_PRODUCT_ID" not in env and "TRAINER_RUN_KEY" not in env
+    assert "TRAINER_PRODUCT_ID" not in env
     assert job["metadata"]["labels"][builders.LABEL_PRODUCT_HASH] == "unchanged"
     assert not builders.needs_unchanged_check(make_tj(["a"]))
+
+
+def test_unchanged_check_has_the_run_key_of_the_product_pods_of_its_round() -> None:
+    """A model an earlier attempt of this run stored is this run's (trained), never "unchanged":
+    the check can only tell when it has the run key the product pods write under."""
+    tj = make_tj(["b", "a"], skipUnchanged=True)
+    for retry_round in ("", "2026-11-30"):
+        check = {e["name"]: e.get("value") for e in _container(builders.build_plan_job(tj, retry_round))["env"]}
+        pod = {e["name"]: e.get("value") for e in _container(builders.build_job(tj, "a", retry_round))["env"]}
+        assert check["TRAINER_RUN_KEY"] == pod["TRAINER_RUN_KEY"] == builders.run_key(tj, retry_round)
+    assert builders.run_key(tj, "") != builders.run_key(tj, "2026-11-30")
+
+
+def _container(job: dict) -> dict:
+    return job["spec"]["template"]["spec"]["containers"][0]

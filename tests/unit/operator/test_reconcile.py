@@ -429,10 +429,12 @@ def test_unchanged_check_runs_first_and_skips_products_without_pods() -> None:
 
     tj = make_tj(products=["c", "a", "b"], parallelism=3, skipUnchanged=True)
     first = reconcile(tj, Observed(), NOW)
-    assert CreateUnchangedCheck() in first.actions and launches(first) == []  # launches wait for the check
+    assert CreateUnchangedCheck("") in first.actions and launches(first) == []  # launches wait for the check
     running = UnchangedCheck(name="weekly-unchanged", uid="u-check")
     assert launches(reconcile(with_status(tj, first.status), Observed(unchanged_check=running), NOW)) == []
-    done_check = UnchangedCheck(name="weekly-unchanged", uid="u-check", finished="Complete", unchanged="0,2")
+    done_check = UnchangedCheck(
+        name="weekly-unchanged", uid="u-check", finished="Complete", unchanged=frozenset({0, 2})
+    )
     plan = reconcile(with_status(tj, first.status), Observed(unchanged_check=done_check), NOW)
     st = plan.status
     assert launches(plan) == ["b"]  # a (0) and c (2) in sorted order are unchanged
