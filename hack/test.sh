@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/venv.sh
 export TJO_K8S_BIN=$(bash hack/build-binaries.sh | tail -n1)
+# promtool (+ metricnames) for the monitoring overlay's tests (tests/unit/monitoring).
+export TJO_PROMTOOL=$(bash hack/build-promtool.sh | tail -n1)
 # Stop PostgreSQL at exit only when this run started it (another suite may be using it).
 pg_log=$(mktemp)
 eval "$(bash hack/postgres.sh start 2>"$pg_log" | tail -n1)"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from trainingjob_operator.api import TrainingJobStatus
@@ -65,3 +65,7 @@ Action = Launch | RenewLease | ReleaseLease | DeleteJob | SetJobTTL | CreateUnch
 class Plan:
     actions: list[Action]
     status: TrainingJobStatus
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Products that cannot start now -> why (for metrics: status keeps only the count)."""
+    new_failures: dict[str, str] = field(default_factory=dict)
+    """Products this pass recorded failed -> reason (for metrics: status keeps only the last 20)."""

@@ -227,6 +227,7 @@ async def reconcile_once(
     post_events(plan, outcomes, post_event)
     st = plan.status
     metrics.observe_products(namespace, name, st.products.model_dump())
+    metrics.observe_pass(namespace, name, st.phase, plan.waiting, plan.new_failures)
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     return PassResult(
         plan=plan,

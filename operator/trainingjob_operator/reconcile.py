@@ -106,6 +106,8 @@ class PassState:
     stalled: list[tuple[str, str]] = field(default_factory=list)
     """(reason, message) of problems only a person can fix (rejected Jobs, pods that cannot start)."""
     launched: set[str] = field(default_factory=set)
+    new_failures: dict[str, str] = field(default_factory=dict)
+    """Products recorded failed by this pass -> reason."""
     stuck: set[str] = field(default_factory=set)
     """Products whose pod cannot start: not active, but they hold their parallelism slot (a missing
     Secret would otherwise start every product, each stuck the same way)."""
@@ -195,6 +197,7 @@ def _record_success(st: PassState, job: ObservedJob) -> None:
 
 def _record_failure(st: PassState, product: str, reason: str, message: str, attempts: int) -> None:
     st.failed.add(product)
+    st.new_failures[product] = reason
     failure = ProductFailure(product=product, reason=reason, message=message[:512], attempts=attempts)
     st.status.failures = add_failure(st.status.failures, failure)
     st.actions.append(Event("Warning", "ProductFailed", f"{product}: {reason}: {message}"[:1024]))
@@ -463,4 +466,4 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     write_record(st)
     waiting_event(st, old)
     phase_and_conditions(st, old, allowed, too_many_failed)
-    return Plan(actions=st.actions, status=st.status)
+    return Plan(actions=st.actions, status=st.status, waiting=st.waiting, new_failures=st.new_failures)

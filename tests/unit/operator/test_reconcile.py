@@ -162,6 +162,9 @@ def test_invalid_data_fails_product_without_retry_and_reports_reason() -> None:
     assert (f.product, f.reason, f.attempts) == ("a", "InvalidData", 1)
     assert "TooFewPoints" in f.message and "10 points" in f.message
     assert any(isinstance(a, Event) and a.reason == "ProductFailed" for a in plan.actions)
+    assert plan.new_failures == {"a": "InvalidData"}  # for trainingjob_product_failures_total
+    # the next pass folds nothing new: the failure is counted once
+    assert reconcile(tj.model_copy(update={"status": st}), Observed(jobs=jobs_of(job)), NOW).new_failures == {}
 
 
 def test_classify_failure_backoff_deadline_and_config() -> None:
@@ -222,7 +225,7 @@ def test_foreign_lease_makes_product_wait_and_expired_one_is_taken_over() -> Non
     plan = reconcile(tj, Observed(leases={held.name: held, expired.name: expired}), NOW)
     acts = [a for a in plan.actions if isinstance(a, Launch)]
     assert [(a.product, a.takeover) for a in acts] == [("b", expired), ("c", None)]
-    assert plan.status.products.waiting == 1
+    assert plan.status.products.waiting == 1 and plan.waiting == {"a": "WaitingForLease"}
     assert any(isinstance(a, Event) and a.reason == "WaitingForProduct" for a in plan.actions)
     # an expired lease whose product still runs elsewhere is not taken over
     busy = Observed(leases={expired.name: expired}, busy_elsewhere=frozenset({"b"}))
