@@ -25,6 +25,8 @@ NOT_RETRIED_EXIT_CODES = (EXIT_CONFIG_ERROR, EXIT_INVALID_DATA, EXIT_PRODUCT_LOC
 """Exit codes that fail the product's Job at once (podFailurePolicy FailJob): a config error or
 invalid data fails the same way again; a locked product is relaunched by the operator later."""
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+KUEUE_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
+"""Labels copied from the TrainingJob onto its product Jobs, so Kueue queues each Job (docs/kueue.md)."""
 ANNOTATION_ROLE = f"{GROUP}/role"
 ROLE_UNCHANGED_PLAN = "unchanged-check"
 PLAN_HASH = "unchanged"
@@ -153,6 +155,12 @@ def _security_context() -> dict[str, Any]:
     }
 
 
+def kueue_labels(tj: TrainingJob) -> dict[str, str]:
+    """The TrainingJob's Kueue labels (queue name, workload priority class), for its product Jobs."""
+    labels = tj.labels
+    return {k: labels[k] for k in KUEUE_LABELS if labels.get(k)}
+
+
 def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str, Any]:
     """The batch/v1 Job that trains ``product`` (one of ``tj.spec.products``)."""
     spec = tj.spec
@@ -166,7 +174,7 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
         ANNOTATION_PRODUCT: product,
         ANNOTATION_RETRY_ROUND: retry_round,
     }
-    return _trainer_job(
+    job = _trainer_job(
         tj,
         job_name(tj.name, product),
         labels,
@@ -175,6 +183,9 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
         trainer_env(tj, product, retry_round),
         spec.backoff_limit,
     )
+    # On the Job only (Kueue reads them there), not on its pods.
+    job["metadata"]["labels"] = {**labels, **kueue_labels(tj)}
+    return job
 
 
 def plan_job_name(tj: TrainingJob) -> str:

@@ -17,7 +17,7 @@ LEASE_WAITS = Counter(
     "trainingjob_lease_waits_total", "Launches deferred because another TrainingJob held the product Lease."
 )
 PRODUCTS = Gauge("trainingjob_products", "Products by state per TrainingJob.", ["namespace", "trainingjob", "state"])
-STATES = ("pending", "waiting", "active", "succeeded", "failed")
+STATES = ("pending", "waiting", "queued", "active", "succeeded", "failed")
 
 
 def observe_products(namespace: str, name: str, counts: dict[str, int]) -> None:
