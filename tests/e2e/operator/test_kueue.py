@@ -85,13 +85,19 @@ class Watch:
         self.max_queued = max(self.max_queued, int((self.status.get("products") or {}).get("queued") or 0))
         jobs = get(self.cluster, self.namespace, "jobs", selector=f"{LABEL_HASH}")["items"]
         mine = [j for j in jobs if j["metadata"]["ownerReferences"][0]["kind"] == "TrainingJob"]
-        self.max_jobs = max(self.max_jobs, sum(1 for j in mine if not _finished(j)))
         for j in mine:
             product = j["metadata"]["annotations"][builders.ANNOTATION_PRODUCT]
             self.job_uids.setdefault(product, set()).add(j["metadata"]["uid"])
         pods = get(self.cluster, self.namespace, "pods", selector=LABEL_HASH)["items"]
-        running = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Running")
-        self.max_running_pods = max(self.max_running_pods, running)
+        phases = [
+            ((p.get("status") or {}).get("phase"), p["metadata"]["labels"].get(builders.JOB_UID_LABEL)) for p in pods
+        ]
+        self.max_running_pods = max(self.max_running_pods, sum(1 for phase, _ in phases if phase == "Running"))
+        # Unfinished as the operator counts them: a Job whose pod succeeded is done (the Job
+        # controller marks it Complete up to ~1 s later), and its slot is free.
+        done = {uid for phase, uid in phases if phase == "Succeeded"}
+        unfinished = [j for j in mine if not _finished(j) and j["metadata"]["uid"] not in done]
+        self.max_jobs = max(self.max_jobs, len(unfinished))
         return self.status
 
     def until_finished(self, timeout: float = 150) -> dict[str, Any]:
