@@ -229,7 +229,11 @@ def build_plan_job(tj: TrainingJob) -> dict[str, Any]:
     env.append(_env("TRAINER_PRODUCTS_FILE", f"{PLAN_MOUNT_DIR}/{PLAN_PRODUCTS_FILE}"))
     volume = {"name": "products", "configMap": {"name": plan_configmap_name(tj)}}
     mount = {"name": "products", "mountPath": PLAN_MOUNT_DIR, "readOnly": True}
-    return _trainer_job(tj, plan_job_name(tj), labels, annotations, ["unchanged"], env, 1, [volume], [mount])
+    job = _trainer_job(tj, plan_job_name(tj), labels, annotations, ["unchanged"], env, 1, [volume], [mount])
+    # Queued like the product Jobs: it requests the same resources, and a cluster whose Kueue manages
+    # Jobs without a queue label would otherwise hold it, and every launch behind it, for ever.
+    job["metadata"]["labels"] = {**labels, **kueue_labels(tj)}
+    return job
 
 
 def _trainer_job(

@@ -43,8 +43,12 @@ def test_queue_and_priority_labels_go_onto_the_product_job_not_its_pods() -> Non
 def test_no_kueue_labels_without_a_queue() -> None:
     job = builders.build_job(labelled({QUEUE: ""}), "p0")
     assert not set(builders.KUEUE_LABELS) & set(job["metadata"]["labels"])
-    plan_job = builders.build_plan_job(labelled({QUEUE: "team-a"}, skip_unchanged=True))
-    assert QUEUE not in plan_job["metadata"]["labels"]
+
+
+def test_the_unchanged_check_job_is_queued_too() -> None:
+    plan_job = builders.build_plan_job(labelled({QUEUE: "team-a"}, skipUnchanged=True))
+    assert plan_job["metadata"]["labels"][QUEUE] == "team-a"
+    assert QUEUE not in plan_job["spec"]["template"]["metadata"]["labels"]
 
 
 # ---------------------------------------------------------------- observe
