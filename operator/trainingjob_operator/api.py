@@ -454,6 +454,13 @@ class ProductCounts(ApiModel):
         ),
     )
     active: int = Field(default=0, description="Training now.")
+    queued: int = Field(
+        default=0,
+        description=(
+            "Product Jobs a queueing system holds suspended (Kueue: not admitted yet, or preempted); "
+            "they count against parallelism and start when admitted."
+        ),
+    )
     succeeded: int = Field(
         default=0, description="Done with a current model: trained by this TrainingJob, or skipped (see skipped)."
     )
@@ -586,6 +593,10 @@ class KubeObject(ApiModel):
     @property
     def annotations(self) -> dict[str, str]:
         return dict(self.metadata.get("annotations") or {})
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.metadata.get("labels") or {})
 
 
 class TrainingJob(KubeObject):

@@ -29,6 +29,8 @@ NOT_RETRIED_EXIT_CODES = (EXIT_CONFIG_ERROR, EXIT_INVALID_DATA, EXIT_PRODUCT_LOC
 """Exit codes that fail the product's Job at once (podFailurePolicy FailJob): a config error or
 invalid data fails the same way again; a locked product is relaunched by the operator later."""
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+KUEUE_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
+"""Labels copied from the TrainingJob onto its product Jobs, so Kueue queues each Job (docs/kueue.md)."""
 ANNOTATION_ROLE = f"{GROUP}/role"
 ROLE_UNCHANGED_PLAN = "unchanged-check"
 PLAN_HASH = "unchanged"
@@ -165,6 +167,12 @@ def _security_context() -> dict[str, Any]:
     }
 
 
+def kueue_labels(tj: TrainingJob) -> dict[str, str]:
+    """The TrainingJob's Kueue labels (queue name, workload priority class), for its product Jobs."""
+    labels = tj.labels
+    return {k: labels[k] for k in KUEUE_LABELS if labels.get(k)}
+
+
 def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str, Any]:
     """The batch/v1 Job that trains ``product`` (one of ``tj.spec.products``)."""
     spec = tj.spec
@@ -178,7 +186,7 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
         ANNOTATION_PRODUCT: product,
         ANNOTATION_RETRY_ROUND: retry_round,
     }
-    return _trainer_job(
+    job = _trainer_job(
         tj,
         job_name(tj.name, product),
         labels,
@@ -187,6 +195,9 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
         trainer_env(tj, product, retry_round),
         spec.backoff_limit,
     )
+    # On the Job only (Kueue reads them there), not on its pods.
+    job["metadata"]["labels"] = {**labels, **kueue_labels(tj)}
+    return job
 
 
 def plan_job_name(tj: TrainingJob) -> str:
@@ -235,7 +246,11 @@ def build_plan_job(tj: TrainingJob, retry_round: str = "") -> dict[str, Any]:
     env.append(_env("TRAINER_PRODUCTS_FILE", f"{PLAN_MOUNT_DIR}/{PLAN_PRODUCTS_FILE}"))
     volume = {"name": "products", "configMap": {"name": plan_configmap_name(tj)}}
     mount = {"name": "products", "mountPath": PLAN_MOUNT_DIR, "readOnly": True}
-    return _trainer_job(tj, plan_job_name(tj), labels, annotations, ["unchanged"], env, 1, [volume], [mount])
+    job = _trainer_job(tj, plan_job_name(tj), labels, annotations, ["unchanged"], env, 1, [volume], [mount])
+    # Queued like the product Jobs: it requests the same resources, and a cluster whose Kueue manages
+    # Jobs without a queue label would otherwise hold it, and every launch behind it, for ever.
+    job["metadata"]["labels"] = {**labels, **kueue_labels(tj)}
+    return job
 
 
 def _trainer_job(

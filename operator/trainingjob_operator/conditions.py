@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 def _counts(st: PassState) -> str:
     p = st.status.products
-    return f"{p.succeeded} trained, {p.failed} failed, {p.active} active, {p.waiting} waiting of {p.total}"
+    queued = f", {p.queued} queued" if p.queued else ""
+    return f"{p.succeeded} trained, {p.failed} failed, {p.active} active{queued}, {p.waiting} waiting of {p.total}"
 
 
 def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_many_failed: bool) -> str:
@@ -65,7 +66,7 @@ def _in_progress(st: PassState, old: TrainingJobStatus, allowed: int | None, too
         conds = set_condition(conds, "Running", True, "ProductsTraining", counts, stamp, gen)
     else:
         phase = "Pending"
-        why = "WaitingForProducts" if s.products.waiting else "Pending"
+        why = "Queued" if s.products.queued else "WaitingForProducts" if s.products.waiting else "Pending"
         conds = set_condition(conds, "Running", False, why, counts, stamp, gen)
     suspended_msg = f"No new products start; {n_active} running product(s) finish" if spec.suspend else ""
     reason = "SuspendedByUser" if spec.suspend else "NotSuspended"
@@ -119,12 +120,12 @@ def stalled_condition(st: PassState, old: TrainingJobStatus) -> None:
 def phase_and_conditions(st: PassState, old: TrainingJobStatus, allowed: int | None, too_many_failed: bool) -> None:
     s = st.status
     total = s.products.total
-    rejected_stop = _stalled_reason(st) == "JobRejected" and not st.active
-    stopping = (too_many_failed or rejected_stop) and not st.active
+    unfinished = st.active or st.queued
+    rejected_stop = _stalled_reason(st) == "JobRejected" and not unfinished
+    stopping = (too_many_failed or rejected_stop) and not unfinished
     if st.done == total or stopping:
         phase = _finished(st, old, allowed, too_many_failed)
     else:
         phase = _in_progress(st, old, allowed, too_many_failed)
     stalled_condition(st, old)
     s.phase = phase  # type: ignore[assignment]
-

@@ -226,6 +226,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Training now.",
     },
     {
+        "name": "Queued",
+        "type": "integer",
+        "jsonPath": ".status.products.queued",
+        "description": "Product Jobs held by a queue (Kueue), not admitted yet.",
+        "priority": 1,
+    },
+    {
         "name": "Skipped",
         "type": "integer",
         "jsonPath": ".status.products.skipped",

@@ -27,7 +27,7 @@ LEASE_WAITS = Counter(
     "trainingjob_lease_waits_total", "Launches deferred because another TrainingJob held the product Lease."
 )
 PRODUCTS = Gauge("trainingjob_products", "Products by state per TrainingJob.", ["namespace", "trainingjob", "state"])
-STATES = ("pending", "waiting", "active", "succeeded", "failed")
+STATES = ("pending", "waiting", "queued", "active", "succeeded", "failed")
 PHASE = Gauge(
     "trainingjob_phase",
     "1 for the TrainingJob's current phase, 0 for the others.",

@@ -99,6 +99,7 @@ def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = N
     st = job.get("status") or {}
     cond = _finished_condition(job)
     finished = cond["type"] if cond else None
+    suspended = bool((job.get("spec") or {}).get("suspend"))
     exit_code: int | None = None
     report = None
     succeeded_pod = finished is None and pods is not None and pod_succeeded(pods)
@@ -123,7 +124,8 @@ def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = N
         report=report,
         exit_code=exit_code,
         pod_succeeded=succeeded_pod,
-        stuck=_stuck(stuck_pods) if finished is None and stuck_pods else None,
+        stuck=_stuck(stuck_pods) if finished is None and stuck_pods and not suspended else None,
+        suspended=suspended,
     )
 
 
@@ -155,6 +157,8 @@ def may_be_stuck(job: Obj, now: datetime, after_seconds: float = STUCK_PROBE_AFT
     st = job.get("status") or {}
     if _finished(job)[0] is not None or (job.get("metadata") or {}).get("deletionTimestamp"):
         return False
+    if (job.get("spec") or {}).get("suspend"):
+        return False  # queued (Kueue): its pods are being deleted, none is meant to start
     if int(st.get("active") or 0) == 0 or int(st.get("ready") or 0) > 0:
         return False
     started = parse_time(st.get("startTime"))
@@ -184,7 +188,7 @@ def trim_job(body: Obj) -> Obj:
             ],
             "deletionTimestamp": meta.get("deletionTimestamp"),
         },
-        "spec": {"ttlSecondsAfterFinished": (body.get("spec") or {}).get("ttlSecondsAfterFinished")},
+        "spec": {k: v for k, v in (body.get("spec") or {}).items() if k in ("ttlSecondsAfterFinished", "suspend")},
         "status": {
             k: v
             for k, v in (body.get("status") or {}).items()

@@ -40,6 +40,10 @@ class ObservedJob:
     The Job controller marks the Job Complete up to ~1 s later; the product is done already."""
     stuck: tuple[str, str, datetime | None] | None = None
     """(reason, message, since) when the Job's pod cannot start (CreateContainerConfigError, ...)."""
+    suspended: bool = False
+    """``spec.suspend`` is true: a queueing system (Kueue) holds the Job until it admits it, or
+    suspended it again to preempt it (its pods are deleted, not counted failed). The operator never
+    suspends its Jobs itself (a suspended TrainingJob only stops launching new ones)."""
 
     @property
     def succeeded(self) -> bool:
@@ -48,6 +52,11 @@ class ObservedJob:
     @property
     def unfinished(self) -> bool:
         return self.finished is None and not self.pod_succeeded
+
+    @property
+    def queued(self) -> bool:
+        """Unfinished and suspended: waiting to be admitted (again); resumes in place, never relaunched."""
+        return self.suspended and self.unfinished
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ this module and on ``PodTemplate`` reject a conflict with a message that names i
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -19,7 +19,7 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 _SEGMENT = r"([^/.][^/]*|\.[^/.][^/]*|\.|\.\.[^/]+)"
 RELATIVE_PATH_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
 """A relative path with no '..' segment (a pattern, not CEL: free for the API server's cost budget)."""
-QUANTITY_PATTERN_SCHEMA = {
+QUANTITY_PATTERN_SCHEMA: dict[str, Any] = {
     "x-kubernetes-int-or-string": True,
     "maxLength": 40,
     "pattern": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]+)?$",

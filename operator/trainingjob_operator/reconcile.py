@@ -98,6 +98,9 @@ class PassState:
     skipped: set[str] = field(default_factory=set)
     """Of ``succeeded``: skipped as unchanged since their last model (no training, no results)."""
     active: set[str] = field(default_factory=set)
+    queued: set[str] = field(default_factory=set)
+    """Products whose unfinished Job is suspended by a queueing system (Kueue): not active, but their
+    Job exists, holds its parallelism slot and the product's Lease, and resumes when admitted."""
     waiting: dict[str, str] = field(default_factory=dict)
     """Products that cannot start now -> why (another TrainingJob, a lock, a pod that cannot start)."""
     blocked: set[str] = field(default_factory=set)
@@ -119,6 +122,10 @@ class PassState:
 
     def recorded(self, product: str) -> bool:
         return product in self.succeeded or product in self.failed
+
+    def running(self, product: str) -> bool:
+        """The product has an unfinished Job of its own: training (active) or queued."""
+        return product in self.active or product in self.queued
 
 
 # ---------------------------------------------------------------- the durable record
@@ -213,7 +220,9 @@ def _fold_current(st: PassState, job: ObservedJob) -> None:
     if job.unfinished:
         if st.recorded(product):
             return  # recorded from its pod; the Job controller has not marked the Job finished yet
-        if job.stuck is not None:
+        if job.queued:
+            st.queued.add(product)
+        elif job.stuck is not None:
             _fold_stuck(st, job)
         else:
             st.active.add(product)
@@ -278,7 +287,8 @@ def fold_finished(st: PassState) -> None:
             # Jobs of earlier rounds stay: their products are not retried).
             if job.unfinished and not job.deleting:
                 if not st.recorded(job.product):
-                    st.active.add(job.product)  # still running: let it finish
+                    # still running (or queued): let it finish
+                    (st.queued if job.queued else st.active).add(job.product)
                 continue
             if not job.deleting:
                 st.actions.append(DeleteJob(job.name, job.uid))
@@ -327,7 +337,7 @@ def check_unchanged(st: PassState) -> bool:
 def fold_rejected(st: PassState) -> None:
     """Launches the API server refused (invalid Job, forbidden): the product fails, a person must act."""
     for product, message in sorted(st.observed.rejected.items()):
-        if st.recorded(product) or product in st.active:
+        if st.recorded(product) or st.running(product):
             continue
         _record_failure(st, product, "JobRejected", message, 1)
         st.stalled.append(("JobRejected", f"{product}: {message}"))
@@ -349,7 +359,7 @@ def lease_actions(st: PassState) -> None:
     for lease in st.observed.leases.values():
         if lease.holder != st.me or lease.product is None or lease.product in st.launched:
             continue
-        if lease.product in st.active:
+        if st.running(lease.product):
             age = None if lease.renew_time is None else (st.now - lease.renew_time).total_seconds()
             if age is None or age >= lease.duration_seconds * st.settings.renew_fraction:
                 st.actions.append(RenewLease(lease))
@@ -380,7 +390,7 @@ def launches(st: PassState, pending: list[str], stop: bool) -> None:
     spec = st.tj.spec
     if spec.suspend or stop:
         return
-    capacity = spec.parallelism - len(st.active) - len(st.stuck)
+    capacity = spec.parallelism - len(st.active) - len(st.queued) - len(st.stuck)
     for product in pending:
         if capacity <= 0:
             break
@@ -395,19 +405,20 @@ def launches(st: PassState, pending: list[str], stop: bool) -> None:
 def count_products(st: PassState) -> None:
     s = st.status
     total = len(st.tj.spec.products)
-    waiting = len(set(st.waiting) - st.active - st.succeeded - st.failed)
+    waiting = len(set(st.waiting) - st.active - st.queued - st.succeeded - st.failed)
     s.products.total = total
     s.products.succeeded = len(st.succeeded)
     s.products.skipped = len(st.skipped & st.succeeded)
     s.products.failed = len(st.failed)
     s.products.active = len(st.active)
+    s.products.queued = len(st.queued)
     s.products.waiting = waiting
-    s.products.pending = max(total - st.done - len(st.active) - waiting, 0)
+    s.products.pending = max(total - st.done - len(st.active) - len(st.queued) - waiting, 0)
     s.progress = progress_text(len(st.succeeded), len(st.failed), total)
     s.parallelism = st.tj.spec.parallelism
     s.selector = builders.selector(st.tj)
     s.observed_generation = st.tj.generation
-    if s.start_time is None and (st.active or st.done):
+    if s.start_time is None and (st.active or st.queued or st.done):
         s.start_time = st.stamp
 
 
@@ -453,7 +464,7 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     # 3. Cleanup TTL on recorded Jobs.
     ttl_actions(st)
     # 4. Who else holds pending products; then launch up to parallelism.
-    pending = [p for p in tj.spec.products if not st.recorded(p) and p not in st.active]
+    pending = [p for p in tj.spec.products if not st.recorded(p) and not st.running(p)]
     blocked_elsewhere(st, pending)
     allowed = max_failed_allowed(tj.spec.max_failed_products, len(tj.spec.products))
     too_many_failed = allowed is not None and len(st.failed) > allowed

@@ -53,7 +53,7 @@ def test_subresources_and_printer_columns() -> None:
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.parallelism"
     columns = version["additionalPrinterColumns"]
     assert [c["name"] for c in columns if not c.get("priority")] == ["Phase", "Progress", "Active", "Failed", "Age"]
-    assert [c["name"] for c in columns if c.get("priority")] == ["Skipped"]  # kubectl get -o wide
+    assert [c["name"] for c in columns if c.get("priority")] == ["Queued", "Skipped"]  # kubectl get -o wide
     assert crd["spec"]["names"]["shortNames"] == ["tj"] and crd["spec"]["names"]["categories"] == ["forecast"]
 
 
