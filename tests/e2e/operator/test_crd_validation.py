@@ -238,3 +238,64 @@ def test_explain_documents_pod_overrides(cluster: Any, trainingjob_crd: None) ->
     assert "persistentVolumeClaim" in out and "scratch, sales and products" in out
     out = cluster.kubectl("explain", "trainingjob.spec.template.envFrom.secretRef").stdout
     assert "optional" in out
+
+
+SCHEDULE: dict[str, Any] = {
+    "apiVersion": "training.forecast.dev/v1alpha1",
+    "kind": "TrainingSchedule",
+    "metadata": {"name": "nightly"},
+    "spec": {"schedule": "0 2 * * *", "trainingJobTemplate": {"spec": VALID["spec"]}},
+}
+
+
+def _schedule_with(**spec: Any) -> dict[str, Any]:
+    body = copy.deepcopy(SCHEDULE)
+    body["spec"].update(spec)
+    return body
+
+
+PG = {"postgres": {"secretRef": {"name": "db", "key": "dsn"}}}
+INVALID_SCHEDULES = [
+    ("cron in words", _schedule_with(schedule="every night"), "spec.schedule"),
+    ("cron with 4 fields", _schedule_with(schedule="0 2 * *"), "spec.schedule"),
+    ("unknown macro", _schedule_with(schedule="@fortnightly"), "spec.schedule"),
+    ("time zone not IANA", _schedule_with(timeZone="Mars/Olympus_Mons"), "spec.timeZone"),
+    ("negative success history", _schedule_with(successfulRunsHistoryLimit=-1), "spec.successfulRunsHistoryLimit"),
+    ("negative failed history", _schedule_with(failedRunsHistoryLimit=-1), "spec.failedRunsHistoryLimit"),
+    ("negative deadline", _schedule_with(startingDeadlineSeconds=-5), "spec.startingDeadlineSeconds"),
+    ("bad policy", _schedule_with(concurrencyPolicy="Sometimes"), "spec.concurrencyPolicy"),
+    (
+        "template without products",
+        _schedule_with(trainingJobTemplate={"spec": {**VALID["spec"], "products": []}}),
+        "spec.trainingJobTemplate.spec.products",
+    ),
+    (
+        "template with two data sources",
+        _schedule_with(trainingJobTemplate={"spec": {**VALID["spec"], "data": {**VALID["spec"]["data"], **PG}}}),
+        "exactly one source",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "expected"), INVALID_SCHEDULES, ids=[c[0] for c in INVALID_SCHEDULES])
+def test_invalid_schedule_is_rejected(
+    cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str, trainingjob_crd: None
+) -> None:
+    result = cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", "--validate=strict", input=json.dumps(body), check=False
+    )
+    assert result.returncode != 0, f"{case}: accepted but should be rejected"
+    assert expected in result.stderr, f"{case}: unclear message: {result.stderr}"
+
+
+def test_valid_schedule_gets_cronjob_defaults_and_is_explained(
+    cluster: Any, namespace: str, trainingjob_crd: None
+) -> None:
+    body = _schedule_with(schedule="@daily", timeZone="Europe/Berlin")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", "--validate=strict", input=json.dumps(body))
+    got = json.loads(cluster.kubectl("get", "tjs", "nightly", "-n", namespace, "-o", "json").stdout)["spec"]
+    assert got["concurrencyPolicy"] == "Forbid" and got["suspend"] is False
+    assert got["successfulRunsHistoryLimit"] == 3 and got["failedRunsHistoryLimit"] == 1
+    assert got["trainingJobTemplate"]["spec"]["parallelism"] == 4  # the template is defaulted like a TrainingJob
+    out = cluster.kubectl("explain", "trainingschedule.spec.concurrencyPolicy").stdout
+    assert "Forbid" in out and "Replace" in out
