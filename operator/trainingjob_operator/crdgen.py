@@ -237,6 +237,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.products.failed",
         "description": "Failed products.",
     },
+    {
+        "name": "Median Error",
+        "type": "string",
+        "jsonPath": ".status.results.medianError",
+        "description": "Median CV error of the trained products (status.results.metric).",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
