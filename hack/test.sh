@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/venv.sh
 export TJO_K8S_BIN=$(bash hack/build-binaries.sh | tail -n1)
+# kstatus (sigs.k8s.io/cli-utils), for the e2e tests of what GitOps tools read from status.
+export TJO_KSTATUS=$(bash hack/build-kstatus.sh | tail -n1)/kstatus
 # Stop PostgreSQL at exit only when this run started it (another suite may be using it).
 pg_log=$(mktemp)
 eval "$(bash hack/postgres.sh start 2>"$pg_log" | tail -n1)"
