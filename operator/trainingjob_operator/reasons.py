@@ -94,7 +94,7 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
     Reason.NOT_STALLED: ("Stalled", "Nothing needs a person."),
     Reason.STALLED: ("Reconciling", "Progress needs a person: see the Stalled condition."),
     Reason.MAX_FAILED_PRODUCTS_EXCEEDED: (
-        "Failed, Complete, Ready, Stalled, Running",
+        "Failed, Complete, Ready, Stalled, Running, Reconciling",
         "More products failed than maxFailedProducts allows: no new products start and the TrainingJob fails.",
     ),
     Reason.NO_PRODUCT_TRAINED: ("Failed, Complete, Ready, Stalled", "Every product failed."),
@@ -119,13 +119,13 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
         "The trainer exited 0 without reporting the product in its termination message; no model is recorded.",
     ),
     Reason.CREATE_CONTAINER_CONFIG_ERROR: (
-        "failures, Stalled",
+        "failures, Stalled, Ready",
         "A product pod cannot start: a Secret or ConfigMap it needs is missing.",
     ),
-    Reason.CREATE_CONTAINER_ERROR: ("failures, Stalled", "A product pod's container cannot be created."),
-    Reason.ERR_IMAGE_PULL: ("failures, Stalled", "A product pod's image cannot be pulled."),
-    Reason.IMAGE_PULL_BACK_OFF: ("failures, Stalled", "A product pod's image cannot be pulled (backing off)."),
-    Reason.INVALID_IMAGE_NAME: ("failures, Stalled", "spec.template.image is not a valid image reference."),
+    Reason.CREATE_CONTAINER_ERROR: ("failures, Stalled, Ready", "A product pod's container cannot be created."),
+    Reason.ERR_IMAGE_PULL: ("failures, Stalled, Ready", "A product pod's image cannot be pulled."),
+    Reason.IMAGE_PULL_BACK_OFF: ("failures, Stalled, Ready", "A product pod's image cannot be pulled (backing off)."),
+    Reason.INVALID_IMAGE_NAME: ("failures, Stalled, Ready", "spec.template.image is not a valid image reference."),
     Reason.SCHEDULED: ("Ready (TrainingSchedule)", "The schedule is valid and runs start on time."),
     Reason.VALID_SCHEDULE: ("InvalidSchedule, Stalled (TrainingSchedule)", "The schedule and time zone are valid."),
     Reason.INVALID_SCHEDULE: (
