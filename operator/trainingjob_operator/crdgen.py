@@ -114,6 +114,10 @@ def _object_schema(spec_model: type[api.BaseModel], status_model: type[api.BaseM
     spec.pop("description", None)
     status = model_schema(status_model)
     status.pop("description", None)
+    # Until the operator's first pass, an object reads status.observedGeneration 0 (the API server
+    # applies defaults when it reads from etcd), so kstatus-based tools see "generation 1, observed
+    # 0": InProgress. Without it they read an object with no conditions as Current.
+    status["default"] = {"observedGeneration": 0}
     return {
         "type": "object",
         "description": doc,

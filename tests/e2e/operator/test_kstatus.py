@@ -95,6 +95,31 @@ def test_running_reads_in_progress_then_current_and_kubectl_wait_ready_returns(
             assert labels["training.forecast.dev/trainingjob"] == "ks-ok"  # the selector, kept
 
 
+def test_a_trainingjob_no_operator_has_acted_on_reads_in_progress(
+    cluster: Any, namespace: str, trainingjob_crd: None, kstatus_bin: Path
+) -> None:
+    """The object as the API server returns it on create, before any operator pass: not Current
+    (the CRD defaults status.observedGeneration to 0). Read from the create response, since an
+    operator of this session may act on it at once."""
+    created = cluster.kubectl(
+        "create", "-n", namespace, "-o", "json", "-f", "-", input=json.dumps(noop_tj("ks-new", ["a"], 0))
+    )
+    assert json.loads(created.stdout)["status"] == {
+        "observedGeneration": 0,
+        "failedIndexes": "",
+        "skippedIndexes": "",
+        "succeededIndexes": "",
+    }
+    out = subprocess.run(
+        [str(kstatus_bin), "-f", "-"], input=created.stdout, capture_output=True, text=True, check=True, timeout=60
+    )
+    reading = json.loads(out.stdout)
+    assert reading == {
+        "status": "InProgress",
+        "message": "TrainingJob generation is 1, but latest observed generation is 0",
+    }, reading
+
+
 def test_failed_reads_failed(cluster: Any, namespace: str, operator: OperatorProcess, kstatus_bin: Path) -> None:
     secret(cluster, namespace)
     body = noop_tj("ks-bad", ["a"], 0, backoffLimit=0)
