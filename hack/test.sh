@@ -11,6 +11,8 @@ export TJO_K8S_BIN=$(bash hack/build-binaries.sh | tail -n1)
 export TJO_PROMTOOL=$(bash hack/build-promtool.sh | tail -n1)
 # Kueue (manager + its CRDs and webhook manifests) for tests/e2e/operator/test_kueue.py.
 export TJO_KUEUE_BIN=$(bash hack/build-kueue.sh | tail -n1)
+# kstatus (sigs.k8s.io/cli-utils), for the e2e tests of what GitOps tools read from status.
+export TJO_KSTATUS=$(bash hack/build-kstatus.sh | tail -n1)/kstatus
 # Stop PostgreSQL at exit only when this run started it (another suite may be using it).
 pg_log=$(mktemp)
 eval "$(bash hack/postgres.sh start 2>"$pg_log" | tail -n1)"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from trainingjob_operator import histogram
 from trainingjob_operator.api_base import (
     LABEL_KEY_PATTERN,
     LABEL_VALUE_PATTERN,
@@ -476,16 +477,31 @@ class ProductFailure(ApiModel):
     product: str = Field(description="Product id.")
     reason: str = Field(
         description=(
-            "InvalidData, InvalidConfig, BackoffLimitExceeded, DeadlineExceeded, JobRejected, "
-            "MissingReport, CreateContainerConfigError, ErrImagePull, ImagePullBackOff, ..."
+            "Why, as one CamelCase word: InvalidData, InvalidConfig, BackoffLimitExceeded, DeadlineExceeded, "
+            "JobFailed, JobRejected, MissingReport, or why its pod could not start (CreateContainerConfigError, "
+            "ErrImagePull, ...); the reasons are listed below the status table."
         )
     )
     message: str = Field(default="", description="What went wrong, for a person.")
     attempts: int = Field(default=0, description="Pods run for this product.")
 
 
+class HistogramBucket(ApiModel):
+    """Products whose CV error falls in one bucket of a histogram."""
+
+    errors_up_to: str = Field(
+        description="Upper bound of the bucket: errors above the previous bucket's bound, up to this (a decimal)."
+    )
+    products: int = Field(ge=0, description="Products with an error in this bucket.")
+
+
+def _histogram_schema() -> dict[str, Any]:
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["errorsUpTo"]}
+
+
 class ResultsSummary(ApiModel):
-    """Model quality over the trained products (cross-validation errors)."""
+    """Model quality over the trained products (cross-validation errors). Errors are decimal strings
+    with 4 significant digits, not floats (Kubernetes API conventions: floats do not round-trip)."""
 
     metric: str = Field(default="smape", description="Metric of the errors below.")
     trained: int = Field(default=0, description="Products with a model.")
@@ -498,30 +514,83 @@ class ResultsSummary(ApiModel):
     models: dict[str, int] = Field(
         default_factory=dict, description="Trained products by the model family that won, e.g. {prophet: 12, ets: 5}."
     )
-    median_error: float | None = Field(default=None, description="Median CV error (estimated from the histogram).")
-    mean_error: float | None = Field(default=None, description="Mean CV error.")
-    median_baseline_error: float | None = Field(
-        default=None, description="Median CV error of the seasonal-naive baseline (estimated)."
+    median_error: str | None = Field(
+        default=None, description='Median CV error, estimated from errorHistogram (a decimal, e.g. "12.35").'
     )
-    error_sum: float = Field(default=0.0, description="Sum of CV errors (for the mean).")
-    error_histogram: dict[str, int] = Field(
-        default_factory=dict,
-        description="Model CV errors per bucket, sparse: bucket i holds errors up to 1e-4 * 1.25^i.",
+    mean_error: str | None = Field(default=None, description="Mean CV error (a decimal).")
+    median_baseline_error: str | None = Field(
+        default=None, description="Median CV error of the seasonal-naive baseline, estimated (a decimal)."
     )
-    baseline_histogram: dict[str, int] = Field(
-        default_factory=dict, description="Seasonal-naive CV errors per bucket (same buckets)."
+    error_sum: str = Field(default="0", description="Sum of CV errors, for the mean (a decimal, 6 decimals).")
+    error_histogram: list[HistogramBucket] = Field(
+        default_factory=list,
+        description=(
+            "How many products have a CV error up to each bound (buckets 25 % wide, empty ones left out), lowest first."
+        ),
+        json_schema_extra=_histogram_schema(),
     )
+    baseline_histogram: list[HistogramBucket] = Field(
+        default_factory=list,
+        description="The same for the seasonal-naive baseline's CV errors.",
+        json_schema_extra=_histogram_schema(),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_earlier_format(cls, data: Any) -> Any:
+        """Status written before errors were strings: numbers, and histograms as {"<bucket>": count}."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key in ("medianError", "meanError", "medianBaselineError", "errorSum"):
+            value = out.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[key] = histogram.fixed_text(value) if key == "errorSum" else histogram.decimal_text(value)
+        for key in ("errorHistogram", "baselineHistogram"):
+            value = out.get(key)
+            if isinstance(value, dict):
+                out[key] = [
+                    {"errorsUpTo": histogram.bound_text(i), "products": n}
+                    for i, n in sorted(histogram.from_legacy(value).items())
+                ]
+        return out
+
+
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 
 class Condition(ApiModel):
-    """A Kubernetes API condition."""
+    """A condition, shaped like metav1.Condition (what kubectl wait, kstatus, Argo CD and Flux read)."""
 
-    type: str = Field(description="Running, Complete, Failed, Suspended or Stalled.")
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={"required": ["type", "status", "reason", "message", "lastTransitionTime"]},
+    )
+
+    type: str = Field(
+        max_length=316,
+        pattern=CONDITION_TYPE_PATTERN,
+        description="Type of the condition, e.g. Ready (each kind's types are listed at its status.conditions).",
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(default="", description="CamelCase reason.")
-    message: str = Field(default="", description="Human-readable detail.")
-    last_transition_time: str | None = Field(default=None, description="When status last changed.")
-    observed_generation: int | None = Field(default=None, description="spec generation this reflects.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=CONDITION_REASON_PATTERN,
+        description="Why, as one CamelCase word (the reasons are listed below the status table).",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable detail (may be empty).")
+    last_transition_time: str = Field(
+        description="When status last changed (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation of the spec this condition reflects."
+    )
 
 
 class TrainingJobStatus(ApiModel):
@@ -550,8 +619,10 @@ class TrainingJobStatus(ApiModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         description=(
-            "Running, Complete, Failed, Suspended, and Stalled (True while progress needs a person: a "
-            "product Job the API server refused, a product pod that cannot start)."
+            "Running, Complete, Failed, Suspended; Ready (True when Complete), Reconciling (True while the "
+            "operator works towards completion) and Stalled (True while progress needs a person: the "
+            "TrainingJob failed, a product Job the API server refused, a product pod that cannot start), "
+            "as kstatus-based tools (Argo CD, Flux, kubectl wait) read them. Keyed by type."
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )

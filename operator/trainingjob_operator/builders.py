@@ -17,7 +17,22 @@ from trainingjob_operator.api import API_VERSION, GROUP, KIND, TrainingJob
 from trainingjob_operator.podtypes import OPERATOR_ENV
 
 LABEL_TRAININGJOB = f"{GROUP}/trainingjob"
+"""The TrainingJob's name: the selector of its children (status.selector), kept for existing Jobs."""
+LABEL_TRAININGJOB_NAME = f"{GROUP}/trainingjob-name"
+LABEL_TRAININGJOB_UID = f"{GROUP}/trainingjob-uid"
+"""Name and uid of the owning TrainingJob, as batch/v1 labels pods (job-name, controller-uid) and
+JobSet, Kubeflow and Ray label their children."""
 LABEL_PRODUCT_HASH = f"{GROUP}/product-hash"
+APP_NAME = "app.kubernetes.io/name"
+APP_INSTANCE = "app.kubernetes.io/instance"
+APP_COMPONENT = "app.kubernetes.io/component"
+APP_PART_OF = "app.kubernetes.io/part-of"
+APP_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "trainingjob-operator"
+COMPONENT_TRAINER = "trainer"
+COMPONENT_UNCHANGED_CHECK = "unchanged-check"
+COMPONENT_PRODUCT_LIST = "product-list"
+COMPONENT_PRODUCT_LEASE = "product-lease"
 ANNOTATION_PRODUCT = f"{GROUP}/product"
 ANNOTATION_RETRY_ROUND = f"{GROUP}/retry-round"
 ANNOTATION_RETRY_FAILED = f"{GROUP}/retry-failed"
@@ -73,6 +88,29 @@ def holder_identity(tj: TrainingJob) -> str:
 def selector(tj: TrainingJob) -> str:
     """Label selector of the TrainingJob's pods (the scale subresource's selector)."""
     return f"{LABEL_TRAININGJOB}={_short(tj.name, MAX_NAME)}"
+
+
+def recommended_labels(name: str, instance: str, component: str) -> dict[str, str]:
+    """The app.kubernetes.io labels Kubernetes recommends, on everything the operator creates."""
+    return {
+        APP_NAME: name,
+        APP_INSTANCE: _short(instance, MAX_NAME),
+        APP_COMPONENT: component,
+        APP_PART_OF: MANAGED_BY,
+        APP_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def identity_labels(tj: TrainingJob) -> dict[str, str]:
+    """Which TrainingJob a child belongs to (its ownerReference says it too, by uid)."""
+    short = _short(tj.name, MAX_NAME)
+    return {LABEL_TRAININGJOB: short, LABEL_TRAININGJOB_NAME: short, LABEL_TRAININGJOB_UID: tj.uid}
+
+
+def child_labels(tj: TrainingJob, component: str, user: dict[str, str] | None = None) -> dict[str, str]:
+    """Labels of a TrainingJob's child: recommended ones (a user's spec.template.labels may set
+    app.kubernetes.io/part-of and the like), then the operator's own, which nothing overrides."""
+    return {**recommended_labels("trainingjob", tj.name, component), **(user or {}), **identity_labels(tj)}
 
 
 def owner_reference(tj: TrainingJob, controller: bool = True) -> dict[str, Any]:
@@ -177,8 +215,7 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
     """The batch/v1 Job that trains ``product`` (one of ``tj.spec.products``)."""
     spec = tj.spec
     labels = {
-        **(spec.template.labels or {}),
-        LABEL_TRAININGJOB: _short(tj.name, MAX_NAME),
+        **child_labels(tj, COMPONENT_TRAINER, spec.template.labels),
         LABEL_PRODUCT_HASH: product_hash(product),
     }
     annotations = {
@@ -222,7 +259,7 @@ def build_plan_configmap(tj: TrainingJob) -> dict[str, Any]:
         "metadata": {
             "name": plan_configmap_name(tj),
             "namespace": tj.namespace,
-            "labels": {LABEL_TRAININGJOB: _short(tj.name, MAX_NAME)},
+            "labels": child_labels(tj, COMPONENT_PRODUCT_LIST),
             "ownerReferences": [owner_reference(tj)],
         },
         "data": {PLAN_PRODUCTS_FILE: json.dumps(sorted(set(tj.spec.products)))},
@@ -237,10 +274,7 @@ def build_plan_job(tj: TrainingJob, retry_round: str = "") -> dict[str, Any]:
     attempt of this very run stored is not "unchanged" (that product is this run's, trained; its
     pod reports the stored model as trained without training again), so it is never counted
     skipped."""
-    labels = {
-        LABEL_TRAININGJOB: _short(tj.name, MAX_NAME),
-        LABEL_PRODUCT_HASH: PLAN_HASH,
-    }
+    labels = {**child_labels(tj, COMPONENT_UNCHANGED_CHECK), LABEL_PRODUCT_HASH: PLAN_HASH}
     annotations = {ANNOTATION_ROLE: ROLE_UNCHANGED_PLAN}
     env = [e for e in trainer_env(tj, "", retry_round) if e["name"] != "TRAINER_PRODUCT_ID"]
     env.append(_env("TRAINER_PRODUCTS_FILE", f"{PLAN_MOUNT_DIR}/{PLAN_PRODUCTS_FILE}"))
@@ -357,7 +391,12 @@ def build_lease(tj: TrainingJob, product: str, now: datetime, duration_seconds: 
         "metadata": {
             "name": lease_name(product),
             "namespace": tj.namespace,
-            "labels": {LABEL_PRODUCT_HASH: product_hash(product)},
+            # Recommended labels name the TrainingJob that holds it (rewritten on takeover); no
+            # trainingjob label: the scale selector must not count Leases.
+            "labels": {
+                **recommended_labels("trainingjob", tj.name, COMPONENT_PRODUCT_LEASE),
+                LABEL_PRODUCT_HASH: product_hash(product),
+            },
             "annotations": {ANNOTATION_PRODUCT: product},
             # Not a controller reference: another TrainingJob may take the Lease over after it expires.
             "ownerReferences": [owner_reference(tj, controller=False)],

@@ -115,6 +115,10 @@ def _object_schema(spec_model: type[BaseModel], status_model: type[BaseModel], d
     spec.pop("description", None)
     status = model_schema(status_model)
     status.pop("description", None)
+    # Until the operator's first pass, an object reads status.observedGeneration 0 (the API server
+    # applies defaults when it reads from etcd), so kstatus-based tools see "generation 1, observed
+    # 0": InProgress. Without it they read an object with no conditions as Current.
+    status["default"] = {"observedGeneration": 0}
     return {
         "type": "object",
         "description": doc,
@@ -244,6 +248,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "type": "integer",
         "jsonPath": ".status.products.failed",
         "description": "Failed products.",
+    },
+    {
+        "name": "Median Error",
+        "type": "string",
+        "jsonPath": ".status.results.medianError",
+        "description": "Median CV error of the trained products (status.results.metric).",
+        "priority": 1,
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -13,12 +13,10 @@ from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Kube, Obj
 from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease, UnchangedCheck
+from trainingjob_operator.reasons import STUCK_POD_REASONS, Reason
 from trainingjob_operator.termination import parse_report, parse_unchanged
 
 JOB_UID_LABEL = builders.JOB_UID_LABEL
-STUCK_REASONS = frozenset(
-    {"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
-)
 STUCK_PROBE_AFTER_SECONDS = 5.0
 FINISHED_PODS = "status.phase!=Pending,status.phase!=Running,status.phase!=Unknown"
 """Field selector of the pods the operator watches: only those that ended (Succeeded or Failed)
@@ -71,7 +69,7 @@ def last_termination(pods: list[Obj], container: str = "trainer") -> tuple[int |
     return best[1], best[2]
 
 
-def _stuck(pods: list[Obj]) -> tuple[str, str, datetime | None] | None:
+def _stuck(pods: list[Obj]) -> tuple[Reason, str, datetime | None] | None:
     """(reason, message, since) when a pending pod's trainer container cannot be created."""
     for pod in pods:
         status = pod.get("status") or {}
@@ -79,9 +77,9 @@ def _stuck(pods: list[Obj]) -> tuple[str, str, datetime | None] | None:
             continue
         for cs in status.get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in STUCK_REASONS:
+            if waiting.get("reason") in STUCK_POD_REASONS:
                 since = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
-                return str(waiting["reason"]), str(waiting.get("message") or waiting["reason"]), since
+                return Reason(waiting["reason"]), str(waiting.get("message") or waiting["reason"]), since
     return None
 
 

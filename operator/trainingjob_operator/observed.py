@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from trainingjob_operator.reasons import Reason
 from trainingjob_operator.termination import ProductReport
 
 
@@ -38,7 +39,7 @@ class ObservedJob:
     pod_succeeded: bool = False
     """A pod of this Job (by controller uid) exited 0 (restartPolicy Never: the Job will complete).
     The Job controller marks the Job Complete up to ~1 s later; the product is done already."""
-    stuck: tuple[str, str, datetime | None] | None = None
+    stuck: tuple[Reason, str, datetime | None] | None = None
     """(reason, message, since) when the Job's pod cannot start (CreateContainerConfigError, ...)."""
     suspended: bool = False
     """``spec.suspend`` is true: a queueing system (Kueue) holds the Job until it admits it, or

@@ -33,6 +33,7 @@ from trainingjob_operator.api import ProductFailure, TrainingJob, TrainingJobSta
 from trainingjob_operator.conditions import launches_stopped_by_rejection, phase_and_conditions
 from trainingjob_operator.failures import classify_failure, is_locked
 from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease
+from trainingjob_operator.reasons import Reason
 from trainingjob_operator.status import (
     add_failure,
     add_result,
@@ -106,7 +107,7 @@ class PassState:
     blocked: set[str] = field(default_factory=set)
     """Products with an unfinished Job of their own that must go first (old round, being deleted)."""
     takeover: dict[str, ObservedLease] = field(default_factory=dict)
-    stalled: list[tuple[str, str]] = field(default_factory=list)
+    stalled: list[tuple[Reason, str]] = field(default_factory=list)
     """(reason, message) of problems only a person can fix (rejected Jobs, pods that cannot start)."""
     launched: set[str] = field(default_factory=set)
     new_failures: dict[str, str] = field(default_factory=dict)
@@ -202,10 +203,10 @@ def _record_success(st: PassState, job: ObservedJob) -> None:
     )
 
 
-def _record_failure(st: PassState, product: str, reason: str, message: str, attempts: int) -> None:
+def _record_failure(st: PassState, product: str, reason: Reason, message: str, attempts: int) -> None:
     st.failed.add(product)
-    st.new_failures[product] = reason
-    failure = ProductFailure(product=product, reason=reason, message=message[:512], attempts=attempts)
+    st.new_failures[product] = reason.value
+    failure = ProductFailure(product=product, reason=reason.value, message=message[:512], attempts=attempts)
     st.status.failures = add_failure(st.status.failures, failure)
     st.actions.append(Event("Warning", "ProductFailed", f"{product}: {reason}: {message}"[:1024]))
 
@@ -237,7 +238,7 @@ def _fold_current(st: PassState, job: ObservedJob) -> None:
             _record_failure(
                 st,
                 product,
-                "MissingReport",
+                Reason.MISSING_REPORT,
                 f"the trainer exited 0 but its termination message has {found}; no model is recorded",
                 max(job.failed_pods, 0) + 1,
             )
@@ -339,8 +340,8 @@ def fold_rejected(st: PassState) -> None:
     for product, message in sorted(st.observed.rejected.items()):
         if st.recorded(product) or st.running(product):
             continue
-        _record_failure(st, product, "JobRejected", message, 1)
-        st.stalled.append(("JobRejected", f"{product}: {message}"))
+        _record_failure(st, product, Reason.JOB_REJECTED, message, 1)
+        st.stalled.append((Reason.JOB_REJECTED, f"{product}: {message}"))
 
 
 def ttl_actions(st: PassState) -> None:

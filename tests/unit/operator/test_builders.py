@@ -113,3 +113,34 @@ def test_unchanged_check_has_the_run_key_of_the_product_pods_of_its_round() -> N
 
 def _container(job: dict) -> dict:
     return job["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_everything_created_carries_the_recommended_labels() -> None:
+    user = {"app.kubernetes.io/part-of": "bakery", "team": "x"}
+    tj = make_tj(["sku-1"], skipUnchanged=True, template={"labels": user})
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    made = {
+        "trainer": builders.build_job(tj, "sku-1"),
+        "unchanged-check": builders.build_plan_job(tj),
+        "product-list": builders.build_plan_configmap(tj),
+        "product-lease": builders.build_lease(tj, "sku-1", now, 60),
+    }
+    for component, obj in made.items():
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "trainingjob", component
+        assert labels["app.kubernetes.io/instance"] == "weekly" and labels["app.kubernetes.io/component"] == component
+        assert labels["app.kubernetes.io/managed-by"] == "trainingjob-operator"
+        if obj["kind"] == "Job":
+            assert obj["spec"]["template"]["metadata"]["labels"] == labels  # and so their pods
+    job = made["trainer"]["metadata"]["labels"]
+    assert job["app.kubernetes.io/part-of"] == "bakery" and job["team"] == "x"  # the user's template labels win
+    assert job[builders.LABEL_TRAININGJOB] == job[builders.LABEL_TRAININGJOB_NAME] == "weekly"
+    assert job[builders.LABEL_TRAININGJOB_UID] == "uid-1"
+    assert builders.selector(tj) == "training.forecast.dev/trainingjob=weekly"  # unchanged: old Jobs still match
+    assert builders.LABEL_TRAININGJOB not in made["product-lease"]["metadata"]["labels"]
+
+
+def test_operator_labels_cannot_be_overridden_by_template_labels() -> None:
+    tj = make_tj(["a"], template={"labels": {builders.LABEL_TRAININGJOB: "other", builders.LABEL_TRAININGJOB_UID: "x"}})
+    labels = builders.build_job(tj, "a")["metadata"]["labels"]
+    assert labels[builders.LABEL_TRAININGJOB] == "weekly" and labels[builders.LABEL_TRAININGJOB_UID] == "uid-1"

@@ -6,6 +6,7 @@ from tests.unit.operator.factories import make_tj
 
 from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob, TrainingJobStatus
+from trainingjob_operator.reasons import Reason
 from trainingjob_operator.reconcile import (
     DeleteJob,
     Event,
@@ -69,6 +70,9 @@ def test_first_pass_launches_up_to_parallelism_in_order() -> None:
         "Complete": "False",
         "Failed": "False",
         "Suspended": "False",
+        "Ready": "False",
+        "Reconciling": "True",
+        "Stalled": "False",
     }
 
 
@@ -366,7 +370,7 @@ def test_pod_that_cannot_start_is_surfaced_then_fails_its_product() -> None:
         product="a",
         retry_round="",
         active=1,
-        stuck=("CreateContainerConfigError", 'secret "db" not found', since),
+        stuck=(Reason.CREATE_CONTAINER_CONFIG_ERROR, 'secret "db" not found', since),
     )
     held = lease("a")
     plan = reconcile(tj, Observed(jobs=jobs_of(stuck), leases={held.name: held}), NOW)
