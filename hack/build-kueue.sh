@@ -9,27 +9,14 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 KUEUE_VERSION=$(awk '/^require sigs.k8s.io\/kueue /{print $3}' "$here/kueue/go.mod")
-cache=${TJO_CACHE:-$HOME/.cache/trainingjob-operator}
-key=$(cat "$here/kueue/go.mod" "$here/kueue/go.sum" "$here/kueue/tools.go" | sha256sum | cut -c1-12)
-out="$cache/kueue-$KUEUE_VERSION-$key"
-
-if [[ -x "$out/kueue" && -f "$out/webhook/manifests.yaml" && -d "$out/crds" ]]; then
-  echo "kueue: reusing $out" >&2
-  echo "$out"
-  exit 0
-fi
-
-command -v go >/dev/null || { echo "go is required to build Kueue (apt-get install golang or see go.dev)" >&2; exit 2; }
-rm -rf "$out.part" && mkdir -p "$out.part/crds" "$out.part/webhook"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
-start=$(date +%s)
-echo "building Kueue $KUEUE_VERSION into $out (cold build, takes a while)" >&2
+. "$here/lib/gobuild.sh"
+cache_dir kueue "$KUEUE_VERSION" "$here/kueue/go.mod" "$here/kueue/go.sum" "$here/kueue/tools.go"
+reuse_if kueue webhook/manifests.yaml crds
+begin_build "Kueue $KUEUE_VERSION"
+mkdir -p "$out.part/crds" "$out.part/webhook"
 ldflags="-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION"
 (cd "$here/kueue" && go build -trimpath -ldflags "$ldflags" -o "$out.part/kueue" sigs.k8s.io/kueue/cmd/kueue)
 src=$(cd "$here/kueue" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)
 cp "$src"/config/components/crd/bases/*.yaml "$out.part/crds/"
 cp "$src/config/components/webhook/manifests.yaml" "$out.part/webhook/"
-chmod -R u+w "$out.part"
-rm -rf "$out" && mv "$out.part" "$out"
-echo "kueue built in $(( $(date +%s) - start ))s: $out" >&2
-echo "$out"
+finish_build "Kueue $KUEUE_VERSION"
