@@ -169,15 +169,19 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "expected"), INVALID, ids=[c[0] for c in INVALID])
-def test_invalid_spec_is_rejected(
-    cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str, trainingjob_crd: None
-) -> None:
+def _assert_rejected(cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str) -> None:
     result = cluster.kubectl(
         "apply", "-n", namespace, "-f", "-", "--validate=strict", input=json.dumps(body), check=False
     )
     assert result.returncode != 0, f"{case}: accepted but should be rejected"
     assert expected in result.stderr, f"{case}: unclear message: {result.stderr}"
+
+
+@pytest.mark.parametrize(("case", "body", "expected"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_spec_is_rejected(
+    cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str, trainingjob_crd: None
+) -> None:
+    _assert_rejected(cluster, namespace, case, body, expected)
 
 
 def test_valid_spec_gets_defaults(cluster: Any, namespace: str, trainingjob_crd: None) -> None:
@@ -281,11 +285,7 @@ INVALID_SCHEDULES = [
 def test_invalid_schedule_is_rejected(
     cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str, trainingjob_crd: None
 ) -> None:
-    result = cluster.kubectl(
-        "apply", "-n", namespace, "-f", "-", "--validate=strict", input=json.dumps(body), check=False
-    )
-    assert result.returncode != 0, f"{case}: accepted but should be rejected"
-    assert expected in result.stderr, f"{case}: unclear message: {result.stderr}"
+    _assert_rejected(cluster, namespace, case, body, expected)
 
 
 def test_valid_schedule_gets_cronjob_defaults_and_is_explained(
