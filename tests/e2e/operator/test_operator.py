@@ -42,6 +42,7 @@ def test_happy_path_ten_products(
         "total": 10,
         "pending": 0,
         "waiting": 0,
+        "queued": 0,
         "active": 0,
         "succeeded": 10,
         "skipped": 0,
