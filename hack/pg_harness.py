@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class PostgresServer:
-    def __init__(self, script_timeout: float = 180) -> None:
-        self.port = free_port()
+    def __init__(self, script_timeout: float = 180, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.env = {**os.environ, "TJO_PG_PORT": str(self.port)}
         self.dsn = f"postgresql://tjo:tjo@127.0.0.1:{self.port}/tjo"
         self.started = False

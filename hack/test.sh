@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # The project's whole test run on a fresh machine: installs Python dependencies,
-# builds (or reuses) the local Kubernetes control plane, starts a throw-away
+# builds (or reuses) the local Kubernetes control plane and Kueue, starts a throw-away
 # PostgreSQL on loopback, runs lint, types and every test suite, then stops
 # what it started. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/venv.sh
 export TJO_K8S_BIN=$(bash hack/build-binaries.sh | tail -n1)
+# promtool (+ metricnames) for the monitoring overlay's tests (tests/unit/monitoring).
+export TJO_PROMTOOL=$(bash hack/build-promtool.sh | tail -n1)
+# Kueue (manager + its CRDs and webhook manifests) for tests/e2e/operator/test_kueue.py.
+export TJO_KUEUE_BIN=$(bash hack/build-kueue.sh | tail -n1)
+# kstatus (sigs.k8s.io/cli-utils), for the e2e tests of what GitOps tools read from status.
+export TJO_KSTATUS=$(bash hack/build-kstatus.sh | tail -n1)/kstatus
 # Stop PostgreSQL at exit only when this run started it (another suite may be using it).
 pg_log=$(mktemp)
 eval "$(bash hack/postgres.sh start 2>"$pg_log" | tail -n1)"

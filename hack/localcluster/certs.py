@@ -275,3 +275,17 @@ def ensure_pki(directory: Path, clients: list[ClientIdentity]) -> Pki:
             sa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         )
     return pki
+
+
+def ensure_loopback_serving(directory: Path, common_name: str) -> Pki:
+    """A CA and a serving certificate for ``127.0.0.1``/``localhost`` (a webhook server on loopback,
+    e.g. Kueue's); ``pki.ca_cert`` is what a webhook configuration's ``caBundle`` needs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    pki = Pki(directory)
+    ca = _ensure_ca(pki)
+    subject = _name(common_name)
+    san: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    if not _leaf_ok(pki.serving_cert, pki.serving_key, subject, san):
+        _sign_leaf(ca, subject, ExtendedKeyUsageOID.SERVER_AUTH, pki.serving_cert, pki.serving_key, san)
+    return pki

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from trainingjob_operator.api import TrainingJobStatus
@@ -47,6 +47,9 @@ class SetJobTTL:
 class CreateUnchangedCheck:
     """Create the product-list ConfigMap and the Job of ``forecast-trainer unchanged``."""
 
+    retry_round: str = ""
+    """The round whose run key the check gets: a model stored under it is this run's, not unchanged."""
+
 
 @dataclass(frozen=True)
 class Event:
@@ -62,3 +65,7 @@ Action = Launch | RenewLease | ReleaseLease | DeleteJob | SetJobTTL | CreateUnch
 class Plan:
     actions: list[Action]
     status: TrainingJobStatus
+    waiting: dict[str, str] = field(default_factory=dict)
+    """Products that cannot start now -> why (for metrics: status keeps only the count)."""
+    new_failures: dict[str, str] = field(default_factory=dict)
+    """Products this pass recorded failed -> reason (for metrics: status keeps only the last 20)."""

@@ -9,8 +9,28 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from trainingjob_operator import histogram
+from trainingjob_operator.api_base import (
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_PATTERN,
+    QUANTITY_SCHEMA,
+    ApiModel,
+    cel,
+    immutable,
+)
+from trainingjob_operator.podtypes import (
+    MAX_LIST,
+    Affinity,
+    EnvFromSource,
+    EnvVar,
+    LocalObjectReference,
+    TopologySpreadConstraint,
+    Volume,
+    VolumeMount,
+)
 
 GROUP = "training.forecast.dev"
 VERSION = "v1alpha1"
@@ -34,44 +54,6 @@ PRODUCTS_MAX_TOTAL_LENGTH = 640_000
 """Sum of the ids' lengths. An object is stored whole in etcd (at most ~1.5 MiB per request here and
 by default), and the API server keeps every id twice (spec and managedFields): 10,000 ids of 64
 characters fit, 10,000 of 253 do not."""
-LABEL_KEY_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-)
-LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
-QUANTITY_SCHEMA: dict[str, Any] = {
-    "x-kubernetes-int-or-string": True,
-    "maxLength": 40,
-    "x-kubernetes-validations": [
-        {
-            "rule": "type(self) == int || isQuantity(self)",
-            "message": "must be a quantity, e.g. 500m, 2, 1Gi",
-            "messageExpression": "'must be a quantity, e.g. 500m, 2, 1Gi; got \"' + string(self) + '\"'",
-        }
-    ],
-}
-"""A resource quantity (checked by the API server's CEL ``isQuantity``, as a pod's resources are)."""
-
-
-def cel(*rules: tuple[str, str] | tuple[str, str, str], **extra: Any) -> dict[str, Any]:
-    """JSON-schema extras carrying CEL rules as ``(rule, message)`` pairs, or ``(rule, message,
-    messageExpression)`` when the message should show the offending value."""
-    out: dict[str, Any] = dict(extra)
-    if rules:
-        out["x-kubernetes-validations"] = [
-            {"rule": r[0], "message": r[1], **({"messageExpression": r[2]} if len(r) > 2 else {})} for r in rules
-        ]
-    return out
-
-
-def immutable(what: str) -> dict[str, Any]:
-    return cel(("self == oldSelf", f"{what} cannot change after creation; create a new TrainingJob instead"))
-
-
-class ApiModel(BaseModel):
-    """Base for API types: camelCase on the wire, unknown fields rejected."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 # ---------------------------------------------------------------- references
@@ -245,20 +227,6 @@ class ResourceRequirements(ApiModel):
     )
 
 
-class EnvVar(ApiModel):
-    """An extra environment variable for the trainer container (same shape as a container's env)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="allow",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-
-    name: str = Field(min_length=1, description="Variable name.")
-    value: str | None = Field(default=None, description="Variable value.")
-
-
 class Toleration(ApiModel):
     """A toleration of product pods (the fields of a pod spec's toleration)."""
 
@@ -287,7 +255,18 @@ class Toleration(ApiModel):
 
 
 class PodTemplate(ApiModel):
-    """Knobs of the product pods (a subset of a PodTemplateSpec)."""
+    """Knobs of the product pods (a subset of a PodTemplateSpec). The operator's own pod fields
+    (security context, termination message, the trainer's environment and volumes) cannot be set."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+                "self.volumes.exists(v, v.name == m.name))",
+                "every volumeMounts[].name must name a volume of spec.template.volumes",
+            )
+        )
+    )
 
     image: str = Field(default=DEFAULT_TRAINER_IMAGE, min_length=1, description="Trainer image.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
@@ -298,17 +277,46 @@ class PodTemplate(ApiModel):
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=64, description="Tolerations of product pods (as in a pod spec)."
     )
-    affinity: dict[str, Any] | None = Field(
-        default=None,
-        description="Affinity of product pods.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    affinity: Affinity | None = Field(default=None, description="Affinity of product pods (as in a pod spec).")
+    topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
+        default=None, max_length=MAX_LIST, description="Spread product pods over zones or nodes (as in a pod spec)."
     )
     service_account_name: str | None = Field(
         default=None, max_length=253, description="ServiceAccount of product pods."
     )
     priority_class_name: str | None = Field(default=None, description="PriorityClass of product pods.")
     env: list[EnvVar] | None = Field(
-        default=None, description="Extra environment variables (TRAINER_* tune the trainer)."
+        default=None,
+        max_length=64,
+        description="Extra environment variables of the trainer container. Variables the operator sets "
+        "from the spec (TRAINER_PRODUCT_ID, TRAINER_TRIALS, …) are refused: set the spec field.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    env_from: list[EnvFromSource] | None = Field(
+        default=None,
+        max_length=MAX_LIST,
+        description="ConfigMaps and Secrets whose keys become environment variables (the operator's "
+        "variables win over keys of the same name).",
+    )
+    volumes: list[Volume] | None = Field(
+        default=None,
+        max_length=MAX_LIST,
+        description="Extra volumes of product pods (configMap, secret, emptyDir, persistentVolumeClaim); "
+        "the names scratch, sales and products are the operator's.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    volume_mounts: list[VolumeMount] | None = Field(
+        default=None,
+        max_length=MAX_LIST,
+        description="Where volumes of spec.template.volumes appear in the trainer container; /tmp, /data, "
+        "/plan and /dev/termination-log are the operator's.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["mountPath"]},
+    )
+    image_pull_secrets: list[LocalObjectReference] | None = Field(
+        default=None,
+        max_length=MAX_LIST,
+        description="Secrets for pulling the trainer image from a private registry.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     labels: dict[str, str] | None = Field(
         default=None,
@@ -447,6 +455,13 @@ class ProductCounts(ApiModel):
         ),
     )
     active: int = Field(default=0, description="Training now.")
+    queued: int = Field(
+        default=0,
+        description=(
+            "Product Jobs a queueing system holds suspended (Kueue: not admitted yet, or preempted); "
+            "they count against parallelism and start when admitted."
+        ),
+    )
     succeeded: int = Field(
         default=0, description="Done with a current model: trained by this TrainingJob, or skipped (see skipped)."
     )
@@ -462,16 +477,31 @@ class ProductFailure(ApiModel):
     product: str = Field(description="Product id.")
     reason: str = Field(
         description=(
-            "InvalidData, InvalidConfig, BackoffLimitExceeded, DeadlineExceeded, JobRejected, "
-            "MissingReport, CreateContainerConfigError, ErrImagePull, ImagePullBackOff, ..."
+            "Why, as one CamelCase word: InvalidData, InvalidConfig, BackoffLimitExceeded, DeadlineExceeded, "
+            "JobFailed, JobRejected, MissingReport, or why its pod could not start (CreateContainerConfigError, "
+            "ErrImagePull, ...); the reasons are listed below the status table."
         )
     )
     message: str = Field(default="", description="What went wrong, for a person.")
     attempts: int = Field(default=0, description="Pods run for this product.")
 
 
+class HistogramBucket(ApiModel):
+    """Products whose CV error falls in one bucket of a histogram."""
+
+    errors_up_to: str = Field(
+        description="Upper bound of the bucket: errors above the previous bucket's bound, up to this (a decimal)."
+    )
+    products: int = Field(ge=0, description="Products with an error in this bucket.")
+
+
+def _histogram_schema() -> dict[str, Any]:
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["errorsUpTo"]}
+
+
 class ResultsSummary(ApiModel):
-    """Model quality over the trained products (cross-validation errors)."""
+    """Model quality over the trained products (cross-validation errors). Errors are decimal strings
+    with 4 significant digits, not floats (Kubernetes API conventions: floats do not round-trip)."""
 
     metric: str = Field(default="smape", description="Metric of the errors below.")
     trained: int = Field(default=0, description="Products with a model.")
@@ -484,30 +514,83 @@ class ResultsSummary(ApiModel):
     models: dict[str, int] = Field(
         default_factory=dict, description="Trained products by the model family that won, e.g. {prophet: 12, ets: 5}."
     )
-    median_error: float | None = Field(default=None, description="Median CV error (estimated from the histogram).")
-    mean_error: float | None = Field(default=None, description="Mean CV error.")
-    median_baseline_error: float | None = Field(
-        default=None, description="Median CV error of the seasonal-naive baseline (estimated)."
+    median_error: str | None = Field(
+        default=None, description='Median CV error, estimated from errorHistogram (a decimal, e.g. "12.35").'
     )
-    error_sum: float = Field(default=0.0, description="Sum of CV errors (for the mean).")
-    error_histogram: dict[str, int] = Field(
-        default_factory=dict,
-        description="Model CV errors per bucket, sparse: bucket i holds errors up to 1e-4 * 1.25^i.",
+    mean_error: str | None = Field(default=None, description="Mean CV error (a decimal).")
+    median_baseline_error: str | None = Field(
+        default=None, description="Median CV error of the seasonal-naive baseline, estimated (a decimal)."
     )
-    baseline_histogram: dict[str, int] = Field(
-        default_factory=dict, description="Seasonal-naive CV errors per bucket (same buckets)."
+    error_sum: str = Field(default="0", description="Sum of CV errors, for the mean (a decimal, 6 decimals).")
+    error_histogram: list[HistogramBucket] = Field(
+        default_factory=list,
+        description=(
+            "How many products have a CV error up to each bound (buckets 25 % wide, empty ones left out), lowest first."
+        ),
+        json_schema_extra=_histogram_schema(),
     )
+    baseline_histogram: list[HistogramBucket] = Field(
+        default_factory=list,
+        description="The same for the seasonal-naive baseline's CV errors.",
+        json_schema_extra=_histogram_schema(),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_earlier_format(cls, data: Any) -> Any:
+        """Status written before errors were strings: numbers, and histograms as {"<bucket>": count}."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key in ("medianError", "meanError", "medianBaselineError", "errorSum"):
+            value = out.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[key] = histogram.fixed_text(value) if key == "errorSum" else histogram.decimal_text(value)
+        for key in ("errorHistogram", "baselineHistogram"):
+            value = out.get(key)
+            if isinstance(value, dict):
+                out[key] = [
+                    {"errorsUpTo": histogram.bound_text(i), "products": n}
+                    for i, n in sorted(histogram.from_legacy(value).items())
+                ]
+        return out
+
+
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 
 class Condition(ApiModel):
-    """A Kubernetes API condition."""
+    """A condition, shaped like metav1.Condition (what kubectl wait, kstatus, Argo CD and Flux read)."""
 
-    type: str = Field(description="Running, Complete, Failed, Suspended or Stalled.")
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={"required": ["type", "status", "reason", "message", "lastTransitionTime"]},
+    )
+
+    type: str = Field(
+        max_length=316,
+        pattern=CONDITION_TYPE_PATTERN,
+        description="Type of the condition, e.g. Ready (each kind's types are listed at its status.conditions).",
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(default="", description="CamelCase reason.")
-    message: str = Field(default="", description="Human-readable detail.")
-    last_transition_time: str | None = Field(default=None, description="When status last changed.")
-    observed_generation: int | None = Field(default=None, description="spec generation this reflects.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=CONDITION_REASON_PATTERN,
+        description="Why, as one CamelCase word (the reasons are listed below the status table).",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable detail (may be empty).")
+    last_transition_time: str = Field(
+        description="When status last changed (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation of the spec this condition reflects."
+    )
 
 
 class TrainingJobStatus(ApiModel):
@@ -536,8 +619,10 @@ class TrainingJobStatus(ApiModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         description=(
-            "Running, Complete, Failed, Suspended, and Stalled (True while progress needs a person: a "
-            "product Job the API server refused, a product pod that cannot start)."
+            "Running, Complete, Failed, Suspended; Ready (True when Complete), Reconciling (True while the "
+            "operator works towards completion) and Stalled (True while progress needs a person: the "
+            "TrainingJob failed, a product Job the API server refused, a product pod that cannot start), "
+            "as kstatus-based tools (Argo CD, Flux, kubectl wait) read them. Keyed by type."
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
@@ -579,6 +664,10 @@ class KubeObject(ApiModel):
     @property
     def annotations(self) -> dict[str, str]:
         return dict(self.metadata.get("annotations") or {})
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.metadata.get("labels") or {})
 
 
 class TrainingJob(KubeObject):

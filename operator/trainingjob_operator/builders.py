@@ -7,13 +7,32 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
+
 from trainingjob_operator.api import API_VERSION, GROUP, KIND, TrainingJob
+from trainingjob_operator.podtypes import OPERATOR_ENV
 
 LABEL_TRAININGJOB = f"{GROUP}/trainingjob"
+"""The TrainingJob's name: the selector of its children (status.selector), kept for existing Jobs."""
+LABEL_TRAININGJOB_NAME = f"{GROUP}/trainingjob-name"
+LABEL_TRAININGJOB_UID = f"{GROUP}/trainingjob-uid"
+"""Name and uid of the owning TrainingJob, as batch/v1 labels pods (job-name, controller-uid) and
+JobSet, Kubeflow and Ray label their children."""
 LABEL_PRODUCT_HASH = f"{GROUP}/product-hash"
+APP_NAME = "app.kubernetes.io/name"
+APP_INSTANCE = "app.kubernetes.io/instance"
+APP_COMPONENT = "app.kubernetes.io/component"
+APP_PART_OF = "app.kubernetes.io/part-of"
+APP_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "trainingjob-operator"
+COMPONENT_TRAINER = "trainer"
+COMPONENT_UNCHANGED_CHECK = "unchanged-check"
+COMPONENT_PRODUCT_LIST = "product-list"
+COMPONENT_PRODUCT_LEASE = "product-lease"
 ANNOTATION_PRODUCT = f"{GROUP}/product"
 ANNOTATION_RETRY_ROUND = f"{GROUP}/retry-round"
 ANNOTATION_RETRY_FAILED = f"{GROUP}/retry-failed"
@@ -25,6 +44,8 @@ NOT_RETRIED_EXIT_CODES = (EXIT_CONFIG_ERROR, EXIT_INVALID_DATA, EXIT_PRODUCT_LOC
 """Exit codes that fail the product's Job at once (podFailurePolicy FailJob): a config error or
 invalid data fails the same way again; a locked product is relaunched by the operator later."""
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+KUEUE_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
+"""Labels copied from the TrainingJob onto its product Jobs, so Kueue queues each Job (docs/kueue.md)."""
 ANNOTATION_ROLE = f"{GROUP}/role"
 ROLE_UNCHANGED_PLAN = "unchanged-check"
 PLAN_HASH = "unchanged"
@@ -67,6 +88,29 @@ def holder_identity(tj: TrainingJob) -> str:
 def selector(tj: TrainingJob) -> str:
     """Label selector of the TrainingJob's pods (the scale subresource's selector)."""
     return f"{LABEL_TRAININGJOB}={_short(tj.name, MAX_NAME)}"
+
+
+def recommended_labels(name: str, instance: str, component: str) -> dict[str, str]:
+    """The app.kubernetes.io labels Kubernetes recommends, on everything the operator creates."""
+    return {
+        APP_NAME: name,
+        APP_INSTANCE: _short(instance, MAX_NAME),
+        APP_COMPONENT: component,
+        APP_PART_OF: MANAGED_BY,
+        APP_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def identity_labels(tj: TrainingJob) -> dict[str, str]:
+    """Which TrainingJob a child belongs to (its ownerReference says it too, by uid)."""
+    short = _short(tj.name, MAX_NAME)
+    return {LABEL_TRAININGJOB: short, LABEL_TRAININGJOB_NAME: short, LABEL_TRAININGJOB_UID: tj.uid}
+
+
+def child_labels(tj: TrainingJob, component: str, user: dict[str, str] | None = None) -> dict[str, str]:
+    """Labels of a TrainingJob's child: recommended ones (a user's spec.template.labels may set
+    app.kubernetes.io/part-of and the like), then the operator's own, which nothing overrides."""
+    return {**recommended_labels("trainingjob", tj.name, component), **(user or {}), **identity_labels(tj)}
 
 
 def owner_reference(tj: TrainingJob, controller: bool = True) -> dict[str, Any]:
@@ -137,9 +181,17 @@ def trainer_env(tj: TrainingJob, product: str, retry_round: str = "") -> list[di
         if out.secret_ref is not None:
             env.append(_secret_env("TRAINER_OUTPUT_DSN", out.secret_ref.name, out.secret_ref.key))
         env.append(_env("TRAINER_OUTPUT_SCHEMA", out.schema_))
-    for extra in spec.template.env or []:
-        env.append(extra.model_dump(by_alias=True, exclude_none=True))
+    # The CRD refuses these names; an object stored before that rule still cannot override them.
+    env += [_dump(e) for e in spec.template.env or [] if e.name not in OPERATOR_ENV]
     return env
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(by_alias=True, exclude_none=True)
+
+
+def _dump_all(models: Sequence[BaseModel] | None) -> list[dict[str, Any]]:
+    return [_dump(m) for m in models or []]
 
 
 def _security_context() -> dict[str, Any]:
@@ -153,12 +205,17 @@ def _security_context() -> dict[str, Any]:
     }
 
 
+def kueue_labels(tj: TrainingJob) -> dict[str, str]:
+    """The TrainingJob's Kueue labels (queue name, workload priority class), for its product Jobs."""
+    labels = tj.labels
+    return {k: labels[k] for k in KUEUE_LABELS if labels.get(k)}
+
+
 def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str, Any]:
     """The batch/v1 Job that trains ``product`` (one of ``tj.spec.products``)."""
     spec = tj.spec
     labels = {
-        **(spec.template.labels or {}),
-        LABEL_TRAININGJOB: _short(tj.name, MAX_NAME),
+        **child_labels(tj, COMPONENT_TRAINER, spec.template.labels),
         LABEL_PRODUCT_HASH: product_hash(product),
     }
     annotations = {
@@ -166,7 +223,7 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
         ANNOTATION_PRODUCT: product,
         ANNOTATION_RETRY_ROUND: retry_round,
     }
-    return _trainer_job(
+    job = _trainer_job(
         tj,
         job_name(tj.name, product),
         labels,
@@ -175,6 +232,9 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
         trainer_env(tj, product, retry_round),
         spec.backoff_limit,
     )
+    # On the Job only (Kueue reads them there), not on its pods.
+    job["metadata"]["labels"] = {**labels, **kueue_labels(tj)}
+    return job
 
 
 def plan_job_name(tj: TrainingJob) -> str:
@@ -199,26 +259,32 @@ def build_plan_configmap(tj: TrainingJob) -> dict[str, Any]:
         "metadata": {
             "name": plan_configmap_name(tj),
             "namespace": tj.namespace,
-            "labels": {LABEL_TRAININGJOB: _short(tj.name, MAX_NAME)},
+            "labels": child_labels(tj, COMPONENT_PRODUCT_LIST),
             "ownerReferences": [owner_reference(tj)],
         },
         "data": {PLAN_PRODUCTS_FILE: json.dumps(sorted(set(tj.spec.products)))},
     }
 
 
-def build_plan_job(tj: TrainingJob) -> dict[str, Any]:
+def build_plan_job(tj: TrainingJob, retry_round: str = "") -> dict[str, Any]:
     """One pod that finds the products whose data and config are unchanged since their last model
-    (``forecast-trainer unchanged``), so that they need no pod of their own."""
-    labels = {
-        LABEL_TRAININGJOB: _short(tj.name, MAX_NAME),
-        LABEL_PRODUCT_HASH: PLAN_HASH,
-    }
+    (``forecast-trainer unchanged``), so that they need no pod of their own.
+
+    It gets the product pods' run key (TRAINER_RUN_KEY of ``retry_round``): a model an earlier
+    attempt of this very run stored is not "unchanged" (that product is this run's, trained; its
+    pod reports the stored model as trained without training again), so it is never counted
+    skipped."""
+    labels = {**child_labels(tj, COMPONENT_UNCHANGED_CHECK), LABEL_PRODUCT_HASH: PLAN_HASH}
     annotations = {ANNOTATION_ROLE: ROLE_UNCHANGED_PLAN}
-    env = [e for e in trainer_env(tj, "") if e["name"] not in ("TRAINER_PRODUCT_ID", "TRAINER_RUN_KEY")]
+    env = [e for e in trainer_env(tj, "", retry_round) if e["name"] != "TRAINER_PRODUCT_ID"]
     env.append(_env("TRAINER_PRODUCTS_FILE", f"{PLAN_MOUNT_DIR}/{PLAN_PRODUCTS_FILE}"))
     volume = {"name": "products", "configMap": {"name": plan_configmap_name(tj)}}
     mount = {"name": "products", "mountPath": PLAN_MOUNT_DIR, "readOnly": True}
-    return _trainer_job(tj, plan_job_name(tj), labels, annotations, ["unchanged"], env, 1, [volume], [mount])
+    job = _trainer_job(tj, plan_job_name(tj), labels, annotations, ["unchanged"], env, 1, [volume], [mount])
+    # Queued like the product Jobs: it requests the same resources, and a cluster whose Kueue manages
+    # Jobs without a queue label would otherwise hold it, and every launch behind it, for ever.
+    job["metadata"]["labels"] = {**labels, **kueue_labels(tj)}
+    return job
 
 
 def _trainer_job(
@@ -250,8 +316,13 @@ def _trainer_job(
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
     }
-    if spec.template.resources is not None:
-        container["resources"] = spec.template.resources.model_dump(by_alias=True, exclude_none=True)
+    t = spec.template
+    if t.resources is not None:
+        container["resources"] = _dump(t.resources)
+    if t.env_from:
+        container["envFrom"] = _dump_all(t.env_from)
+    mounts += _dump_all(t.volume_mounts)
+    volumes += _dump_all(t.volumes)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -265,13 +336,12 @@ def _trainer_job(
         "containers": [container],
         "volumes": volumes,
     }
-    t = spec.template
     optional = {
         "nodeSelector": t.node_selector,
-        "tolerations": [x.model_dump(by_alias=True, exclude_none=True) for x in t.tolerations]
-        if t.tolerations is not None
-        else None,
-        "affinity": t.affinity,
+        "tolerations": _dump_all(t.tolerations) if t.tolerations is not None else None,
+        "affinity": _dump(t.affinity) if t.affinity is not None else None,
+        "topologySpreadConstraints": _dump_all(t.topology_spread_constraints) or None,
+        "imagePullSecrets": _dump_all(t.image_pull_secrets) or None,
         "serviceAccountName": t.service_account_name,
         "priorityClassName": t.priority_class_name,
     }
@@ -321,7 +391,12 @@ def build_lease(tj: TrainingJob, product: str, now: datetime, duration_seconds: 
         "metadata": {
             "name": lease_name(product),
             "namespace": tj.namespace,
-            "labels": {LABEL_PRODUCT_HASH: product_hash(product)},
+            # Recommended labels name the TrainingJob that holds it (rewritten on takeover); no
+            # trainingjob label: the scale selector must not count Leases.
+            "labels": {
+                **recommended_labels("trainingjob", tj.name, COMPONENT_PRODUCT_LEASE),
+                LABEL_PRODUCT_HASH: product_hash(product),
+            },
             "annotations": {ANNOTATION_PRODUCT: product},
             # Not a controller reference: another TrainingJob may take the Lease over after it expires.
             "ownerReferences": [owner_reference(tj, controller=False)],

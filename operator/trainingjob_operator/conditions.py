@@ -1,11 +1,22 @@
-"""Phase and conditions of a TrainingJob from one pass's counts (pure; the last reconcile phase)."""
+"""Phase and conditions of a TrainingJob from one pass's counts (pure; the last reconcile phase).
+
+Running, Complete, Failed and Suspended say what the TrainingJob does; Ready, Reconciling and Stalled
+say it the way kstatus (sigs.k8s.io/cli-utils/pkg/kstatus, read by Argo CD, Flux, kpt) and
+``kubectl wait --for=condition=Ready`` expect (docs/design.md, "Status for tools"):
+
+- running or pending: Reconciling=True -> kstatus InProgress;
+- complete: Ready=True, Reconciling=False, Stalled=False -> Current;
+- failed, or stalled (a refused Job, a pod that cannot start): Stalled=True -> Failed;
+- suspended: Ready=False, reason Suspended -> InProgress (as kstatus reads a suspended batch Job).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from trainingjob_operator.actions import Event
-from trainingjob_operator.api import TrainingJobStatus
+from trainingjob_operator.api import Condition, TrainingJobStatus
+from trainingjob_operator.reasons import Reason
 from trainingjob_operator.status import get_condition, set_condition
 
 if TYPE_CHECKING:
@@ -14,18 +25,25 @@ if TYPE_CHECKING:
 
 def _counts(st: PassState) -> str:
     p = st.status.products
-    return f"{p.succeeded} trained, {p.failed} failed, {p.active} active, {p.waiting} waiting of {p.total}"
+    queued = f", {p.queued} queued" if p.queued else ""
+    return f"{p.succeeded} trained, {p.failed} failed, {p.active} active{queued}, {p.waiting} waiting of {p.total}"
 
 
 def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_many_failed: bool) -> str:
     """Every product is on record, or the TrainingJob stopped (too many failed, rejected Jobs)."""
     gen, stamp, s = st.tj.generation, st.stamp, st.status
     total, ok, bad = s.products.total, len(st.succeeded), len(st.failed)
-    rejected = _stalled_reason(st) == "JobRejected" and st.done < total
+    rejected = _stalled_reason(st) == Reason.JOB_REJECTED and st.done < total
     conds = s.conditions
     if too_many_failed or ok == 0 or rejected:
         phase = "Failed"
-        reason = "MaxFailedProductsExceeded" if too_many_failed else "JobRejected" if rejected else "NoProductTrained"
+        reason = (
+            Reason.MAX_FAILED_PRODUCTS_EXCEEDED
+            if too_many_failed
+            else Reason.JOB_REJECTED
+            if rejected
+            else Reason.NO_PRODUCT_TRAINED
+        )
         limit = f" (maxFailedProducts allows {allowed})" if too_many_failed else ""
         msg = f"{bad} of {total} products failed{limit}; {ok} trained"
         if rejected:
@@ -35,10 +53,10 @@ def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_ma
     else:
         phase = "Succeeded"
         msg = f"{ok} of {total} products trained" + (f"; {bad} failed" if bad else "")
-        conds = set_condition(conds, "Complete", True, "AllProductsFinished", msg, stamp, gen)
-        conds = set_condition(conds, "Failed", False, "AllProductsFinished", msg, stamp, gen)
-    conds = set_condition(conds, "Running", False, "Finished", msg, stamp, gen)
-    conds = set_condition(conds, "Suspended", False, "Finished", "", stamp, gen)
+        conds = set_condition(conds, "Complete", True, Reason.ALL_PRODUCTS_FINISHED, msg, stamp, gen)
+        conds = set_condition(conds, "Failed", False, Reason.ALL_PRODUCTS_FINISHED, msg, stamp, gen)
+    conds = set_condition(conds, "Running", False, Reason.FINISHED, msg, stamp, gen)
+    conds = set_condition(conds, "Suspended", False, Reason.FINISHED, "", stamp, gen)
     s.conditions = conds
     if s.completion_time is None or old.phase not in ("Succeeded", "Failed"):
         s.completion_time = stamp
@@ -56,22 +74,26 @@ def _in_progress(st: PassState, old: TrainingJobStatus, allowed: int | None, too
     if too_many_failed:
         phase = "Running"
         msg = f"Too many failed products (limit {allowed}); waiting for {n_active} running product(s) to finish"
-        conds = set_condition(conds, "Running", True, "MaxFailedProductsExceeded", msg, stamp, gen)
+        conds = set_condition(conds, "Running", True, Reason.MAX_FAILED_PRODUCTS_EXCEEDED, msg, stamp, gen)
     elif spec.suspend:
         phase = "Suspended"
-        conds = set_condition(conds, "Running", False, "Suspended", counts, stamp, gen)
+        conds = set_condition(conds, "Running", False, Reason.SUSPENDED, counts, stamp, gen)
     elif n_active or st.done:
         phase = "Running"
-        conds = set_condition(conds, "Running", True, "ProductsTraining", counts, stamp, gen)
+        conds = set_condition(conds, "Running", True, Reason.PRODUCTS_TRAINING, counts, stamp, gen)
     else:
         phase = "Pending"
-        why = "WaitingForProducts" if s.products.waiting else "Pending"
+        why = Reason.PENDING
+        if s.products.queued:
+            why = Reason.QUEUED
+        elif s.products.waiting:
+            why = Reason.WAITING_FOR_PRODUCTS
         conds = set_condition(conds, "Running", False, why, counts, stamp, gen)
     suspended_msg = f"No new products start; {n_active} running product(s) finish" if spec.suspend else ""
-    reason = "SuspendedByUser" if spec.suspend else "NotSuspended"
+    reason = Reason.SUSPENDED_BY_USER if spec.suspend else Reason.NOT_SUSPENDED
     conds = set_condition(conds, "Suspended", spec.suspend, reason, suspended_msg, stamp, gen)
-    conds = set_condition(conds, "Complete", False, "InProgress", counts, stamp, gen)
-    conds = set_condition(conds, "Failed", False, "InProgress", counts, stamp, gen)
+    conds = set_condition(conds, "Complete", False, Reason.IN_PROGRESS, counts, stamp, gen)
+    conds = set_condition(conds, "Failed", False, Reason.IN_PROGRESS, counts, stamp, gen)
     s.conditions = conds
     was = get_condition(old.conditions, "Suspended")
     was_suspended = was is not None and was.status == "True"
@@ -86,45 +108,84 @@ def _in_progress(st: PassState, old: TrainingJobStatus, allowed: int | None, too
 def launches_stopped_by_rejection(st: PassState) -> bool:
     """A launch of this spec generation was refused: launch nothing more until the spec changes
     (every product's Job comes from the same template)."""
-    return _stalled_reason(st) == "JobRejected"
+    return _stalled_reason(st) == Reason.JOB_REJECTED
 
 
-def _stalled_reason(st: PassState) -> str | None:
+def _stalled_reason(st: PassState) -> Reason | None:
     if st.stalled:
         return st.stalled[0][0]
     prev = get_condition(st.tj.status.conditions, "Stalled")
-    rejected = prev is not None and prev.status == "True" and prev.reason == "JobRejected"
-    return "JobRejected" if rejected and prev is not None and prev.observed_generation == st.tj.generation else None
+    rejected = prev is not None and prev.status == "True" and prev.reason == Reason.JOB_REJECTED
+    if rejected and prev is not None and prev.observed_generation == st.tj.generation:
+        return Reason.JOB_REJECTED
+    return None
 
 
-def stalled_condition(st: PassState, old: TrainingJobStatus) -> None:
-    """Stalled: progress needs a person (a refused Job, a pod that cannot start). A refused Job keeps
-    it True until the spec changes (a new generation)."""
+def stalled_condition(st: PassState, old: TrainingJobStatus, phase: str) -> None:
+    """Stalled: progress needs a person (the TrainingJob failed, a refused Job, a pod that cannot
+    start). A refused Job keeps it True until the spec changes (a new generation); a TrainingJob
+    that completed is not stalled."""
     s, gen, stamp = st.status, st.tj.generation, st.stamp
-    reason = _stalled_reason(st)
+    reason = _stalled_reason(st) if phase != "Succeeded" else None
+    prev = get_condition(old.conditions, "Stalled")
+    failed = get_condition(s.conditions, "Failed")
+    if reason is None and phase == "Failed" and failed is not None:
+        s.conditions = set_condition(s.conditions, "Stalled", True, Reason(failed.reason), failed.message, stamp, gen)
+        return
     if reason is None:
-        if get_condition(old.conditions, "Stalled") is not None:
-            s.conditions = set_condition(s.conditions, "Stalled", False, "NotStalled", "", stamp, gen)
+        s.conditions = set_condition(s.conditions, "Stalled", False, Reason.NOT_STALLED, "", stamp, gen)
         return
     fresh = [m for r, m in st.stalled if r == reason]
-    prev = get_condition(old.conditions, "Stalled")
     message = "; ".join(fresh[:3]) if fresh else (prev.message if prev else "")
     if len(fresh) > 3:
         message += f"; and {len(fresh) - 3} more"
     s.conditions = set_condition(s.conditions, "Stalled", True, reason, message[:1024], stamp, gen)
     if prev is None or prev.status != "True" or prev.reason != reason:
-        st.actions.append(Event("Warning", reason, message[:1024]))
+        st.actions.append(Event("Warning", reason.value, message[:1024]))
+
+
+def _reason(cond: Condition | None, default: Reason) -> Reason:
+    return Reason(cond.reason) if cond is not None else default
+
+
+def kstatus_conditions(st: PassState, phase: str) -> None:
+    """Ready (True when Complete) and Reconciling (True while the operator works towards completion
+    and nothing needs a person), from the conditions this pass set."""
+    s, gen, stamp = st.status, st.tj.generation, st.stamp
+    get = {c.type: c for c in s.conditions}.get
+    stalled = get("Stalled")
+    running = get("Running")
+    if phase in ("Succeeded", "Failed"):
+        outcome = get("Complete" if phase == "Succeeded" else "Failed")
+        ready = (phase == "Succeeded", _reason(outcome, Reason.FINISHED), outcome.message if outcome else "")
+        reconciling = (False, Reason.FINISHED, "")
+    elif stalled is not None and stalled.status == "True":
+        ready = (False, Reason(stalled.reason), stalled.message)
+        reconciling = (False, Reason.STALLED, "progress needs a person: see the Stalled condition")
+    elif phase == "Suspended":
+        suspended = get("Suspended")
+        message = suspended.message if suspended else ""
+        ready = (False, Reason.SUSPENDED, message)
+        finishing = s.products.active > 0
+        reconciling = (finishing, Reason.PRODUCTS_FINISHING if finishing else Reason.SUSPENDED, message)
+    else:
+        message = running.message if running else ""
+        ready = (False, Reason.IN_PROGRESS, message)
+        reconciling = (True, _reason(running, Reason.PENDING), message)
+    s.conditions = set_condition(s.conditions, "Ready", *ready, stamp, gen)
+    s.conditions = set_condition(s.conditions, "Reconciling", *reconciling, stamp, gen)
 
 
 def phase_and_conditions(st: PassState, old: TrainingJobStatus, allowed: int | None, too_many_failed: bool) -> None:
     s = st.status
     total = s.products.total
-    rejected_stop = _stalled_reason(st) == "JobRejected" and not st.active
-    stopping = (too_many_failed or rejected_stop) and not st.active
+    unfinished = st.active or st.queued
+    rejected_stop = _stalled_reason(st) == Reason.JOB_REJECTED and not unfinished
+    stopping = (too_many_failed or rejected_stop) and not unfinished
     if st.done == total or stopping:
         phase = _finished(st, old, allowed, too_many_failed)
     else:
         phase = _in_progress(st, old, allowed, too_many_failed)
-    stalled_condition(st, old)
+    stalled_condition(st, old, phase)
+    kstatus_conditions(st, phase)
     s.phase = phase  # type: ignore[assignment]
-

@@ -130,7 +130,7 @@ async def _act(
     elif isinstance(action, CreateUnchangedCheck):
         for create, body in (
             (kube.create_configmap, builders.build_plan_configmap(tj)),
-            (kube.create_job, builders.build_plan_job(tj)),
+            (kube.create_job, builders.build_plan_job(tj, action.retry_round)),
         ):
             try:
                 await create(ns, body)
@@ -227,6 +227,7 @@ async def reconcile_once(
     post_events(plan, outcomes, post_event)
     st = plan.status
     metrics.observe_products(namespace, name, st.products.model_dump())
+    metrics.observe_pass(namespace, name, st.phase, plan.waiting, plan.new_failures)
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     return PassResult(
         plan=plan,

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from trainingjob_operator import api, schedule_api
 
@@ -96,7 +97,7 @@ def _defaults_for_objects(node: Any) -> Any:
     return node
 
 
-def model_schema(model: type[api.BaseModel]) -> JsonSchema:
+def model_schema(model: type[BaseModel]) -> JsonSchema:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
     return _defaults_for_objects(_structural(_resolve(raw, defs)))
@@ -106,7 +107,7 @@ def openapi_schema() -> JsonSchema:
     return _object_schema(api.TrainingJobSpec, api.TrainingJobStatus, api.TrainingJob.__doc__ or "")
 
 
-def _object_schema(spec_model: type[api.BaseModel], status_model: type[api.BaseModel], doc: str) -> JsonSchema:
+def _object_schema(spec_model: type[BaseModel], status_model: type[BaseModel], doc: str) -> JsonSchema:
     spec = model_schema(spec_model)
     for name in ("forecast", "tuning", "template"):
         if name in spec["properties"]:
@@ -114,6 +115,10 @@ def _object_schema(spec_model: type[api.BaseModel], status_model: type[api.BaseM
     spec.pop("description", None)
     status = model_schema(status_model)
     status.pop("description", None)
+    # Until the operator's first pass, an object reads status.observedGeneration 0 (the API server
+    # applies defaults when it reads from etcd), so kstatus-based tools see "generation 1, observed
+    # 0": InProgress. Without it they read an object with no conditions as Current.
+    status["default"] = {"observedGeneration": 0}
     return {
         "type": "object",
         "description": doc,
@@ -225,6 +230,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Training now.",
     },
     {
+        "name": "Queued",
+        "type": "integer",
+        "jsonPath": ".status.products.queued",
+        "description": "Product Jobs held by a queue (Kueue), not admitted yet.",
+        "priority": 1,
+    },
+    {
         "name": "Skipped",
         "type": "integer",
         "jsonPath": ".status.products.skipped",
@@ -236,6 +248,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "type": "integer",
         "jsonPath": ".status.products.failed",
         "description": "Failed products.",
+    },
+    {
+        "name": "Median Error",
+        "type": "string",
+        "jsonPath": ".status.results.medianError",
+        "description": "Median CV error of the trained products (status.results.metric).",
+        "priority": 1,
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

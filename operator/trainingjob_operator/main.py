@@ -272,6 +272,7 @@ async def run_trainingjob(
             except KubeError as exc:
                 if exc.status == 404:
                     return
+                metrics.RECONCILE_ERRORS.labels(kind="Pass").inc()
                 logger.warning("reconcile failed: %s", exc)
                 # Transient (the API server away, a conflict): retry soon, so progress resumes within
                 # seconds of the API server's return instead of after Kopf's daemon backoff.
@@ -347,11 +348,13 @@ async def run_schedule(
             except KubeError as exc:
                 if exc.status == 404:
                     return
+                metrics.RECONCILE_ERRORS.labels(kind="SchedulePass").inc()
                 logger.warning("schedule pass failed: %s", exc)
                 delay = CONFIG.error_retry_seconds
             await _wait_or_wake(wake, delay)
     finally:
         _schedule_wakeups.pop(key, None)
+        metrics.forget_schedule(namespace, name)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

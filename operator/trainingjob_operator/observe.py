@@ -13,12 +13,10 @@ from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Kube, Obj
 from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease, UnchangedCheck
+from trainingjob_operator.reasons import STUCK_POD_REASONS, Reason
 from trainingjob_operator.termination import parse_report, parse_unchanged
 
 JOB_UID_LABEL = builders.JOB_UID_LABEL
-STUCK_REASONS = frozenset(
-    {"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
-)
 STUCK_PROBE_AFTER_SECONDS = 5.0
 FINISHED_PODS = "status.phase!=Pending,status.phase!=Running,status.phase!=Unknown"
 """Field selector of the pods the operator watches: only those that ended (Succeeded or Failed)
@@ -71,7 +69,7 @@ def last_termination(pods: list[Obj], container: str = "trainer") -> tuple[int |
     return best[1], best[2]
 
 
-def _stuck(pods: list[Obj]) -> tuple[str, str, datetime | None] | None:
+def _stuck(pods: list[Obj]) -> tuple[Reason, str, datetime | None] | None:
     """(reason, message, since) when a pending pod's trainer container cannot be created."""
     for pod in pods:
         status = pod.get("status") or {}
@@ -79,9 +77,9 @@ def _stuck(pods: list[Obj]) -> tuple[str, str, datetime | None] | None:
             continue
         for cs in status.get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in STUCK_REASONS:
+            if waiting.get("reason") in STUCK_POD_REASONS:
                 since = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
-                return str(waiting["reason"]), str(waiting.get("message") or waiting["reason"]), since
+                return Reason(waiting["reason"]), str(waiting.get("message") or waiting["reason"]), since
     return None
 
 
@@ -99,6 +97,7 @@ def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = N
     st = job.get("status") or {}
     cond = _finished_condition(job)
     finished = cond["type"] if cond else None
+    suspended = bool((job.get("spec") or {}).get("suspend"))
     exit_code: int | None = None
     report = None
     succeeded_pod = finished is None and pods is not None and pod_succeeded(pods)
@@ -123,7 +122,8 @@ def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = N
         report=report,
         exit_code=exit_code,
         pod_succeeded=succeeded_pod,
-        stuck=_stuck(stuck_pods) if finished is None and stuck_pods else None,
+        stuck=_stuck(stuck_pods) if finished is None and stuck_pods and not suspended else None,
+        suspended=suspended,
     )
 
 
@@ -155,6 +155,8 @@ def may_be_stuck(job: Obj, now: datetime, after_seconds: float = STUCK_PROBE_AFT
     st = job.get("status") or {}
     if _finished(job)[0] is not None or (job.get("metadata") or {}).get("deletionTimestamp"):
         return False
+    if (job.get("spec") or {}).get("suspend"):
+        return False  # queued (Kueue): its pods are being deleted, none is meant to start
     if int(st.get("active") or 0) == 0 or int(st.get("ready") or 0) > 0:
         return False
     started = parse_time(st.get("startTime"))
@@ -184,7 +186,7 @@ def trim_job(body: Obj) -> Obj:
             ],
             "deletionTimestamp": meta.get("deletionTimestamp"),
         },
-        "spec": {"ttlSecondsAfterFinished": (body.get("spec") or {}).get("ttlSecondsAfterFinished")},
+        "spec": {k: v for k, v in (body.get("spec") or {}).items() if k in ("ttlSecondsAfterFinished", "suspend")},
         "status": {
             k: v
             for k, v in (body.get("status") or {}).items()
@@ -250,7 +252,8 @@ def build(
     for job in jobs:
         if is_unchanged_check(job):
             if controller_uid(job) == tj.uid and not (job.get("metadata") or {}).get("deletionTimestamp"):
-                check = parse_unchanged_check(job, pods_of_job(str((job.get("metadata") or {}).get("uid") or "")))
+                check_pods = pods_of_job(str((job.get("metadata") or {}).get("uid") or ""))
+                check = parse_unchanged_check(job, check_pods, len(wanted))
             continue
         product = job_product(job)
         if product is None or product not in wanted:
@@ -286,7 +289,8 @@ def is_unchanged_check(job: Obj) -> bool:
     return ann.get(builders.ANNOTATION_ROLE) == builders.ROLE_UNCHANGED_PLAN
 
 
-def parse_unchanged_check(job: Obj, pods: list[Obj]) -> UnchangedCheck:
+def parse_unchanged_check(job: Obj, pods: list[Obj], total: int) -> UnchangedCheck:
+    """The check Job and its answer for ``total`` products (the TrainingJob's distinct ids)."""
     meta = job.get("metadata") or {}
     cond = _finished_condition(job)
     finished = cond["type"] if cond else None
@@ -294,7 +298,8 @@ def parse_unchanged_check(job: Obj, pods: list[Obj]) -> UnchangedCheck:
     unchanged, truncated, message = None, False, ""
     if finished is not None or succeeded:
         _, term = last_termination(pods)
-        unchanged, truncated, message = parse_unchanged(term)
+        answer = parse_unchanged(term, total)
+        unchanged, truncated, message = answer.unchanged, answer.truncated, answer.problem
         if cond and not message:
             message = str(cond.get("message") or cond.get("reason") or "")
     return UnchangedCheck(

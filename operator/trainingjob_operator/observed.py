@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from trainingjob_operator.reasons import Reason
 from trainingjob_operator.termination import ProductReport
 
 
@@ -38,8 +39,12 @@ class ObservedJob:
     pod_succeeded: bool = False
     """A pod of this Job (by controller uid) exited 0 (restartPolicy Never: the Job will complete).
     The Job controller marks the Job Complete up to ~1 s later; the product is done already."""
-    stuck: tuple[str, str, datetime | None] | None = None
+    stuck: tuple[Reason, str, datetime | None] | None = None
     """(reason, message, since) when the Job's pod cannot start (CreateContainerConfigError, ...)."""
+    suspended: bool = False
+    """``spec.suspend`` is true: a queueing system (Kueue) holds the Job until it admits it, or
+    suspended it again to preempt it (its pods are deleted, not counted failed). The operator never
+    suspends its Jobs itself (a suspended TrainingJob only stops launching new ones)."""
 
     @property
     def succeeded(self) -> bool:
@@ -48,6 +53,11 @@ class ObservedJob:
     @property
     def unfinished(self) -> bool:
         return self.finished is None and not self.pod_succeeded
+
+    @property
+    def queued(self) -> bool:
+        """Unfinished and suspended: waiting to be admitted (again); resumes in place, never relaunched."""
+        return self.suspended and self.unfinished
 
 
 @dataclass(frozen=True)
@@ -73,8 +83,9 @@ class UnchangedCheck:
     uid: str
     finished: Literal["Complete", "Failed"] | None = None
     pod_succeeded: bool = False
-    unchanged: str | None = None
-    """Index ranges over the sorted product ids, from the pod's termination message."""
+    unchanged: frozenset[int] | None = None
+    """Indexes over the sorted product ids of the products to skip, from the pod's termination
+    message (termination.parse_unchanged); None: no usable answer, train every product."""
     truncated: bool = False
     message: str = ""
 

@@ -33,6 +33,7 @@ from trainingjob_operator.api import ProductFailure, TrainingJob, TrainingJobSta
 from trainingjob_operator.conditions import launches_stopped_by_rejection, phase_and_conditions
 from trainingjob_operator.failures import classify_failure, is_locked
 from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease
+from trainingjob_operator.reasons import Reason
 from trainingjob_operator.status import (
     add_failure,
     add_result,
@@ -98,14 +99,19 @@ class PassState:
     skipped: set[str] = field(default_factory=set)
     """Of ``succeeded``: skipped as unchanged since their last model (no training, no results)."""
     active: set[str] = field(default_factory=set)
+    queued: set[str] = field(default_factory=set)
+    """Products whose unfinished Job is suspended by a queueing system (Kueue): not active, but their
+    Job exists, holds its parallelism slot and the product's Lease, and resumes when admitted."""
     waiting: dict[str, str] = field(default_factory=dict)
     """Products that cannot start now -> why (another TrainingJob, a lock, a pod that cannot start)."""
     blocked: set[str] = field(default_factory=set)
     """Products with an unfinished Job of their own that must go first (old round, being deleted)."""
     takeover: dict[str, ObservedLease] = field(default_factory=dict)
-    stalled: list[tuple[str, str]] = field(default_factory=list)
+    stalled: list[tuple[Reason, str]] = field(default_factory=list)
     """(reason, message) of problems only a person can fix (rejected Jobs, pods that cannot start)."""
     launched: set[str] = field(default_factory=set)
+    new_failures: dict[str, str] = field(default_factory=dict)
+    """Products recorded failed by this pass -> reason."""
     stuck: set[str] = field(default_factory=set)
     """Products whose pod cannot start: not active, but they hold their parallelism slot (a missing
     Secret would otherwise start every product, each stuck the same way)."""
@@ -117,6 +123,10 @@ class PassState:
 
     def recorded(self, product: str) -> bool:
         return product in self.succeeded or product in self.failed
+
+    def running(self, product: str) -> bool:
+        """The product has an unfinished Job of its own: training (active) or queued."""
+        return product in self.active or product in self.queued
 
 
 # ---------------------------------------------------------------- the durable record
@@ -193,9 +203,10 @@ def _record_success(st: PassState, job: ObservedJob) -> None:
     )
 
 
-def _record_failure(st: PassState, product: str, reason: str, message: str, attempts: int) -> None:
+def _record_failure(st: PassState, product: str, reason: Reason, message: str, attempts: int) -> None:
     st.failed.add(product)
-    failure = ProductFailure(product=product, reason=reason, message=message[:512], attempts=attempts)
+    st.new_failures[product] = reason.value
+    failure = ProductFailure(product=product, reason=reason.value, message=message[:512], attempts=attempts)
     st.status.failures = add_failure(st.status.failures, failure)
     st.actions.append(Event("Warning", "ProductFailed", f"{product}: {reason}: {message}"[:1024]))
 
@@ -210,7 +221,9 @@ def _fold_current(st: PassState, job: ObservedJob) -> None:
     if job.unfinished:
         if st.recorded(product):
             return  # recorded from its pod; the Job controller has not marked the Job finished yet
-        if job.stuck is not None:
+        if job.queued:
+            st.queued.add(product)
+        elif job.stuck is not None:
             _fold_stuck(st, job)
         else:
             st.active.add(product)
@@ -225,7 +238,7 @@ def _fold_current(st: PassState, job: ObservedJob) -> None:
             _record_failure(
                 st,
                 product,
-                "MissingReport",
+                Reason.MISSING_REPORT,
                 f"the trainer exited 0 but its termination message has {found}; no model is recorded",
                 max(job.failed_pods, 0) + 1,
             )
@@ -275,7 +288,8 @@ def fold_finished(st: PassState) -> None:
             # Jobs of earlier rounds stay: their products are not retried).
             if job.unfinished and not job.deleting:
                 if not st.recorded(job.product):
-                    st.active.add(job.product)  # still running: let it finish
+                    # still running (or queued): let it finish
+                    (st.queued if job.queued else st.active).add(job.product)
                 continue
             if not job.deleting:
                 st.actions.append(DeleteJob(job.name, job.uid))
@@ -293,13 +307,13 @@ def check_unchanged(st: PassState) -> bool:
         return False
     check = st.observed.unchanged_check
     if check is None:
-        st.actions.append(CreateUnchangedCheck())
+        st.actions.append(CreateUnchangedCheck(st.retry_round))
         return True
     if not check.done:
         return True
     if check.unchanged is not None and (check.finished == "Complete" or check.pod_succeeded):
         order = record_order(tj.spec.products)
-        unchanged = {order[i] for i in parse_indexes(check.unchanged) if i < len(order)}
+        unchanged = {order[i] for i in check.unchanged if i < len(order)}
         fresh = unchanged - st.succeeded - st.failed
         st.succeeded |= fresh
         st.skipped |= fresh
@@ -324,10 +338,10 @@ def check_unchanged(st: PassState) -> bool:
 def fold_rejected(st: PassState) -> None:
     """Launches the API server refused (invalid Job, forbidden): the product fails, a person must act."""
     for product, message in sorted(st.observed.rejected.items()):
-        if st.recorded(product) or product in st.active:
+        if st.recorded(product) or st.running(product):
             continue
-        _record_failure(st, product, "JobRejected", message, 1)
-        st.stalled.append(("JobRejected", f"{product}: {message}"))
+        _record_failure(st, product, Reason.JOB_REJECTED, message, 1)
+        st.stalled.append((Reason.JOB_REJECTED, f"{product}: {message}"))
 
 
 def ttl_actions(st: PassState) -> None:
@@ -346,7 +360,7 @@ def lease_actions(st: PassState) -> None:
     for lease in st.observed.leases.values():
         if lease.holder != st.me or lease.product is None or lease.product in st.launched:
             continue
-        if lease.product in st.active:
+        if st.running(lease.product):
             age = None if lease.renew_time is None else (st.now - lease.renew_time).total_seconds()
             if age is None or age >= lease.duration_seconds * st.settings.renew_fraction:
                 st.actions.append(RenewLease(lease))
@@ -377,7 +391,7 @@ def launches(st: PassState, pending: list[str], stop: bool) -> None:
     spec = st.tj.spec
     if spec.suspend or stop:
         return
-    capacity = spec.parallelism - len(st.active) - len(st.stuck)
+    capacity = spec.parallelism - len(st.active) - len(st.queued) - len(st.stuck)
     for product in pending:
         if capacity <= 0:
             break
@@ -392,19 +406,20 @@ def launches(st: PassState, pending: list[str], stop: bool) -> None:
 def count_products(st: PassState) -> None:
     s = st.status
     total = len(st.tj.spec.products)
-    waiting = len(set(st.waiting) - st.active - st.succeeded - st.failed)
+    waiting = len(set(st.waiting) - st.active - st.queued - st.succeeded - st.failed)
     s.products.total = total
     s.products.succeeded = len(st.succeeded)
     s.products.skipped = len(st.skipped & st.succeeded)
     s.products.failed = len(st.failed)
     s.products.active = len(st.active)
+    s.products.queued = len(st.queued)
     s.products.waiting = waiting
-    s.products.pending = max(total - st.done - len(st.active) - waiting, 0)
+    s.products.pending = max(total - st.done - len(st.active) - len(st.queued) - waiting, 0)
     s.progress = progress_text(len(st.succeeded), len(st.failed), total)
     s.parallelism = st.tj.spec.parallelism
     s.selector = builders.selector(st.tj)
     s.observed_generation = st.tj.generation
-    if s.start_time is None and (st.active or st.done):
+    if s.start_time is None and (st.active or st.queued or st.done):
         s.start_time = st.stamp
 
 
@@ -450,7 +465,7 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     # 3. Cleanup TTL on recorded Jobs.
     ttl_actions(st)
     # 4. Who else holds pending products; then launch up to parallelism.
-    pending = [p for p in tj.spec.products if not st.recorded(p) and p not in st.active]
+    pending = [p for p in tj.spec.products if not st.recorded(p) and not st.running(p)]
     blocked_elsewhere(st, pending)
     allowed = max_failed_allowed(tj.spec.max_failed_products, len(tj.spec.products))
     too_many_failed = allowed is not None and len(st.failed) > allowed
@@ -463,4 +478,4 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     write_record(st)
     waiting_event(st, old)
     phase_and_conditions(st, old, allowed, too_many_failed)
-    return Plan(actions=st.actions, status=st.status)
+    return Plan(actions=st.actions, status=st.status, waiting=st.waiting, new_failures=st.new_failures)

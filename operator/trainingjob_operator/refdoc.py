@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from trainingjob_operator import crdgen
+from trainingjob_operator.reasons import DESCRIPTIONS
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -38,8 +39,12 @@ def _constraints(node: dict[str, Any]) -> str:
         parts.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
     if "pattern" in node:
         parts.append(f"pattern `{node['pattern']}`")
+    if "format" in node:
+        parts.append(f"format {node['format']}")
     if node.get("x-kubernetes-list-type") == "set":
         parts.append("unique")
+    if node.get("x-kubernetes-list-type") == "map":
+        parts.append("a map keyed by " + ", ".join(node.get("x-kubernetes-list-map-keys") or []))
     for rule in node.get("x-kubernetes-validations") or []:
         parts.append(f"rule: {rule['message']}")
     return "; ".join(parts)
@@ -79,6 +84,22 @@ def _kind_section(title: str | None, schema: dict[str, Any]) -> list[str]:
     return out
 
 
+def _reasons_section() -> list[str]:
+    out = [
+        "## Reasons",
+        "",
+        "Every `reason` the operator writes in `status.conditions` and `status.failures` (one CamelCase word,",
+        "from `operator/trainingjob_operator/reasons.py`). Reasons Kubernetes reports itself keep its spelling.",
+        "",
+        "| reason | where | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for reason, (where, meaning) in DESCRIPTIONS.items():
+        out.append(f"| `{reason.value}` | {where} | {meaning} |")
+    out.append("")
+    return out
+
+
 def render() -> str:
     schema = crdgen.openapi_schema()
     out = [
@@ -94,9 +115,13 @@ def render() -> str:
         out.append(f"- spec rule: {rule['message']}")
     out += [
         "",
-        "`status.results.errorHistogram` / `baselineHistogram`: sparse `{bucket: count}`; bucket `i` holds errors",
-        "in `(1e-4 * 1.25^(i-1), 1e-4 * 1.25^i]` (bucket 0: up to 1e-4); the medians are estimated from them.",
+        '`status.results`: errors are decimal strings with 4 significant digits (`"12.35"`), not floats, as',
+        "the Kubernetes API conventions advise. `errorHistogram` / `baselineHistogram` list, lowest first, how",
+        "many products have an error up to each bound (`errorsUpTo`, 4 significant digits); a bucket holds",
+        "the errors above the previous bound, bounds grow by 25 % from 0.0001, and empty buckets are left",
+        "out. The medians are estimated from them (within one bucket).",
         "",
+        *_reasons_section(),
     ]
     out += _kind_section("TrainingSchedule (`tjs`)", crdgen.schedule_openapi_schema())
     return "\n".join(out)

@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from trainingjob_operator import api
+from trainingjob_operator import api, builders
 from trainingjob_operator.actions import Event
 from trainingjob_operator.api import TrainingJobStatus
+from trainingjob_operator.reasons import Reason
 from trainingjob_operator.schedule_api import RunReference, TrainingSchedule, TrainingScheduleStatus
 from trainingjob_operator.status import get_condition, set_condition
 
@@ -28,7 +29,7 @@ ANNOTATION_SCHEDULED_TIME = f"{api.GROUP}/scheduled-time"
 ANNOTATION_RUN_NOW = f"{api.GROUP}/run-now"
 MAX_MISSED = 100
 """Like CronJob: past this many missed start times, say so (an Event) instead of counting on."""
-SCHEDULE_CONDITIONS = ("Ready", "Suspended", "InvalidSchedule")
+SCHEDULE_CONDITIONS = ("Ready", "Suspended", "InvalidSchedule", "Stalled")
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,11 @@ def build_run(ts: TrainingSchedule, name: str, scheduled: datetime | None) -> di
         "metadata": {
             "name": name,
             "namespace": ts.namespace,
-            "labels": {**(tmpl.metadata.labels or {}), LABEL_SCHEDULE: ts.name[:63]},
+            "labels": {
+                **builders.recommended_labels("trainingschedule", ts.name, "run"),
+                **(tmpl.metadata.labels or {}),
+                LABEL_SCHEDULE: ts.name[:63],
+            },
             "annotations": annotations,
             "ownerReferences": [
                 {
@@ -187,7 +192,7 @@ class _Pass:
     def stamp(self) -> str:
         return fmt(self.now)
 
-    def condition(self, type_: str, value: bool, reason: str, message: str = "") -> None:
+    def condition(self, type_: str, value: bool, reason: Reason, message: str = "") -> None:
         self.status.conditions = _ordered(
             set_condition(self.status.conditions, type_, value, reason, message, self.stamp, self.ts.generation)
         )
@@ -276,21 +281,25 @@ def prune_history(p: _Pass) -> None:
 
 
 def conditions(p: _Pass, invalid: str | None) -> None:
+    """Ready (valid and not suspended), Suspended, InvalidSchedule, and Stalled (True with
+    InvalidSchedule: kstatus-based tools then read the schedule as Failed)."""
     if invalid is not None:
-        p.condition("InvalidSchedule", True, "InvalidSchedule", invalid)
-        p.condition("Ready", False, "InvalidSchedule", invalid)
+        p.condition("InvalidSchedule", True, Reason.INVALID_SCHEDULE, invalid)
+        p.condition("Ready", False, Reason.INVALID_SCHEDULE, invalid)
+        p.condition("Stalled", True, Reason.INVALID_SCHEDULE, invalid)
         prev = get_condition(p.ts.status.conditions, "InvalidSchedule")
         if prev is None or prev.status != "True":
             p.actions.append(Event("Warning", "InvalidSchedule", invalid))
         return
     if get_condition(p.status.conditions, "InvalidSchedule") is not None:
-        p.condition("InvalidSchedule", False, "ValidSchedule")
+        p.condition("InvalidSchedule", False, Reason.VALID_SCHEDULE)
+    p.condition("Stalled", False, Reason.VALID_SCHEDULE)
     suspended = p.ts.spec.suspend
-    p.condition("Suspended", suspended, "SuspendedByUser" if suspended else "NotSuspended")
+    p.condition("Suspended", suspended, Reason.SUSPENDED_BY_USER if suspended else Reason.NOT_SUSPENDED)
     if suspended:
-        p.condition("Ready", False, "Suspended", "no new runs start")
+        p.condition("Ready", False, Reason.SUSPENDED, "no new runs start")
     else:
-        p.condition("Ready", True, "Scheduled", f"next run {p.status.next_schedule_time}")
+        p.condition("Ready", True, Reason.SCHEDULED, f"next run {p.status.next_schedule_time}")
 
 
 def reconcile_schedule(ts: TrainingSchedule, runs: list[Run], now: datetime) -> SchedulePlan:

@@ -136,7 +136,10 @@ class TrainingScheduleStatus(ApiModel):
     next_schedule_time: str | None = Field(default=None, description="When the next run is due.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready (the schedule is valid and not suspended), Suspended, InvalidSchedule.",
+        description=(
+            "Ready (the schedule is valid and not suspended), Suspended, InvalidSchedule, and Stalled (True "
+            "with InvalidSchedule, so kstatus-based tools read the schedule as Failed). Keyed by type."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     observed_generation: int | None = Field(default=None, description="Last spec generation acted upon.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from trainingjob_operator import metrics
 from trainingjob_operator.actions import Event
 from trainingjob_operator.controller import EventPoster
 from trainingjob_operator.kube import Conflict, Kube
@@ -47,4 +48,6 @@ async def schedule_pass(
     for action in plan.actions:
         if isinstance(action, Event):
             post_event(action.type, action.reason, action.message)
+    created = ts.metadata.get("creationTimestamp")
+    metrics.observe_schedule(namespace, name, created, plan.status.last_successful_time, ts.spec.suspend)
     return plan

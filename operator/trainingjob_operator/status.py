@@ -5,18 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from trainingjob_operator.api import Condition, ProductFailure, ResultsSummary
+from trainingjob_operator import histogram
+from trainingjob_operator.api import Condition, HistogramBucket, ProductFailure, ResultsSummary
+from trainingjob_operator.reasons import Reason
 
 MAX_FAILURES = 20
-CONDITION_TYPES = ("Running", "Complete", "Failed", "Suspended", "Stalled")
-
-# Error histogram: bucket i holds errors in (BASE * GROWTH**(i-1), BASE * GROWTH**i]; bucket 0 holds
-# everything up to BASE. Geometric from 1e-4 to ~1e7 (sMAPE in percent, MAE/RMSE in sales units all
-# fit), fine enough that the median estimate is within one bucket (±12 %). Stored sparse: {"i": count}.
-HISTOGRAM_BASE = 1e-4
-HISTOGRAM_GROWTH = 1.25
-HISTOGRAM_BUCKETS = 115
-
+CONDITION_TYPES = ("Running", "Complete", "Failed", "Suspended", "Ready", "Reconciling", "Stalled")
+"""The conditions of a TrainingJob, in the order status lists them."""
 
 # ---------------------------------------------------------------- index ranges
 
@@ -81,38 +76,17 @@ def add_failure(failures: Sequence[ProductFailure], failure: ProductFailure) -> 
 # ---------------------------------------------------------------- results
 
 
-def bucket_upper(i: int) -> float:
-    return HISTOGRAM_BASE * HISTOGRAM_GROWTH**i
+def histogram_counts(buckets: Sequence[HistogramBucket]) -> dict[int, int]:
+    return {histogram.bucket_of_bound(b.errors_up_to): b.products for b in buckets}
 
 
-def _bucket(value: float) -> int:
-    if value <= HISTOGRAM_BASE:
-        return 0
-    i = math.ceil(math.log(value / HISTOGRAM_BASE, HISTOGRAM_GROWTH) - 1e-9)
-    return min(max(i, 0), HISTOGRAM_BUCKETS - 1)
+def histogram_buckets(counts: Mapping[int, int]) -> list[HistogramBucket]:
+    return [HistogramBucket(errors_up_to=histogram.bound_text(i), products=n) for i, n in sorted(counts.items())]
 
 
-def _add_to_histogram(hist: Mapping[str, int], value: float) -> dict[str, int]:
-    out = dict(hist)
-    key = str(_bucket(value))
-    out[key] = out.get(key, 0) + 1
-    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
-
-
-def histogram_median(hist: Mapping[str, int]) -> float | None:
-    """Median estimated from the bucket counts (geometric middle of the median's bucket)."""
-    total = sum(hist.values())
-    if total == 0:
-        return None
-    half = (total + 1) / 2
-    running = 0
-    for key, count in sorted(hist.items(), key=lambda kv: int(kv[0])):
-        running += count
-        if running >= half:
-            i = int(key)
-            hi = bucket_upper(i)
-            return round(hi / math.sqrt(HISTOGRAM_GROWTH) if i > 0 else hi / 2, 6)
-    return None  # pragma: no cover - unreachable
+def _median_text(counts: Mapping[int, int]) -> str | None:
+    value = histogram.median(counts)
+    return None if value is None else histogram.decimal_text(value)
 
 
 def add_result(
@@ -135,14 +109,16 @@ def add_result(
     r.tuned += int(bool(tuned))
     r.beat_baseline += int(bool(beats_baseline))
     if error is not None and math.isfinite(error):
-        r.error_sum = round(r.error_sum + error, 9)
-        r.error_histogram = _add_to_histogram(r.error_histogram, error)
-        r.median_error = histogram_median(r.error_histogram)
-        counted = sum(r.error_histogram.values())
-        r.mean_error = round(r.error_sum / counted, 6)
+        error_sum = float(r.error_sum) + error
+        r.error_sum = histogram.fixed_text(error_sum)
+        counts = histogram.add(histogram_counts(r.error_histogram), error)
+        r.error_histogram = histogram_buckets(counts)
+        r.median_error = _median_text(counts)
+        r.mean_error = histogram.decimal_text(error_sum / sum(counts.values()))
     if baseline_error is not None and math.isfinite(baseline_error):
-        r.baseline_histogram = _add_to_histogram(r.baseline_histogram, baseline_error)
-        r.median_baseline_error = histogram_median(r.baseline_histogram)
+        baseline = histogram.add(histogram_counts(r.baseline_histogram), baseline_error)
+        r.baseline_histogram = histogram_buckets(baseline)
+        r.median_baseline_error = _median_text(baseline)
     return r
 
 
@@ -153,19 +129,20 @@ def set_condition(
     conditions: Sequence[Condition],
     type_: str,
     status: bool,
-    reason: str,
+    reason: Reason,
     message: str,
     now: str,
     generation: int,
 ) -> list[Condition]:
-    """Upsert a condition; lastTransitionTime changes only when the status flips."""
+    """Upsert a condition; lastTransitionTime changes only when the status flips. ``reason`` is from
+    the one vocabulary (reasons.py); ``observedGeneration`` is the generation this pass acted on."""
     wanted = "True" if status else "False"
     previous = get_condition(conditions, type_)
     unchanged = previous is not None and previous.status == wanted and previous.last_transition_time
     updated = Condition(
         type=type_,
         status=wanted,
-        reason=reason,
+        reason=reason.value,
         message=message,
         last_transition_time=previous.last_transition_time if unchanged and previous else now,
         observed_generation=generation,

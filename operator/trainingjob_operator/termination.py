@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,16 +83,92 @@ def parse_report(message: str | None, product: str) -> ProductReport | None:
     return None
 
 
-def parse_unchanged(message: str | None) -> tuple[str | None, bool, str]:
-    """(unchanged index ranges over the sorted ids, truncated, error message) from the termination
-    message of ``forecast-trainer unchanged``; ranges None when absent or unreadable."""
+@dataclass(frozen=True)
+class UnchangedAnswer:
+    """What the unchanged check's termination message says, read defensively."""
+
+    unchanged: frozenset[int] | None
+    """Indexes (over the sorted product ids) of the products to skip; None: skip none, train all."""
+    truncated: bool = False
+    """No form of the answer fitted in the message: nothing is skipped here, every product's pod
+    checks itself."""
+    problem: str = ""
+    """Why ``unchanged`` is None (no message, not JSON, an error, an answer that does not add up)."""
+
+
+_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+
+
+def _strict_ranges(text: str, total: int) -> frozenset[int]:
+    """``"0-3,7"`` -> indexes, each checked against ``total`` BEFORE a range is expanded (a huge
+    range in a corrupt message must not allocate); ValueError on anything else."""
+    out: set[int] = set()
+    for part in text.split(",") if text else []:
+        match = _RANGE.fullmatch(part)
+        if match is None:
+            raise ValueError(f"bad index range {part!r}")
+        start, end = int(match[1]), int(match[2] or match[1])
+        if start > end or end >= total:
+            raise ValueError(f"index range {part!r} outside 0..{total - 1}")
+        out.update(range(start, end + 1))
+    return frozenset(out)
+
+
+def _strict_bitmap(text: str, total: int) -> frozenset[int]:
+    """The trainer's ``unchanged_bitmap`` (base64, bit i%8 of byte i//8): exactly ceil(total/8)
+    bytes, no bit set at or past ``total``; ValueError on anything else."""
+    raw = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(raw) != (total + 7) // 8:
+        raise ValueError(f"bitmap of {len(raw)} bytes for {total} products")
+    out = frozenset(i for i in range(len(raw) * 8) if raw[i // 8] >> (i % 8) & 1)
+    if out and max(out) >= total:
+        raise ValueError("bitmap has bits past the last product")
+    return out
+
+
+def _unchanged_indexes(doc: dict[str, Any], total: int) -> frozenset[int]:
+    """The unchanged indexes in whichever form the message gives them (ValueError when they do
+    not add up: a form that is absent, malformed, out of range, or disagrees with ``changed``)."""
+    ranges = doc.get("unchanged")
+    if not isinstance(ranges, str):
+        raise ValueError("no unchanged ranges")
+    if not doc.get("truncated"):
+        found = _strict_ranges(ranges, total)
+    elif isinstance(doc.get("changed_indexes"), str):
+        found = frozenset(range(total)) - _strict_ranges(doc["changed_indexes"], total)
+    elif isinstance(doc.get("unchanged_bitmap"), str):
+        found = _strict_bitmap(doc["unchanged_bitmap"], total)
+    else:
+        return frozenset()  # too many products for any form: skip none here, every pod checks itself
+    changed = doc.get("changed")
+    if isinstance(changed, bool) or not isinstance(changed, int) or total - changed != len(found):
+        raise ValueError(f"{len(found)} unchanged of {total} does not match changed={changed!r}")
+    return found
+
+
+def parse_unchanged(message: str | None, total: int) -> UnchangedAnswer:
+    """The answer of ``forecast-trainer unchanged`` for ``total`` products (sorted ids).
+
+    Errs on training: anything not a complete, consistent answer for exactly ``total`` products
+    (a message cut short, a check of another product list, an index out of range, counts that do
+    not add up) skips nothing, so no changed product is ever skipped by mistake; the product pods
+    still skip themselves one by one (TRAINER_SKIP_UNCHANGED)."""
     if not message:
-        return None, False, "no termination message"
+        return UnchangedAnswer(None, problem="no termination message")
     try:
         doc = json.loads(message)
     except ValueError:
-        return None, False, message[:300]
-    if not isinstance(doc, dict) or doc.get("kind") != "unchanged" or doc.get("order") != "sorted":
-        return None, False, str(doc.get("message") or message)[:300] if isinstance(doc, dict) else message[:300]
-    ranges = doc.get("unchanged")
-    return (ranges if isinstance(ranges, str) else None), bool(doc.get("truncated")), ""
+        return UnchangedAnswer(None, problem=message[:300])
+    if not isinstance(doc, dict):
+        return UnchangedAnswer(None, problem=message[:300])
+    if doc.get("kind") != "unchanged" or doc.get("order") != "sorted" or doc.get("exit_code") not in (0, None):
+        return UnchangedAnswer(None, problem=str(doc.get("message") or message)[:300])
+    forms = ("changed_indexes", "unchanged_bitmap")
+    truncated = bool(doc.get("truncated")) and not any(isinstance(doc.get(k), str) for k in forms)
+    checked = doc.get("checked")
+    if isinstance(checked, bool) or checked != total:
+        return UnchangedAnswer(None, truncated, f"checked {checked!r} products, expected {total}")
+    try:
+        return UnchangedAnswer(_unchanged_indexes(doc, total), truncated)
+    except ValueError as exc:
+        return UnchangedAnswer(None, truncated, str(exc)[:300])

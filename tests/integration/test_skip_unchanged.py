@@ -264,3 +264,63 @@ async def test_unchanged_for_10000_products_takes_seconds(dsn, conn, new_schema,
     scattered = run(["unchanged"], env, term)  # 5 % changed, scattered
     assert scattered["changed"] == n // 20 and scattered["truncated"] is True
     assert parse_ranges(scattered["changed_indexes"]) == list(range(0, n, 20))
+
+
+def pod_env(container_env: list[dict[str, Any]], dsn: str, term: Path, plan_dir: Path) -> dict[str, str]:
+    """A container's env as the operator builds it, as the kubelet would give it (Secret refs -> the DSN,
+    the mounted product list and termination log -> files under tmp_path)."""
+    env = {e["name"]: e.get("value", dsn) for e in container_env}
+    env["TRAINER_TERMINATION_LOG"] = str(term)
+    if "TRAINER_PRODUCTS_FILE" in env:
+        env["TRAINER_PRODUCTS_FILE"] = str(plan_dir / "products.json")
+    return env
+
+
+async def test_the_operators_check_pod_counts_a_model_of_its_own_run_as_trained_not_skipped(
+    dsn, conn, new_schema, tmp_path
+):
+    """The check Job and the product Jobs exactly as the operator builds them: a product whose model an
+    earlier attempt of this run stored (same run key) goes to its pod, which reports it trained; without
+    the run key in the check pod (the bug) it was counted skipped."""
+    from trainingjob_operator import builders
+    from trainingjob_operator.api import TrainingJob
+
+    data_schema = new_schema()
+    table = await make_sales(conn, data_schema, {"p": daily_frame(100, seed=3), "q": daily_frame(100, seed=4)})
+
+    def trainingjob(uid: str) -> TrainingJob:
+        return TrainingJob.model_validate(
+            {
+                "apiVersion": "training.forecast.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": f"nightly-{uid}", "namespace": "shop", "uid": uid},
+                "spec": {
+                    "products": ["p", "q"],
+                    "skipUnchanged": True,
+                    "data": {"postgres": {"secretRef": {"name": "db", "key": "dsn"}, "table": table}},
+                    "output": {"postgres": {"schema": data_schema}},
+                    "forecast": {"horizonDays": 14},
+                    "tuning": {"trials": 0, "folds": 1, "models": ["naive"]},
+                },
+            }
+        )
+
+    tj, last_night = trainingjob("uid-run-2"), trainingjob("uid-run-1")
+    term, plan_dir = tmp_path / "term.json", tmp_path / "plan"
+    plan_dir.mkdir()
+    (plan_dir / "products.json").write_text(builders.build_plan_configmap(tj)["data"]["products.json"])
+
+    def container(job: dict[str, Any]) -> dict[str, str]:
+        c = job["spec"]["template"]["spec"]["containers"][0]
+        return {**pod_env(c["env"], dsn, term, plan_dir), "TRAINER_LOG_FORMAT": "json"}
+
+    # Last night's model of q (another run); p trained by an earlier attempt of THIS run (its pod
+    # stored the model, then the operator lost track of it, e.g. a restart before its status write).
+    assert statuses(run(["train"], container(builders.build_job(last_night, "q")), term)) == {"q": "trained"}
+    assert statuses(run(["train"], container(builders.build_job(tj, "p")), term)) == {"p": "trained"}
+
+    check = run(["unchanged"], container(builders.build_plan_job(tj)), term)
+    assert check["checked"] == 2 and unchanged_set(check, ["p", "q"]) == {"q"}  # p is this run's: not skipped
+    again = run(["train"], container(builders.build_job(tj, "p")), term)
+    assert statuses(again) == {"p": "trained"} and "already recorded" in again["products"][0]["warnings"][0]
+    assert await conn.fetchval(f'SELECT count(*) FROM "{data_schema}".forecast_models') == 2

@@ -33,6 +33,7 @@ from forecast_trainer.watermark import (
     Watermark,
     config_hash,
     csv_watermarks,
+    index_bitmap,
     index_ranges,
     is_unchanged,
     latest_models,
@@ -218,11 +219,19 @@ def unchanged_message(
 ) -> str:
     """The ``unchanged`` termination message (at most ``limit`` bytes, always valid JSON).
 
-    ``unchanged`` holds index ranges over the SORTED product ids ("0-3,7"); when they do not fit,
-    it is "" and ``truncated`` is true: the operator then treats every product as changed. In
-    that case, when the ranges of the CHANGED products fit (few changes scattered over many
-    products), they are added as ``changed_indexes``: every other checked product is unchanged.
-    An operator may use them or ignore them (and train everything).
+    The unchanged products are given in the first of three forms that fits (docs/trainer.md, "The
+    ``unchanged`` message"), all over the SORTED product ids:
+
+    1. ``unchanged``: their index ranges ("0-3,7"), ``truncated`` false;
+    2. else ``unchanged`` "", ``truncated`` true, and ``changed_indexes``: the ranges of the
+       CHANGED products (few changes scattered over many products); every other one is unchanged;
+    3. else ``unchanged_bitmap``: one bit per checked product (watermark.index_bitmap), which fits
+       for any pattern up to about 23,000 products.
+
+    When none fits, ``unchanged`` is "" and ``truncated`` true with no other form: the operator
+    then starts a pod for every product (each still skips itself). A reader that knows only
+    ``unchanged`` skips nothing more than those ranges say: no form makes an old reader skip a
+    changed product.
     """
     doc: dict[str, Any] = {
         "v": 1,
@@ -231,7 +240,7 @@ def unchanged_message(
         "unchanged": index_ranges(unchanged),
         "truncated": False,
         "checked": checked,
-        "changed": checked - len(unchanged),
+        "changed": checked - len(set(unchanged)),
         "seconds": round(seconds, 3),
         "exit_code": code,
     }
@@ -243,19 +252,23 @@ def unchanged_message(
     def dump() -> str:
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
-    text = dump()
-    if len(text.encode("utf-8")) > limit:
+    def fits() -> bool:
+        return len(dump().encode("utf-8")) <= limit
+
+    if not fits() and message:
+        doc["message"] = one_line(message, 200)
+    if not fits():
         doc["unchanged"], doc["truncated"] = "", True
         same = set(unchanged)
-        doc["changed_indexes"] = index_ranges(i for i in range(checked) if i not in same)
-        text = dump()
-        if len(text.encode("utf-8")) > limit:
-            del doc["changed_indexes"]
-            text = dump()
-    if len(text.encode("utf-8")) > limit and message:
-        doc["message"] = one_line(message, 200)
-        text = dump()
-    return text
+        for key, value in (
+            ("changed_indexes", lambda: index_ranges(i for i in range(checked) if i not in same)),
+            ("unchanged_bitmap", lambda: index_bitmap(same, checked)),
+        ):
+            doc[key] = value()
+            if fits():
+                break
+            del doc[key]
+    return dump()
 
 
 @dataclass

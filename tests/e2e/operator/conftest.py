@@ -7,6 +7,9 @@ Builds on tests/e2e/conftest.py (``cluster``, ``namespace``). Adds:
   hack/operator_harness.py) against the cluster, once per session, with ``stop()``, ``kill()``,
   ``start()`` for restart tests.
 - ``sales_csv``: a factory for a ConfigMap of sample sales CSV in the test namespace.
+- ``kueue`` (module): Kueue's manager (hack/build-kueue.sh, ``TJO_KUEUE_BIN``) running as a local
+  process against the cluster with its CRDs and webhooks (hack/localcluster/kueue.py); its webhook
+  configurations are removed when the module's tests are done.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 import pytest
 
 import operator_harness
+from localcluster import BinariesError, can_build
+from localcluster.kueue import Kueue, find_kueue
 
 ROOT = Path(__file__).resolve().parents[3]
 # The no-op image (tests/e2e/noop-image.yaml) for orchestration-only tests; set before the session
@@ -58,6 +63,26 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     proc = OperatorProcess(str(cluster.kubeconfig), tmp_path_factory.mktemp("operator"))
     proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def kueue(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kueue]:
+    """Kueue for this module's tests; like the control plane: a set but broken ``TJO_KUEUE_BIN`` or a
+    failed build fails, only without both the variable and Go are the tests skipped."""
+    if not (os.environ.get("TJO_KUEUE_BIN") or can_build()):
+        pytest.skip("no Kueue: TJO_KUEUE_BIN is unset and Go is not installed to build it")
+    try:
+        kueue_dir = find_kueue()
+    except BinariesError as exc:
+        pytest.fail(f"kueue: {exc}", pytrace=False)
+    proc = Kueue(cluster.kubeconfig, tmp_path_factory.mktemp("kueue"), kueue_dir)
+    try:
+        proc.start()
+    except RuntimeError as exc:
+        proc.stop()
+        pytest.fail(f"kueue did not start: {exc}", pytrace=False)
     yield proc
     proc.stop()
 

@@ -75,6 +75,92 @@ INVALID = [
         "spec.data.postgres.table",
     ),
     ("unknown field", _with("paralelism", 3), "paralelism"),
+    # Pod overrides: typed, and the operator's own pod fields cannot be overridden.
+    (
+        "volume named scratch",
+        _with("template.volumes", [{"name": "scratch", "emptyDir": {}}]),
+        "volume name scratch is the operator's",
+    ),
+    (
+        "volume with two sources",
+        _with("template.volumes", [{"name": "x", "emptyDir": {}, "secret": {"secretName": "s"}}]),
+        "a volume takes exactly one of",
+    ),
+    (
+        "mount at /tmp",
+        _with(
+            "template",
+            {"volumes": [{"name": "x", "emptyDir": {}}], "volumeMounts": [{"name": "x", "mountPath": "/tmp"}]},
+        ),
+        "mountPath /tmp is the operator's",
+    ),
+    (
+        "mount over the termination log",
+        _with(
+            "template",
+            {
+                "volumes": [{"name": "x", "emptyDir": {}}],
+                "volumeMounts": [{"name": "x", "mountPath": "/dev/termination-log"}],
+            },
+        ),
+        "mountPath /dev/termination-log is the operator's",
+    ),
+    (
+        "mount of an undeclared volume",
+        _with("template.volumeMounts", [{"name": "nope", "mountPath": "/etc/nope"}]),
+        "every volumeMounts[].name must name a volume of spec.template.volumes",
+    ),
+    (
+        "relative mount path",
+        _with(
+            "template",
+            {"volumes": [{"name": "x", "emptyDir": {}}], "volumeMounts": [{"name": "x", "mountPath": "etc/x"}]},
+        ),
+        "mountPath must be an absolute path",
+    ),
+    (
+        "env overriding the product id",
+        _with("template.env", [{"name": "TRAINER_PRODUCT_ID", "value": "other"}]),
+        "env TRAINER_PRODUCT_ID is set by the operator from the spec",
+    ),
+    (
+        "env trials instead of spec.tuning.trials",
+        _with("template.env", [{"name": "TRAINER_TRIALS", "value": "5"}]),
+        "spec.tuning.trials for TRAINER_TRIALS",
+    ),
+    (
+        "duplicate env",
+        _with("template.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        "Duplicate value",
+    ),
+    (
+        "envFrom with both refs",
+        _with("template.envFrom", [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]),
+        "envFrom takes exactly one of configMapRef, secretRef",
+    ),
+    (
+        "affinity operator Equals",
+        _with(
+            "template.affinity",
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Equals"}]}]
+                    }
+                }
+            },
+        ),
+        'Unsupported value: "Equals"',
+    ),
+    ("affinity unknown field", _with("template.affinity", {"nodeAfinity": {}}), "nodeAfinity"),
+    (
+        "topology spread skew 0",
+        _with(
+            "template.topologySpreadConstraints",
+            [{"maxSkew": 0, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}],
+        ),
+        "spec.template.topologySpreadConstraints[0].maxSkew",
+    ),
     (
         "configMap data, output without secret",
         _with("output", {"postgres": {"schema": "m"}}),
@@ -83,15 +169,19 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "expected"), INVALID, ids=[c[0] for c in INVALID])
-def test_invalid_spec_is_rejected(
-    cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str, trainingjob_crd: None
-) -> None:
+def _assert_rejected(cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str) -> None:
     result = cluster.kubectl(
         "apply", "-n", namespace, "-f", "-", "--validate=strict", input=json.dumps(body), check=False
     )
     assert result.returncode != 0, f"{case}: accepted but should be rejected"
     assert expected in result.stderr, f"{case}: unclear message: {result.stderr}"
+
+
+@pytest.mark.parametrize(("case", "body", "expected"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_spec_is_rejected(
+    cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str, trainingjob_crd: None
+) -> None:
+    _assert_rejected(cluster, namespace, case, body, expected)
 
 
 def test_valid_spec_gets_defaults(cluster: Any, namespace: str, trainingjob_crd: None) -> None:
@@ -142,3 +232,70 @@ def test_size_limits_are_ones_that_can_be_stored(cluster: Any, namespace: str, t
 def test_explain_documents_fields(cluster: Any, trainingjob_crd: None) -> None:
     out = cluster.kubectl("explain", "trainingjob.spec.tuning").stdout
     assert "automatic by product class" in out and "warmStart" in out
+
+
+def test_explain_documents_pod_overrides(cluster: Any, trainingjob_crd: None) -> None:
+    """Affinity, volumes and envFrom are typed: kubectl explain walks into them."""
+    out = cluster.kubectl("explain", "trainingjob.spec.template.affinity.nodeAffinity").stdout
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in out
+    out = cluster.kubectl("explain", "trainingjob.spec.template.volumes").stdout
+    assert "persistentVolumeClaim" in out and "scratch, sales and products" in out
+    out = cluster.kubectl("explain", "trainingjob.spec.template.envFrom.secretRef").stdout
+    assert "optional" in out
+
+
+SCHEDULE: dict[str, Any] = {
+    "apiVersion": "training.forecast.dev/v1alpha1",
+    "kind": "TrainingSchedule",
+    "metadata": {"name": "nightly"},
+    "spec": {"schedule": "0 2 * * *", "trainingJobTemplate": {"spec": VALID["spec"]}},
+}
+
+
+def _schedule_with(**spec: Any) -> dict[str, Any]:
+    body = copy.deepcopy(SCHEDULE)
+    body["spec"].update(spec)
+    return body
+
+
+PG = {"postgres": {"secretRef": {"name": "db", "key": "dsn"}}}
+INVALID_SCHEDULES = [
+    ("cron in words", _schedule_with(schedule="every night"), "spec.schedule"),
+    ("cron with 4 fields", _schedule_with(schedule="0 2 * *"), "spec.schedule"),
+    ("unknown macro", _schedule_with(schedule="@fortnightly"), "spec.schedule"),
+    ("time zone not IANA", _schedule_with(timeZone="Mars/Olympus_Mons"), "spec.timeZone"),
+    ("negative success history", _schedule_with(successfulRunsHistoryLimit=-1), "spec.successfulRunsHistoryLimit"),
+    ("negative failed history", _schedule_with(failedRunsHistoryLimit=-1), "spec.failedRunsHistoryLimit"),
+    ("negative deadline", _schedule_with(startingDeadlineSeconds=-5), "spec.startingDeadlineSeconds"),
+    ("bad policy", _schedule_with(concurrencyPolicy="Sometimes"), "spec.concurrencyPolicy"),
+    (
+        "template without products",
+        _schedule_with(trainingJobTemplate={"spec": {**VALID["spec"], "products": []}}),
+        "spec.trainingJobTemplate.spec.products",
+    ),
+    (
+        "template with two data sources",
+        _schedule_with(trainingJobTemplate={"spec": {**VALID["spec"], "data": {**VALID["spec"]["data"], **PG}}}),
+        "exactly one source",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "expected"), INVALID_SCHEDULES, ids=[c[0] for c in INVALID_SCHEDULES])
+def test_invalid_schedule_is_rejected(
+    cluster: Any, namespace: str, case: str, body: dict[str, Any], expected: str, trainingjob_crd: None
+) -> None:
+    _assert_rejected(cluster, namespace, case, body, expected)
+
+
+def test_valid_schedule_gets_cronjob_defaults_and_is_explained(
+    cluster: Any, namespace: str, trainingjob_crd: None
+) -> None:
+    body = _schedule_with(schedule="@daily", timeZone="Europe/Berlin")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", "--validate=strict", input=json.dumps(body))
+    got = json.loads(cluster.kubectl("get", "tjs", "nightly", "-n", namespace, "-o", "json").stdout)["spec"]
+    assert got["concurrencyPolicy"] == "Forbid" and got["suspend"] is False
+    assert got["successfulRunsHistoryLimit"] == 3 and got["failedRunsHistoryLimit"] == 1
+    assert got["trainingJobTemplate"]["spec"]["parallelism"] == 4  # the template is defaulted like a TrainingJob
+    out = cluster.kubectl("explain", "trainingschedule.spec.concurrencyPolicy").stdout
+    assert "Forbid" in out and "Replace" in out

@@ -47,12 +47,15 @@ def test_happy_path_ten_products(
         "skipped": 0,
         "failed": 0,
     }
-    assert st["results"]["trained"] == 10 and st["results"]["medianError"] > 0
+    assert st["results"]["trained"] == 10 and float(st["results"]["medianError"]) > 0
     assert {c["type"]: c["status"] for c in st["conditions"]} == {
         "Running": "False",
         "Complete": "True",
         "Failed": "False",
         "Suspended": "False",
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
     }
     assert st["startTime"] and st["completionTime"]
     # kubectl get shows the printer columns

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.e2e.operator.conftest import OperatorProcess
 from tests.e2e.operator.helpers import get, noop_tj, secret, wait_for
+
+import operator_harness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -161,3 +164,57 @@ def test_operator_killed_at_the_scheduled_minute_starts_exactly_one_run(
     time.sleep(5)
     made = [r for r in runs(cluster, namespace, "killed") if minute_of(r) == int(due.timestamp()) // 60]
     assert len(made) == 1, [r["metadata"]["name"] for r in runs(cluster, namespace, "killed")]
+
+
+def test_leader_failover_at_the_scheduled_minute_starts_exactly_one_run(
+    cluster: Any, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Two replicas with leader election (as deployed); the leader is SIGKILLed half a second before
+    the scheduled minute; the other takes the Lease over (15 s) and makes the due run: one, not none."""
+    kubeconfig = operator_harness.operator_kubeconfig(Path(cluster.kubeconfig), tmp_path / "operator.kubeconfig")
+    replicas = {
+        name: OperatorProcess(
+            str(kubeconfig),
+            tmp_path / name,
+            {"TJO_LEADER_ELECTION_NAMESPACE": "trainingjob-system", "TJO_IDENTITY": name},
+        )
+        for name in ("sched-a", "sched-b")
+    }
+    operator.stop()  # the session's replica runs without leader election: only the two act here
+    try:
+        for name, replica in replicas.items():
+            (tmp_path / name).mkdir()
+            replica.start()
+        first = wait_for("a leader", lambda: (h := leader(cluster)) in replicas and h, 60)
+        secret(cluster, namespace)
+        wait_until_second(30)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(schedule_body("failover", 0)))
+        wait_for("status", lambda: status(cluster, namespace, "failover").get("nextScheduleTime"), timeout=20)
+        due = datetime.fromisoformat(status(cluster, namespace, "failover")["nextScheduleTime"].replace("Z", "+00:00"))
+        wait_until_second(59.5)
+        replicas[first].kill()
+        minute = int(due.timestamp()) // 60
+
+        def due_runs() -> list[dict[str, Any]] | None:
+            return [r for r in runs(cluster, namespace, "failover") if minute_of(r) == minute] or None
+
+        made = wait_for("the due run, by the new leader", due_runs, timeout=60, every=0.5)
+        assert leader(cluster) != first
+        time.sleep(5)
+        made = due_runs() or []
+        assert len(made) == 1, [r["metadata"]["name"] for r in runs(cluster, namespace, "failover")]
+        late = (created(made[0]) - due).total_seconds()
+        assert late < 40, f"the run started {late:.0f} s after its minute"  # Lease 15 s + a pass
+    finally:
+        cluster.kubectl("delete", "tjs", "failover", "-n", namespace, "--wait=false", check=False)
+        for replica in replicas.values():
+            replica.stop()
+        operator.start()
+
+
+def leader(cluster: Any) -> str | None:
+    """The leader-election Lease's holder (None before the Lease exists)."""
+    got = cluster.kubectl(
+        "get", "lease", "-n", "trainingjob-system", "trainingjob-operator-leader", "-o", "json", check=False
+    )
+    return json.loads(got.stdout)["spec"].get("holderIdentity") if got.returncode == 0 else None

@@ -95,6 +95,52 @@ def test_unchanged_check_job_reads_the_product_list_from_a_configmap() -> None:
     c = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in c["env"]}
     assert c["args"] == ["unchanged"] and env["TRAINER_PRODUCTS_FILE"]["value"] == "/plan/products.json"
-    assert "TRAINER_PRODUCT_ID" not in env and "TRAINER_RUN_KEY" not in env
+    assert "TRAINER_PRODUCT_ID" not in env
     assert job["metadata"]["labels"][builders.LABEL_PRODUCT_HASH] == "unchanged"
     assert not builders.needs_unchanged_check(make_tj(["a"]))
+
+
+def test_unchanged_check_has_the_run_key_of_the_product_pods_of_its_round() -> None:
+    """A model an earlier attempt of this run stored is this run's (trained), never "unchanged":
+    the check can only tell when it has the run key the product pods write under."""
+    tj = make_tj(["b", "a"], skipUnchanged=True)
+    for retry_round in ("", "2026-11-30"):
+        check = {e["name"]: e.get("value") for e in _container(builders.build_plan_job(tj, retry_round))["env"]}
+        pod = {e["name"]: e.get("value") for e in _container(builders.build_job(tj, "a", retry_round))["env"]}
+        assert check["TRAINER_RUN_KEY"] == pod["TRAINER_RUN_KEY"] == builders.run_key(tj, retry_round)
+    assert builders.run_key(tj, "") != builders.run_key(tj, "2026-11-30")
+
+
+def _container(job: dict) -> dict:
+    return job["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_everything_created_carries_the_recommended_labels() -> None:
+    user = {"app.kubernetes.io/part-of": "bakery", "team": "x"}
+    tj = make_tj(["sku-1"], skipUnchanged=True, template={"labels": user})
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    made = {
+        "trainer": builders.build_job(tj, "sku-1"),
+        "unchanged-check": builders.build_plan_job(tj),
+        "product-list": builders.build_plan_configmap(tj),
+        "product-lease": builders.build_lease(tj, "sku-1", now, 60),
+    }
+    for component, obj in made.items():
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == "trainingjob", component
+        assert labels["app.kubernetes.io/instance"] == "weekly" and labels["app.kubernetes.io/component"] == component
+        assert labels["app.kubernetes.io/managed-by"] == "trainingjob-operator"
+        if obj["kind"] == "Job":
+            assert obj["spec"]["template"]["metadata"]["labels"] == labels  # and so their pods
+    job = made["trainer"]["metadata"]["labels"]
+    assert job["app.kubernetes.io/part-of"] == "bakery" and job["team"] == "x"  # the user's template labels win
+    assert job[builders.LABEL_TRAININGJOB] == job[builders.LABEL_TRAININGJOB_NAME] == "weekly"
+    assert job[builders.LABEL_TRAININGJOB_UID] == "uid-1"
+    assert builders.selector(tj) == "training.forecast.dev/trainingjob=weekly"  # unchanged: old Jobs still match
+    assert builders.LABEL_TRAININGJOB not in made["product-lease"]["metadata"]["labels"]
+
+
+def test_operator_labels_cannot_be_overridden_by_template_labels() -> None:
+    tj = make_tj(["a"], template={"labels": {builders.LABEL_TRAININGJOB: "other", builders.LABEL_TRAININGJOB_UID: "x"}})
+    labels = builders.build_job(tj, "a")["metadata"]["labels"]
+    assert labels[builders.LABEL_TRAININGJOB] == "weekly" and labels[builders.LABEL_TRAININGJOB_UID] == "uid-1"

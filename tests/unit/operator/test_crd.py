@@ -53,7 +53,7 @@ def test_subresources_and_printer_columns() -> None:
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.parallelism"
     columns = version["additionalPrinterColumns"]
     assert [c["name"] for c in columns if not c.get("priority")] == ["Phase", "Progress", "Active", "Failed", "Age"]
-    assert [c["name"] for c in columns if c.get("priority")] == ["Skipped"]  # kubectl get -o wide
+    assert [c["name"] for c in columns if c.get("priority")] == ["Queued", "Skipped", "Median Error"]  # -o wide
     assert crd["spec"]["names"]["shortNames"] == ["tj"] and crd["spec"]["names"]["categories"] == ["forecast"]
 
 
@@ -91,3 +91,35 @@ def test_api_reference_is_current() -> None:
 
     path = CRD_PATH.parents[1] / "docs" / "api-reference.md"
     assert path.read_text() == refdoc.render(), "docs/api-reference.md is stale: run `make crds` and commit"
+
+
+def _conditions_schema(path: Path) -> dict:  # type: ignore[type-arg]
+    crd = yaml.safe_load(path.read_text())
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return status["properties"]["conditions"]  # type: ignore[no-any-return]
+
+
+def test_conditions_schema_is_metav1_condition_keyed_by_type() -> None:
+    for path in (CRD_PATH, SCHEDULE_CRD_PATH):
+        conditions = _conditions_schema(path)
+        assert conditions["x-kubernetes-list-type"] == "map", path
+        assert conditions["x-kubernetes-list-map-keys"] == ["type"], path
+        item = conditions["items"]
+        assert set(item["required"]) == {"type", "status", "reason", "message", "lastTransitionTime"}, path
+        props = item["properties"]
+        assert props["lastTransitionTime"] == {**props["lastTransitionTime"], "type": "string", "format": "date-time"}
+        reason = props["reason"]
+        assert reason["minLength"] == 1 and reason["maxLength"] == 1024
+        assert reason["pattern"] == "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+        assert props["status"]["enum"] == ["True", "False", "Unknown"]
+        assert props["type"]["maxLength"] == 316 and props["observedGeneration"]["minimum"] == 0
+
+
+def test_status_has_no_floats() -> None:
+    """Kubernetes API conventions: numbers in status are integers or decimal strings."""
+    for path in (CRD_PATH, SCHEDULE_CRD_PATH):
+        status = yaml.safe_load(path.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+            "status"
+        ]
+        floats = [p for p, node in _walk(status) if node.get("type") == "number"]
+        assert floats == [], floats

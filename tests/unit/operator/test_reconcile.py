@@ -6,6 +6,7 @@ from tests.unit.operator.factories import make_tj
 
 from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob, TrainingJobStatus
+from trainingjob_operator.reasons import Reason
 from trainingjob_operator.reconcile import (
     DeleteJob,
     Event,
@@ -69,6 +70,9 @@ def test_first_pass_launches_up_to_parallelism_in_order() -> None:
         "Complete": "False",
         "Failed": "False",
         "Suspended": "False",
+        "Ready": "False",
+        "Reconciling": "True",
+        "Stalled": "False",
     }
 
 
@@ -162,6 +166,9 @@ def test_invalid_data_fails_product_without_retry_and_reports_reason() -> None:
     assert (f.product, f.reason, f.attempts) == ("a", "InvalidData", 1)
     assert "TooFewPoints" in f.message and "10 points" in f.message
     assert any(isinstance(a, Event) and a.reason == "ProductFailed" for a in plan.actions)
+    assert plan.new_failures == {"a": "InvalidData"}  # for trainingjob_product_failures_total
+    # the next pass folds nothing new: the failure is counted once
+    assert reconcile(tj.model_copy(update={"status": st}), Observed(jobs=jobs_of(job)), NOW).new_failures == {}
 
 
 def test_classify_failure_backoff_deadline_and_config() -> None:
@@ -222,7 +229,7 @@ def test_foreign_lease_makes_product_wait_and_expired_one_is_taken_over() -> Non
     plan = reconcile(tj, Observed(leases={held.name: held, expired.name: expired}), NOW)
     acts = [a for a in plan.actions if isinstance(a, Launch)]
     assert [(a.product, a.takeover) for a in acts] == [("b", expired), ("c", None)]
-    assert plan.status.products.waiting == 1
+    assert plan.status.products.waiting == 1 and plan.waiting == {"a": "WaitingForLease"}
     assert any(isinstance(a, Event) and a.reason == "WaitingForProduct" for a in plan.actions)
     # an expired lease whose product still runs elsewhere is not taken over
     busy = Observed(leases={expired.name: expired}, busy_elsewhere=frozenset({"b"}))
@@ -363,7 +370,7 @@ def test_pod_that_cannot_start_is_surfaced_then_fails_its_product() -> None:
         product="a",
         retry_round="",
         active=1,
-        stuck=("CreateContainerConfigError", 'secret "db" not found', since),
+        stuck=(Reason.CREATE_CONTAINER_CONFIG_ERROR, 'secret "db" not found', since),
     )
     held = lease("a")
     plan = reconcile(tj, Observed(jobs=jobs_of(stuck), leases={held.name: held}), NOW)
@@ -429,10 +436,12 @@ def test_unchanged_check_runs_first_and_skips_products_without_pods() -> None:
 
     tj = make_tj(products=["c", "a", "b"], parallelism=3, skipUnchanged=True)
     first = reconcile(tj, Observed(), NOW)
-    assert CreateUnchangedCheck() in first.actions and launches(first) == []  # launches wait for the check
+    assert CreateUnchangedCheck("") in first.actions and launches(first) == []  # launches wait for the check
     running = UnchangedCheck(name="weekly-unchanged", uid="u-check")
     assert launches(reconcile(with_status(tj, first.status), Observed(unchanged_check=running), NOW)) == []
-    done_check = UnchangedCheck(name="weekly-unchanged", uid="u-check", finished="Complete", unchanged="0,2")
+    done_check = UnchangedCheck(
+        name="weekly-unchanged", uid="u-check", finished="Complete", unchanged=frozenset({0, 2})
+    )
     plan = reconcile(with_status(tj, first.status), Observed(unchanged_check=done_check), NOW)
     st = plan.status
     assert launches(plan) == ["b"]  # a (0) and c (2) in sorted order are unchanged

@@ -5,7 +5,9 @@ Properties, checked after every step:
   (a) no product is launched while another unfinished Job of it exists in the namespace;
   (b) no product is recorded succeeded without a succeeded pod of that product under this
       TrainingJob's uid (a pod of a Job owned by that uid, for that product);
-  (c) no product is lost: once the world settles, every product ends succeeded or failed.
+  (c) no product is lost: once the world settles, every product ends succeeded or failed;
+  (d) Kueue may hold (suspend) any unfinished Job and admit it again later: such a Job is counted
+      queued, keeps its product's Lease, is never relaunched or recorded failed for it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class Job:
     state: str = "running"  # running | succeeded | failed
     deleting: bool = False
     finished_at: datetime | None = None
+    suspended: bool = False
+    """Held by Kueue (not admitted yet, or preempted: its pod deleted, not counted failed)."""
 
     def raw(self) -> dict[str, Any]:
         conds = []
@@ -78,9 +82,9 @@ class Job:
                 "ownerReferences": [{"uid": self.owner, "controller": True}],
                 "deletionTimestamp": stamp(START) if self.deleting else None,
             },
-            "spec": {},
+            "spec": {"suspend": True} if self.suspended else {},
             "status": {
-                "active": int(self.state == "running"),
+                "active": int(self.state == "running" and not self.suspended),
                 "failed": int(self.state == "failed"),
                 "conditions": conds,
             },
@@ -209,10 +213,24 @@ class World:
             elif isinstance(action, SetJobTTL):
                 pass
         self.status = plan.status
-        new_succeeded, _ = read_record(self.tj())
+        new_succeeded, new_failed = read_record(self.tj())
         for product in new_succeeded:
             # (b): recorded succeeded only with a succeeded pod of that product under this uid
             assert (self.uid, product) in self.trained, f"{product} recorded without its training"
+        self.check_queued(new_succeeded | new_failed)
+
+    def check_queued(self, recorded: set[str]) -> None:
+        """(d): Jobs Kueue holds are counted queued, hold their product's Lease and fail nothing."""
+        held = [
+            j
+            for j in self.jobs.values()
+            if j.owner == self.uid and j.suspended and j.unfinished and not j.deleting and j.product not in recorded
+        ]
+        assert self.status.products.queued == len(held), (self.status.products, held)
+        for job in held:
+            lease = self.leases.get(job.product)
+            assert lease is not None and lease.holder == self.me(), f"{job.product} queued without its Lease"
+            assert all(f.product != job.product for f in self.status.failures), f"{job.product} failed while queued"
 
     def launch(self, action: Launch) -> None:
         product = action.product
@@ -266,12 +284,30 @@ class ReconcileModel(RuleBasedStateMachine):
 
     @rule(data=st.data(), ok=st.booleans(), lag=st.booleans())
     def a_job_finishes(self, data: Any, ok: bool, lag: bool) -> None:
-        running = [j for j in self.w.jobs.values() if j.unfinished and not j.deleting and not self._has_pod(j)]
+        running = [
+            j
+            for j in self.w.jobs.values()
+            if j.unfinished and not j.deleting and not j.suspended and not self._has_pod(j)
+        ]
         if running:
             self.w.finish(self._pick(data, running), ok, lag)
 
     def _has_pod(self, job: Job) -> bool:
         return any(p.job_uid == job.uid for p in self.w.pods)
+
+    @rule(data=st.data())
+    def kueue_suspends_a_job(self, data: Any) -> None:
+        """Kueue holds a new Job until it admits it, or preempts a running one (its pod is deleted
+        with the Job controller's finalizer removed first: not counted failed)."""
+        running = [j for j in self.w.jobs.values() if j.unfinished and not j.suspended and not self._has_pod(j)]
+        if running:
+            self._pick(data, running).suspended = True
+
+    @rule(data=st.data())
+    def kueue_admits_a_job(self, data: Any) -> None:
+        held = [j for j in self.w.jobs.values() if j.suspended]
+        if held:
+            self._pick(data, held).suspended = False
 
     @rule(data=st.data())
     def the_job_controller_catches_up(self, data: Any) -> None:
@@ -356,7 +392,7 @@ class ReconcileModel(RuleBasedStateMachine):
     def counts_add_up(self) -> None:
         p = self.w.status.products
         if p.total:
-            assert p.pending + p.waiting + p.active + p.succeeded + p.failed == p.total
+            assert p.pending + p.waiting + p.active + p.queued + p.succeeded + p.failed == p.total
 
     def teardown(self) -> None:
         """(c): let everything finish (no more user edits) and every product ends on record."""
@@ -372,6 +408,7 @@ class ReconcileModel(RuleBasedStateMachine):
                 if job.deleting:
                     del w.jobs[job.name]
                 elif job.unfinished:
+                    job.suspended = False  # Kueue admits everything in the end
                     if any(p.job_uid == job.uid for p in w.pods):
                         w.job_controller_catches_up(job)
                     else:

@@ -57,6 +57,14 @@ def test_run_at_the_scheduled_minute_named_by_it_and_owned_by_the_schedule() -> 
     body = next(a.body for a in plan.actions if isinstance(a, CreateRun))
     assert body["metadata"]["ownerReferences"][0]["uid"] == "ts-uid"
     assert body["spec"]["skipUnchanged"] is True  # default for scheduled runs
+    assert body["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "trainingschedule",
+        "app.kubernetes.io/instance": "nightly",
+        "app.kubernetes.io/component": "run",
+        "app.kubernetes.io/part-of": "trainingjob-operator",
+        "app.kubernetes.io/managed-by": "trainingjob-operator",
+        "training.forecast.dev/schedule": "nightly",
+    }
     assert plan.status.last_schedule_time == "2026-11-23T08:01:00Z"
     assert plan.next_time == datetime(2026, 11, 23, 8, 2, tzinfo=UTC)
 
@@ -120,6 +128,13 @@ def test_invalid_schedule_or_zone_is_a_condition_not_a_crash() -> None:
         plan = reconcile_schedule(ts, [], CREATED + timedelta(hours=1))
         cond = {c.type: c for c in plan.status.conditions}
         assert cond["InvalidSchedule"].status == "True" and cond["Ready"].status == "False" and creates(plan) == []
+        assert (cond["Stalled"].status, cond["Stalled"].reason) == ("True", "InvalidSchedule")  # kstatus: Failed
+    valid = reconcile_schedule(make_ts(), [], CREATED + timedelta(hours=1)).status.conditions
+    assert {c.type: (c.status, c.reason) for c in valid} == {
+        "Ready": ("True", "Scheduled"),
+        "Suspended": ("False", "NotSuspended"),
+        "Stalled": ("False", "ValidSchedule"),
+    }
 
 
 def test_time_zone_and_dst() -> None:

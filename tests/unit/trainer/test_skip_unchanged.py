@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -72,7 +73,9 @@ def test_unchanged_message_at_10000_products() -> None:
     doc = json.loads(alternating)
     assert len(alternating.encode()) <= LIMIT
     assert doc["unchanged"] == "" and doc["truncated"] is True and doc["changed"] == 5_000
-    assert "changed_indexes" not in doc  # neither form fits: the operator trains everything
+    assert "changed_indexes" not in doc  # neither range form fits: one bit per product does
+    assert len(base64.b64decode(doc["unchanged_bitmap"])) == 1_250
+    assert base64.b64decode(doc["unchanged_bitmap"]) == bytes([0b01010101]) * 1_250
     # Every 100th changed: the unchanged ranges still fit.
     mostly = [i for i in range(10_000) if i % 100]
     doc = json.loads(unchanged_message(mostly, 10_000, 2.0))
