@@ -29,6 +29,12 @@ absolute error over the in-sample seasonal-naive MAE) on the held-out horizon.
   .venv/bin/python bench/real_data_bench.py                      # everything (about 30 min)
   .venv/bin/python bench/real_data_bench.py --groups fpp,bank    # a subset
   .venv/bin/python bench/real_data_bench.py --methods new-trainer --reuse   # re-run one method
+  BENCH_CANDIDATES=1 .venv/bin/python bench/real_data_bench.py --methods new-trainer,seasonal-naive
+      # also keeps every candidate's fold forecasts and its own held-out forecast (not timed), to
+      # study selection rules offline
+
+The report ends with the series on which the new trainer lost to seasonal-naive on the held-out
+horizon, with the CV errors of its model, of what it shipped and of seasonal-naive.
 """
 
 from __future__ import annotations
@@ -268,10 +274,44 @@ def _trainer(series: Series, train: Any, method: str) -> tuple[Any, dict[str, An
             naive_cv=s.naive_error if s else None,
             beats_naive=s.beats_naive if s else None,
             closed=trained.closed.as_dict() if trained.closed else None,
+            reason=s.reason if s else None,
+            naive_weight=trained.blend.naive_weight if getattr(trained, "blend", None) is not None else 0.0,
+            model_cv=trained.blend.model_error if getattr(trained, "blend", None) is not None else None,
+            snaive_cv=trained.seasonal_naive_error,
+            candidates={
+                k: {
+                    "error": c.error,
+                    "folds": c.fold_errors,
+                    "pred": [[float(v) for v in f] for f in c.fold_predictions or []]
+                    if os.environ.get("BENCH_CANDIDATES")
+                    else None,
+                }
+                for k, c in trained.candidates.items()
+            },
         )
+        if os.environ.get("BENCH_CANDIDATES"):  # every candidate's own held-out forecast (not timed)
+            info["_later"] = (prepared, cfg, trained)
     else:
         info.update(cv_error=t.error, beats_baseline=t.beats_baseline)
     return yhat, info
+
+
+def _candidate_forecasts(prepared: Any, cfg: Any, trained: Any, horizon: int) -> dict[str, list[float]]:
+    """Each scored candidate fitted on the full history (selection analysis: what it would have shipped)."""
+    from forecast_trainer.cv import plan_folds
+    from forecast_trainer.forecaster import ship
+
+    plan = plan_folds(prepared.frame, cfg.frequency, trained.horizon, cfg.folds, cfg.country_holidays)
+    out = {}
+    for name, candidate in trained.candidates.items():
+        if not candidate.ok:
+            continue
+        try:
+            shipped = ship(plan, name, trained.candidates, trained.tuning.params, trained.structure, trained.horizon)
+        except Exception:  # a family that cannot fit is simply absent
+            continue
+        out[name] = [float(v) for v in shipped.forecast["yhat"].to_numpy(dtype=float)[:horizon]]
+    return out
 
 
 def run_method(method: str, series_list: list[Series]) -> dict[str, Any]:
@@ -299,6 +339,9 @@ def run_method(method: str, series_list: list[Series]) -> dict[str, Any]:
         else:
             raise SystemExit(f"unknown method {method}")
         cpu = _cpu() - started
+        later = info.pop("_later", None)
+        if later is not None:
+            info["holdout"] = _candidate_forecasts(*later, series.horizon)
         out["series"][series.key] = {"yhat": [float(v) for v in yhat], "cpu": cpu, **info}
         print(f"  {method:<16} {series.key:<26} {cpu:6.2f} s", file=sys.stderr, flush=True)
     return out
@@ -438,9 +481,37 @@ def report(series_list: list[Series], results: dict[str, dict[str, Any]]) -> Non
                 naive_picked = int(table.loc[worse, "family"].isin(["seasonal_naive", "last_value"]).sum())
                 print(f"; {naive_picked} of them with a CV-chosen naive model", end="")
             print()
+    if "new-trainer" in methods and "seasonal-naive" in methods:
+        loss_table(table, results["new-trainer"]["series"])
     if "new-trainer" in methods:
         counts = table["family"].value_counts().to_dict()
         print("new-trainer families:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def loss_table(table: Any, new: dict[str, Any]) -> None:
+    """The series on which the new trainer lost to seasonal-naive on the held-out horizon, with its CV."""
+    import pandas as pd
+
+    rows = []
+    for _, row in table.iterrows():
+        got = new.get(row["series"], {})
+        if not row["sMAPE new-trainer"] > row["sMAPE seasonal-naive"] + 1e-9:
+            continue
+        rows.append(
+            {
+                "series": row["series"],
+                "family": got.get("family", "-"),
+                "naive weight": got.get("naive_weight", 0.0),
+                "CV model": got.get("model_cv") if got.get("model_cv") is not None else got.get("cv_error"),
+                "CV shipped": got.get("cv_error"),
+                "CV snaive": got.get("snaive_cv"),
+                "held-out shipped": row["sMAPE new-trainer"],
+                "held-out snaive": row["sMAPE seasonal-naive"],
+            }
+        )
+    print("\nLosses to seasonal-naive on the held-out horizon (sMAPE; CV = mean over the trainer's folds)")
+    if rows:
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 # --------------------------------------------------------------------------- main

@@ -8,6 +8,9 @@ text and verified on every load (``load``):
    "interval": {"level": 80, "empirical": null | {"low": q10, "high": q90}},
    "libraries": {"statsforecast": "2.1.1"}, "state": {...}}
 
+With ``"blend": {"naive_weight": w, "naive": {...}}`` the forecast is ``(1 - w)`` times the
+family's plus ``w`` times that naive model's (blend.py), bounds alike.
+
 ``state`` is the family's own: Prophet's ``model_to_json`` text (``prophet``), statsforecast's
 fitted model through codec.py, a naive model's last season, or the members of an ensemble
 (each a document like this one, without the outer fields). Intervals are the family's own 80 %
@@ -129,8 +132,13 @@ def ship(
     horizon: int,
     *,
     fitted: bool = False,
+    blend: tuple[str, float] | None = None,
 ) -> Shipped:
-    """Fit ``family`` (an ensemble: each member) on the full history and forecast ``horizon`` periods."""
+    """Fit ``family`` (an ensemble: each member) on the full history and forecast ``horizon`` periods.
+
+    ``blend`` = (naive family, its weight): the forecast is combined with that naive baseline's
+    (blend.py); the document keeps the naive model and its weight next to the family's own state.
+    """
     future = models.future_dates(plan.ds.iloc[-1], horizon, plan.frequency)
 
     def part(name: str) -> _Part:
@@ -152,6 +160,12 @@ def ship(
         single = part(family)
         mean, lower, upper, in_sample, body = single.mean, single.lower, single.upper, single.fitted, single.doc
         spec = body["spec"]
+    if blend is not None and blend[1] > 0:
+        naive_name, weight = blend
+        naive = part(naive_name)
+        own = (mean, lower, upper)
+        mean, lower, upper = ((1 - weight) * a + weight * b for a, b in zip(own, _arrays(naive), strict=True))
+        body = {**body, "blend": {"naive_weight": weight, "naive": naive.doc}}
     import pandas as pd
 
     yhat = np.clip(mean, 0.0, None)
@@ -174,6 +188,10 @@ def ship(
     }
     text = json.dumps(document, separators=(",", ":"), allow_nan=False)
     return Shipped(family, spec, forecast, in_sample, text, models.checksum(text), members)
+
+
+def _arrays(part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return part.mean, part.lower, part.upper
 
 
 def _libraries(family: str, members: list[str]) -> dict[str, str]:
@@ -220,9 +238,19 @@ class LoadedModel:
 
 
 def _predict_doc(doc: dict[str, Any], future: Any, closed: ClosedDays, frequency: str) -> tuple[Any, Any, Any]:
+    own = _predict_family(doc, future, closed, frequency)
+    blend = doc.get("blend")
+    if not blend:
+        return own
+    weight = float(blend["naive_weight"])
+    naive = _predict_family(blend["naive"], future, closed, frequency)
+    return tuple((1 - weight) * np.asarray(a) + weight * np.asarray(b) for a, b in zip(own, naive, strict=True))  # type: ignore[return-value]
+
+
+def _predict_family(doc: dict[str, Any], future: Any, closed: ClosedDays, frequency: str) -> tuple[Any, Any, Any]:
     family = doc["family"]
     if family == ENSEMBLE:
-        parts = [_predict_doc(m, future, closed, frequency) for m in doc["state"]["members"]]
+        parts = [_predict_family(m, future, closed, frequency) for m in doc["state"]["members"]]
         return tuple(np.mean([p[i] for p in parts], axis=0) for i in range(3))
     if family == PROPHET:
         import pandas as pd

@@ -7,7 +7,16 @@
   pyarrow) to offer ``StatsForecast``, which a single-series trainer does not use.
   ``statsforecast_models()`` imports ``statsforecast.models`` without running that ``__init__``
   (falling back to a plain import when statsforecast was already imported).
-Both are optional: everything works the same without them, only heavier.
+- statsmodels.api: statsforecast's ARIMA module imports it whole (regression, GLM, formulas,
+  graphics, datasets, about 22 MB of RSS) for four names: ``OLS``, ``add_constant``,
+  ``tsa.kpss`` and ``tsa.STL``. ``statsforecast_models()`` first puts a small stand-in
+  module under that name which imports just those four from their own statsmodels modules,
+  and hands any other name on to the real ``statsmodels.api`` (imported then).
+- matplotlib: Prophet's package imports pyplot (about 30 MB) for its plotting helpers, which
+  the trainer never calls (plot.py draws with matplotlib's object API, imported only when a
+  PNG is written). ``model.import_prophet()`` imports Prophet with matplotlib marked absent for
+  the duration of that import only (Prophet then just disables its own plotting helpers).
+All are optional: everything works the same without them, only heavier.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ import importlib.util
 import sys
 import types
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -45,6 +56,7 @@ def statsforecast_models() -> Any:
         package.__package__ = "statsforecast"
         package.__version__ = importlib.metadata.version("statsforecast")  # type: ignore[attr-defined]
         sys.modules["statsforecast"] = package
+    install_statsmodels_api_stand_in()
     warnings.filterwarnings("ignore", module=r"statsforecast(\..*)?")
     warnings.filterwarnings("ignore", module=r"statsmodels(\..*)?")
     return importlib.import_module("statsforecast.models")
@@ -55,3 +67,65 @@ def statsforecast_version() -> str:
         return importlib.metadata.version("statsforecast")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+# --------------------------------------------------------------------------- statsmodels.api
+
+# Name -> (module, attribute) of what statsforecast takes from ``statsmodels.api``.
+_SM_API = {
+    "OLS": ("statsmodels.regression.linear_model", "OLS"),
+    "add_constant": ("statsmodels.tools.tools", "add_constant"),
+}
+_SM_TSA = {"kpss": ("statsmodels.tsa.stattools", "kpss"), "STL": ("statsmodels.tsa.seasonal", "STL")}
+
+
+class _StandIn(types.ModuleType):
+    """A module whose attributes are imported from their own modules on first use."""
+
+    def __init__(self, name: str, table: dict[str, tuple[str, str]], real: str) -> None:
+        super().__init__(name)
+        self._table = table
+        self._real = real
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        where = self._table.get(attr)
+        if where is not None:
+            value = getattr(importlib.import_module(where[0]), where[1])
+        else:  # anything else: the real module, imported now (and from now on under its name)
+            if sys.modules.get(self._real) is self:
+                del sys.modules[self._real]
+            value = getattr(importlib.import_module(self._real), attr)
+        setattr(self, attr, value)
+        return value
+
+
+def install_statsmodels_api_stand_in() -> bool:
+    """Put the stand-in under ``statsmodels.api`` unless the real one is imported; True if installed."""
+    if "statsmodels.api" in sys.modules or importlib.util.find_spec("statsmodels") is None:
+        return False
+    api = _StandIn("statsmodels.api", _SM_API, "statsmodels.api")
+    api.tsa = _StandIn("statsmodels.api.tsa", _SM_TSA, "statsmodels.tsa.api")  # type: ignore[attr-defined]
+    sys.modules["statsmodels.api"] = api
+    package = importlib.import_module("statsmodels")  # light: the package itself imports next to nothing
+    if not isinstance(getattr(package, "api", None), types.ModuleType):
+        package.api = api  # type: ignore[attr-defined]  # "import statsmodels.api; statsmodels.api.X"
+    return True
+
+
+# --------------------------------------------------------------------------- Prophet without pyplot
+
+
+@contextmanager
+def matplotlib_absent() -> Iterator[None]:
+    """Within the block, ``import matplotlib`` fails (unless it is already imported)."""
+    if "matplotlib" in sys.modules:
+        yield
+        return
+    sys.modules["matplotlib"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("matplotlib", 0) is None:
+            del sys.modules["matplotlib"]

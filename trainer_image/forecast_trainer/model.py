@@ -82,7 +82,10 @@ def import_prophet() -> Any:
     quiet_libraries()
     import logging
 
-    from prophet import Prophet
+    from forecast_trainer.lean import matplotlib_absent
+
+    with matplotlib_absent():  # Prophet's plotting helpers are never used (lean.py)
+        from prophet import Prophet
 
     quiet_libraries()  # again: importing prophet sets its logger back to INFO
     logging.getLogger("cmdstanpy").disabled = True

@@ -10,15 +10,18 @@ No I/O here (runner.py loads, persists and reports). The steps of ``train_produc
 4. The combination of the best few candidates (``ensemble``).
 5. Selection (selection.py): never worse on CV than the best naive baseline; a margin against
    chance wins; the last winning family stays unless clearly beaten.
-6. The winner is fitted on the full history and forecasts the horizon (forecaster.py).
+6. A winner that is not itself naive is combined with the best naive baseline, weighted by
+   their CV errors (blend.py), unless ``--models`` leaves the naive baselines out.
+7. The winner is fitted on the full history and forecasts the horizon (forecaster.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from forecast_trainer.blend import combined, naive_weight
 from forecast_trainer.candidates import Candidate, combine, from_folds, score_family
 from forecast_trainer.config import TrainConfig
 from forecast_trainer.errors import TrainingFailed, one_line
@@ -32,6 +35,25 @@ from forecast_trainer.families import (
 )
 from forecast_trainer.selection import Selection, select
 from forecast_trainer.validate import Prepared
+
+
+@dataclass(frozen=True)
+class Blend:
+    """The winner combined with the best naive baseline (blend.py): weight and CV of the mix."""
+
+    naive: str
+    naive_weight: float
+    candidate: Candidate  # the combination's fold forecasts and CV error
+    model_error: float | None  # the winner's own CV error
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "naive": self.naive,
+            "naive_weight": self.naive_weight,
+            "error": self.candidate.summary()["error"],
+            "fold_errors": self.candidate.summary()["fold_errors"],
+            "model_error": self.model_error,
+        }
 
 
 @dataclass
@@ -52,6 +74,7 @@ class Trained:
     candidates: dict[str, Candidate] = field(default_factory=dict)
     closed: Any = None  # closed_days.ClosedDays of the full history
     warnings: list[str] = field(default_factory=list)
+    blend: Blend | None = None  # the shipped forecast's combination with a naive baseline
 
     @property
     def seasonal_naive_error(self) -> float | None:
@@ -115,12 +138,22 @@ def train_product(
             f"a naive baseline beats the shipped model on CV ({selection.naive_family} "
             f"{_short(selection.naive_error)}, {family} {_short(selection.error)}); --models allows no naive baseline"
         )
+    # 6. Combine a winning model with the best naive baseline.
+    blend = _blend(plan, selection, candidates, allowed, cfg.metric)
+    if blend is not None:
+        selection = replace(
+            selection,
+            error=blend.candidate.error,
+            beats_naive=selection.naive_error is not None and float(blend.candidate.error or 0) < selection.naive_error,
+            reason=f"{selection.reason}; combined with {blend.naive} (weight {blend.naive_weight:.2f})",
+        )
     failed = sorted(k for k, c in candidates.items() if not c.ok and plan.folds and k != ENSEMBLE)
     if failed:
         warnings.append(f"candidate(s) failed on CV: {', '.join(failed)}")
-    # 6. Fit the winner on the full history and forecast (the next best if it cannot be fitted).
+    # 7. Fit the winner on the full history and forecast (the next best if it cannot be fitted).
     shipped = None
     for choice in _ship_order(family, selection, candidates, allowed):
+        mix = blend if blend is not None and choice == selection.family else None
         try:
             shipped = ship(
                 plan,
@@ -130,16 +163,20 @@ def train_product(
                 structure,
                 horizon,
                 fitted=bool(cfg.output_dir),
+                blend=(mix.naive, mix.naive_weight) if mix is not None else None,
             )
         except Exception as exc:  # a family whose final fit fails gives way to the next best
             warnings.append(f"{choice} failed to fit the full history ({one_line(str(exc), 120)}); next best used")
             continue
-        family = choice
+        family, blend = choice, mix
         break
     if shipped is None:
         raise TrainingFailed("no candidate model could be fitted on the full history")
+    params = {"family": family, **shipped.spec}
+    if blend is not None:
+        params["naive_blend"] = {"naive": blend.naive, "naive_weight": blend.naive_weight}
     return Trained(
-        params={"family": family, **shipped.spec},
+        params=params,
         tuning=tuning if tuning is not None else _no_tuning(),
         product_class=product_class,
         structure=structure,
@@ -153,7 +190,32 @@ def train_product(
         candidates=candidates,
         closed=plan.closed,
         warnings=warnings,
+        blend=blend,
     )
+
+
+def _blend(
+    plan: Any, selection: Selection, candidates: dict[str, Candidate], allowed: tuple[str, ...], metric: str
+) -> Blend | None:
+    """The winner combined with the best naive baseline (blend.py), or None.
+
+    None when a naive baseline itself won, when ``--models`` leaves that baseline out, or when
+    the combination would be worse on CV than the naive baseline alone (the winner, which
+    qualified against it, then ships alone).
+    """
+    winner, naive = selection.family, selection.naive_family
+    if winner is None or winner in NAIVE or naive is None or naive not in allowed:
+        return None
+    model, baseline = candidates.get(winner), candidates.get(naive)
+    if model is None or baseline is None or not model.ok or not baseline.ok:
+        return None
+    weight = naive_weight(plan, model, baseline)
+    if weight <= 0:
+        return None
+    mix = combined(plan, model, baseline, weight, metric)
+    if not mix.ok or selection.naive_error is None or float(mix.error or 0) > selection.naive_error:
+        return None
+    return Blend(naive, weight, mix, model.error)
 
 
 def _ship_order(
@@ -223,7 +285,7 @@ def metrics_document(
     t = trained.tuning
     s = trained.selection
     naive = {k: trained.candidates[k].error if k in trained.candidates else None for k in NAIVE}
-    shipped = trained.candidates.get(trained.family)
+    shipped = trained.blend.candidate if trained.blend is not None else trained.candidates.get(trained.family)
     return {
         "metric": cfg.metric,
         "family": trained.family,
@@ -246,6 +308,7 @@ def metrics_document(
             "margin": cfg.improvement_margin,
             "best_naive": s.naive_family if s else None,
             "qualified": s.qualified if s else [],
+            "blend": trained.blend.as_dict() if trained.blend is not None else None,
             "last_winner": warm_family,
             "allowed": list(candidate_families(tuple(getattr(cfg, "models", FAMILIES)), trained.product_class)),
         },
