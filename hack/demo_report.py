@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import pandas as pd
 
+from forecast_trainer import forecaster
 from forecast_trainer import model as models
 from forecast_trainer.plot import plot_forecast
 
@@ -86,7 +87,7 @@ async def report(
         row = await conn.fetchrow(
             f'SELECT model_json, checksum FROM "{schema}".forecast_models WHERE id = $1', model_id
         )
-        fitted_model = models.load_model(row["model_json"], row["checksum"])  # refuses a checksum mismatch
+        loaded = forecaster.load(row["model_json"], row["checksum"])  # refuses a checksum mismatch
         history = pd.DataFrame(
             [dict(r) for r in await conn.fetch(f"SELECT ds, y FROM {table} WHERE product_id = $1 ORDER BY ds", product)]
         )
@@ -103,16 +104,25 @@ async def report(
             ]
         )
         forecast["ds"] = pd.to_datetime(forecast["ds"])
-        fitted = models.fitted_history(fitted_model, history["ds"])
+        fitted = in_sample_fit(loaded, history["ds"])
         png = out / f"forecast-{product}.png"
         csv = out / f"forecast-{product}.csv"
         title = f"{product}: history, fit and {len(forecast)}-day forecast"
         plot_forecast(str(png), history, fitted, forecast, title)
         forecast.to_csv(csv, index=False)
-        print(f"Plot of {product} (model {model_id}, checksum verified): {png}")
+        print(f"Plot of {product} (model {model_id}, {loaded.family}, checksum verified): {png}")
         print(f"Its forecast as CSV: {csv}")
     finally:
         await conn.close()
+
+
+def in_sample_fit(loaded: forecaster.LoadedModel, ds: Any) -> Any:
+    """The in-sample fit of a stored Prophet model (the line drawn over the history), else None:
+    the other families (and the naive part of a blend) have no in-sample fit worth drawing."""
+    if loaded.family != "prophet":
+        return None
+    prophet_json = loaded.document["state"]["prophet_json"]
+    return models.fitted_history(forecaster.prophet_from_json(prophet_json), ds)
 
 
 def verdict(status: dict[str, Any]) -> tuple[int, str]:

@@ -255,7 +255,7 @@ def _predict_family(doc: dict[str, Any], future: Any, closed: ClosedDays, freque
     if family == PROPHET:
         import pandas as pd
 
-        fitted = _prophet_from_json(doc["state"]["prophet_json"])
+        fitted = prophet_from_json(doc["state"]["prophet_json"])
         out = fitted.predict(pd.DataFrame({"ds": future}))
         columns = ("yhat", "yhat_lower", "yhat_upper") if "yhat_lower" in out else ("yhat", "yhat", "yhat")
         arrays = [np.clip(out[c].to_numpy(dtype=float), 0.0, None) for c in columns]
@@ -272,7 +272,7 @@ def _predict_family(doc: dict[str, Any], future: Any, closed: ClosedDays, freque
     return expand(prediction.mean, future, closed), expand(lower, future, closed), expand(upper, future, closed)
 
 
-def _prophet_from_json(text: str) -> Any:
+def prophet_from_json(text: str) -> Any:
     from forecast_trainer.logs import quiet_libraries
 
     quiet_libraries()
@@ -297,7 +297,7 @@ def load(model_json: str, expected_checksum: str) -> LoadedModel:
     verify(model_json, expected_checksum)
     doc = json.loads(model_json)
     if doc.get("format") != FORMAT:  # a Prophet model stored before the envelope existed
-        fitted = _prophet_from_json(model_json)
+        fitted = prophet_from_json(model_json)
         end = pd.Timestamp(fitted.history["ds"].iloc[-1])
         frequency = "D"
         legacy = {"family": PROPHET, "spec": {}, "state": {"prophet_json": model_json}}

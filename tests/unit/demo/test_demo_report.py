@@ -84,3 +84,27 @@ def test_demo_sh_passes_the_report_status_on() -> None:
     )
     assert script.rstrip().endswith('exit "$rc"')
     assert "pkill" not in script  # it stops only the operator it started (pid file)
+
+
+def test_the_report_loads_stored_models_of_every_shape() -> None:
+    """The demo's plot reads the stored model as the trainer stores it now (an envelope, a Prophet
+    winner blended with a naive baseline): reading it as a bare Prophet JSON failed the demo
+    (KeyError: 'seasonality_mode')."""
+    from tests.unit.trainer.helpers import daily_frame
+
+    from demo_report import in_sample_fit
+    from forecast_trainer import forecaster
+    from forecast_trainer.classify import classify
+    from forecast_trainer.config import TrainConfig
+    from forecast_trainer.training import train_product
+    from forecast_trainer.validate import Prepared
+
+    frame = daily_frame(300, seed=0, level=80)
+    prepared = Prepared("p", frame, len(frame), 0.0, "D")
+    for models, family in ((("prophet", "seasonal_naive"), "prophet"), (("ets", "seasonal_naive"), "ets")):
+        cfg = TrainConfig(data_csv="-", horizon_days=14, folds=2, trials=0, models=models)
+        trained = train_product(prepared, cfg, 0, None, classify(frame["y"], "D"))
+        loaded = forecaster.load(trained.model_json, trained.checksum)
+        assert loaded.family == trained.family == family
+        fitted = in_sample_fit(loaded, frame["ds"])
+        assert (fitted is not None and len(fitted) == len(frame)) if family == "prophet" else fitted is None
