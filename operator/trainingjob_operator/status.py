@@ -142,7 +142,7 @@ def set_condition(
     updated = Condition(
         type=type_,
         status=wanted,
-        reason=reason.value,
+        reason=str(reason),  # a StrEnum; str() also serves the baseline of bench/reconcile_bench.py
         message=message,
         last_transition_time=previous.last_transition_time if unchanged and previous else now,
         observed_generation=generation,
