@@ -65,7 +65,7 @@ from localcluster.procs import PidRecord  # noqa: E402
 from operator_bench import api_client, cpu_seconds  # noqa: E402
 from operator_harness import kubectl  # noqa: E402
 from pg_harness import PostgresServer  # noqa: E402
-from skip_bench import copy_schema  # noqa: E402
+from skip_bench import copy_schema, markdown_table  # noqa: E402
 
 GROUP, VERSION = "training.forecast.dev", "v1alpha1"
 LABEL_HASH = f"{GROUP}/product-hash"
@@ -312,10 +312,7 @@ def table(ways: list[Way]) -> str:
         ("CPU s: PostgreSQL", f"{cpu(skip, 'postgres'):.1f}", f"{cpu(full, 'postgres'):.1f}", ""),
         ("CPU s: all of the above", f"{total(skip):.1f}", f"{total(full):.1f}", f"{total(full) / total(skip):.1f}x"),
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
+    return markdown_table(rows)
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -151,6 +151,14 @@ def copy_schema(pg: PostgresServer, source: str, target: str) -> None:
     )
 
 
+def markdown_table(rows: Sequence[Sequence[str]]) -> str:
+    """``rows`` (the first is the header) as a Markdown table with aligned columns."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
 def table(ways: list[Way], reference: Way) -> str:
     header = ("second night", "processes", "trained", "skipped", "wall s", "trainer CPU s", "DB CPU s", "CPU vs (a)")
     rows = [header]
@@ -169,10 +177,7 @@ def table(ways: list[Way], reference: Way) -> str:
                 "1x" if w is reference else f"{ratio:.0f}x less",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
+    return markdown_table(rows)
 
 
 def main() -> None:

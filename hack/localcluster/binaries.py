@@ -46,9 +46,15 @@ def find_binaries(env_var: str = "TJO_K8S_BIN") -> Path:
         return check_bin_dir(Path(env).expanduser().resolve(), env_var)
     if not BUILD_SCRIPT.exists():
         raise BinariesError(f"{BUILD_SCRIPT} is missing; set {env_var} to a directory with {', '.join(BINARIES)}")
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
+    return check_bin_dir(run_build_script(BUILD_SCRIPT), "hack/build-binaries.sh output")
+
+
+def run_build_script(script: Path) -> Path:
+    """Run a hack/build-*.sh (it reuses its cache or builds cold) and return the directory it prints
+    on its last line of stdout; BinariesError when it fails."""
+    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         hint = "" if can_build() else " (Go is not installed: apt-get install golang-go, or see https://go.dev/dl/)"
-        raise BinariesError(f"hack/build-binaries.sh failed with exit code {result.returncode}{hint}")
-    return check_bin_dir(Path(lines[-1]), "hack/build-binaries.sh output")
+        raise BinariesError(f"hack/{script.name} failed with exit code {result.returncode}{hint}")
+    return Path(lines[-1])

@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from localcluster.binaries import BinariesError, can_build
+from localcluster.binaries import BinariesError, run_build_script
 from localcluster.certs import ensure_loopback_serving
 from localcluster.procs import PidRecord, spawn, stop_all
 
@@ -62,12 +62,7 @@ def find_kueue(env_var: str = "TJO_KUEUE_BIN") -> Path:
     env = os.environ.get(env_var)
     if env:
         return _check(Path(env).expanduser().resolve(), env_var)
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        hint = "" if can_build() else " (Go is not installed)"
-        raise BinariesError(f"hack/build-kueue.sh failed with exit code {result.returncode}{hint}")
-    return _check(Path(lines[-1]), "hack/build-kueue.sh output")
+    return _check(run_build_script(BUILD_SCRIPT), "hack/build-kueue.sh output")
 
 
 def _check(directory: Path, source: str) -> Path:
