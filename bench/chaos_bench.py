@@ -10,7 +10,7 @@ authenticated as its ServiceAccount (hack/operator_harness.py), its default sett
 trainer reading and writing PostgreSQL (one throw-away server for the whole bench, hack/postgres.sh;
 one output schema per scenario). The TrainingJob: N products of the trainer's sample data (400 days
 each), 2 tuning trials, 1 fold, a 14-day horizon, Prophet + the naive baselines
-(``TRAINER_MODELS=prophet,naive``), parallelism 4, ``backoffLimit`` at its default (2).
+(``tuning.models: [prophet, naive]``), parallelism 4, ``backoffLimit`` at its default (2).
 
 Scenarios:
 
@@ -215,8 +215,7 @@ def tj_body(products: list[str], schema: str, trials: int, parallelism: int) -> 
             "data": {"postgres": {"secretRef": {"name": "db", "key": "dsn"}, "table": SALES_TABLE}},
             "output": {"postgres": {"schema": schema}},
             "forecast": {"horizonDays": HORIZON_DAYS},
-            "tuning": {"trials": trials, "folds": 1},
-            "template": {"env": [{"name": "TRAINER_MODELS", "value": "prophet,naive"}]},
+            "tuning": {"trials": trials, "folds": 1, "models": ["prophet", "naive"]},
         },
     }
 
@@ -544,6 +543,9 @@ def main() -> None:
         pg.stop()
     print()
     print_table(results, args)
+    errors = [r["scenario"] for r in results if "error" in r]
+    if errors:
+        sys.exit(f"bench error in {len(errors)} of {len(results)} scenarios: {', '.join(errors)}")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,8 @@ class PostgresOutput(ApiModel):
 
 class Output(ApiModel):
     """Where results are persisted. Without it, results go to the data database when data is PostgreSQL;
-    with configMap data and no output, nothing is persisted beyond status.results (trial mode)."""
+    with configMap data and no output the TrainingJob is accepted in trial mode: nothing is persisted
+    beyond status.results, and the condition TrialMode (reason NothingStored) and an Event say so."""
 
     postgres: PostgresOutput | None = Field(default=None, description="Write models and forecasts to PostgreSQL.")
 
@@ -391,7 +392,14 @@ class TrainingJobSpec(ApiModel):
         },
     )
     data: DataSource = Field(description="Where the sales history lives.", json_schema_extra=immutable("data"))
-    output: Output | None = Field(default=None, description="Where models and forecasts are written.")
+    output: Output | None = Field(
+        default=None,
+        description=(
+            "Where models and forecasts are written. Unset: the data database when data is postgres; with "
+            "data.configMap, trial mode: nothing is stored beyond status.results (condition TrialMode=True, "
+            "reason NothingStored, and an Event say so in kubectl describe)."
+        ),
+    )
     forecast: ForecastSpec = Field(default_factory=ForecastSpec, description="Forecast horizon and frequency.")
     tuning: TuningSpec = Field(default_factory=TuningSpec, description="Hyperparameter tuning.")
     parallelism: int = Field(
@@ -410,7 +418,9 @@ class TrainingJobSpec(ApiModel):
         default=None,
         description=(
             'Failed products tolerated (a count, or a percentage of products like "10%"). '
-            "Past it no new products start and the TrainingJob fails."
+            "Past it no new products start and the TrainingJob fails. Unset (the default): no product may "
+            "fail, as a Job without maxFailedIndexes: every product still runs, and the TrainingJob ends "
+            "Failed (reason ProductsFailed) if any failed; 0 instead stops launching at the first failure."
         ),
         json_schema_extra=cel(
             (
@@ -622,7 +632,8 @@ class TrainingJobStatus(ApiModel):
             "Running, Complete, Failed, Suspended; Ready (True when Complete), Reconciling (True while the "
             "operator works towards completion) and Stalled (True while progress needs a person: the "
             "TrainingJob failed, a product Job the API server refused, a product pod that cannot start), "
-            "as kstatus-based tools (Argo CD, Flux, kubectl wait) read them. Keyed by type."
+            "as kstatus-based tools (Argo CD, Flux, kubectl wait) read them; TrialMode (True, reason "
+            "NothingStored) only on a trial-mode TrainingJob (configMap data, no output). Keyed by type."
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trainingjob_operator.actions import Event
-from trainingjob_operator.api import Condition, TrainingJobStatus
+from trainingjob_operator.api import Condition, TrainingJobSpec, TrainingJobStatus
 from trainingjob_operator.reasons import Reason
-from trainingjob_operator.status import get_condition, set_condition
+from trainingjob_operator.status import TRIAL_MODE, get_condition, set_condition
 
 if TYPE_CHECKING:
     from trainingjob_operator.reconcile import PassState
@@ -29,13 +29,23 @@ def _counts(st: PassState) -> str:
     return f"{p.succeeded} trained, {p.failed} failed, {p.active} active{queued}, {p.waiting} waiting of {p.total}"
 
 
+def _trained_text(st: PassState) -> str:
+    """"3 trained", or "1 trained, 2 skipped (unchanged)": a skipped product was not trained."""
+    skipped = len(st.skipped & st.succeeded)
+    trained = len(st.succeeded) - skipped
+    return f"{trained} trained" + (f", {skipped} skipped (unchanged)" if skipped else "")
+
+
 def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_many_failed: bool) -> str:
     """Every product is on record, or the TrainingJob stopped (too many failed, rejected Jobs)."""
     gen, stamp, s = st.tj.generation, st.stamp, st.status
     total, ok, bad = s.products.total, len(st.succeeded), len(st.failed)
     rejected = _stalled_reason(st) == Reason.JOB_REJECTED and st.done < total
+    # Unset maxFailedProducts: no product may fail (as a Job without maxFailedIndexes: every product
+    # runs, and the TrainingJob fails at the end if one of them failed).
+    none_may_fail = allowed is None and bad > 0
     conds = s.conditions
-    if too_many_failed or ok == 0 or rejected:
+    if too_many_failed or ok == 0 or rejected or none_may_fail:
         phase = "Failed"
         reason = (
             Reason.MAX_FAILED_PRODUCTS_EXCEEDED
@@ -43,16 +53,27 @@ def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_ma
             else Reason.JOB_REJECTED
             if rejected
             else Reason.NO_PRODUCT_TRAINED
+            if ok == 0
+            else Reason.PRODUCTS_FAILED
         )
-        limit = f" (maxFailedProducts allows {allowed})" if too_many_failed else ""
-        msg = f"{bad} of {total} products failed{limit}; {ok} trained"
+        limit = (
+            f" (maxFailedProducts allows {allowed})"
+            if too_many_failed
+            else " (maxFailedProducts is unset: no product may fail)"
+            if none_may_fail
+            else ""
+        )
+        msg = f"{bad} of {total} products failed{limit}; {_trained_text(st)}"
         if rejected:
             msg += "; the API server refused product Jobs: fix spec.template, then annotate retry-failed"
         conds = set_condition(conds, "Failed", True, reason, msg, stamp, gen)
         conds = set_condition(conds, "Complete", False, reason, msg, stamp, gen)
     else:
         phase = "Succeeded"
-        msg = f"{ok} of {total} products trained" + (f"; {bad} failed" if bad else "")
+        skipped = len(st.skipped & st.succeeded)
+        msg = f"{ok} of {total} products trained" if not skipped else f"{_trained_text(st)} of {total} products"
+        msg += f"; {bad} failed" if bad else ""
+        msg += "; nothing stored (trial mode: no spec.output)" if in_trial_mode(st.tj.spec) else ""
         conds = set_condition(conds, "Complete", True, Reason.ALL_PRODUCTS_FINISHED, msg, stamp, gen)
         conds = set_condition(conds, "Failed", False, Reason.ALL_PRODUCTS_FINISHED, msg, stamp, gen)
     conds = set_condition(conds, "Running", False, Reason.FINISHED, msg, stamp, gen)
@@ -176,6 +197,30 @@ def kstatus_conditions(st: PassState, phase: str) -> None:
     s.conditions = set_condition(s.conditions, "Reconciling", *reconciling, stamp, gen)
 
 
+TRIAL_MODE_MESSAGE = (
+    "Trial mode: data comes from configMap and spec.output is unset, so models and forecasts are not "
+    "stored anywhere; only status.results keeps a summary. Set spec.output.postgres to store them."
+)
+
+
+def in_trial_mode(spec: TrainingJobSpec) -> bool:
+    """ConfigMap data and no output: nothing is persisted beyond status.results (docs/api-reference.md)."""
+    return spec.data.config_map is not None and (spec.output is None or spec.output.postgres is None)
+
+
+def trial_mode_condition(st: PassState, old: TrainingJobStatus) -> None:
+    """TrialMode=True (reason NothingStored) and one Normal Event, so `kubectl describe` says that a
+    run that ends Succeeded stored nothing."""
+    if not in_trial_mode(st.tj.spec):
+        return
+    s = st.status
+    s.conditions = set_condition(
+        s.conditions, TRIAL_MODE, True, Reason.NOTHING_STORED, TRIAL_MODE_MESSAGE, st.stamp, st.tj.generation
+    )
+    if get_condition(old.conditions, TRIAL_MODE) is None:
+        st.actions.append(Event("Normal", Reason.NOTHING_STORED.value, TRIAL_MODE_MESSAGE))
+
+
 def phase_and_conditions(st: PassState, old: TrainingJobStatus, allowed: int | None, too_many_failed: bool) -> None:
     s = st.status
     total = s.products.total
@@ -188,4 +233,5 @@ def phase_and_conditions(st: PassState, old: TrainingJobStatus, allowed: int | N
         phase = _in_progress(st, old, allowed, too_many_failed)
     stalled_condition(st, old, phase)
     kstatus_conditions(st, phase)
+    trial_mode_condition(st, old)
     s.phase = phase  # type: ignore[assignment]

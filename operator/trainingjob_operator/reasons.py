@@ -32,9 +32,12 @@ class Reason(StrEnum):
     SUSPENDED = "Suspended"
     NOT_STALLED = "NotStalled"
     STALLED = "Stalled"
+    # -- trial mode (configMap data, no output)
+    NOTHING_STORED = "NothingStored"
     # -- a TrainingJob that failed
     MAX_FAILED_PRODUCTS_EXCEEDED = "MaxFailedProductsExceeded"
     NO_PRODUCT_TRAINED = "NoProductTrained"
+    PRODUCTS_FAILED = "ProductsFailed"
     # -- a product that failed (status.failures[].reason; JobRejected and the pod reasons also Stalled)
     INVALID_DATA = "InvalidData"
     INVALID_CONFIG = "InvalidConfig"
@@ -66,7 +69,7 @@ STUCK_POD_REASONS = frozenset(
 """Why a product pod cannot start (its container's waiting reason, as the kubelet reports it)."""
 
 TRAININGJOB_FAILED_REASONS = frozenset(
-    {Reason.MAX_FAILED_PRODUCTS_EXCEEDED, Reason.NO_PRODUCT_TRAINED, Reason.JOB_REJECTED}
+    {Reason.MAX_FAILED_PRODUCTS_EXCEEDED, Reason.NO_PRODUCT_TRAINED, Reason.PRODUCTS_FAILED, Reason.JOB_REJECTED}
 )
 
 DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
@@ -96,6 +99,11 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
         "Running, Ready, Reconciling; Ready (TrainingSchedule)",
         "spec.suspend is true and no product is running: the TrainingJob waits for a person to resume it.",
     ),
+    Reason.NOTHING_STORED: (
+        "TrialMode",
+        "Trial mode: data comes from a configMap and spec.output is unset, so models and forecasts are not "
+        "stored anywhere; status.results keeps a summary. Set spec.output.postgres to store them.",
+    ),
     Reason.NOT_STALLED: ("Stalled", "Nothing needs a person."),
     Reason.STALLED: ("Reconciling", "Progress needs a person: see the Stalled condition."),
     Reason.MAX_FAILED_PRODUCTS_EXCEEDED: (
@@ -103,6 +111,11 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
         "More products failed than maxFailedProducts allows: no new products start and the TrainingJob fails.",
     ),
     Reason.NO_PRODUCT_TRAINED: ("Failed, Complete, Ready, Stalled", "Every product failed."),
+    Reason.PRODUCTS_FAILED: (
+        "Failed, Complete, Ready, Stalled",
+        "Every product finished and some failed while maxFailedProducts is unset (no product may fail, as a "
+        "Job without maxFailedIndexes); retry them with the retry-failed annotation.",
+    ),
     Reason.INVALID_DATA: (
         "failures",
         "The trainer rejected the product's history (too few points, negative values, ...); not retried.",

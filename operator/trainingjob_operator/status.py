@@ -12,6 +12,9 @@ from trainingjob_operator.reasons import Reason
 MAX_FAILURES = 20
 CONDITION_TYPES = ("Running", "Complete", "Failed", "Suspended", "Ready", "Reconciling", "Stalled")
 """The conditions of a TrainingJob, in the order status lists them."""
+TRIAL_MODE = "TrialMode"
+"""Only on a TrainingJob in trial mode (configMap data, no output): True, reason NothingStored.
+Listed after the others."""
 
 # ---------------------------------------------------------------- index ranges
 

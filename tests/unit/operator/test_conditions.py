@@ -18,7 +18,7 @@ from trainingjob_operator import refdoc
 from trainingjob_operator.api import Condition, TrainingJob, TrainingJobStatus
 from trainingjob_operator.observed import Observed, ObservedJob
 from trainingjob_operator.reasons import CAMEL_CASE, DESCRIPTIONS, Reason
-from trainingjob_operator.reconcile import reconcile
+from trainingjob_operator.reconcile import Event, Launch, reconcile
 from trainingjob_operator.status import CONDITION_TYPES, set_condition
 from trainingjob_operator.termination import ProductReport
 
@@ -140,7 +140,7 @@ def test_pending_reads_in_progress() -> None:
 
 
 def test_complete_reads_current_and_ready() -> None:
-    tj = make_tj(products=["a", "b"], parallelism=2)
+    tj = make_tj(products=["a", "b"], parallelism=2, maxFailedProducts=1)
     st = reconcile(tj, Observed(jobs={"a": done("a"), "b": done("b", ok=False)}), NOW).status
     assert st.phase == "Succeeded" and kstatus(st) == "Current"
     c = conditions_of(st)
@@ -162,6 +162,68 @@ def test_failed_reads_failed(spec: dict[str, object], jobs: dict[str, ObservedJo
     c = conditions_of(st)
     assert c["Failed"] == ("True", reason) and c["Stalled"] == ("True", reason) and c["Ready"] == ("False", reason)
     assert c["Reconciling"] == ("False", "Finished")
+
+
+def test_unset_max_failed_means_no_product_may_fail_but_every_product_runs() -> None:
+    """3 of 6 failed, maxFailedProducts unset: Failed, Complete=False, Ready=False (as a Job without
+    maxFailedIndexes), and the failures did not stop the other products from launching."""
+    products = ["a", "b", "c", "d", "e", "f"]
+    tj = make_tj(products=products, parallelism=6)
+    midway = reconcile(tj, Observed(jobs={"a": done("a", ok=False), "b": done("b", ok=False)}), NOW)
+    launched = {a.product for a in midway.actions if isinstance(a, Launch)}
+    assert launched == {"c", "d", "e", "f"} and midway.status.phase == "Running"
+    jobs = {p: done(p, ok=p in ("d", "e", "f")) for p in products}
+    st = reconcile(tj, Observed(jobs=jobs), NOW).status
+    assert st.phase == "Failed" and kstatus(st) == "Failed"
+    c = conditions_of(st)
+    assert c["Failed"] == ("True", "ProductsFailed") and c["Complete"] == ("False", "ProductsFailed")
+    assert c["Ready"] == ("False", "ProductsFailed")
+    failed = next(x for x in st.conditions if x.type == "Failed")
+    assert failed.message == "3 of 6 products failed (maxFailedProducts is unset: no product may fail); 3 trained"
+
+
+def test_all_skipped_is_not_reported_as_trained() -> None:
+    jobs = {
+        p: ObservedJob(
+            name=f"j-{p}",
+            uid=f"u-{p}",
+            product=p,
+            retry_round="",
+            finished="Complete",
+            report=ProductReport(product=p, status="skipped"),
+        )
+        for p in ("a", "b")
+    }
+    st = reconcile(make_tj(products=["a", "b"], parallelism=2), Observed(jobs=jobs), NOW).status
+    complete = next(x for x in st.conditions if x.type == "Complete")
+    assert st.phase == "Succeeded" and complete.message == "0 trained, 2 skipped (unchanged) of 2 products"
+
+
+@pytest.mark.parametrize(
+    ("spec", "trial"),
+    [
+        ({"data": {"configMap": {"name": "sales", "key": "sales.csv"}}}, True),
+        (
+            {
+                "data": {"configMap": {"name": "sales", "key": "sales.csv"}},
+                "output": {"postgres": {"secretRef": {"name": "db", "key": "dsn"}}},
+            },
+            False,
+        ),
+        ({}, False),
+    ],
+)
+def test_configmap_data_without_output_is_trial_mode_and_says_so(spec: dict[str, object], trial: bool) -> None:
+    tj = make_tj(products=["a", "b"], parallelism=2, **spec)
+    first = reconcile(tj, Observed(), NOW)
+    events = [a for a in first.actions if isinstance(a, Event) and a.reason == "NothingStored"]
+    assert (conditions_of(first.status).get("TrialMode") == ("True", "NothingStored")) is trial
+    assert len(events) == (1 if trial else 0)
+    done_pass = reconcile(with_status(tj, first.status), Observed(jobs={"a": done("a"), "b": done("b")}), NOW)
+    assert not [a for a in done_pass.actions if isinstance(a, Event) and a.reason == "NothingStored"]
+    complete = next(x for x in done_pass.status.conditions if x.type == "Complete")
+    assert done_pass.status.phase == "Succeeded"
+    assert ("nothing stored" in complete.message) is trial
 
 
 def test_rejected_job_reads_failed() -> None:

@@ -193,16 +193,17 @@ def test_classify_failure_backoff_deadline_and_config() -> None:
     assert classify_failure(c)[0] == "InvalidConfig"
 
 
-def test_complete_with_some_failures_is_succeeded_unless_limit_exceeded() -> None:
+def test_complete_with_some_failures_is_succeeded_within_the_limit_only() -> None:
     products = ["a", "b", "c", "d"]
     jobs = jobs_of(done("a"), done("b"), done("c"), done("d", ok=False, reason="BackoffLimitExceeded"))
-    ok = reconcile(make_tj(products=products), Observed(jobs=jobs), NOW).status
+    ok = reconcile(make_tj(products=products, maxFailedProducts=1), Observed(jobs=jobs), NOW).status
     assert ok.phase == "Succeeded" and ok.completion_time is not None
     complete = next(c for c in ok.conditions if c.type == "Complete")
     assert complete.status == "True" and "1 failed" in complete.message
-    bad = reconcile(make_tj(products=products, maxFailedProducts=0), Observed(jobs=jobs), NOW).status
-    assert bad.phase == "Failed"
-    assert next(c for c in bad.conditions if c.type == "Failed").reason == "MaxFailedProductsExceeded"
+    for spec, reason in (({"maxFailedProducts": 0}, "MaxFailedProductsExceeded"), ({}, "ProductsFailed")):
+        bad = reconcile(make_tj(products=products, **spec), Observed(jobs=jobs), NOW).status
+        assert bad.phase == "Failed" and bad.completion_time is not None
+        assert next(c for c in bad.conditions if c.type == "Failed").reason == reason
 
 
 def test_max_failed_stops_launching_and_lets_running_finish() -> None:
@@ -265,7 +266,7 @@ def test_retry_failed_annotation_relaunches_only_failed_products() -> None:
     tj = make_tj(products=["a", "b", "c"], parallelism=3)
     jobs = jobs_of(done("a"), done("b", ok=False, reason="BackoffLimitExceeded"), done("c"))
     first = reconcile(tj, Observed(jobs=jobs), NOW).status
-    assert first.phase == "Succeeded" and first.failed_indexes == "1"
+    assert first.phase == "Failed" and first.failed_indexes == "1"  # no product may fail (default)
     retry = tj.model_copy(
         update={
             "status": first,
