@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAY = ROOT / "manifests" / "overlays" / "monitoring"
+DASHBOARD_OVERLAY = ROOT / "manifests" / "overlays" / "dashboard"
 RULES_TEST = ROOT / "tests" / "unit" / "monitoring" / "rules_test.yaml"
 DOCS = ROOT / "docs" / "metrics.md"
 PROMETHEUS_SERIES = frozenset({"up"})
@@ -65,7 +66,7 @@ def alert_rules() -> list[dict[str, Any]]:
 
 
 def dashboard() -> dict[str, Any]:
-    return dict(json.loads((OVERLAY / "dashboard.json").read_text()))
+    return dict(json.loads((DASHBOARD_OVERLAY / "dashboard.json").read_text()))
 
 
 def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:

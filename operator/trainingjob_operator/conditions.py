@@ -30,7 +30,7 @@ def _counts(st: PassState) -> str:
 
 
 def _trained_text(st: PassState) -> str:
-    """"3 trained", or "1 trained, 2 skipped (unchanged)": a skipped product was not trained."""
+    """The trained count, e.g. "1 trained, 2 skipped (unchanged)": a skipped product was not trained."""
     skipped = len(st.skipped & st.succeeded)
     trained = len(st.succeeded) - skipped
     return f"{trained} trained" + (f", {skipped} skipped (unchanged)" if skipped else "")

@@ -1,4 +1,5 @@
-"""Prometheus collectors of the operator (prefix ``trainingjob_``), served on :8080/metrics.
+"""Prometheus collectors of the operator (prefix ``trainingjob_``), served on :8080/metrics
+(``TJO_METRICS_PORT``).
 
 docs/metrics.md lists each one with the dashboard panels and alerts that use it
 (manifests/overlays/monitoring); a test fails when that list and what is exported differ.
@@ -10,7 +11,11 @@ from collections import Counter as Tally
 from collections.abc import Mapping
 from datetime import datetime
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+
+# No ``<counter>_created`` / ``<histogram>_created`` series: a creation time per series is noise
+# to every query here, and docs/metrics.md lists exactly what /metrics exports.
+disable_created_metrics()
 
 RECONCILE_SECONDS = Histogram(
     "trainingjob_reconcile_duration_seconds",

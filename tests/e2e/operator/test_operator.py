@@ -91,7 +91,9 @@ def test_invalid_data_fails_at_once_without_retry(
     assert products[-1] == "tiny-product"
     apply(cluster, namespace, tj_body("bad", products, backoffLimit=3))
     st = wait_phase(cluster, namespace, "bad", ("Succeeded", "Failed"))
-    assert st["phase"] == "Succeeded" and st["failedIndexes"] == "2" and st["succeededIndexes"] == "0-1"
+    # maxFailedProducts unset: no product may fail (as a Job without maxFailedIndexes)
+    assert st["phase"] == "Failed" and st["failedIndexes"] == "2" and st["succeededIndexes"] == "0-1"
+    assert condition(st, "Failed")["reason"] == "ProductsFailed" and condition(st, "Ready")["status"] == "False"
     (failure,) = st["failures"]
     assert failure["product"] == "tiny-product" and failure["reason"] == "InvalidData"
     assert failure["attempts"] == 1 and "tiny-product" in failure["message"]

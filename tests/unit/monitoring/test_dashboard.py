@@ -14,6 +14,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, generate_latest
 from tests.monitoring_support import (
+    DASHBOARD_OVERLAY,
     OVERLAY,
     Family,
     Query,
@@ -73,7 +74,18 @@ def test_kustomize_renders_the_overlay() -> None:
     assert rule["spec"] == prometheus_rule()["spec"]
     monitor = docs[("ServiceMonitor", "trainingjob-operator")]
     assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
-    assert ("Deployment", "trainingjob-operator") in docs  # the overlay installs the operator too
+    # on top of manifests/, never instead: re-applying the base would reset the Deployment's replicas
+    assert not {kind for kind, _ in docs} & {"Deployment", "CustomResourceDefinition", "Namespace"}
+
+
+def test_the_dashboard_applies_without_the_prometheus_operator() -> None:
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(DASHBOARD_OVERLAY)], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert [(d["apiVersion"], d["kind"]) for d in docs] == [("v1", "ConfigMap")]
+    assert json.loads(docs[0]["data"]["trainingjob-operator.json"]) == dashboard()
 
 
 def test_dashboard_is_a_grafana_dashboard() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, generate_latest
 
 from trainingjob_operator import metrics
 
@@ -48,3 +48,11 @@ def test_schedule_series_and_forgetting_them() -> None:
     metrics.forget_schedule("unit-metrics", "nightly")
     assert value("trainingjob_schedule_created_timestamp_seconds", **key) is None
     assert value("trainingjob_schedule_last_success_timestamp_seconds", **key) is None
+
+
+def test_no_created_series_are_exported() -> None:
+    metrics.JOBS_LAUNCHED.inc(0)
+    metrics.RECONCILE_SECONDS.observe(0.01)
+    exposition = generate_latest(REGISTRY).decode()
+    created = [line for line in exposition.splitlines() if line.startswith("trainingjob_") and "_created" in line]
+    assert created == [], created
