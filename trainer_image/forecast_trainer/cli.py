@@ -57,7 +57,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
-        description="Train one Prophet demand-forecasting model per product, tuned with Optuna.",
+        description="Train one demand-forecasting model per product: the winner of cross-validation among "
+        "Prophet tuned with Optuna, statsforecast's ETS, Theta, ARIMA and Croston-type models, naive "
+        "baselines and their combination.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -66,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="train products from a CSV or PostgreSQL and write models, forecasts and a report",
-        description="Validate, classify, tune (Optuna + rolling-origin CV) and fit one Prophet model per "
-        "product; write model JSON + SHA-256, the forecast and metrics to PostgreSQL (one transaction "
-        "per product) and/or a folder; write a JSON termination message and print a summary. With "
-        "neither --output-dsn nor --output-dir nothing is persisted (demo mode).",
+        description="Validate, classify, score every model family on the same rolling-origin CV folds "
+        "(Prophet tuned with Optuna, statsforecast's ETS, Theta, ARIMA, Croston-type, naive baselines, a "
+        "combination) and fit the winner per product; write model JSON + SHA-256, the forecast and "
+        "metrics to PostgreSQL (one transaction per product) and/or a folder; write a JSON termination "
+        "message and print a summary. With neither --output-dsn nor --output-dir nothing is persisted (demo mode).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -249,11 +252,12 @@ def _train_rest(
     from forecast_trainer import report
     from forecast_trainer.logs import get_logger
     from forecast_trainer.progress import make_progress
-    from forecast_trainer.runner import check_country, persistence_note, run_async
+    from forecast_trainer.runner import check_country, check_data_csv, persistence_note, run_async
     from forecast_trainer.unchanged import merge
 
     log = get_logger("train")
     check_country(cfg)
+    check_data_csv(cfg)
     note = persistence_note(cfg)
     if note:
         log.info("results go to %s", note, extra={"fields": {"event": "outputs"}})
@@ -264,11 +268,10 @@ def _train_rest(
             extra={"fields": {"event": "demo_mode"}},
         )
     outcome = asyncio.run(run_async(cfg, make_progress(fmt), holder))
-    results = merge(planned, skipped, outcome.results)
     if isinstance(outcome.run_error, ConfigError):
-        code = outcome.run_error.exit_code
-    else:
-        code = report.exit_code(results, outcome.run_error.exit_code if outcome.run_error else None)
+        raise outcome.run_error  # as any other configuration error: no output folder, no summary
+    results = merge(planned, skipped, outcome.results)
+    code = report.exit_code(results, outcome.run_error.exit_code if outcome.run_error else None)
     if outcome.run_error is not None:
         _print_error(outcome.run_error.message)
     return _report_train(cfg, fmt, results, code, started, note)

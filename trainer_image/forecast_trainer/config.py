@@ -132,7 +132,7 @@ def verbatim(what: str, limit: int = PRODUCT_ID_MAX) -> Callable[[str], str]:
 
 
 to_product_id = verbatim("product id")
-to_run_key = verbatim("run key")  # opaque; the operator passes the Job's uid
+to_run_key = verbatim("run key")  # opaque; the operator passes <TrainingJob uid>/<retry round>
 
 
 def to_products_json(value: str) -> list[str]:
@@ -307,7 +307,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     Option("--trainingjob", "'<namespace>/<name>' recorded with each model", to_str, None, "NS/NAME"),
     Option(
         "--run-key",
-        "idempotency key stored with each model (the operator passes the Job's uid): a product "
+        "idempotency key stored with each model (the operator passes <TrainingJob uid>/<retry round>): a product "
         "whose model with this key is already in forecast_models is reported, not trained again",
         to_run_key,
         None,

@@ -288,6 +288,12 @@ def _short(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+def check_data_csv(cfg: TrainConfig) -> None:
+    """A missing --data-csv is a configuration error found before anything is said or written."""
+    if cfg.data_csv and not os.path.isfile(cfg.data_csv):
+        raise ConfigError(f"data CSV {cfg.data_csv!r} does not exist")
+
+
 def check_country(cfg: TrainConfig) -> None:
     if not cfg.country_holidays:
         return

@@ -147,7 +147,7 @@ class ModelRecord:
     metrics: dict[str, Any]
     model_json: str
     checksum: str
-    run_key: str | None = None  # idempotency key (the Job's uid): one model per (run_key, product_id)
+    run_key: str | None = None  # idempotency key (<TrainingJob uid>/<retry round>): one model per key and product
     data_rows: int | None = None  # the data watermark the model was trained on (watermark.py)
     data_last: str | None = None
     data_hash: str | None = None

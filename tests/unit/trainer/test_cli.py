@@ -65,6 +65,17 @@ def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     assert missing.code == 2 and "does not exist" in missing.stderr
 
 
+def test_a_config_error_writes_no_output_folder_and_names_no_destination(tmp_path: Path) -> None:
+    out, term = tmp_path / "out", tmp_path / "term.json"
+    missing = run_cli(
+        ["train", "--data-csv", str(tmp_path / "nope.csv"), "--output-dir", str(out), "--termination-log", str(term)]
+    )
+    assert missing.code == 2 and "does not exist" in missing.stderr
+    assert not out.exists(), "a configuration error created the output folder"
+    assert "results go to" not in missing.stderr + missing.stdout
+    assert termination(term)["exit_code"] == 2
+
+
 def test_train_from_env_only_writes_every_artifact(good_csv: Path, tmp_path: Path) -> None:
     out, term = tmp_path / "out", tmp_path / "term.json"
     env = {
