@@ -423,15 +423,30 @@ def count_products(st: PassState) -> None:
         s.start_time = st.stamp
 
 
+def what_holds(st: PassState, product: str) -> str:
+    """Who a waiting product waits for, as the WaitingForProduct Event says it."""
+    why = st.waiting.get(product)
+    if why == "WaitingForLease":
+        lease = st.observed.leases.get(builders.lease_name(product))
+        holder = lease.holder if lease is not None and lease.holder else "another TrainingJob"
+        return f"Lease {builders.lease_name(product)} held by {holder}"
+    if why == "ProductBusy":
+        return "an unfinished Job of another TrainingJob in this namespace"
+    return "locked in the output database by a trainer of another namespace"
+
+
 def waiting_event(st: PassState, old: TrainingJobStatus) -> None:
     waiting = sorted(p for p, why in st.waiting.items() if why in ("ProductBusy", "WaitingForLease", "ProductLocked"))
     if waiting and len(waiting) > old.products.waiting:
-        names = ", ".join(waiting[:5])
+        names = "; ".join(f"{p} ({what_holds(st, p)})" for p in waiting[:5])
+        more = f"; and {len(waiting) - 5} more" if len(waiting) > 5 else ""
         st.actions.append(
             Event(
                 "Normal",
                 "WaitingForProduct",
-                f"{len(waiting)} product(s) wait for another TrainingJob or trainer to finish them: {names}",
+                f"{len(waiting)} product(s) wait for another TrainingJob or trainer to finish them: {names}{more}"[
+                    :1024
+                ],
             )
         )
 

@@ -231,7 +231,8 @@ def test_foreign_lease_makes_product_wait_and_expired_one_is_taken_over() -> Non
     acts = [a for a in plan.actions if isinstance(a, Launch)]
     assert [(a.product, a.takeover) for a in acts] == [("b", expired), ("c", None)]
     assert plan.status.products.waiting == 1 and plan.waiting == {"a": "WaitingForLease"}
-    assert any(isinstance(a, Event) and a.reason == "WaitingForProduct" for a in plan.actions)
+    (event,) = [a for a in plan.actions if isinstance(a, Event) and a.reason == "WaitingForProduct"]
+    assert f"a (Lease {held.name} held by shop/other/uid-2)" in event.message  # names what holds it
     # an expired lease whose product still runs elsewhere is not taken over
     busy = Observed(leases={expired.name: expired}, busy_elsewhere=frozenset({"b"}))
     assert launches(reconcile(tj, busy, NOW)) == ["a", "c"]
