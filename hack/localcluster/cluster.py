@@ -631,5 +631,6 @@ class LocalCluster:
             "kubeconfig": str(self.kubeconfig),
             "server": f"https://127.0.0.1:{meta['ports']['apiserver']}" if meta.get("ports") else None,
             "ready": ready,
+            "ports": dict(meta.get("ports") or {}),
             "components": procs,
         }
