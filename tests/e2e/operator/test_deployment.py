@@ -19,14 +19,17 @@ pytestmark = pytest.mark.e2e
 SA = "system:serviceaccount:trainingjob-system:trainingjob-operator"
 
 
-def test_manifests_apply_cleanly_server_side(cluster: Any) -> None:
+def test_manifests_apply_cleanly_server_side(cluster: Any, trainingjob_crd: None) -> None:
     # A server-side dry run persists nothing, so objects in a namespace that does not exist yet
     # cannot be checked: the namespace is created for real first.
     cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / "namespace.yaml"))
     result = cluster.kubectl("apply", "--dry-run=server", "-k", str(ROOT / "manifests"))
     assert "deployment.apps/trainingjob-operator" in result.stdout
-    for overlay in ("kind",):
+    for overlay in ("kind", "dashboard"):  # monitoring/servicemonitor need the Prometheus Operator CRDs
         cluster.kubectl("apply", "--dry-run=server", "-k", str(ROOT / "manifests" / "overlays" / overlay))
+    cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "samples" / "database" / "namespace.yaml"))
+    samples = cluster.kubectl("apply", "--dry-run=server", "-k", str(ROOT / "manifests" / "samples")).stdout
+    assert "job.batch/load-sample-data" in samples and "trainingjob.training.forecast.dev/bakery-daily" in samples
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,7 @@ def test_invalid_data_fails_at_once_without_retry(
         if p["metadata"]["annotations"]["training.forecast.dev/product"] == "tiny-product"
     ]
     assert len(pods) == 1, "invalid data must not be retried"
-    assert "1 failed" in condition(st, "Complete")["message"]
+    assert "1 of 3 products failed" in condition(st, "Complete")["message"]
 
 
 def test_max_failed_products_stops_the_run(
