@@ -57,6 +57,7 @@ def test_happy_path_ten_products(
         "Ready": "True",
         "Reconciling": "False",
         "Stalled": "False",
+        "TrialMode": "True",  # configMap data and no output: nothing stored, and status says so
     }
     assert st["startTime"] and st["completionTime"]
     # kubectl get shows the printer columns
@@ -80,7 +81,10 @@ def test_happy_path_ten_products(
     assert leases(cluster, namespace) == []  # released
     events = get(cluster, namespace, "events")["items"]
     reasons = {e["reason"] for e in events if e["involvedObject"].get("name") == "happy"}
-    assert {"Launched", "Complete"} <= reasons
+    assert {"Launched", "Complete", "NothingStored"} <= reasons  # configMap data, no output: trial mode
+    assert condition(st, "TrialMode")["reason"] == "NothingStored"
+    described = cluster.kubectl("describe", "tj", "happy", "-n", namespace).stdout
+    assert "TrialMode" in described and "nothing stored" in described
     assert "trainingjob_jobs_launched_total" in operator.metrics()
 
 
