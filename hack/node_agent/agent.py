@@ -158,7 +158,7 @@ class PodState:
     started: bool = False
     adopted: bool = False
     deadline: float | None = None
-    override: tuple[str, str, str] | None = None  # (phase, reason, message)
+    override: tuple[str, str | None, str | None] | None = None  # (phase, reason, message)
     terminating: bool = False
     kill_at: float | None = None
     deletion_sent: bool = False
@@ -664,13 +664,19 @@ class Agent:
         return str(result["status"]["token"])
 
     def _fail_image(self, pod: Json, ps: PodState, container: Json) -> None:
+        """An image the agent cannot run. A pod with restartPolicy Always (a Deployment's, a
+        StatefulSet's) waits in ImagePullBackOff, Pending, as under a kubelet: failing it would make
+        its ReplicaSet replace it in a loop. Other pods (Jobs') fail with ErrImagePull, so a Job
+        does not hang on an image that never comes."""
         message = self.s.images.pull_error(container.get("image", ""))
-        for cs in ps.containers.values():
-            if cs.name == container["name"]:
-                cs.waiting_reason, cs.waiting_message = "ErrImagePull", message
+        waits = pod["spec"].get("restartPolicy", "Always") == "Always"
+        reason = "ImagePullBackOff" if waits else "ErrImagePull"
         for c in pod["spec"]["containers"]:
             ps.containers.setdefault(c["name"], ContainerState(c["name"], c.get("image", ""), c))
-        ps.override = ("Failed", "ErrImagePull", message)
+        for cs in ps.containers.values():
+            if cs.name == container["name"]:
+                cs.waiting_reason, cs.waiting_message = reason, message
+        ps.override = ("Pending", None, None) if waits else ("Failed", "ErrImagePull", message)
         self._post(pod, ps)
         log.warning("pod %s/%s: %s", ps.namespace, ps.name, message)
 
@@ -776,6 +782,8 @@ class Agent:
                 cs.restart_at = None
                 cs.terminated = cs.last_terminated
         derived = status.pod_phase(ps.views(), pod["spec"].get("restartPolicy", "Always"))
+        if ps.override is not None and ps.override[0] == "Pending":
+            ps.override = None  # waited for an image: deleted, it ends Failed as under a kubelet
         if ps.containers:
             self._post(pod, ps, final_phase=derived if derived in ("Succeeded", "Failed") else "Failed")
         self._delete_now(pod)

@@ -485,6 +485,48 @@ def test_unknown_image_gets_err_image_pull(cluster: ClusterHandle, namespace: st
     assert pod["status"]["reason"] == "ErrImagePull"
 
 
+def test_a_deployment_without_its_image_waits_in_image_pull_back_off_not_churning(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    """As under a kubelet (issue 21, point 1): `kubectl apply -k manifests/` on a node without the
+    operator image must leave its replicas waiting, not fail them for the ReplicaSet to replace."""
+    spec = restricted_pod_spec("true", restart_policy="Always")
+    spec["containers"][0]["image"] = "ghcr.io/trainingjob-operator/operator:0.1.0"
+    spec["containers"][0]["imagePullPolicy"] = "IfNotPresent"
+    labels = {"app": "no-image"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "no-image"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": spec},
+        },
+    }
+    apply(cluster, namespace, deployment)
+
+    def waiting_pods() -> list[dict[str, Any]] | None:
+        pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", "app=no-image")["items"]
+        reasons = [
+            ((p["status"].get("containerStatuses") or [{}])[0].get("state") or {}).get("waiting", {}).get("reason")
+            for p in pods
+        ]
+        return pods if len(pods) == 2 and reasons == ["ImagePullBackOff"] * 2 else None
+
+    first = {p["metadata"]["uid"] for p in wait_for("2 pods in ImagePullBackOff", waiting_pods, timeout=60)}
+    time.sleep(10)
+    pods = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", "app=no-image")["items"]
+    assert {p["metadata"]["uid"] for p in pods} == first, "the pods were replaced: churn"
+    assert all(p["status"]["phase"] == "Pending" for p in pods)
+    cluster.kubectl("delete", "deployment", "no-image", "-n", namespace)
+    wait_for(
+        "the waiting pods deleted",
+        lambda: not cluster.kubectl_json("get", "pods", "-n", namespace, "-l", "app=no-image")["items"],
+        timeout=60,
+    )
+
+
 def test_missing_secret_keeps_the_pod_pending_until_it_exists(cluster: ClusterHandle, namespace: str) -> None:
     env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "later", "key": "token"}}}]
     apply(cluster, namespace, pod_body("waits", 'echo "token=$TOKEN"', container={"env": env}))
