@@ -92,7 +92,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     metrics.serve(CONFIG.metrics_port)
     kube = _kube()
     if CONFIG.leader_election_namespace:
-        elector = LeaderElector(kube, LeaseConfig(CONFIG.leader_election_namespace, CONFIG.leader_election_name))
+        # A new leader's first pass of each TrainingJob reads it from the API (freshness.py).
+        elector = LeaderElector(
+            kube,
+            LeaseConfig(CONFIG.leader_election_namespace, CONFIG.leader_election_name),
+            on_started_leading=_watched.distrust_all,
+        )
         _state["elector"] = elector
         _state["elector_task"] = asyncio.create_task(elector.run())
 

@@ -326,7 +326,9 @@ def check_unchanged(st: PassState) -> bool:
     if check.unchanged is not None and (check.finished == "Complete" or check.pod_succeeded):
         order = record_order(tj.spec.products)
         unchanged = {order[i] for i in check.unchanged if i < len(order)}
-        fresh = unchanged - st.succeeded - st.failed
+        # Only products this TrainingJob has not started: one with a Job of its own (skipUnchanged
+        # turned on mid-run) is training, queued or waiting to relaunch, and keeps its Lease and slot.
+        fresh = unchanged - st.succeeded - st.failed - st.observed.jobs.keys()
         st.succeeded |= fresh
         st.skipped |= fresh
         note = "; the list was too long for the check's message: products check themselves" if check.truncated else ""
