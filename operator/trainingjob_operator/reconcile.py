@@ -414,6 +414,14 @@ def blocked_elsewhere(st: PassState, pending: list[str]) -> None:
                 st.takeover[product] = lease
             # An expired Lease under an earlier release's name is no claim: the launch creates
             # the product's Lease under its current name (its holder releases the old one).
+        at_name = st.observed.leases.get(name) if product not in st.waiting else None
+        if at_name is not None and at_name.product != product:
+            # Another product's Lease under this product's name (a hash collision): wait while it
+            # is held, take the name over once it expired, as for the product's own Lease.
+            if at_name.expired(st.now):
+                st.takeover[product] = at_name
+            else:
+                st.waiting[product] = "WaitingForLease"
         if product in st.waiting:
             st.takeover.pop(product, None)
 
