@@ -416,12 +416,10 @@ def blocked_elsewhere(st: PassState, pending: list[str]) -> None:
             # the product's Lease under its current name (its holder releases the old one).
         at_name = st.observed.leases.get(name) if product not in st.waiting else None
         if at_name is not None and at_name.product != product:
-            # Another product's Lease under this product's name (a hash collision): wait while it
-            # is held, take the name over once it expired, as for the product's own Lease.
-            if at_name.expired(st.now):
-                st.takeover[product] = at_name
-            else:
-                st.waiting[product] = "WaitingForLease"
+            # Another product's Lease under this product's name (a hash collision): never taken
+            # over (its product's Job may still run, even when the Lease expired); its holder
+            # releases it when that product is done, or the garbage collector with its holder.
+            st.waiting[product] = "WaitingForLease"
         if product in st.waiting:
             st.takeover.pop(product, None)
 

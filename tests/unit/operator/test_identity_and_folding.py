@@ -241,3 +241,19 @@ def test_turning_skip_unchanged_on_mid_run_never_skips_a_running_product() -> No
     assert (st.active, st.skipped, st.succeeded) == (1, 1, 1)  # a trains on; only b is skipped
     assert not any(type(a).__name__ == "ReleaseLease" for a in plan.actions)
     assert launches(plan) == []  # a holds the one slot: parallelism is kept
+
+
+@pytest.mark.usefixtures("weak_hash")
+def test_another_products_lease_under_our_name_is_waited_for_never_taken_over() -> None:
+    """Even expired: that product's Job may still run (its holder releases the Lease when it is done)."""
+    tj = make_tj(["b"], parallelism=1)
+    expired = {
+        "metadata": {
+            "name": builders.lease_name("b"),
+            "resourceVersion": "4",
+            "annotations": {builders.ANNOTATION_PRODUCT: "a"},
+        },
+        "spec": {"holderIdentity": "shop/other/uid-9", "renewTime": stamp(NOW - timedelta(hours=1))},
+    }
+    plan = reconcile(tj, observe(tj, [], leases=[expired]), NOW)
+    assert launches(plan) == [] and plan.waiting == {"b": "WaitingForLease"}

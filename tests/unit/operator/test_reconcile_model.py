@@ -586,6 +586,13 @@ class ReconcileModel(RuleBasedStateMachine):
                 elif check.state == "running" and check.configmap in w.configmaps:
                     w.check_pod_ends(check, set())
             w.configmaps = {n: c for n, c in w.configmaps.items() if c[0] == w.uid}
+            for name, lease in list(w.leases.items()):
+                # The other TrainingJob's operator releases a Lease once its product is done; one
+                # that shares its name with a product of ours (a collision) is never taken over.
+                done = not any(j.product == lease.product and j.unfinished for j in w.jobs.values())
+                shared = any(builders.lease_name(p) == name and p != lease.product for p in w.products)
+                if lease.holder != w.me() and done and shared:
+                    del w.leases[name]
             w.now += timedelta(seconds=61)
             succeeded, failed = read_record(w.tj())
             if len(succeeded | failed) == len(w.products) and w.status.phase in ("Succeeded", "Failed"):
