@@ -403,25 +403,32 @@ def blocked_elsewhere(st: PassState, pending: list[str]) -> None:
         if product in busy:
             st.waiting[product] = "ProductBusy"
             continue
-        name = builders.lease_name(product)
         for lease in by_product.get(product, ()):
             if lease.holder == st.me:
                 continue
             if not lease.expired(st.now):
                 st.waiting[product] = "WaitingForLease"
                 break
-            if lease.name == name:
+            if lease.name == builders.lease_name(product):
                 st.takeover[product] = lease
             # An expired Lease under an earlier release's name is no claim: the launch creates
             # the product's Lease under its current name (its holder releases the old one).
-        at_name = st.observed.leases.get(name) if product not in st.waiting else None
-        if at_name is not None and at_name.product != product:
-            # Another product's Lease under this product's name (a hash collision): never taken
-            # over (its product's Job may still run, even when the Lease expired); its holder
-            # releases it when that product is done, or the garbage collector with its holder.
-            st.waiting[product] = "WaitingForLease"
         if product in st.waiting:
             st.takeover.pop(product, None)
+
+
+def lease_name_taken(st: PassState, product: str) -> bool:
+    """Another product's Lease holds this product's Lease name (a hash collision): the product
+    waits; that Lease is never taken over (its product's Job may still run, even when it expired),
+    its holder releases it when that product is done, or the garbage collector with its holder.
+    Asked only of products about to launch (a hash each: not of every pending product)."""
+    if not st.observed.leases:
+        return False
+    at_name = st.observed.leases.get(builders.lease_name(product))
+    if at_name is None or at_name.product == product:
+        return False
+    st.waiting[product] = "WaitingForLease"
+    return True
 
 
 def launches(st: PassState, pending: list[str], stop: bool) -> None:
@@ -433,7 +440,7 @@ def launches(st: PassState, pending: list[str], stop: bool) -> None:
     for product in pending:
         if capacity <= 0:
             break
-        if product in st.waiting or product in st.blocked:
+        if product in st.waiting or product in st.blocked or lease_name_taken(st, product):
             continue
         name = builders.free_job_name(st.tj.name, product, st.observed.job_names)
         st.actions.append(Launch(product, st.takeover.get(product), name))

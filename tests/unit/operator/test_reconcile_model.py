@@ -32,7 +32,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from forecast_trainer.unchanged import products_digest, unchanged_message
 from trainingjob_operator import builders, observe
@@ -436,9 +436,16 @@ class ReconcileModel(RuleBasedStateMachine):
             if then_pass:
                 self.w.operator_pass()
 
-    @rule()
-    def user_turns_skip_unchanged_on(self) -> None:
+    @initialize(skip=st.booleans())
+    def created(self, skip: bool) -> None:
+        """The TrainingJob as applied: with skipUnchanged (a TrainingSchedule's runs) or without."""
+        self.w.skip_unchanged = skip
+
+    @rule(then_pass=st.booleans())
+    def user_turns_skip_unchanged_on(self, then_pass: bool) -> None:
         self.w.skip_unchanged = True
+        if then_pass:
+            self.w.operator_pass()
 
     @rule()
     def garbage_collector_removes_orphans(self) -> None:
@@ -506,8 +513,8 @@ class ReconcileModel(RuleBasedStateMachine):
     def user_retries_failed(self) -> None:
         self.w.retry = str(self.w.next_rv())
 
-    @rule(data=st.data(), swap=st.booleans(), checks_go=st.booleans())
-    def user_recreates_the_trainingjob(self, data: Any, swap: bool, checks_go: bool) -> None:
+    @rule(data=st.data(), swap=st.booleans(), checks_go=st.booleans(), then_pass=st.booleans())
+    def user_recreates_the_trainingjob(self, data: Any, swap: bool, checks_go: bool, then_pass: bool) -> None:
         """kubectl delete + apply of the same name (maybe with one product swapped for another, as
         the CRD's message for a products change suggests): a new uid and an empty status; the old
         Jobs are garbage (deleting, their pods still finishing; ``checks_go``: its check Jobs are
@@ -525,6 +532,8 @@ class ReconcileModel(RuleBasedStateMachine):
             into = self._pick(data, [p for p in POOL if p not in w.products])
             w.products = [into if p == out else p for p in w.products]
         w.uid, w.status, w.retry = f"uid-{w.next_rv()}", TrainingJobStatus(), ""
+        if then_pass:  # the new TrainingJob's first pass
+            w.operator_pass()
 
     @rule(data=st.data())
     def old_deleting_job_pod_finishes(self, data: Any) -> None:
