@@ -257,3 +257,30 @@ def test_another_products_lease_under_our_name_is_waited_for_never_taken_over() 
     }
     plan = reconcile(tj, observe(tj, [], leases=[expired]), NOW)
     assert launches(plan) == [] and plan.waiting == {"b": "WaitingForLease"}
+
+
+def test_the_pods_of_a_finished_job_missing_from_the_cache_are_read_from_the_api() -> None:
+    """What main.py's cached observe does: a Job whose finished pod the cache lacks is listed by
+    ``unreported``, its pods are read from the API (by the Job's controller-uid label), and the
+    pass is built again with them: the Job is folded from its pod at once."""
+    import asyncio
+
+    from trainingjob_operator.observe import read_unreported_pods, unreported
+
+    tj = make_tj(["a"], parallelism=1)
+    job = raw_job("a", "ja", "Complete")
+    cached = observe(tj, [job])
+    assert unreported(cached) == ["ja"]
+
+    class Api:
+        selectors: list[str] = []
+
+        async def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+            self.selectors.append(label_selector)
+            return [raw_pod("ja", 0, "trained", "a")]
+
+    api = Api()
+    read = asyncio.run(read_unreported_pods(api, "shop", unreported(cached)))  # type: ignore[arg-type]
+    assert api.selectors == [f"{builders.JOB_UID_LABEL}=ja"]
+    plan = reconcile(tj, observe(tj, [job], read_pods=read), NOW)
+    assert plan.status.products.succeeded == 1 and plan.status.phase == "Succeeded"
