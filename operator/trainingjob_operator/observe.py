@@ -140,9 +140,12 @@ def parse_job(
         exit_code, term = last_termination(pods)
         report = parse_report(term, product)
         locked = finished == "Failed" and any_locked(pods, product)
+        # Not the pod that finished the Job seen yet (none at all; or a Complete Job whose
+        # succeeded pod is behind an earlier failed one): wait for it (reconcile), or fold from
+        # the condition when the API says there is none any more.
+        unseen = exit_code is None or (finished == "Complete" and not pod_succeeded(pods))
+        pod_missing = finished is not None and unseen and not pods_confirmed
         if exit_code is None and finished is not None:
-            # No finished trainer pod seen: wait for it (reconcile), or fold from the condition.
-            pod_missing = not pods_confirmed
             exit_code = condition_exit_code(str(cond.get("message") or "")) if cond else None
             locked = locked or exit_code == builders.EXIT_PRODUCT_LOCKED
     return ObservedJob(

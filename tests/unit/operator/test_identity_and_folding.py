@@ -114,6 +114,16 @@ def test_a_complete_job_whose_pod_is_not_cached_yet_is_not_recorded_failed() -> 
     assert [a.product for a in launches(plan)] == ["b"]
 
 
+def test_a_complete_job_whose_failed_first_pod_is_cached_but_not_its_succeeded_one_waits() -> None:
+    tj = make_tj(["a"], parallelism=1)
+    job = raw_job("a", "ja", "Complete")
+    first = raw_pod("ja", 4, "failed", "a", NOW - timedelta(seconds=30))
+    held = reconcile(tj, observe(tj, [job], [first]), NOW)
+    assert held.status.products.failed == 0 and held.status.products.active == 1
+    both = observe(tj, [job], [first, raw_pod("ja", 0, "trained", "a")])
+    assert reconcile(tj, both, NOW).status.products.succeeded == 1
+
+
 def test_a_read_of_the_api_that_finds_no_pod_folds_the_job_at_once() -> None:
     """The pod is gone for good (PodGC): a read of the API (not the cache) confirms it; the Job is
     folded from its condition without waiting."""
