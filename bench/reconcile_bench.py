@@ -12,7 +12,11 @@ loaded from git. Three states of a 10,000-product TrainingJob at parallelism 50:
 
 Target (issue 9): <= 100 ms per pass at 10,000 products.
 
-Usage: .venv/bin/python bench/reconcile_bench.py [--products 10000] [--repeat 5]
+With ``--against REF`` a third column times the same pass with the operator package of git
+revision REF (extracted to a temporary folder and run in a child process of this script, state by
+state, alternating with the current code): a before/after comparison of a change in one run.
+
+Usage: .venv/bin/python bench/reconcile_bench.py [--products 10000] [--repeat 5] [--against REF]
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,7 +38,8 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "operator"))
+# --against REF: a child process of this script times the operator package of REF (see main).
+sys.path.insert(0, os.environ.get("TJO_BENCH_OPERATOR_DIR") or str(ROOT / "operator"))
 
 from trainingjob_operator import builders, observe  # noqa: E402
 from trainingjob_operator.api import TrainingJob, TrainingJobStatus  # noqa: E402
@@ -115,49 +123,98 @@ def scenario(n: int, name: str) -> tuple[int, list[dict[str, Any]]]:
 
 
 def time_it(fn: Callable[[], object], repeat: int) -> float:
+    """Median CPU ms of ``fn`` (process time: the pass is pure and single-threaded, so on an idle
+    machine this is its wall time; on a shared one it leaves out the waits for a core)."""
     runs = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        runs.append(time.perf_counter() - t0)
+        runs.append(time.process_time() - t0)
     return statistics.median(runs) * 1000
+
+
+def current_pass(n: int, name: str) -> Callable[[], object]:
+    """The current code's pass (observe.build + reconcile) in state ``name``."""
+    done, jobs = scenario(n, name)
+    pods = {j["metadata"]["uid"]: [pod_for(observe.job_product(j) or "")] for j in jobs}
+
+    def current() -> object:
+        tj = make_tj(n, done, sorted_record=True)
+        recorded = set(tj.spec.products[:done])
+        obs = observe.build(tj, recorded, jobs, lambda uid: pods.get(uid, []), [])
+        return reconcile(tj, obs, NOW)
+
+    return current
+
+
+def extract_operator(ref: str, into: Path) -> Path:
+    """The operator package of git revision ``ref``, extracted under ``into``."""
+    archive = subprocess.run(
+        ["git", "archive", ref, "operator"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    tar = into / "operator.tar"
+    tar.write_bytes(archive)
+    with tarfile.open(tar) as tf:
+        tf.extractall(into)  # our own git archive
+    return into / "operator"
+
+
+def time_in_child(operator_dir: Path, n: int, name: str, repeat: int) -> float:
+    """ms of the pass in state ``name`` with the operator package at ``operator_dir``."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--products", str(n), "--repeat", str(repeat), "--only", name],
+        env={**os.environ, "TJO_BENCH_OPERATOR_DIR": str(operator_dir)},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(json.loads(out.splitlines()[-1])["ms"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=10000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--against", metavar="REF", help="also time the operator package of this git revision")
+    ap.add_argument("--only", help=argparse.SUPPRESS)  # child mode: one state, the current code, JSON
     args = ap.parse_args()
-    base = load_baseline()
     n = args.products
-    print(f"reconcile pass at {n} products, parallelism 50 (median of {args.repeat}, ms)")
-    print(f"{'state':<12} | {'baseline 9368b76':>16} | {'current':>8} | target <= 100 ms")
-    for name in ("first pass", "mid-run", "last pass"):
-        done, jobs = scenario(n, name)
-        pods = {j["metadata"]["uid"]: [pod_for(observe.job_product(j) or "")] for j in jobs}
+    if args.only:
+        print(json.dumps({"ms": time_it(current_pass(n, args.only), args.repeat)}))
+        return
+    base = load_baseline()
+    with tempfile.TemporaryDirectory(prefix="tjo-reconcile-bench-") as tmp:
+        against = extract_operator(args.against, Path(tmp)) if args.against else None
+        other = f" | {args.against[:16]:>16}" if against else ""
+        print(f"reconcile pass at {n} products, parallelism 50 (median of {args.repeat}, CPU ms)")
+        print(f"{'state':<12} | {'baseline 9368b76':>16}{other} | {'current':>8} | target <= 100 ms")
+        for name in ("first pass", "mid-run", "last pass"):
+            then = f" | {time_in_child(against, n, name, args.repeat):16.1f}" if against else ""
+            b = time_it(baseline_pass(base, n, name), args.repeat)
+            c = time_it(current_pass(n, name), args.repeat)
+            verdict = "PASS" if c <= 100 else "MISS"
+            print(f"{name:<12} | {b:16.1f}{then} | {c:8.1f} | {verdict}")
 
-        def current(done: int = done, jobs: list[dict[str, Any]] = jobs, pods: dict[str, Any] = pods) -> object:
-            tj = make_tj(n, done, sorted_record=True)
-            recorded = set(tj.spec.products[:done])
-            obs = observe.build(tj, recorded, jobs, lambda uid: pods.get(uid, []), [])
-            return reconcile(tj, obs, NOW)
 
-        def baseline(done: int = done, jobs: list[dict[str, Any]] = jobs) -> object:
-            tj = make_tj(n, done, sorted_record=False)
-            index = {p: i for i, p in enumerate(tj.spec.products)}
-            observed_jobs = {}
-            for j in jobs:
-                product = j["metadata"]["annotations"][builders.ANNOTATION_PRODUCT]
-                finished = "Complete" if j["status"]["conditions"] else None
-                observed_jobs[index[product]] = base.ObservedJob(
-                    name=j["metadata"]["name"], index=index[product], retry_round="", finished=finished,
-                    active=j["status"]["active"],
-                )
-            return base.reconcile(tj, base.Observed(jobs=observed_jobs), NOW)
+def baseline_pass(base: ModuleType, n: int, name: str) -> Callable[[], object]:
+    """The reconcile of commit 9368b76 (positions) in state ``name``."""
+    done, jobs = scenario(n, name)
 
-        b, c = time_it(baseline, args.repeat), time_it(current, args.repeat)
-        verdict = "PASS" if c <= 100 else "MISS"
-        print(f"{name:<12} | {b:16.1f} | {c:8.1f} | {verdict}")
+
+    def baseline() -> object:
+        tj = make_tj(n, done, sorted_record=False)
+        index = {p: i for i, p in enumerate(tj.spec.products)}
+        observed_jobs = {}
+        for j in jobs:
+            product = j["metadata"]["annotations"][builders.ANNOTATION_PRODUCT]
+            finished = "Complete" if j["status"]["conditions"] else None
+            observed_jobs[index[product]] = base.ObservedJob(
+                name=j["metadata"]["name"], index=index[product], retry_round="", finished=finished,
+                active=j["status"]["active"],
+            )
+        return base.reconcile(tj, base.Observed(jobs=observed_jobs), NOW)
+
+    return baseline
 
 
 if __name__ == "__main__":

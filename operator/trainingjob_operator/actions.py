@@ -16,6 +16,9 @@ class Launch:
 
     product: str
     takeover: ObservedLease | None = None
+    job_name: str = ""
+    """The Job's name (builders.free_job_name: salted when another product's Job holds the plain
+    one); empty: builders.job_name."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +47,8 @@ JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 KUEUE_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
 """Labels copied from the TrainingJob onto its product Jobs, so Kueue queues each Job (docs/kueue.md)."""
 ANNOTATION_ROLE = f"{GROUP}/role"
+ANNOTATION_PRODUCTS_SHA256 = f"{GROUP}/products-sha256"
+"""On the unchanged check's ConfigMap and Job: :func:`products_digest` of the list it checks."""
 ROLE_UNCHANGED_PLAN = "unchanged-check"
 PLAN_HASH = "unchanged"
 """product-hash label value of the unchanged-check Job (the operator's watches select on that label)."""
@@ -59,9 +61,22 @@ RUN_AS_USER = 65532
 MAX_NAME = 63
 
 
-def product_hash(product: str) -> str:
-    """A stable, label-safe 10-hex-digit hash of a product id."""
-    return hashlib.sha256(product.encode("utf-8")).hexdigest()[:10]
+PRODUCT_HASH_HEX = 16
+"""Hex digits of a product's hash in its Job and Lease names: 64 bits. At 40 bits (the first
+releases, 10 digits) two real ids collided in ~535,000 tries (``SKU-00422759``/``SKU-00534859``);
+at 64 bits a 10,000-product list collides with a chance of ~3e-12, and a collision is still
+detected (:func:`free_job_name`), not assumed away. Objects named with the 10-digit hash by an
+earlier release stay recognised: children are found by owner uid and product annotation, never
+by name (docs/design.md, "Identity rule")."""
+MAX_NAME_SALT = 3
+"""Salted alternatives tried for a Job name taken by another product's Job."""
+
+
+def product_hash(product: str, salt: int = 0) -> str:
+    """A stable, label-safe 16-hex-digit (64-bit) hash of a product id; ``salt`` > 0 gives the
+    fallback names of a product whose plain name is taken by another product's Job."""
+    text = product if salt == 0 else f"{salt}\x00{product}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:PRODUCT_HASH_HEX]
 
 
 def _short(name: str, budget: int) -> str:
@@ -72,13 +87,34 @@ def _short(name: str, budget: int) -> str:
     return f"{name[: budget - 6].rstrip('-.')}-{digest}"
 
 
-def job_name(trainingjob: str, product: str) -> str:
+def job_name(trainingjob: str, product: str, salt: int = 0) -> str:
     """``<trainingjob>-<hash(product)>``, at most 63 characters (a valid label value)."""
-    return f"{_short(trainingjob, MAX_NAME - 11)}-{product_hash(product)}"
+    return f"{_short(trainingjob, MAX_NAME - PRODUCT_HASH_HEX - 1)}-{product_hash(product, salt)}"
+
+
+def free_job_name(trainingjob: str, product: str, taken: Mapping[str, str]) -> str:
+    """The product's Job name, or a salted alternative when a Job of *another* product holds it
+    (``taken``: Job name -> product annotation of the Jobs in the namespace): a hash collision, or
+    a name cut short from a long TrainingJob name, never stalls the product."""
+    name = job_name(trainingjob, product)
+    for salt in range(1, MAX_NAME_SALT + 1):
+        if taken.get(name, product) == product:
+            break
+        name = job_name(trainingjob, product, salt)
+    return name
 
 
 def lease_name(product: str) -> str:
+    """``tj-product-<hash(product)>``: the namespace-wide lock of a product (any TrainingJob)."""
     return f"tj-product-{product_hash(product)}"
+
+
+def products_digest(products: Iterable[str]) -> str:
+    """SHA-256 of the sorted distinct product ids as compact JSON (UTF-8): which list the unchanged
+    check answered for. The trainer computes the same from the file it read and echoes it
+    (forecast_trainer.unchanged.products_digest); an answer for another list is refused."""
+    text = json.dumps(sorted(set(products)), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def holder_identity(tj: TrainingJob) -> str:
@@ -211,8 +247,9 @@ def kueue_labels(tj: TrainingJob) -> dict[str, str]:
     return {k: labels[k] for k in KUEUE_LABELS if labels.get(k)}
 
 
-def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str, Any]:
-    """The batch/v1 Job that trains ``product`` (one of ``tj.spec.products``)."""
+def build_job(tj: TrainingJob, product: str, retry_round: str = "", name: str | None = None) -> dict[str, Any]:
+    """The batch/v1 Job that trains ``product`` (one of ``tj.spec.products``), named ``name``
+    (:func:`free_job_name`; default :func:`job_name`)."""
     spec = tj.spec
     labels = {
         **child_labels(tj, COMPONENT_TRAINER, spec.template.labels),
@@ -225,7 +262,7 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
     }
     job = _trainer_job(
         tj,
-        job_name(tj.name, product),
+        name or job_name(tj.name, product),
         labels,
         annotations,
         ["train"],
@@ -238,11 +275,15 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "") -> dict[str,
 
 
 def plan_job_name(tj: TrainingJob) -> str:
-    return f"{_short(tj.name, MAX_NAME - 10)}-unchanged"
+    """``<trainingjob>-<uid prefix>-unchanged``: a re-created TrainingJob of the same name (kubectl
+    replace --force, Argo CD Replace=true) never waits for, or meets, the old one's check Job."""
+    return f"{_short(tj.name, MAX_NAME - 19)}-{tj.uid[:8]}-unchanged"
 
 
 def plan_configmap_name(tj: TrainingJob) -> str:
-    return f"{_short(tj.name, 253 - 9)}-products"
+    """``<trainingjob>-products-<uid>``: the list is the TrainingJob's (its uid's); the products of
+    one uid never change (a set, immutable), so one name holds one list."""
+    return f"{_short(tj.name, 253 - 10 - len(tj.uid))}-products-{tj.uid}"
 
 
 def needs_unchanged_check(tj: TrainingJob) -> bool:
@@ -260,6 +301,7 @@ def build_plan_configmap(tj: TrainingJob) -> dict[str, Any]:
             "name": plan_configmap_name(tj),
             "namespace": tj.namespace,
             "labels": child_labels(tj, COMPONENT_PRODUCT_LIST),
+            "annotations": {ANNOTATION_PRODUCTS_SHA256: products_digest(tj.spec.products)},
             "ownerReferences": [owner_reference(tj)],
         },
         "data": {PLAN_PRODUCTS_FILE: json.dumps(sorted(set(tj.spec.products)))},
@@ -275,7 +317,7 @@ def build_plan_job(tj: TrainingJob, retry_round: str = "") -> dict[str, Any]:
     pod reports the stored model as trained without training again), so it is never counted
     skipped."""
     labels = {**child_labels(tj, COMPONENT_UNCHANGED_CHECK), LABEL_PRODUCT_HASH: PLAN_HASH}
-    annotations = {ANNOTATION_ROLE: ROLE_UNCHANGED_PLAN}
+    annotations = {ANNOTATION_ROLE: ROLE_UNCHANGED_PLAN, ANNOTATION_PRODUCTS_SHA256: products_digest(tj.spec.products)}
     env = [e for e in trainer_env(tj, "", retry_round) if e["name"] != "TRAINER_PRODUCT_ID"]
     env.append(_env("TRAINER_PRODUCTS_FILE", f"{PLAN_MOUNT_DIR}/{PLAN_PRODUCTS_FILE}"))
     volume = {"name": "products", "configMap": {"name": plan_configmap_name(tj)}}

@@ -12,9 +12,8 @@ from typing import Any
 
 from trainingjob_operator import builders, leases, metrics
 from trainingjob_operator.api import TrainingJob
-from trainingjob_operator.builders import job_name
 from trainingjob_operator.kube import Conflict, Kube, KubeError, NotFound, Obj, is_transient
-from trainingjob_operator.observe import controller_uid, gather
+from trainingjob_operator.observe import gather, is_product_job
 from trainingjob_operator.reconcile import (
     Action,
     CreateUnchangedCheck,
@@ -46,6 +45,9 @@ class Outcomes:
     """What the API answered to this pass's launches (the only inputs not readable from the API later)."""
 
     created: list[str] = field(default_factory=list)
+    """Products whose Job was created."""
+    created_names: list[str] = field(default_factory=list)
+    """Their Jobs' names."""
     rejected: dict[str, str] = field(default_factory=dict)
 
 
@@ -62,7 +64,7 @@ class PassResult:
 
     @property
     def created_jobs(self) -> set[str]:
-        return {job_name(self.tj_name, p) for p in self.outcomes.created}
+        return set(self.outcomes.created_names)
 
     @property
     def released_leases(self) -> set[str]:
@@ -90,17 +92,18 @@ async def _launch(kube: Kube, tj: TrainingJob, plan: Plan, action: Launch, now: 
     if not await leases.acquire(kube, tj, action.product, now, settings.lease_duration_seconds, action.takeover):
         metrics.LEASE_WAITS.inc()
         return
-    body = builders.build_job(tj, action.product, plan.status.retry_failed or "")
+    body = builders.build_job(tj, action.product, plan.status.retry_failed or "", action.job_name or None)
     try:
         await kube.create_job(ns, body)
     except Conflict:
-        # Created by an earlier pass whose effect we had not observed yet, or the name is taken by
-        # another TrainingJob's Job (a re-created TrainingJob of the same name): then not ours to hold.
+        # Created by an earlier pass whose effect we had not observed yet; or the name is taken by
+        # another TrainingJob's Job (a re-created TrainingJob of the same name) or by a Job of
+        # another product (a hash collision: the next pass picks a salted name): not ours to hold.
         try:
             existing = await kube.get_job(ns, body["metadata"]["name"])
         except NotFound:
             existing = None
-        if existing is not None and controller_uid(existing) == tj.uid:
+        if existing is not None and is_product_job(existing, tj.uid, action.product):
             return
         await leases.release_product(kube, tj, action.product)
         return
@@ -111,6 +114,7 @@ async def _launch(kube: Kube, tj: TrainingJob, plan: Plan, action: Launch, now: 
         raise
     metrics.JOBS_LAUNCHED.inc()
     outcomes.created.append(action.product)
+    outcomes.created_names.append(body["metadata"]["name"])
 
 
 async def _act(

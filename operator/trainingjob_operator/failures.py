@@ -8,8 +8,9 @@ from trainingjob_operator.reasons import Reason
 
 
 def is_locked(job: ObservedJob) -> bool:
-    """The trainer did not train: another trainer holds the product's lock in the output database."""
-    if job.report is not None and job.report.status == "locked":
+    """The trainer did not train: another trainer holds the product's lock in the output database
+    (any pod of the Job said so: a second pod of it may have ended later with another code)."""
+    if job.locked or (job.report is not None and job.report.status == "locked"):
         return True
     return job.exit_code == builders.EXIT_PRODUCT_LOCKED
 

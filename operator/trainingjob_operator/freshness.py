@@ -30,6 +30,15 @@ class WatchedObjects:
         self._recent: dict[Key, deque[str]] = {}
         self._awaited: dict[Key, str] = {}
         self._memory = memory
+        self._term = 0
+        self._read_in_term: dict[Key, int] = {}
+
+    def distrust_all(self) -> None:
+        """This replica just became the leader: its watch (a standby's) may lag behind what the
+        previous leader wrote, and a status patch carries no resourceVersion, so a pass served
+        from it could write an older record over the newer one. Until the API has been read for
+        a key (:meth:`known`), :meth:`fresh` returns None for it."""
+        self._term += 1
 
     def seen(self, key: Key, body: Obj) -> None:
         """The watch delivered ``body`` (call in delivery order)."""
@@ -42,6 +51,7 @@ class WatchedObjects:
     def known(self, key: Key, body: Obj) -> None:
         """``body`` came from the API (a read, or the response to our write): later passes need it."""
         version = resource_version(body)
+        self._read_in_term[key] = self._term
         if version in self._recent.get(key, ()):
             self._awaited.pop(key, None)
         else:
@@ -49,7 +59,7 @@ class WatchedObjects:
 
     def fresh(self, key: Key) -> Obj | None:
         """The newest watched body if the watch has caught up with what we know, else None."""
-        if key in self._awaited:
+        if key in self._awaited or self._read_in_term.get(key, 0) != self._term:
             return None
         return self._latest.get(key)
 
@@ -57,3 +67,4 @@ class WatchedObjects:
         self._latest.pop(key, None)
         self._recent.pop(key, None)
         self._awaited.pop(key, None)
+        self._read_in_term.pop(key, None)

@@ -90,7 +90,11 @@ class LeaderElector:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_started_leading: Callable[[], None] | None = None,
     ) -> None:
+        """``on_started_leading`` runs each time this replica starts leading (not on renewals),
+        before anything waiting for leadership resumes."""
+        self._on_started_leading = on_started_leading
         self.kube = kube
         self.config = config
         self._clock = clock
@@ -146,6 +150,8 @@ class LeaderElector:
         self._ever_led = True
         if not self._leader.is_set():
             log.info("became leader (%s)", self.config.identity)
+            if self._on_started_leading is not None:
+                self._on_started_leading()
             self._leader.set()
             self._not_leader.clear()
         if self._expiry is not None:

@@ -31,7 +31,9 @@ async def acquire(
                 current = parse_lease(await kube.get_lease(tj.namespace, body["metadata"]["name"]))
             except NotFound:
                 return False
-            return current.holder == me
+            # Ours only if it is this product's: a Lease of another product under the same name
+            # (a hash collision) is no lock on this one.
+            return current.holder == me and current.product == product
     try:
         old = await kube.get_lease(tj.namespace, takeover.name)
     except NotFound:
@@ -86,5 +88,5 @@ async def release_product(kube: Kube, tj: TrainingJob, product: str) -> None:
         lease = parse_lease(await kube.get_lease(tj.namespace, builders.lease_name(product)))
     except NotFound:
         return
-    if lease.holder == builders.holder_identity(tj):
+    if lease.holder == builders.holder_identity(tj) and lease.product == product:
         await release(kube, tj, lease)

@@ -92,7 +92,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     metrics.serve(CONFIG.metrics_port)
     kube = _kube()
     if CONFIG.leader_election_namespace:
-        elector = LeaderElector(kube, LeaseConfig(CONFIG.leader_election_namespace, CONFIG.leader_election_name))
+        # A new leader's first pass of each TrainingJob reads it from the API (freshness.py).
+        elector = LeaderElector(
+            kube,
+            LeaseConfig(CONFIG.leader_election_namespace, CONFIG.leader_election_name),
+            on_started_leading=_watched.distrust_all,
+        )
         _state["elector"] = elector
         _state["elector_task"] = asyncio.create_task(elector.run())
 
@@ -222,15 +227,25 @@ async def run_trainingjob(
         jobs = _store(product_jobs, namespace)
         mine = [j for j in jobs if observe.controller_uid(j) == tj.uid]
         stuck = await observe.read_stuck_pods(_kube(), namespace, mine, datetime.now(UTC))
-        return observe.build(
-            tj,
-            recorded,
-            jobs,
-            lambda uid: _store(product_pods, (namespace, uid)),
-            _store(product_leases, namespace),
-            rejected,
-            stuck,
-        )
+
+        def build(read: dict[str, list[dict[str, Any]]] | None = None) -> Observed:
+            return observe.build(
+                tj,
+                recorded,
+                jobs,
+                lambda uid: _store(product_pods, (namespace, uid)),
+                _store(product_leases, namespace),
+                rejected,
+                stuck,
+                read,
+            )
+
+        observed = build()
+        missing = observe.unreported(observed)
+        if not missing:
+            return observed
+        # A finished Job whose pod the cache lacks is never folded from the cache: read its pods.
+        return build(await observe.read_unreported_pods(_kube(), namespace, missing))
 
     rejected: dict[str, str] = {}
 

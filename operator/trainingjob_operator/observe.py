@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +71,33 @@ def last_termination(pods: list[Obj], container: str = "trainer") -> tuple[int |
     return best[1], best[2]
 
 
+EXIT_CODE_IN_CONDITION = re.compile(r"\bexit code (\d+)\b")
+"""The Job controller's podFailurePolicy message: "Container trainer for pod ns/x failed with exit
+code 5 matching FailJob rule at index 0"."""
+
+
+def condition_exit_code(message: str) -> int | None:
+    """The exit code a Job condition's message names (podFailurePolicy), if any."""
+    match = EXIT_CODE_IN_CONDITION.search(message)
+    return int(match[1]) if match else None
+
+
+def any_locked(pods: list[Obj], product: str, container: str = "trainer") -> bool:
+    """Some pod's trainer found the product locked (exit code 5, or a ``locked`` report): however
+    the Job's other pods ended, the product was not trained for lack of its lock."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") if cs.get("name") == container else None
+            if not term:
+                continue
+            if term.get("exitCode") == builders.EXIT_PRODUCT_LOCKED:
+                return True
+            report = parse_report(term.get("message"), product)
+            if report is not None and report.status == "locked":
+                return True
+    return False
+
+
 def _stuck(pods: list[Obj]) -> tuple[Reason, str, datetime | None] | None:
     """(reason, message, since) when a pending pod's trainer container cannot be created."""
     for pod in pods:
@@ -87,8 +116,13 @@ def job_product(job: Obj) -> str | None:
     return ((job.get("metadata") or {}).get("annotations") or {}).get(builders.ANNOTATION_PRODUCT)
 
 
-def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = None) -> ObservedJob | None:
-    """An ObservedJob from the Job and *its own* pods (by controller uid), or None when it has no product."""
+def parse_job(
+    job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = None, pods_confirmed: bool = False
+) -> ObservedJob | None:
+    """An ObservedJob from the Job and *its own* pods (by controller uid), or None when it has no product.
+
+    ``pods_confirmed``: ``pods`` were read from the API (not a watch cache): a finished Job with no
+    finished pod among them has none any more (PodGC), so it is folded from its condition alone."""
     meta = job.get("metadata") or {}
     ann = meta.get("annotations") or {}
     product = ann.get(builders.ANNOTATION_PRODUCT)
@@ -100,10 +134,20 @@ def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = N
     suspended = bool((job.get("spec") or {}).get("suspend"))
     exit_code: int | None = None
     report = None
+    locked = pod_missing = False
     succeeded_pod = finished is None and pods is not None and pod_succeeded(pods)
     if (finished is not None or succeeded_pod) and pods is not None:
         exit_code, term = last_termination(pods)
         report = parse_report(term, product)
+        locked = finished == "Failed" and any_locked(pods, product)
+        # Not the pod that finished the Job seen yet (none at all; or a Complete Job whose
+        # succeeded pod is behind an earlier failed one): wait for it (reconcile), or fold from
+        # the condition when the API says there is none any more.
+        unseen = exit_code is None or (finished == "Complete" and not pod_succeeded(pods))
+        pod_missing = finished is not None and unseen and not pods_confirmed
+        if exit_code is None and finished is not None:
+            exit_code = condition_exit_code(str(cond.get("message") or "")) if cond else None
+            locked = locked or exit_code == builders.EXIT_PRODUCT_LOCKED
     return ObservedJob(
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
@@ -116,12 +160,16 @@ def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = N
         message=(cond.get("message") or "") if cond else "",
         # Read only where it matters (when a locked product may be relaunched): parsing is most of
         # a pass's cost at 10,000 Jobs.
-        finished_at=parse_time(cond.get("lastTransitionTime")) if cond and finished == "Failed" else None,
+        finished_at=(
+            parse_time(cond.get("lastTransitionTime")) if cond and (finished == "Failed" or pod_missing) else None
+        ),
         deleting=bool(meta.get("deletionTimestamp")),
         ttl_seconds=(job.get("spec") or {}).get("ttlSecondsAfterFinished"),
         report=report,
         exit_code=exit_code,
         pod_succeeded=succeeded_pod,
+        locked=locked,
+        pod_missing=pod_missing,
         stuck=_stuck(stuck_pods) if finished is None and stuck_pods and not suspended else None,
         suspended=suspended,
     )
@@ -147,6 +195,12 @@ def controller_uid(obj: Obj) -> str | None:
         if ref.get("controller"):
             return str(ref.get("uid") or "")
     return None
+
+
+def is_product_job(job: Obj, owner_uid: str, product: str) -> bool:
+    """The Job is ``product``'s under the TrainingJob of ``owner_uid`` (its controller uid and its
+    product annotation: a Job of the same name may be another TrainingJob's or another product's)."""
+    return controller_uid(job) == owner_uid and job_product(job) == product
 
 
 def may_be_stuck(job: Obj, now: datetime, after_seconds: float = STUCK_PROBE_AFTER_SECONDS) -> bool:
@@ -238,27 +292,34 @@ def build(
     leases: Iterable[Obj],
     rejected: Mapping[str, str] | None = None,
     stuck_pods: Mapping[str, list[Obj]] | None = None,
+    read_pods: Mapping[str, list[Obj]] | None = None,
 ) -> Observed:
     """Reconcile inputs from the namespace's product Jobs, pods and Leases (pure).
 
-    ``pods_of_job(uid)`` gives the finished pods of the Job with that uid; ``stuck_pods`` the pending
-    pods read for Jobs that :func:`may_be_stuck`, by Job uid; ``rejected`` the products whose last
-    Job create the API server refused.
+    ``pods_of_job(uid)`` gives the finished pods of the Job with that uid (a watch cache);
+    ``read_pods`` the pods read from the API for some Jobs (by uid: authoritative, see
+    :func:`read_unreported_pods`); ``stuck_pods`` the pending pods read for Jobs that
+    :func:`may_be_stuck`, by Job uid; ``rejected`` the products whose last Job create the API
+    server refused.
     """
     wanted = set(tj.spec.products)
     mine: dict[str, ObservedJob] = {}
     busy: set[str] = set()
     check: UnchangedCheck | None = None
+    names: dict[str, str] = {}
     for job in jobs:
         if is_unchanged_check(job):
             if controller_uid(job) == tj.uid and not (job.get("metadata") or {}).get("deletionTimestamp"):
                 check_pods = pods_of_job(str((job.get("metadata") or {}).get("uid") or ""))
-                check = parse_unchanged_check(job, check_pods, len(wanted))
+                check = parse_unchanged_check(job, check_pods, wanted)
             continue
         product = job_product(job)
-        if product is None or product not in wanted:
+        if product is None:
             continue
         meta = job.get("metadata") or {}
+        names[meta.get("name", "")] = product
+        if product not in wanted:
+            continue
         uid = str(meta.get("uid") or "")
         if controller_uid(job) != tj.uid:
             # Another TrainingJob's (or a re-created one's) Job: while unfinished it trains the product;
@@ -267,7 +328,11 @@ def build(
                 busy.add(product)
             continue
         pods = pods_of_job(uid) if product not in recorded else None
-        parsed = parse_job(job, pods, (stuck_pods or {}).get(uid))
+        confirmed = pods is not None and read_pods is not None and uid in read_pods
+        if confirmed:
+            assert read_pods is not None
+            pods = read_pods[uid]
+        parsed = parse_job(job, pods, (stuck_pods or {}).get(uid), confirmed)
         if parsed is None:
             continue
         current = mine.get(product)
@@ -281,6 +346,7 @@ def build(
         busy_elsewhere=frozenset(busy),
         rejected={p: m for p, m in (rejected or {}).items() if p in wanted},
         unchanged_check=check,
+        job_names=names,
     )
 
 
@@ -289,8 +355,9 @@ def is_unchanged_check(job: Obj) -> bool:
     return ann.get(builders.ANNOTATION_ROLE) == builders.ROLE_UNCHANGED_PLAN
 
 
-def parse_unchanged_check(job: Obj, pods: list[Obj], total: int) -> UnchangedCheck:
-    """The check Job and its answer for ``total`` products (the TrainingJob's distinct ids)."""
+def parse_unchanged_check(job: Obj, pods: list[Obj], products: set[str]) -> UnchangedCheck:
+    """The check Job and its answer for ``products`` (the TrainingJob's distinct ids): an answer
+    counts only when it echoes the digest of exactly this list (builders.products_digest)."""
     meta = job.get("metadata") or {}
     cond = _finished_condition(job)
     finished = cond["type"] if cond else None
@@ -298,7 +365,7 @@ def parse_unchanged_check(job: Obj, pods: list[Obj], total: int) -> UnchangedChe
     unchanged, truncated, message = None, False, ""
     if finished is not None or succeeded:
         _, term = last_termination(pods)
-        answer = parse_unchanged(term, total)
+        answer = parse_unchanged(term, len(products), builders.products_digest(products))
         unchanged, truncated, message = answer.unchanged, answer.truncated, answer.problem
         if cond and not message:
             message = str(cond.get("message") or cond.get("reason") or "")
@@ -324,6 +391,24 @@ async def read_stuck_pods(kube: Kube, namespace: str, jobs: Iterable[Obj], now: 
     return out
 
 
+def unreported(observed: Observed) -> list[str]:
+    """Uids of the finished Jobs whose finished pod the caches do not show (yet)."""
+    return [job.uid for job in observed.jobs.values() if job.pod_missing]
+
+
+async def read_unreported_pods(kube: Kube, namespace: str, uids: list[str]) -> dict[str, list[Obj]]:
+    """The pods of finished Jobs whose pod the watch cache lacks, read from the API (rare: the pod
+    watch lagging the Job watch after a restart or an API outage, or a pod already removed by
+    PodGC). What this read finds is the truth: a finished pod, or none any more."""
+    semaphore = asyncio.Semaphore(8)
+
+    async def one(uid: str) -> tuple[str, list[Obj]]:
+        async with semaphore:
+            return uid, await kube.list_pods(namespace, f"{JOB_UID_LABEL}={uid}")
+
+    return dict(await asyncio.gather(*(one(uid) for uid in uids)))
+
+
 async def gather(
     kube: Kube, tj: TrainingJob, recorded: set[str], rejected: Mapping[str, str] | None = None
 ) -> Observed:
@@ -336,4 +421,6 @@ async def gather(
         by_job.setdefault(job_uid_of(pod), []).append(pod)
     leases = await kube.list_leases(ns, builders.LABEL_PRODUCT_HASH)
     stuck = await read_stuck_pods(kube, ns, [j for j in jobs if controller_uid(j) == tj.uid], datetime.now(UTC))
-    return build(tj, recorded, jobs, lambda uid: by_job.get(uid, []), leases, rejected, stuck)
+    own = {str((j.get("metadata") or {}).get("uid") or "") for j in jobs if controller_uid(j) == tj.uid}
+    read = {uid: by_job.get(uid, []) for uid in own}  # read from the API just now: authoritative
+    return build(tj, recorded, jobs, lambda uid: by_job.get(uid, []), leases, rejected, stuck, read)

@@ -41,6 +41,12 @@ class ObservedJob:
     The Job controller marks the Job Complete up to ~1 s later; the product is done already."""
     stuck: tuple[Reason, str, datetime | None] | None = None
     """(reason, message, since) when the Job's pod cannot start (CreateContainerConfigError, ...)."""
+    locked: bool = False
+    """A pod of this Job found the product locked in the output database (exit code 5, or a
+    ``locked`` report), whichever pod ended last, or the Job's condition names exit code 5."""
+    pod_missing: bool = False
+    """Finished, but no finished trainer pod of it observed yet (the pod watch lags the Job watch:
+    a restart, an API outage) and none confirmed gone by a read of the API: not folded yet."""
     suspended: bool = False
     """``spec.suspend`` is true: a queueing system (Kueue) holds the Job until it admits it, or
     suspended it again to preempt it (its pods are deleted, not counted failed). The operator never
@@ -106,3 +112,7 @@ class Observed:
     rejected: dict[str, str] = field(default_factory=dict)
     """Product -> message: the API server refused this TrainingJob's Job for it (last attempt)."""
     unchanged_check: UnchangedCheck | None = None
+    job_names: dict[str, str] = field(default_factory=dict)
+    """Job name -> product annotation of every product Job in the namespace (any owner): a Job
+    name held by another product's Job (a hash collision) is not this product's
+    (builders.free_job_name)."""

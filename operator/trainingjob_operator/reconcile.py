@@ -80,6 +80,9 @@ class Settings:
     """After a trainer found its product locked in the output database, relaunch this much later."""
     stuck_pod_seconds: int = 120
     """A product pod that cannot start (missing Secret, bad image) fails its product after this long."""
+    pod_report_grace_seconds: int = 60
+    """A finished Job whose finished pod is not observed (nor confirmed gone) is folded only this
+    long after it finished, from its condition alone; until then it holds its slot and Lease."""
 
 
 @dataclass
@@ -230,6 +233,9 @@ def _fold_current(st: PassState, job: ObservedJob) -> None:
         return
     if st.recorded(product):
         return
+    if job.pod_missing and not _report_overdue(st, job):
+        st.active.add(product)  # its pod's exit code and report are on their way: fold them then
+        return
     if job.succeeded:
         if job.report is not None and job.report.status in ("trained", "skipped"):
             _record_success(st, job)
@@ -248,6 +254,12 @@ def _fold_current(st: PassState, job: ObservedJob) -> None:
         return
     reason, message = classify_failure(job)
     _record_failure(st, product, reason, message, max(job.failed_pods, 1))
+
+
+def _report_overdue(st: PassState, job: ObservedJob) -> bool:
+    """The finished pod of a finished Job is past due: fold the Job from its condition alone."""
+    grace = timedelta(seconds=st.settings.pod_report_grace_seconds)
+    return job.finished_at is None or st.now >= job.finished_at + grace
 
 
 def _fold_locked(st: PassState, job: ObservedJob) -> None:
@@ -314,7 +326,9 @@ def check_unchanged(st: PassState) -> bool:
     if check.unchanged is not None and (check.finished == "Complete" or check.pod_succeeded):
         order = record_order(tj.spec.products)
         unchanged = {order[i] for i in check.unchanged if i < len(order)}
-        fresh = unchanged - st.succeeded - st.failed
+        # Only products this TrainingJob has not started: one with a Job of its own (skipUnchanged
+        # turned on mid-run) is training, queued or waiting to relaunch, and keeps its Lease and slot.
+        fresh = unchanged - st.succeeded - st.failed - st.observed.jobs.keys()
         st.succeeded |= fresh
         st.skipped |= fresh
         note = "; the list was too long for the check's message: products check themselves" if check.truncated else ""
@@ -370,20 +384,51 @@ def lease_actions(st: PassState) -> None:
             st.actions.append(ReleaseLease(lease))
 
 
+def leases_by_product(leases: Iterable[ObservedLease]) -> dict[str, list[ObservedLease]]:
+    """Product Leases by their product annotation, whatever their name: a Lease named by an earlier
+    release (a 10-digit hash) still locks its product after an upgrade, and a Lease of another
+    product under this product's name (a hash collision) does not."""
+    out: dict[str, list[ObservedLease]] = {}
+    for lease in leases:
+        if lease.product is not None:
+            out.setdefault(lease.product, []).append(lease)
+    return out
+
+
 def blocked_elsewhere(st: PassState, pending: list[str]) -> None:
     """Pending products another TrainingJob holds: an unfinished Job of it, or a live Lease."""
     busy = st.observed.busy_elsewhere
+    by_product = leases_by_product(st.observed.leases.values()) if pending else {}
     for product in pending:
         if product in busy:
             st.waiting[product] = "ProductBusy"
             continue
-        lease = st.observed.leases.get(builders.lease_name(product))
-        if lease is None or lease.holder == st.me:
-            continue
-        if lease.expired(st.now):
-            st.takeover[product] = lease
-        else:
-            st.waiting[product] = "WaitingForLease"
+        for lease in by_product.get(product, ()):
+            if lease.holder == st.me:
+                continue
+            if not lease.expired(st.now):
+                st.waiting[product] = "WaitingForLease"
+                break
+            if lease.name == builders.lease_name(product):
+                st.takeover[product] = lease
+            # An expired Lease under an earlier release's name is no claim: the launch creates
+            # the product's Lease under its current name (its holder releases the old one).
+        if product in st.waiting:
+            st.takeover.pop(product, None)
+
+
+def lease_name_taken(st: PassState, product: str) -> bool:
+    """Another product's Lease holds this product's Lease name (a hash collision): the product
+    waits; that Lease is never taken over (its product's Job may still run, even when it expired),
+    its holder releases it when that product is done, or the garbage collector with its holder.
+    Asked only of products about to launch (a hash each: not of every pending product)."""
+    if not st.observed.leases:
+        return False
+    at_name = st.observed.leases.get(builders.lease_name(product))
+    if at_name is None or at_name.product == product:
+        return False
+    st.waiting[product] = "WaitingForLease"
+    return True
 
 
 def launches(st: PassState, pending: list[str], stop: bool) -> None:
@@ -395,9 +440,10 @@ def launches(st: PassState, pending: list[str], stop: bool) -> None:
     for product in pending:
         if capacity <= 0:
             break
-        if product in st.waiting or product in st.blocked:
+        if product in st.waiting or product in st.blocked or lease_name_taken(st, product):
             continue
-        st.actions.append(Launch(product, st.takeover.get(product)))
+        name = builders.free_job_name(st.tj.name, product, st.observed.job_names)
+        st.actions.append(Launch(product, st.takeover.get(product), name))
         st.active.add(product)
         st.launched.add(product)
         capacity -= 1

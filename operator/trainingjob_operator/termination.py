@@ -146,13 +146,15 @@ def _unchanged_indexes(doc: dict[str, Any], total: int) -> frozenset[int]:
     return found
 
 
-def parse_unchanged(message: str | None, total: int) -> UnchangedAnswer:
-    """The answer of ``forecast-trainer unchanged`` for ``total`` products (sorted ids).
+def parse_unchanged(message: str | None, total: int, products_sha256: str) -> UnchangedAnswer:
+    """The answer of ``forecast-trainer unchanged`` for ``total`` products (sorted ids) whose list
+    has the digest ``products_sha256`` (builders.products_digest).
 
-    Errs on training: anything not a complete, consistent answer for exactly ``total`` products
-    (a message cut short, a check of another product list, an index out of range, counts that do
-    not add up) skips nothing, so no changed product is ever skipped by mistake; the product pods
-    still skip themselves one by one (TRAINER_SKIP_UNCHANGED)."""
+    Errs on training: anything not a complete, consistent answer for exactly this list (a message
+    cut short, a check of another product list — proved by the digest of the list the check read,
+    which it echoes, not by the count —, an index out of range, counts that do not add up) skips
+    nothing, so no changed product is ever skipped by mistake; the product pods still skip
+    themselves one by one (TRAINER_SKIP_UNCHANGED)."""
     if not message:
         return UnchangedAnswer(None, problem="no termination message")
     try:
@@ -168,6 +170,10 @@ def parse_unchanged(message: str | None, total: int) -> UnchangedAnswer:
     checked = doc.get("checked")
     if isinstance(checked, bool) or checked != total:
         return UnchangedAnswer(None, truncated, f"checked {checked!r} products, expected {total}")
+    echoed = doc.get("products_sha256")
+    if echoed != products_sha256:
+        why = "names no product list (an older trainer image)" if echoed is None else "answered another product list"
+        return UnchangedAnswer(None, truncated, f"the check {why}: products_sha256 {echoed!r}, not {products_sha256!r}")
     try:
         return UnchangedAnswer(_unchanged_indexes(doc, total), truncated)
     except ValueError as exc:

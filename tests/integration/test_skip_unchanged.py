@@ -324,3 +324,81 @@ async def test_the_operators_check_pod_counts_a_model_of_its_own_run_as_trained_
     again = run(["train"], container(builders.build_job(tj, "p")), term)
     assert statuses(again) == {"p": "trained"} and "already recorded" in again["products"][0]["warnings"][0]
     assert await conn.fetchval(f'SELECT count(*) FROM "{data_schema}".forecast_models') == 2
+
+
+async def test_a_re_created_trainingjobs_check_answers_for_its_own_list_only(dsn, conn, new_schema, tmp_path):
+    """Issue 18, point 1, with the real check pod: ``nightly`` (p, q) trained; re-created with q
+    swapped for r, whose data changed since. The check Job the operator builds reads its own uid's
+    list and answers "r changed"; an answer for the old list (same count: what a stale ConfigMap
+    gave) is refused by the operator, so r is never skipped untrained."""
+    from trainingjob_operator import builders
+    from trainingjob_operator.api import TrainingJob
+    from trainingjob_operator.termination import parse_unchanged
+
+    data_schema = new_schema()
+    frames = {p: daily_frame(100, seed=i) for i, p in enumerate(["p", "q", "r"])}
+    table = await make_sales(conn, data_schema, frames)
+
+    def trainingjob(uid: str, products: list[str]) -> TrainingJob:
+        return TrainingJob.model_validate(
+            {
+                "apiVersion": "training.forecast.dev/v1alpha1",
+                "kind": "TrainingJob",
+                "metadata": {"name": "nightly", "namespace": "shop", "uid": uid},
+                "spec": {
+                    "products": products,
+                    "skipUnchanged": True,
+                    "data": {"postgres": {"secretRef": {"name": "db", "key": "dsn"}, "table": table}},
+                    "output": {"postgres": {"schema": data_schema}},
+                    "forecast": {"horizonDays": 14},
+                    "tuning": {"trials": 0, "folds": 1, "models": ["naive"]},
+                },
+            }
+        )
+
+    old, new = trainingjob("uid-old", ["p", "q"]), trainingjob("uid-new", ["p", "r"])
+    term, plan_dir = tmp_path / "term.json", tmp_path / "plan"
+    plan_dir.mkdir()
+
+    def container(job: dict[str, Any]) -> dict[str, str]:
+        c = job["spec"]["template"]["spec"]["containers"][0]
+        return {**pod_env(c["env"], dsn, term, plan_dir), "TRAINER_LOG_FORMAT": "json"}
+
+    for product in ["p", "q", "r"]:
+        assert statuses(run(["train"], container(builders.build_job(old, product)), term)) == {product: "trained"}
+    await append_day(conn, table, ["r"])
+
+    def check(listed: TrainingJob) -> str:
+        (plan_dir / "products.json").write_text(builders.build_plan_configmap(listed)["data"]["products.json"])
+        run(["unchanged"], container(builders.build_plan_job(new)), term)
+        return term.read_text()
+
+    digest = builders.products_digest(new.spec.products)
+    own = parse_unchanged(check(new), 2, digest)
+    assert own.unchanged == frozenset({0})  # p unchanged, r changed
+    stale = parse_unchanged(check(old), 2, digest)  # the old list: p and q both unchanged
+    assert json.loads(term.read_text())["unchanged"] == "0-1"
+    assert stale.unchanged is None and "another product list" in stale.problem
+
+
+async def test_a_new_numpy_or_trainer_version_makes_a_stored_model_changed(
+    dsn, conn, new_schema, tmp_path, monkeypatch
+):
+    """The config hash a model was stored with (real train) no longer matches once the trainer or a
+    library that fits it has another version: the product is not unchanged, it trains again."""
+    import forecast_trainer.watermark as watermark
+    from forecast_trainer.unchanged import check
+
+    data_schema = new_schema()
+    table = await make_sales(conn, data_schema, {"p": daily_frame(100, seed=5)})
+    term = tmp_path / "term.json"
+    env = env_for(dsn, table, data_schema, term, TRAINER_PRODUCTS='["p"]', TRAINER_MODELS="naive")
+    assert statuses(run(["train"], env, term)) == {"p": "trained"}
+    cfg = train_config(resolve(TRAIN_OPTIONS, {}, {**env, "TRAINER_OUTPUT_DSN": dsn}))
+    assert set((await check(cfg, ["p"])).unchanged) == {"p"}  # same versions: unchanged
+    real = watermark.library_version
+    monkeypatch.setattr(watermark, "library_version", lambda name: "9.9.9" if name == "numpy" else real(name))
+    assert (await check(cfg, ["p"])).unchanged == {}
+    monkeypatch.undo()
+    monkeypatch.setattr(watermark, "__version__", "9.9.9")
+    assert (await check(cfg, ["p"])).unchanged == {}

@@ -13,12 +13,14 @@ Where the models are compared with:
 - both: the product is unchanged only when both say so. Neither (demo mode): nothing is.
 
 ``unchanged`` writes its answer as a termination message the operator reads (see
-``unchanged_message``): index ranges over the product ids sorted by Python's str order.
+``unchanged_message``): index ranges over the product ids sorted by Python's str order, and
+``products_sha256`` (``products_digest``) of the list it checked, which the operator requires.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -208,6 +210,15 @@ def read_products_file(path: str) -> list[str]:
         raise ConfigError(f"--products-file {path!r}: {exc}") from None
 
 
+def products_digest(products: list[str]) -> str:
+    """SHA-256 of the sorted distinct ids as compact JSON (UTF-8): the list this check answered
+    for. The operator computes the same from the TrainingJob's list and refuses an answer whose
+    digest differs (a check that read another list, e.g. a stale ConfigMap of a re-created
+    TrainingJob of the same name), whatever its count."""
+    text = json.dumps(sorted(set(products)), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def unchanged_message(
     unchanged: list[int],
     checked: int,
@@ -216,6 +227,7 @@ def unchanged_message(
     reason: str | None = None,
     message: str | None = None,
     limit: int = LIMIT,
+    products_sha256: str | None = None,
 ) -> str:
     """The ``unchanged`` termination message (at most ``limit`` bytes, always valid JSON).
 
@@ -244,6 +256,8 @@ def unchanged_message(
         "seconds": round(seconds, 3),
         "exit_code": code,
     }
+    if products_sha256 is not None:
+        doc["products_sha256"] = products_sha256
     if reason:
         doc["reason"] = reason
     if message:
@@ -299,7 +313,9 @@ def run_unchanged(cfg: TrainConfig, products_file: str | None, fmt: str) -> int:
         text = unchanged_message([], 0, time.monotonic() - started, exc.exit_code, exc.reason, exc.message)
         write_termination(cfg.termination_log, text)
         raise
-    text = unchanged_message(plan.unchanged, len(plan.products), plan.seconds)
+    text = unchanged_message(
+        plan.unchanged, len(plan.products), plan.seconds, products_sha256=products_digest(plan.products)
+    )
     write_termination(cfg.termination_log, text)
     doc = json.loads(text)
     log.info(

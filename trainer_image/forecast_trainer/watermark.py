@@ -29,10 +29,12 @@ A CSV source (embedded mode) gets the same kind of watermark from Python's csv m
 computed once per run without pandas.
 
 Config hash: SHA-256 of the canonical JSON of ``config_document(cfg)``, every option that
-changes the model (``MODEL_FIELDS``), ``MODEL_REVISION`` and the versions of the libraries
-that fit it. ``NON_MODEL_FIELDS`` lists the options that do not (where data is read from or
-written to, logging, timeouts of the database, identities); a unit test fails when an option
-is in neither list.
+changes the model (``MODEL_FIELDS``), ``MODEL_REVISION``, the trainer's version and the versions
+of the libraries that fit it (``MODEL_LIBRARIES`` and the CmdStan Prophet bundles): a new trainer
+image with other numerics retrains every product once instead of skipping it.
+``NON_MODEL_FIELDS`` lists the options that do not (where data is read from or written to,
+logging, timeouts of the database, identities); a unit test fails when an option is in neither
+list.
 """
 
 from __future__ import annotations
@@ -41,15 +43,18 @@ import base64
 import csv
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from forecast_trainer.config import TrainConfig
 from forecast_trainer.errors import ConfigError, DataInvalid
+from forecast_trainer.version import __version__
 
 # Bump when the trainer's code would fit a different model from the same data and options
 # (new validation rule, other CV folds, another selection rule, ...): every product is then
@@ -96,8 +101,10 @@ NON_MODEL_FIELDS: tuple[str, ...] = (
     "db",
     "skip_unchanged",
 )
-# Libraries whose version changes what is fitted (holidays only when --country-holidays is set).
-MODEL_LIBRARIES: tuple[str, ...] = ("prophet", "statsforecast", "optuna")
+# Libraries whose version changes what is fitted (holidays only when --country-holidays is set):
+# the model families, the tuner, the numerics under them (numpy, pandas: resampling, rolling CV
+# folds) and the Stan interface; plus the CmdStan build Prophet's wheel ships (cmdstan_version).
+MODEL_LIBRARIES: tuple[str, ...] = ("prophet", "statsforecast", "optuna", "numpy", "pandas", "cmdstanpy")
 
 WATERMARK_FILE = "watermark.json"  # per product folder in --output-dir mode, next to model.json
 BATCH = 10_000  # product ids per set-based statement
@@ -127,6 +134,17 @@ def library_version(name: str) -> str:
         return "absent"
 
 
+def cmdstan_version() -> str:
+    """The CmdStan bundled in Prophet's wheel (``prophet/stan_model/cmdstan-X.Y.Z``), found
+    without importing Prophet; "absent" when there is none."""
+    spec = importlib.util.find_spec("prophet")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        found = sorted(p.name for p in Path(folder, "stan_model").glob("cmdstan-*"))
+        if found:
+            return found[-1].removeprefix("cmdstan-")
+    return "absent"
+
+
 def config_document(cfg: TrainConfig) -> dict[str, Any]:
     """Everything that changes the model, as plain JSON values (stored in metrics.watermark)."""
     doc: dict[str, Any] = {}
@@ -139,7 +157,10 @@ def config_document(cfg: TrainConfig) -> dict[str, Any]:
         doc[name] = value
     libraries = list(MODEL_LIBRARIES) + (["holidays"] if cfg.country_holidays else [])
     doc["model_revision"] = MODEL_REVISION
+    # The trainer's own version: a new image may fit differently without a MODEL_REVISION bump.
+    doc["trainer"] = __version__
     doc["libraries"] = {name: library_version(name) for name in libraries}
+    doc["libraries"]["cmdstan"] = cmdstan_version()
     return doc
 
 

@@ -5,11 +5,11 @@ from typing import Any
 from trainingjob_operator.api import TrainingJob
 
 
-def make_tj(products: list[str] | None = None, **spec: Any) -> TrainingJob:
+def make_tj(products: list[str] | None = None, uid: str = "uid-1", **spec: Any) -> TrainingJob:
     body: dict[str, Any] = {
         "apiVersion": "training.forecast.dev/v1alpha1",
         "kind": "TrainingJob",
-        "metadata": {"name": "weekly", "namespace": "shop", "uid": "uid-1", "generation": 1},
+        "metadata": {"name": "weekly", "namespace": "shop", "uid": uid, "generation": 1},
         "spec": {
             "products": products or [f"p{i}" for i in range(10)],
             "data": {"postgres": {"secretRef": {"name": "db", "key": "dsn"}}},

@@ -106,3 +106,72 @@ def test_without_a_fresh_body_the_pass_reads_the_api() -> None:
     kube, result = asyncio.run(run())
     assert kube.calls[0] == "get"
     assert result.read == raw
+
+
+class CollidingKube(RecordingKube):
+    """A namespace where the product's Job name and Lease name are held by another product's Job
+    and Lease of this same TrainingJob (a hash collision)."""
+
+    def __init__(self, raw: dict[str, Any], other: str) -> None:
+        super().__init__(raw)
+        self.gate.set()
+        self.other = other
+
+    async def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        from trainingjob_operator.kube import Conflict
+
+        self.calls.append(f"job:{body['metadata']['name']}")
+        raise Conflict(409, "exists")
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "name": name,
+                "uid": "u-other",
+                "annotations": {builders.ANNOTATION_PRODUCT: self.other},
+                "ownerReferences": [{"uid": self.raw["metadata"]["uid"], "controller": True}],
+            }
+        }
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "resourceVersion": "3", "annotations": {builders.ANNOTATION_PRODUCT: "b"}},
+            "spec": {"holderIdentity": "shop/weekly/uid-1", "renewTime": "2026-11-23T09:00:00.000000Z"},
+        }
+
+
+def test_a_409_from_another_products_job_is_not_taken_for_ours() -> None:
+    """The product's Job name is held by a Job of another product (ours, by uid): the launch did
+    not happen, so the product's Lease goes (before, the 409 was "ours" and the product relaunched
+    every pass, never recorded)."""
+    raw = raw_tj(["b"], parallelism=1)
+
+    async def observe(tj: Any, recorded: set[str], rejected: dict[str, str]) -> Observed:
+        return Observed()
+
+    async def run() -> tuple[RecordingKube, Any]:
+        kube = CollidingKube(raw, other="a")
+        result = await reconcile_once(kube, "shop", "weekly", lambda *a: None, observe, clock=lambda: NOW, current=raw)  # type: ignore[arg-type]
+        return kube, result
+
+    kube, result = asyncio.run(run())
+    assert f"release:{builders.lease_name('b')}" in kube.calls
+    assert result.outcomes.created == [] and result.created_jobs == set()
+
+
+def test_a_lease_of_another_product_under_the_same_name_is_no_lock_on_this_one() -> None:
+    from trainingjob_operator import leases
+    from trainingjob_operator.api import TrainingJob
+
+    raw = raw_tj(["a", "b"], parallelism=1)
+    tj = TrainingJob.model_validate(raw)
+
+    class Held(CollidingKube):
+        async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+            from trainingjob_operator.kube import Conflict
+
+            raise Conflict(409, "exists")
+
+    kube = Held(raw, other="b")  # the Lease under a's name is b's, held by this TrainingJob
+    assert asyncio.run(leases.acquire(kube, tj, "a", NOW, 60, None)) is False  # type: ignore[arg-type]
+    assert asyncio.run(leases.acquire(kube, tj, "b", NOW, 60, None)) is True  # type: ignore[arg-type]

@@ -73,3 +73,16 @@ def test_forget_drops_everything() -> None:
     assert w.fresh(KEY) is None
     w.seen(KEY, body("8"))
     assert w.fresh(KEY) == body("8")
+
+
+def test_a_new_leader_reads_the_api_before_trusting_its_watch() -> None:
+    """A standby's watch may lag behind the old leader's last status write (issue 18, point 6): on
+    becoming leader nothing watched is fresh until this replica has read the object itself."""
+    w = WatchedObjects()
+    w.seen(KEY, body("5"))  # what the (lagging) standby's watch shows
+    w.distrust_all()
+    assert w.fresh(KEY) is None
+    w.known(KEY, body("8", phase="Running"))  # the first pass's GET
+    assert w.fresh(KEY) is None  # the watch still shows 5
+    w.seen(KEY, body("8", phase="Running"))
+    assert w.fresh(KEY) == body("8", phase="Running")

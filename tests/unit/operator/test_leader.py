@@ -309,3 +309,23 @@ async def test_while_leader_cancels_work_when_leadership_is_lost() -> None:
         api.resume()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_each_start_of_leadership_is_announced_once_not_each_renewal() -> None:
+    """main.py distrusts every watched TrainingJob then (freshness.py): a new leader's first pass
+    of each reads it from the API."""
+
+    async def run() -> list[int]:
+        api = FakeLeases()
+        terms: list[int] = []
+        e = LeaderElector(
+            api,  # type: ignore[arg-type]
+            LeaseConfig("ns", identity="a", **FAST),
+            on_started_leading=lambda: terms.append(len(api.writes)),
+        )
+        assert await e.attempt() and await e.attempt() and await e.attempt()
+        e._step_down("test")
+        assert await e.attempt()
+        return terms
+
+    assert asyncio.run(run()) == [1, 4]

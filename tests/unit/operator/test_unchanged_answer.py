@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from tests.unit.operator.factories import make_tj
 
 from forecast_trainer.report import LIMIT
-from forecast_trainer.unchanged import unchanged_message
+from forecast_trainer.unchanged import products_digest, unchanged_message
 from trainingjob_operator import builders
 from trainingjob_operator.observe import build
 from trainingjob_operator.observed import Observed
@@ -31,6 +31,8 @@ from trainingjob_operator.reconcile import Launch, reconcile
 from trainingjob_operator.termination import parse_unchanged
 
 NOW = datetime(2026, 11, 30, 2, 0, 10, tzinfo=UTC)
+DIGEST = "d" * 64
+"""products_sha256 of the list in the tests of the message alone (any list: the digest is opaque here)."""
 
 
 @st.composite
@@ -56,9 +58,9 @@ def answers(draw: st.DrawFn, max_total: int = 10_000) -> tuple[int, frozenset[in
 @given(answers())
 def test_every_answer_up_to_10000_products_reaches_the_operator_exactly(answer: tuple[int, frozenset[int]]) -> None:
     total, unchanged = answer
-    text = unchanged_message(sorted(unchanged), total, 1.5)
+    text = unchanged_message(sorted(unchanged), total, 1.5, products_sha256=DIGEST)
     assert len(text.encode()) <= LIMIT
-    read = parse_unchanged(text, total)
+    read = parse_unchanged(text, total, DIGEST)
     assert read.unchanged == unchanged and not read.truncated and read.problem == ""
 
 
@@ -68,9 +70,9 @@ def test_a_message_too_small_for_the_answer_skips_none_never_a_changed_product(
     answer: tuple[int, frozenset[int]], limit: int
 ) -> None:
     total, unchanged = answer
-    text = unchanged_message(sorted(unchanged), total, 1.5, limit=limit)
+    text = unchanged_message(sorted(unchanged), total, 1.5, limit=limit, products_sha256=DIGEST)
     assert len(text.encode()) <= limit
-    read = parse_unchanged(text, total)
+    read = parse_unchanged(text, total, DIGEST)
     assert read.unchanged is not None
     if read.truncated:  # no form fitted: nothing skipped here, every product's pod checks itself
         assert read.unchanged == frozenset()
@@ -84,14 +86,22 @@ def test_a_message_cut_anywhere_skips_no_changed_product(
     answer: tuple[int, frozenset[int]], data: st.DataObject
 ) -> None:
     total, unchanged = answer
-    raw = unchanged_message(sorted(unchanged), total, 1.5).encode()
+    raw = unchanged_message(sorted(unchanged), total, 1.5, products_sha256=DIGEST).encode()
     cut = data.draw(st.integers(0, len(raw) - 1))
-    read = parse_unchanged(raw[:cut].decode(errors="ignore"), total)
+    read = parse_unchanged(raw[:cut].decode(errors="ignore"), total, DIGEST)
     assert read.unchanged is None or read.unchanged <= unchanged
 
 
 def message(**fields: object) -> str:
-    doc = {"v": 1, "kind": "unchanged", "order": "sorted", "truncated": False, "exit_code": 0, **fields}
+    doc = {
+        "v": 1,
+        "kind": "unchanged",
+        "order": "sorted",
+        "truncated": False,
+        "exit_code": 0,
+        "products_sha256": DIGEST,
+        **fields,
+    }
     return json.dumps(doc)
 
 
@@ -99,6 +109,8 @@ def message(**fields: object) -> str:
     ("text", "total"),
     [
         (message(unchanged="0-3", checked=5, changed=1), 6),  # another product list
+        (message(unchanged="0-3", checked=5, changed=1, products_sha256="e" * 64), 5),  # another list, same count
+        (message(unchanged="0-3", checked=5, changed=1, products_sha256=None), 5),  # no digest: an older trainer
         (message(unchanged="0-3", checked=True, changed=0), 1),  # a bool is not a count
         (message(unchanged="0-5", checked=5, changed=0), 5),  # index past the end
         (message(unchanged="0-99999999999999", checked=5, changed=0), 5),  # never expanded
@@ -124,7 +136,7 @@ def message(**fields: object) -> str:
     ],
 )
 def test_answers_that_do_not_add_up_skip_nothing(text: str, total: int) -> None:
-    read = parse_unchanged(text, total)
+    read = parse_unchanged(text, total, DIGEST)
     assert read.unchanged is None and read.problem
 
 
@@ -135,8 +147,8 @@ def test_each_form_reads_back() -> None:
         message(unchanged="", truncated=True, changed_indexes="1,3", checked=5, changed=2),
         message(unchanged="", truncated=True, unchanged_bitmap=bitmap, checked=5, changed=2),
     ]
-    assert [parse_unchanged(f, 5).unchanged for f in forms] == [frozenset({0, 2, 4})] * 3
-    none_fits = parse_unchanged(message(unchanged="", truncated=True, checked=5, changed=2), 5)
+    assert [parse_unchanged(f, 5, DIGEST).unchanged for f in forms] == [frozenset({0, 2, 4})] * 3
+    none_fits = parse_unchanged(message(unchanged="", truncated=True, checked=5, changed=2), 5, DIGEST)
     assert none_fits.unchanged == frozenset() and none_fits.truncated
 
 
@@ -166,7 +178,9 @@ def test_10000_products_with_5_percent_changed_start_pods_only_for_the_changed()
     products = [f"sku-{i:05d}" for i in range(10_000)]
     tj = make_tj(products, skipUnchanged=True, parallelism=1_000)
     changed = set(range(0, 10_000, 20))
-    text = unchanged_message([i for i in range(10_000) if i not in changed], 10_000, 2.0)
+    text = unchanged_message(
+        [i for i in range(10_000) if i not in changed], 10_000, 2.0, products_sha256=builders.products_digest(products)
+    )
     assert json.loads(text)["truncated"] is True  # the ranges did not fit
     job, pods = check_job(tj.uid, text)
     observed = build(tj, set(), [job], lambda uid: pods if uid == "uid-check" else [], [])
@@ -175,3 +189,35 @@ def test_10000_products_with_5_percent_changed_start_pods_only_for_the_changed()
     launched = sorted(a.product for a in plan.actions if isinstance(a, Launch))
     assert launched == sorted(products[i] for i in changed)
     assert plan.status.products.skipped == 9_500
+
+
+def test_a_re_created_trainingjob_never_skips_on_the_old_lists_answer() -> None:
+    """kubectl delete + create of the same name with one product swapped (issue 18, point 1): the
+    check answered for the old list (same count) is refused, nothing is skipped; and the new
+    TrainingJob's check reads a ConfigMap (and runs a Job) of its own uid, never the old one's."""
+    old_list = ["a", "b", "c", "d"]
+    old = make_tj(old_list, skipUnchanged=True)
+    new = make_tj(["a", "b", "c", "e"], uid="uid-2", skipUnchanged=True)
+    # The old list's answer: "d" (index 3) and "a" unchanged; on the new sorted list index 3 is "e".
+    text = unchanged_message([0, 3], 4, 1.0, products_sha256=builders.products_digest(old_list))
+    job, pods = check_job(new.uid, text)
+    observed = build(new, set(), [job], lambda uid: pods if uid == "uid-check" else [], [])
+    assert observed.unchanged_check is not None
+    assert observed.unchanged_check.unchanged is None and "another product list" in observed.unchanged_check.message
+    plan = reconcile(new, Observed(unchanged_check=observed.unchanged_check), NOW)
+    assert plan.status.products.skipped == 0 and plan.status.skipped_indexes == ""
+    # Identity: the ConfigMap and the check Job are the uid's, the Job mounts its own uid's list.
+    assert builders.plan_configmap_name(new) != builders.plan_configmap_name(old)
+    assert builders.plan_job_name(new) != builders.plan_job_name(old)
+    body = builders.build_plan_job(new)
+    volumes = body["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "products", "configMap": {"name": builders.plan_configmap_name(new)}} in volumes
+    cm = builders.build_plan_configmap(new)
+    assert json.loads(cm["data"][builders.PLAN_PRODUCTS_FILE]) == ["a", "b", "c", "e"]
+
+
+def test_the_trainer_and_the_operator_agree_on_the_list_digest() -> None:
+    ids = ["b", "a", "\u00e9t\u00e9", "a", "sku/1", 'q"uote']
+    assert products_digest(ids) == builders.products_digest(ids) == builders.products_digest(reversed(ids))
+    text = unchanged_message([1], 5, 0.1, products_sha256=products_digest(ids))
+    assert parse_unchanged(text, 5, builders.products_digest(ids)).unchanged == frozenset({1})

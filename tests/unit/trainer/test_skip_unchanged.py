@@ -158,7 +158,7 @@ def test_other_options_keep_the_config_hash(name: str, value: str) -> None:
 def test_config_document_is_plain_json() -> None:
     doc = config_document(_cfg(TRAINER_MODELS="ets,theta"))
     assert doc["trials"] == "auto" and doc["models"] == ["ets", "theta"] and doc["model_revision"] >= 1
-    assert set(doc["libraries"]) == {"prophet", "statsforecast", "optuna"}
+    assert set(doc["libraries"]) == {"prophet", "statsforecast", "optuna", "numpy", "pandas", "cmdstanpy", "cmdstan"}
     assert "holidays" in config_document(_cfg(TRAINER_COUNTRY_HOLIDAYS="US"))["libraries"]
     json.dumps(doc)
 
@@ -335,3 +335,38 @@ def test_unchanged_without_outputs_reports_everything_changed(shop: tuple[Path, 
     doc = termination(term)
     assert doc["checked"] == 3 and doc["changed"] == 3 and doc["unchanged"] == ""
     assert os.path.exists(term)
+
+
+@pytest.mark.parametrize("library", ["numpy", "pandas", "prophet", "statsforecast", "cmdstanpy"])
+def test_a_new_version_of_a_fitting_library_changes_the_config_hash(
+    library: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trainer image with other numerics fits other models: nothing may be skipped as unchanged."""
+    import forecast_trainer.watermark as watermark
+
+    before = config_hash(_cfg())
+    real = watermark.library_version
+    monkeypatch.setattr(watermark, "library_version", lambda name: "99.0" if name == library else real(name))
+    assert config_hash(_cfg()) != before
+
+
+def test_the_trainer_version_and_the_bundled_cmdstan_change_the_config_hash(monkeypatch: pytest.MonkeyPatch) -> None:
+    import forecast_trainer.watermark as watermark
+
+    before = config_hash(_cfg())
+    monkeypatch.setattr(watermark, "__version__", "99.0")
+    newer_trainer = config_hash(_cfg())
+    monkeypatch.undo()
+    monkeypatch.setattr(watermark, "cmdstan_version", lambda: "9.99.0")
+    assert len({before, newer_trainer, config_hash(_cfg())}) == 3
+
+
+def test_the_bundled_cmdstan_version_is_found_without_importing_prophet() -> None:
+    import sys
+
+    import forecast_trainer.watermark as watermark
+
+    had_prophet = "prophet" in sys.modules
+    version = watermark.cmdstan_version()
+    assert version == "absent" or version[0].isdigit()
+    assert ("prophet" in sys.modules) == had_prophet
