@@ -92,7 +92,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     metrics.serve(CONFIG.metrics_port)
     kube = _kube()
     if CONFIG.leader_election_namespace:
-        elector = LeaderElector(kube, LeaseConfig(CONFIG.leader_election_namespace, CONFIG.leader_election_name))
+        elector = LeaderElector(
+            kube,
+            LeaseConfig(CONFIG.leader_election_namespace, CONFIG.leader_election_name),
+            # A standby exports no per-TrainingJob gauges: only the leader's are current.
+            on_stopped_leading=metrics.forget_leader_series,
+        )
         _state["elector"] = elector
         _state["elector_task"] = asyncio.create_task(elector.run())
 
@@ -255,6 +260,8 @@ async def run_trainingjob(
                 # A pass in flight is cancelled the moment leadership is lost (the renew deadline
                 # passed): a deposed leader never goes on writing.
                 result = await (elector.while_leader(one_pass) if elector is not None else one_pass)
+                if not _is_leader():  # the pass ended just as leadership was lost: drop what it exported
+                    metrics.forget(namespace, name)
                 # Refused launches are remembered until on record (a restart forgets them: the next
                 # create is refused again and recorded then).
                 rejected = {
