@@ -52,6 +52,7 @@ class Reason(StrEnum):
     SCHEDULED = "Scheduled"
     VALID_SCHEDULE = "ValidSchedule"
     INVALID_SCHEDULE = "InvalidSchedule"
+    RUN_REJECTED = "RunRejected"
 
 
 STUCK_POD_REASONS = frozenset(
@@ -136,6 +137,11 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
     Reason.INVALID_SCHEDULE: (
         "InvalidSchedule, Ready, Stalled (TrainingSchedule)",
         "The cron schedule or time zone cannot be evaluated; no run starts.",
+    ),
+    Reason.RUN_REJECTED: (
+        "Ready, Stalled (TrainingSchedule)",
+        "The API server refused the last run (TrainingJob) the schedule created, e.g. an invalid "
+        "trainingJobTemplate or an admission policy; the next scheduled time (or a spec change) tries again.",
     ),
 }
 """Reason -> (where it appears, what it means), rendered into docs/api-reference.md."""
