@@ -25,6 +25,8 @@ from trainingjob_operator.controller import reconcile_once
 from trainingjob_operator.freshness import WatchedObjects
 from trainingjob_operator.kube import SCHEDULE_PLURAL, Kube, KubeError, load_client
 from trainingjob_operator.leader import LeaderElector, LeaseConfig, NotLeader
+from trainingjob_operator.probes import PodProbes
+from trainingjob_operator.quota import QuotaBackoff
 from trainingjob_operator.reconcile import Observed, Settings
 from trainingjob_operator.schedule import LABEL_SCHEDULE
 from trainingjob_operator.schedule_controller import schedule_pass
@@ -223,10 +225,14 @@ async def run_trainingjob(
     def post_event(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
 
+    probes = PodProbes()
+    quota = QuotaBackoff()
+
     async def from_caches(tj: TrainingJob, recorded: set[str], rejected: dict[str, str]) -> Observed:
         jobs = _store(product_jobs, namespace)
         mine = [j for j in jobs if observe.controller_uid(j) == tj.uid]
-        stuck = await observe.read_stuck_pods(_kube(), namespace, mine, datetime.now(UTC))
+        now = datetime.now(UTC)
+        stuck = await observe.read_stuck_pods(_kube(), namespace, mine, now, probes)
         return observe.build(
             tj,
             recorded,
@@ -235,6 +241,8 @@ async def run_trainingjob(
             _store(product_leases, namespace),
             rejected,
             stuck,
+            probes.first_seen,
+            quota.blocked(now),
         )
 
     rejected: dict[str, str] = {}
@@ -268,6 +276,7 @@ async def run_trainingjob(
                     **{p: m for p, m in rejected.items() if p not in result.recorded},
                     **result.outcomes.rejected,
                 }
+                quota.record(result.outcomes.quota_exceeded, len(result.outcomes.created), datetime.now(UTC))
                 for known in (result.read, result.written):
                     if known is not None:
                         _watched.known(key, known)

@@ -13,6 +13,7 @@ from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Kube, Obj
 from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease, UnchangedCheck
+from trainingjob_operator.probes import PodProbes
 from trainingjob_operator.reasons import STUCK_POD_REASONS, Reason
 from trainingjob_operator.termination import parse_report, parse_unchanged
 
@@ -69,17 +70,48 @@ def last_termination(pods: list[Obj], container: str = "trainer") -> tuple[int |
     return best[1], best[2]
 
 
-def _stuck(pods: list[Obj]) -> tuple[Reason, str, datetime | None] | None:
-    """(reason, message, since) when a pending pod's trainer container cannot be created."""
+def scheduled_at(pod: Obj) -> datetime | None:
+    """When the pod was bound to a node (its PodScheduled condition), or None while unscheduled."""
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "True":
+            return parse_time(cond.get("lastTransitionTime"))
+    return None
+
+
+def pod_uid(pod: Obj) -> str:
+    return str((pod.get("metadata") or {}).get("uid") or "")
+
+
+def waiting_reason(pod: Obj) -> str | None:
+    """The trainer container's waiting reason of a pending pod (ContainerCreating, ErrImagePull, ...)."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Pending":
+        return None
+    for cs in status.get("containerStatuses") or []:
+        reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason:
+            return str(reason)
+    return None
+
+
+def _stuck(pods: list[Obj], first_seen: Mapping[str, datetime] | None = None) -> tuple[Reason, str, datetime] | None:
+    """(reason, message, since) when a pending pod's trainer container cannot be created.
+
+    The clock starts when the pod was scheduled (time spent Unschedulable, waiting for an autoscaler,
+    is no fault of the pod), or later when the trouble was first seen (``first_seen`` by pod uid,
+    probes.py): a Secret an external-secrets controller creates a little late, one failed pull.
+    A single ErrImagePull is not stuck: a pull that keeps failing turns ImagePullBackOff."""
     for pod in pods:
-        status = pod.get("status") or {}
-        if status.get("phase") != "Pending":
+        reason = waiting_reason(pod)
+        scheduled = scheduled_at(pod)
+        if reason not in STUCK_POD_REASONS or scheduled is None:
             continue
-        for cs in status.get("containerStatuses") or []:
+        seen = (first_seen or {}).get(pod_uid(pod))
+        since = max(scheduled, seen) if seen is not None else scheduled
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in STUCK_POD_REASONS:
-                since = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
-                return Reason(waiting["reason"]), str(waiting.get("message") or waiting["reason"]), since
+            if waiting.get("reason") == reason:
+                return Reason(reason), str(waiting.get("message") or reason), since
     return None
 
 
@@ -87,7 +119,12 @@ def job_product(job: Obj) -> str | None:
     return ((job.get("metadata") or {}).get("annotations") or {}).get(builders.ANNOTATION_PRODUCT)
 
 
-def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = None) -> ObservedJob | None:
+def parse_job(
+    job: Obj,
+    pods: list[Obj] | None,
+    stuck_pods: list[Obj] | None = None,
+    first_seen: Mapping[str, datetime] | None = None,
+) -> ObservedJob | None:
     """An ObservedJob from the Job and *its own* pods (by controller uid), or None when it has no product."""
     meta = job.get("metadata") or {}
     ann = meta.get("annotations") or {}
@@ -122,7 +159,7 @@ def parse_job(job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = N
         report=report,
         exit_code=exit_code,
         pod_succeeded=succeeded_pod,
-        stuck=_stuck(stuck_pods) if finished is None and stuck_pods and not suspended else None,
+        stuck=_stuck(stuck_pods, first_seen) if finished is None and stuck_pods and not suspended else None,
         suspended=suspended,
     )
 
@@ -238,12 +275,15 @@ def build(
     leases: Iterable[Obj],
     rejected: Mapping[str, str] | None = None,
     stuck_pods: Mapping[str, list[Obj]] | None = None,
+    first_seen: Mapping[str, datetime] | None = None,
+    quota_exceeded: Mapping[str, str] | None = None,
 ) -> Observed:
     """Reconcile inputs from the namespace's product Jobs, pods and Leases (pure).
 
     ``pods_of_job(uid)`` gives the finished pods of the Job with that uid; ``stuck_pods`` the pending
-    pods read for Jobs that :func:`may_be_stuck`, by Job uid; ``rejected`` the products whose last
-    Job create the API server refused.
+    pods read for Jobs that :func:`may_be_stuck`, by Job uid, and ``first_seen`` when each pod's trouble
+    was first seen (probes.py); ``rejected`` the products whose last Job create the API server
+    refused; ``quota_exceeded`` those refused by a ResourceQuota while its back-off runs.
     """
     wanted = set(tj.spec.products)
     mine: dict[str, ObservedJob] = {}
@@ -253,7 +293,9 @@ def build(
         if is_unchanged_check(job):
             if controller_uid(job) == tj.uid and not (job.get("metadata") or {}).get("deletionTimestamp"):
                 check_pods = pods_of_job(str((job.get("metadata") or {}).get("uid") or ""))
-                check = parse_unchanged_check(job, check_pods, len(wanted))
+                check = parse_unchanged_check(
+                    job, check_pods, len(wanted), (stuck_pods or {}).get(str(job["metadata"].get("uid"))), first_seen
+                )
             continue
         product = job_product(job)
         if product is None or product not in wanted:
@@ -267,7 +309,7 @@ def build(
                 busy.add(product)
             continue
         pods = pods_of_job(uid) if product not in recorded else None
-        parsed = parse_job(job, pods, (stuck_pods or {}).get(uid))
+        parsed = parse_job(job, pods, (stuck_pods or {}).get(uid), first_seen)
         if parsed is None:
             continue
         current = mine.get(product)
@@ -281,6 +323,7 @@ def build(
         busy_elsewhere=frozenset(busy),
         rejected={p: m for p, m in (rejected or {}).items() if p in wanted},
         unchanged_check=check,
+        quota_exceeded={p: m for p, m in (quota_exceeded or {}).items() if p in wanted},
     )
 
 
@@ -289,11 +332,19 @@ def is_unchanged_check(job: Obj) -> bool:
     return ann.get(builders.ANNOTATION_ROLE) == builders.ROLE_UNCHANGED_PLAN
 
 
-def parse_unchanged_check(job: Obj, pods: list[Obj], total: int) -> UnchangedCheck:
-    """The check Job and its answer for ``total`` products (the TrainingJob's distinct ids)."""
+def parse_unchanged_check(
+    job: Obj,
+    pods: list[Obj],
+    total: int,
+    stuck_pods: list[Obj] | None = None,
+    first_seen: Mapping[str, datetime] | None = None,
+) -> UnchangedCheck:
+    """The check Job and its answer for ``total`` products (the TrainingJob's distinct ids); whether
+    Kueue holds it (suspended) or its pod cannot start (``stuck_pods``, as for product Jobs)."""
     meta = job.get("metadata") or {}
     cond = _finished_condition(job)
     finished = cond["type"] if cond else None
+    suspended = bool((job.get("spec") or {}).get("suspend"))
     succeeded = pod_succeeded(pods)
     unchanged, truncated, message = None, False, ""
     if finished is not None or succeeded:
@@ -310,18 +361,18 @@ def parse_unchanged_check(job: Obj, pods: list[Obj], total: int) -> UnchangedChe
         unchanged=unchanged,
         truncated=truncated,
         message=message,
+        suspended=suspended,
+        stuck=_stuck(stuck_pods, first_seen) if finished is None and stuck_pods and not suspended else None,
     )
 
 
-async def read_stuck_pods(kube: Kube, namespace: str, jobs: Iterable[Obj], now: datetime) -> dict[str, list[Obj]]:
-    """Pending pods of the Jobs that :func:`may_be_stuck` (an uncached read, only for those Jobs)."""
-    out: dict[str, list[Obj]] = {}
-    for job in jobs:
-        if not may_be_stuck(job, now):
-            continue
-        uid = str((job.get("metadata") or {}).get("uid") or "")
-        out[uid] = await kube.list_pods(namespace, f"{JOB_UID_LABEL}={uid}")
-    return out
+async def read_stuck_pods(
+    kube: Kube, namespace: str, jobs: Iterable[Obj], now: datetime, probes: PodProbes | None = None
+) -> dict[str, list[Obj]]:
+    """Scheduled pending pods of the Jobs that :func:`may_be_stuck` (uncached reads, only for those
+    Jobs, bounded by ``probes``: at most every ~10 s per Job, concurrently)."""
+    uids = [str((job.get("metadata") or {}).get("uid") or "") for job in jobs if may_be_stuck(job, now)]
+    return await (probes if probes is not None else PodProbes()).read(kube, namespace, uids, now)
 
 
 async def gather(

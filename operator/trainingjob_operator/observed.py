@@ -39,8 +39,9 @@ class ObservedJob:
     pod_succeeded: bool = False
     """A pod of this Job (by controller uid) exited 0 (restartPolicy Never: the Job will complete).
     The Job controller marks the Job Complete up to ~1 s later; the product is done already."""
-    stuck: tuple[Reason, str, datetime | None] | None = None
-    """(reason, message, since) when the Job's pod cannot start (CreateContainerConfigError, ...)."""
+    stuck: tuple[Reason, str, datetime] | None = None
+    """(reason, message, since) when the Job's pod cannot start (CreateContainerConfigError, ...);
+    ``since``: when the pod was scheduled, or later when its trouble was first seen."""
     suspended: bool = False
     """``spec.suspend`` is true: a queueing system (Kueue) holds the Job until it admits it, or
     suspended it again to preempt it (its pods are deleted, not counted failed). The operator never
@@ -88,10 +89,18 @@ class UnchangedCheck:
     message (termination.parse_unchanged); None: no usable answer, train every product."""
     truncated: bool = False
     message: str = ""
+    suspended: bool = False
+    """Held by Kueue (like a product Job): the TrainingJob is Queued, not stuck."""
+    stuck: tuple[Reason, str, datetime] | None = None
+    """(reason, message, since) when the check's pod cannot start (a missing DSN Secret, a bad image)."""
 
     @property
     def done(self) -> bool:
         return self.finished is not None or self.pod_succeeded
+
+    @property
+    def queued(self) -> bool:
+        return self.suspended and not self.done
 
 
 @dataclass(frozen=True)
@@ -106,3 +115,6 @@ class Observed:
     rejected: dict[str, str] = field(default_factory=dict)
     """Product -> message: the API server refused this TrainingJob's Job for it (last attempt)."""
     unchanged_check: UnchangedCheck | None = None
+    quota_exceeded: dict[str, str] = field(default_factory=dict)
+    """Product -> message: a ResourceQuota refused its Job's create and the back-off has not run out
+    (controller.QuotaBackoff): it waits (QuotaExceeded) and no product launches meanwhile."""

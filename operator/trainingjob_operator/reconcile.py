@@ -32,7 +32,7 @@ from trainingjob_operator.actions import (
 from trainingjob_operator.api import ProductFailure, TrainingJob, TrainingJobStatus
 from trainingjob_operator.conditions import launches_stopped_by_rejection, phase_and_conditions
 from trainingjob_operator.failures import classify_failure, is_locked
-from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease
+from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease, UnchangedCheck
 from trainingjob_operator.reasons import Reason
 from trainingjob_operator.status import (
     add_failure,
@@ -115,6 +115,8 @@ class PassState:
     stuck: set[str] = field(default_factory=set)
     """Products whose pod cannot start: not active, but they hold their parallelism slot (a missing
     Secret would otherwise start every product, each stuck the same way)."""
+    check_queued: bool = False
+    """The unchanged check's Job is held by Kueue: the TrainingJob is Queued (not merely Pending)."""
     actions: list[Action] = field(default_factory=list)
 
     @property
@@ -310,7 +312,8 @@ def check_unchanged(st: PassState) -> bool:
         st.actions.append(CreateUnchangedCheck(st.retry_round))
         return True
     if not check.done:
-        return True
+        st.check_queued = check.queued
+        return check.stuck is None or not check_gives_up(st, check)
     if check.unchanged is not None and (check.finished == "Complete" or check.pod_succeeded):
         order = record_order(tj.spec.products)
         unchanged = {order[i] for i in check.unchanged if i < len(order)}
@@ -333,6 +336,32 @@ def check_unchanged(st: PassState) -> bool:
     st.status.unchanged_checked = st.stamp
     st.actions.append(DeleteJob(check.name, check.uid))
     return False
+
+
+def check_gives_up(st: PassState, check: UnchangedCheck) -> bool:
+    """The check's pod cannot start (a missing DSN Secret, a bad image): Stalled with its reason (and
+    a Warning Event) while the stuck-pod wait runs; past it, give the check up and train every
+    product (True). Not fail: skipping is an optimisation and every product pod still skips itself
+    when unchanged; a cause the check shares with the product pods (the same image and Secrets)
+    then stops them the same way, with the same reason, and fails their products after the same
+    wait, so the run (and a Forbid schedule behind it) ends instead of staying Pending for ever."""
+    assert check.stuck is not None
+    reason, message, since = check.stuck
+    wait = st.settings.stuck_pod_seconds
+    if st.now < since + timedelta(seconds=wait):
+        st.stalled.append((reason, f"unchanged check: {message}"))
+        return False
+    st.actions.append(
+        Event(
+            "Warning",
+            "UnchangedCheckFailed",
+            f"the unchanged check's pod could not start for {wait} s ({reason}: {message}); training every "
+            "product (each pod still skips itself when unchanged)"[:1024],
+        )
+    )
+    st.status.unchanged_checked = st.stamp
+    st.actions.append(DeleteJob(check.name, check.uid))
+    return True
 
 
 def fold_rejected(st: PassState) -> None:
@@ -384,6 +413,16 @@ def blocked_elsewhere(st: PassState, pending: list[str]) -> None:
             st.takeover[product] = lease
         else:
             st.waiting[product] = "WaitingForLease"
+
+
+def quota_waits(st: PassState, pending: list[str]) -> bool:
+    """Products a ResourceQuota refused wait (QuotaExceeded) while the back-off runs, and nothing
+    launches meanwhile (transient: never recorded failed, unlike a refused, invalid Job)."""
+    refused = st.observed.quota_exceeded
+    for product in pending:
+        if product in refused:
+            st.waiting[product] = Reason.QUOTA_EXCEEDED
+    return bool(refused)
 
 
 def launches(st: PassState, pending: list[str], stop: bool) -> None:
@@ -469,7 +508,8 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     blocked_elsewhere(st, pending)
     allowed = max_failed_allowed(tj.spec.max_failed_products, len(tj.spec.products))
     too_many_failed = allowed is not None and len(st.failed) > allowed
-    stop = too_many_failed or launches_stopped_by_rejection(st) or checking
+    quota_full = quota_waits(st, pending)
+    stop = too_many_failed or launches_stopped_by_rejection(st) or checking or quota_full
     launches(st, pending, stop)
     # 5. Product Leases: renew the running, release the rest.
     lease_actions(st)
