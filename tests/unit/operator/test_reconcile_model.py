@@ -7,7 +7,9 @@ Properties, checked after every step:
       TrainingJob's uid (a pod of a Job owned by that uid, for that product);
   (c) no product is lost: once the world settles, every product ends succeeded or failed;
   (d) Kueue may hold (suspend) any unfinished Job and admit it again later: such a Job is counted
-      queued, keeps its product's Lease, is never relaunched or recorded failed for it.
+      queued, keeps its product's Lease, is never relaunched or recorded failed for it;
+  (e) a ResourceQuota may fill up and free again: a Job create it refuses never fails a product
+      (the product waits, launches back off) and no product is lost once it frees up.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from trainingjob_operator import builders, observe
 from trainingjob_operator.api import TrainingJob, TrainingJobStatus
+from trainingjob_operator.quota import QuotaBackoff
 from trainingjob_operator.reconcile import (
     DeleteJob,
     Launch,
@@ -161,6 +164,11 @@ class World:
     trained: set[tuple[str, str]] = field(default_factory=set)
     """(TrainingJob uid, product) with a succeeded pod of a Job that uid owns, for that product."""
     rv: int = 0
+    quota_full: bool = False
+    """A ResourceQuota of the namespace refuses every Job create (403 exceeded quota)."""
+    backoff: QuotaBackoff = field(default_factory=QuotaBackoff)
+    refused: dict[str, str] = field(default_factory=dict)
+    created: int = 0
 
     def tj(self) -> TrainingJob:
         ann = {builders.ANNOTATION_RETRY_FAILED: self.retry} if self.retry else {}
@@ -193,8 +201,10 @@ class World:
             [j.raw() for j in self.jobs.values()],
             lambda uid: [p.raw() for p in self.pods if p.job_uid == uid],
             [x.raw() for x in self.leases.values()],
+            quota_exceeded=self.backoff.blocked(self.now),
         )
         plan = reconcile(tj, observed, self.now)
+        self.refused, self.created = {}, 0
         for action in plan.actions:
             if isinstance(action, Launch):
                 self.launch(action)
@@ -213,6 +223,9 @@ class World:
             elif isinstance(action, SetJobTTL):
                 pass
         self.status = plan.status
+        self.backoff.record(self.refused, self.created, self.now)  # as the daemon does (main.py)
+        # (e): a quota refusal is transient: never a failure
+        assert all(f.reason not in ("JobRejected", "QuotaExceeded") for f in self.status.failures), self.status.failures
         new_succeeded, new_failed = read_record(self.tj())
         for product in new_succeeded:
             # (b): recorded succeeded only with a succeeded pod of that product under this uid
@@ -234,6 +247,10 @@ class World:
 
     def launch(self, action: Launch) -> None:
         product = action.product
+        if self.quota_full:
+            # the create is refused (controller: the Lease taken for it is released again)
+            self.refused[product] = "jobs.batch is forbidden: exceeded quota: jobs, limited: count/jobs.batch=2"
+            return
         held = self.leases.get(product)
         if action.takeover is None:
             if held is not None and held.holder != self.me():
@@ -254,6 +271,7 @@ class World:
         assert not others, f"launched {product} while {others[0].name} ({others[0].owner}) is unfinished"
         uid = f"job-{next(_ids)}"
         self.jobs[name] = Job(name, uid, self.uid, product, self.status.retry_failed or "")
+        self.created += 1
 
     def finish(self, job: Job, ok: bool, lag: bool = False) -> None:
         """The Job's pod ends; with ``lag`` the Job controller has not marked the Job finished yet."""
@@ -336,6 +354,11 @@ class ReconcileModel(RuleBasedStateMachine):
         self.w.parallelism = n
 
     @rule()
+    def the_namespace_quota_fills_or_frees(self) -> None:
+        """Other workloads (or finished Jobs' TTL) fill or free a count/jobs.batch quota."""
+        self.w.quota_full = not self.w.quota_full
+
+    @rule()
     def user_toggles_suspend(self) -> None:
         self.w.suspend = not self.w.suspend
 
@@ -402,6 +425,7 @@ class ReconcileModel(RuleBasedStateMachine):
         """(c): let everything finish (no more user edits) and every product ends on record."""
         w = self.w
         w.suspend = False
+        w.quota_full = False
         for _ in range(200):
             w.operator_pass()
             for job in list(w.jobs.values()):
