@@ -243,9 +243,12 @@ async def run_trainingjob(
             stuck,
             probes.first_seen,
             quota.blocked(now),
+            locked_relaunches,
         )
 
     rejected: dict[str, str] = {}
+    locked_relaunches: dict[str, int] = {}
+    """Relaunches of products found locked (a restart forgets them: the next wait is the shortest)."""
 
     try:
         while not stopped:
@@ -277,6 +280,10 @@ async def run_trainingjob(
                     **result.outcomes.rejected,
                 }
                 quota.record(result.outcomes.quota_exceeded, len(result.outcomes.created), datetime.now(UTC))
+                for product in result.plan.relaunched_locked:
+                    locked_relaunches[product] = locked_relaunches.get(product, 0) + 1
+                for product in [p for p in locked_relaunches if p in result.recorded]:
+                    del locked_relaunches[product]
                 for known in (result.read, result.written):
                     if known is not None:
                         _watched.known(key, known)

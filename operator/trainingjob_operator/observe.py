@@ -277,6 +277,7 @@ def build(
     stuck_pods: Mapping[str, list[Obj]] | None = None,
     first_seen: Mapping[str, datetime] | None = None,
     quota_exceeded: Mapping[str, str] | None = None,
+    locked_relaunches: Mapping[str, int] | None = None,
 ) -> Observed:
     """Reconcile inputs from the namespace's product Jobs, pods and Leases (pure).
 
@@ -324,6 +325,7 @@ def build(
         rejected={p: m for p, m in (rejected or {}).items() if p in wanted},
         unchanged_check=check,
         quota_exceeded={p: m for p, m in (quota_exceeded or {}).items() if p in wanted},
+        locked_relaunches={p: n for p, n in (locked_relaunches or {}).items() if p in wanted},
     )
 
 

@@ -115,6 +115,9 @@ class Observed:
     rejected: dict[str, str] = field(default_factory=dict)
     """Product -> message: the API server refused this TrainingJob's Job for it (last attempt)."""
     unchanged_check: UnchangedCheck | None = None
+    locked_relaunches: dict[str, int] = field(default_factory=dict)
+    """Product -> how many times it was relaunched after finding its lock held (the daemon's memory;
+    reconcile.locked_retry_delay doubles the wait with each)."""
     quota_exceeded: dict[str, str] = field(default_factory=dict)
     """Product -> message: a ResourceQuota refused its Job's create and the back-off has not run out
     (controller.QuotaBackoff): it waits (QuotaExceeded) and no product launches meanwhile."""

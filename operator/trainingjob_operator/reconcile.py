@@ -77,7 +77,10 @@ class Settings:
     max_concurrent_actions: int = 16
     """API actions of one pass in flight at once."""
     locked_retry_seconds: int = 15
-    """After a trainer found its product locked in the output database, relaunch this much later."""
+    """After a trainer found its product locked in the output database, relaunch this much later;
+    doubled for each relaunch of the product that found it locked again, up to ``locked_retry_max_seconds``
+    (the holder may be a trainer whose node died: the database frees its lock within ~1 minute)."""
+    locked_retry_max_seconds: int = 600
     stuck_pod_seconds: int = 120
     """A product pod that cannot start (missing Secret, bad image) fails its product after this long."""
 
@@ -115,6 +118,8 @@ class PassState:
     stuck: set[str] = field(default_factory=set)
     """Products whose pod cannot start: not active, but they hold their parallelism slot (a missing
     Secret would otherwise start every product, each stuck the same way)."""
+    relaunched_locked: set[str] = field(default_factory=set)
+    """Products whose locked Job this pass deletes to launch again (the daemon counts them)."""
     check_queued: bool = False
     """The unchanged check's Job is held by Kueue: the TrainingJob is Queued (not merely Pending)."""
     actions: list[Action] = field(default_factory=list)
@@ -252,13 +257,21 @@ def _fold_current(st: PassState, job: ObservedJob) -> None:
     _record_failure(st, product, reason, message, max(job.failed_pods, 1))
 
 
+def locked_retry_delay(settings: Settings, relaunches: int) -> float:
+    """Seconds before relaunching a product found locked, after ``relaunches`` earlier relaunches
+    that found it locked too: 15, 30, 60, ... up to 10 minutes."""
+    return float(min(settings.locked_retry_seconds * 2 ** min(relaunches, 16), settings.locked_retry_max_seconds))
+
+
 def _fold_locked(st: PassState, job: ObservedJob) -> None:
     """The trainer found the product locked in the output database (another namespace trains it):
-    wait, then delete the Job and launch again."""
-    due = job.finished_at is None or st.now >= job.finished_at + timedelta(seconds=st.settings.locked_retry_seconds)
+    wait (longer each time it was locked again), then delete the Job and launch again."""
+    delay = locked_retry_delay(st.settings, st.observed.locked_relaunches.get(job.product, 0))
+    due = job.finished_at is None or st.now >= job.finished_at + timedelta(seconds=delay)
     if due:
         st.actions.append(DeleteJob(job.name, job.uid))
         st.blocked.add(job.product)
+        st.relaunched_locked.add(job.product)
     st.waiting[job.product] = "ProductLocked"
 
 
@@ -518,4 +531,10 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     write_record(st)
     waiting_event(st, old)
     phase_and_conditions(st, old, allowed, too_many_failed)
-    return Plan(actions=st.actions, status=st.status, waiting=st.waiting, new_failures=st.new_failures)
+    return Plan(
+        actions=st.actions,
+        status=st.status,
+        waiting=st.waiting,
+        new_failures=st.new_failures,
+        relaunched_locked=frozenset(st.relaunched_locked),
+    )
