@@ -295,8 +295,8 @@ class VolumeMount(ApiModel):
                 f"{_cel_list(OPERATOR_MOUNT_PATHS)}.all(r, self.mountPath != r && "
                 "!self.mountPath.startsWith(r + '/') && !r.startsWith(self.mountPath + '/'))",
                 "mount path is the operator's",
-                "'mountPath ' + self.mountPath + ' is, or is under or above, a path of the operator\\'s (/tmp, "
-                "/data, /plan and /dev/termination-log are reserved); choose another path'",
+                "'mountPath ' + self.mountPath + ' is the operator\\'s (at, under or above its /tmp, /data, /plan "
+                "or /dev/termination-log); choose another path'",
             ),
         )
     )

@@ -95,6 +95,7 @@ NON_MODEL_FIELDS: tuple[str, ...] = (
     "log_format",
     "db",
     "skip_unchanged",
+    "lock_heartbeat_seconds",
 )
 # Libraries whose version changes what is fitted (holidays only when --country-holidays is set).
 MODEL_LIBRARIES: tuple[str, ...] = ("prophet", "statsforecast", "optuna")

@@ -125,9 +125,9 @@ INVALID = [
                 "a file under /plan (subPath)",
                 "/plan/products.json",
                 "f",
-                "mountPath /plan/products.json is, or is under",
+                "mountPath /plan/products.json is the operator's",
             ),
-            ("/dev (above the termination log)", "/dev", None, "mountPath /dev is, or is under or above"),
+            ("/dev (above the termination log)", "/dev", None, "mountPath /dev is the operator's (at, under or above"),
         )
     ],
     (
