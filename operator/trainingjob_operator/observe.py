@@ -71,10 +71,13 @@ def last_termination(pods: list[Obj], container: str = "trainer") -> tuple[int |
 
 
 def scheduled_at(pod: Obj) -> datetime | None:
-    """When the pod was bound to a node (its PodScheduled condition), or None while unscheduled."""
+    """When the pod was bound to a node (its PodScheduled condition; for a bound pod without one, its
+    creation), or None while unscheduled."""
     for cond in (pod.get("status") or {}).get("conditions") or ():
         if cond.get("type") == "PodScheduled" and cond.get("status") == "True":
             return parse_time(cond.get("lastTransitionTime"))
+    if (pod.get("spec") or {}).get("nodeName"):
+        return parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
     return None
 
 
