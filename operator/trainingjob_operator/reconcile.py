@@ -516,7 +516,8 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     checking = check_unchanged(st)
     # 3. Cleanup TTL on recorded Jobs.
     ttl_actions(st)
-    # 4. Who else holds pending products; then launch up to parallelism.
+    # 4. Who else holds pending products, whether a ResourceQuota is full (back-off); then launch
+    #    up to parallelism.
     pending = [p for p in tj.spec.products if not st.recorded(p) and not st.running(p)]
     blocked_elsewhere(st, pending)
     allowed = max_failed_allowed(tj.spec.max_failed_products, len(tj.spec.products))
