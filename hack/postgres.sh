@@ -3,6 +3,9 @@
 #   hack/postgres.sh start   -> prints "export TJO_TEST_DSN=..." on its last line
 #   hack/postgres.sh stop
 #   hack/postgres.sh down / up   -> stop the server keeping its data / start it again (outage tests)
+# Ownership: with TJO_PG_OWNER=<token>, `start` records the token when (and only when) it starts
+# the server, and `stop` stops it only when the recorded token is the same: a run stops only the
+# server it started, never one another run (or person) started on the same port.
 # PostgreSQL refuses to run as root, so the server runs as the user "tjo-pg".
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -25,23 +28,41 @@ ensure_binaries() {
   fi
 }
 
+OWNER=${TJO_PG_OWNER:-}
+
+running() { [[ -f $STATE/data/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$STATE/data" status >/dev/null 2>&1; }
+
 start() {
   ensure_binaries
-  if [[ -f $STATE/data/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" -D "$STATE/data" status >/dev/null 2>&1; then
+  # One start at a time per state directory (two runs starting together would wipe each other's).
+  exec 9>"$STATE.lock"
+  flock 9
+  if running; then
     echo "PostgreSQL already running on 127.0.0.1:$PORT" >&2
+  elif "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PORT" -t 2; then
+    echo "a PostgreSQL not started from $STATE already listens on 127.0.0.1:$PORT; not touching it" \
+      "(set TJO_PG_PORT or TJO_PG_DIR)" >&2
+    exit 1
   else
     rm -rf "$STATE"; mkdir -p "$STATE"
     [[ $(id -u) -eq 0 ]] && chown "$PGUSER_OS" "$STATE"
     as_pg "$PGBIN/initdb" -D "$STATE/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$STATE/initdb.log" 2>&1
-    as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -l "$STATE/server.log" -w -t 60 -o "$SERVER_OPTS" start >/dev/null
+    # 9>&-: the server must not inherit (and hold for ever) the start lock
+    as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -l "$STATE/server.log" -w -t 60 -o "$SERVER_OPTS" start >/dev/null 9>&-
     as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 \
       -c "CREATE ROLE $ROLE LOGIN PASSWORD '$PASSWORD' SUPERUSER" -c "CREATE DATABASE $DB OWNER $ROLE" >/dev/null
+    printf '%s' "$OWNER" >"$STATE/owner"
     echo "PostgreSQL started on 127.0.0.1:$PORT (data and log in $STATE)" >&2
   fi
+  exec 9>&-
   echo "export TJO_TEST_DSN=$dsn"
 }
 
 stop() {
+  if [[ -n $OWNER && "$(cat "$STATE/owner" 2>/dev/null)" != "$OWNER" ]]; then
+    echo "PostgreSQL on port $PORT was not started by this run: left running" >&2
+    return 0
+  fi
   if [[ -d $STATE/data ]]; then
     as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -m fast -w stop >/dev/null 2>&1 || true
     rm -rf "$STATE"

@@ -13,12 +13,12 @@ export TJO_PROMTOOL=$(bash hack/build-promtool.sh | tail -n1)
 export TJO_KUEUE_BIN=$(bash hack/build-kueue.sh | tail -n1)
 # kstatus (sigs.k8s.io/cli-utils), for the e2e tests of what GitOps tools read from status.
 export TJO_KSTATUS=$(bash hack/build-kstatus.sh | tail -n1)/kstatus
-# Stop PostgreSQL at exit only when this run started it (another suite may be using it).
-pg_log=$(mktemp)
-eval "$(bash hack/postgres.sh start 2>"$pg_log" | tail -n1)"
-cat "$pg_log" >&2
-if ! grep -q "already running" "$pg_log"; then trap 'bash hack/postgres.sh stop' EXIT; fi
-rm -f "$pg_log"
+# Stop PostgreSQL at exit only when this run started it (another suite may be using it): the
+# server records who started it (TJO_PG_OWNER), and `stop` with another owner leaves it running.
+pg_owner="hack/test.sh:$$:$(date +%s%N)"
+pg_env=$(TJO_PG_OWNER=$pg_owner bash hack/postgres.sh start | tail -n1) || { echo "PostgreSQL did not start" >&2; exit 1; }
+trap 'TJO_PG_OWNER=$pg_owner bash hack/postgres.sh stop' EXIT
+eval "$pg_env"
 export PATH=$PWD/.venv/bin:$PATH
 echo "== ruff"; ruff check .
 echo "== mypy"; mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/node_agent hack/localcluster hack/operator_harness.py hack/pg_harness.py

@@ -72,3 +72,6 @@ class Plan:
     """Products that cannot start now -> why (for metrics: status keeps only the count)."""
     new_failures: dict[str, str] = field(default_factory=dict)
     """Products this pass recorded failed -> reason (for metrics: status keeps only the last 20)."""
+    relaunched_locked: frozenset[str] = frozenset()
+    """Products whose Job found them locked in the output database and is deleted to launch again
+    (the daemon counts these relaunches: Observed.locked_relaunches sets the next wait)."""

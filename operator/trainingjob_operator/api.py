@@ -23,6 +23,7 @@ from trainingjob_operator.api_base import (
 )
 from trainingjob_operator.podtypes import (
     MAX_LIST,
+    OPERATOR_LABEL_PREFIX,
     Affinity,
     EnvFromSource,
     EnvVar,
@@ -255,6 +256,14 @@ class Toleration(ApiModel):
     )
 
 
+def _operator_keys_refused(what: str) -> tuple[str, str]:
+    return (
+        f"self.all(k, !k.startsWith('{OPERATOR_LABEL_PREFIX}'))",
+        f"{what} keys under {OPERATOR_LABEL_PREFIX} are the operator's (it reads them to tell its Jobs apart); "
+        "choose another prefix",
+    )
+
+
 class PodTemplate(ApiModel):
     """Knobs of the product pods (a subset of a PodTemplateSpec). The operator's own pod fields
     (security context, termination message, the trainer's environment and volumes) cannot be set."""
@@ -296,8 +305,8 @@ class PodTemplate(ApiModel):
     env_from: list[EnvFromSource] | None = Field(
         default=None,
         max_length=MAX_LIST,
-        description="ConfigMaps and Secrets whose keys become environment variables (the operator's "
-        "variables win over keys of the same name).",
+        description="ConfigMaps and Secrets whose keys become environment variables. The operator sets "
+        "every reserved TRAINER_* variable itself (blank where unused), so keys of those names have no effect.",
     )
     volumes: list[Volume] | None = Field(
         default=None,
@@ -310,7 +319,7 @@ class PodTemplate(ApiModel):
         default=None,
         max_length=MAX_LIST,
         description="Where volumes of spec.template.volumes appear in the trainer container; /tmp, /data, "
-        "/plan and /dev/termination-log are the operator's.",
+        "/plan and /dev/termination-log are the operator's: no mount at, under or above them.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["mountPath"]},
     )
     image_pull_secrets: list[LocalObjectReference] | None = Field(
@@ -321,25 +330,29 @@ class PodTemplate(ApiModel):
     )
     labels: dict[str, str] | None = Field(
         default=None,
-        description="Extra labels on product Jobs and pods (keys and values as Kubernetes labels allow).",
+        description="Extra labels on product Jobs and pods (keys and values as Kubernetes labels allow; "
+        "keys under training.forecast.dev/ are the operator's).",
         json_schema_extra=cel(
             (
                 f"self.all(k, k.matches('{LABEL_KEY_PATTERN}') && self[k].matches('{LABEL_VALUE_PATTERN}'))",
                 "label keys must be [prefix/]name (name: at most 63 of A-Za-z0-9-_. starting and ending "
                 "alphanumeric; prefix: a DNS subdomain) and values at most 63 such characters",
             ),
+            _operator_keys_refused("label"),
             maxProperties=64,
             additionalProperties={"type": "string", "maxLength": 63},
         ),
     )
     annotations: dict[str, str] | None = Field(
         default=None,
-        description="Extra annotations on product Jobs and pods.",
+        description="Extra annotations on product Jobs and pods (keys under training.forecast.dev/ are the "
+        "operator's).",
         json_schema_extra=cel(
             (
                 f"self.all(k, k.matches('{LABEL_KEY_PATTERN}'))",
                 "annotation keys must be [prefix/]name like label keys",
             ),
+            _operator_keys_refused("annotation"),
             maxProperties=64,
             additionalProperties={"type": "string", "maxLength": 65536},
         ),

@@ -14,7 +14,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from trainingjob_operator.api import API_VERSION, GROUP, KIND, TrainingJob
-from trainingjob_operator.podtypes import OPERATOR_ENV
+from trainingjob_operator.podtypes import (
+    ENV_BLANK_IS_AN_ERROR,
+    OPERATOR_ENV,
+    OPERATOR_LABEL_PREFIX,
+    reserved_mount_conflict,
+)
 
 LABEL_TRAININGJOB = f"{GROUP}/trainingjob"
 """The TrainingJob's name: the selector of its children (status.selector), kept for existing Jobs."""
@@ -87,6 +92,12 @@ def _short(name: str, budget: int) -> str:
     return f"{name[: budget - 6].rstrip('-.')}-{digest}"
 
 
+def label_value(name: str) -> str:
+    """An object name as a label value: itself when it fits 63 characters, else a prefix and a hash
+    (never ending in '-' or '.', which a label value may not)."""
+    return _short(name, MAX_NAME)
+
+
 def job_name(trainingjob: str, product: str, salt: int = 0) -> str:
     """``<trainingjob>-<hash(product)>``, at most 63 characters (a valid label value)."""
     return f"{_short(trainingjob, MAX_NAME - PRODUCT_HASH_HEX - 1)}-{product_hash(product, salt)}"
@@ -143,10 +154,16 @@ def identity_labels(tj: TrainingJob) -> dict[str, str]:
     return {LABEL_TRAININGJOB: short, LABEL_TRAININGJOB_NAME: short, LABEL_TRAININGJOB_UID: tj.uid}
 
 
+def users_keys(user: dict[str, str] | None) -> dict[str, str]:
+    """A user's spec.template labels or annotations without the operator's keys (training.forecast.dev/*:
+    the CRD refuses them; an object stored before that rule still cannot set them)."""
+    return {k: v for k, v in (user or {}).items() if not k.startswith(OPERATOR_LABEL_PREFIX)}
+
+
 def child_labels(tj: TrainingJob, component: str, user: dict[str, str] | None = None) -> dict[str, str]:
     """Labels of a TrainingJob's child: recommended ones (a user's spec.template.labels may set
     app.kubernetes.io/part-of and the like), then the operator's own, which nothing overrides."""
-    return {**recommended_labels("trainingjob", tj.name, component), **(user or {}), **identity_labels(tj)}
+    return {**recommended_labels("trainingjob", tj.name, component), **users_keys(user), **identity_labels(tj)}
 
 
 def owner_reference(tj: TrainingJob, controller: bool = True) -> dict[str, Any]:
@@ -191,8 +208,7 @@ def trainer_env(tj: TrainingJob, product: str, retry_round: str = "") -> list[di
         _env("TRAINER_TERMINATION_LOG", TERMINATION_LOG),
         _env("TRAINER_LOG_FORMAT", "json"),
     ]
-    if spec.skip_unchanged:
-        env.append(_env("TRAINER_SKIP_UNCHANGED", "true"))
+    env.append(_env("TRAINER_SKIP_UNCHANGED", "true" if spec.skip_unchanged else "false"))
     if spec.tuning.models:
         env.append(_env("TRAINER_MODELS", ",".join(spec.tuning.models)))
     if spec.forecast.country_holidays:
@@ -217,6 +233,10 @@ def trainer_env(tj: TrainingJob, product: str, retry_round: str = "") -> list[di
         if out.secret_ref is not None:
             env.append(_secret_env("TRAINER_OUTPUT_DSN", out.secret_ref.name, out.secret_ref.key))
         env.append(_env("TRAINER_OUTPUT_SCHEMA", out.schema_))
+    # Every other reserved variable is set too, blank (the trainer reads blank as unset), so that no
+    # envFrom ConfigMap or Secret can supply it (explicit env wins over envFrom).
+    given = {e["name"] for e in env}
+    env += [_env(n, "") for n in OPERATOR_ENV if n not in given and n not in ENV_BLANK_IS_AN_ERROR]
     # The CRD refuses these names; an object stored before that rule still cannot override them.
     env += [_dump(e) for e in spec.template.env or [] if e.name not in OPERATOR_ENV]
     return env
@@ -256,7 +276,7 @@ def build_job(tj: TrainingJob, product: str, retry_round: str = "", name: str | 
         LABEL_PRODUCT_HASH: product_hash(product),
     }
     annotations = {
-        **(spec.template.annotations or {}),
+        **users_keys(spec.template.annotations),
         ANNOTATION_PRODUCT: product,
         ANNOTATION_RETRY_ROUND: retry_round,
     }
@@ -318,7 +338,8 @@ def build_plan_job(tj: TrainingJob, retry_round: str = "") -> dict[str, Any]:
     skipped."""
     labels = {**child_labels(tj, COMPONENT_UNCHANGED_CHECK), LABEL_PRODUCT_HASH: PLAN_HASH}
     annotations = {ANNOTATION_ROLE: ROLE_UNCHANGED_PLAN, ANNOTATION_PRODUCTS_SHA256: products_digest(tj.spec.products)}
-    env = [e for e in trainer_env(tj, "", retry_round) if e["name"] != "TRAINER_PRODUCT_ID"]
+    own = ("TRAINER_PRODUCT_ID", "TRAINER_PRODUCTS_FILE")
+    env = [e for e in trainer_env(tj, "", retry_round) if e["name"] not in own]
     env.append(_env("TRAINER_PRODUCTS_FILE", f"{PLAN_MOUNT_DIR}/{PLAN_PRODUCTS_FILE}"))
     volume = {"name": "products", "configMap": {"name": plan_configmap_name(tj)}}
     mount = {"name": "products", "mountPath": PLAN_MOUNT_DIR, "readOnly": True}
@@ -363,7 +384,9 @@ def _trainer_job(
         container["resources"] = _dump(t.resources)
     if t.env_from:
         container["envFrom"] = _dump_all(t.env_from)
-    mounts += _dump_all(t.volume_mounts)
+    # The CRD refuses mounts at, under or above the operator's paths (in normal form); an object
+    # stored before that rule still cannot hide them.
+    mounts += _dump_all([m for m in t.volume_mounts or [] if reserved_mount_conflict(m.mount_path) is None])
     volumes += _dump_all(t.volumes)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",

@@ -105,8 +105,10 @@ def _in_progress(st: PassState, old: TrainingJobStatus, allowed: int | None, too
     else:
         phase = "Pending"
         why = Reason.PENDING
-        if s.products.queued:
+        if s.products.queued or st.check_queued:
             why = Reason.QUEUED
+        elif st.observed.quota_exceeded:
+            why = Reason.QUOTA_EXCEEDED
         elif s.products.waiting:
             why = Reason.WAITING_FOR_PRODUCTS
         conds = set_condition(conds, "Running", False, why, counts, stamp, gen)

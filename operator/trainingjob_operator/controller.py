@@ -12,7 +12,7 @@ from typing import Any
 
 from trainingjob_operator import builders, leases, metrics
 from trainingjob_operator.api import TrainingJob
-from trainingjob_operator.kube import Conflict, Kube, KubeError, NotFound, Obj, is_transient
+from trainingjob_operator.kube import Conflict, Kube, KubeError, NotFound, Obj, is_quota_exceeded, is_transient
 from trainingjob_operator.observe import gather, is_product_job
 from trainingjob_operator.reconcile import (
     Action,
@@ -49,6 +49,8 @@ class Outcomes:
     created_names: list[str] = field(default_factory=list)
     """Their Jobs' names."""
     rejected: dict[str, str] = field(default_factory=dict)
+    quota_exceeded: dict[str, str] = field(default_factory=dict)
+    """Products whose Job create a ResourceQuota refused (transient: quota.QuotaBackoff)."""
 
 
 @dataclass
@@ -109,7 +111,9 @@ async def _launch(kube: Kube, tj: TrainingJob, plan: Plan, action: Launch, now: 
         return
     except KubeError as exc:
         await leases.release_product(kube, tj, action.product)
-        if not is_transient(exc):
+        if is_quota_exceeded(exc):
+            outcomes.quota_exceeded[action.product] = str(exc)[:900]
+        elif not is_transient(exc):
             outcomes.rejected[action.product] = f"the API server refused the product Job ({exc.status}): {exc}"[:900]
         raise
     metrics.JOBS_LAUNCHED.inc()
@@ -179,9 +183,22 @@ def launched_event(outcomes: Outcomes) -> Event | None:
     return Event("Normal", "Launched", f"Started {len(created)} product Job(s): {shown}")
 
 
+def quota_event(outcomes: Outcomes) -> Event | None:
+    """One Warning for the launches a ResourceQuota refused (each refused attempt; they back off)."""
+    refused = outcomes.quota_exceeded
+    if not refused:
+        return None
+    message = next(iter(refused.values()))
+    return Event(
+        "Warning",
+        "QuotaExceeded",
+        f"a ResourceQuota refused {len(refused)} product Job(s); they wait and launches back off: {message}"[:1024],
+    )
+
+
 def post_events(plan: Plan, outcomes: Outcomes, post_event: EventPoster) -> None:
-    launched = launched_event(outcomes)
-    for action in [*plan.actions, *([launched] if launched else [])]:
+    extra = [e for e in (launched_event(outcomes), quota_event(outcomes)) if e is not None]
+    for action in [*plan.actions, *extra]:
         if isinstance(action, Event):
             post_event(action.type, action.reason, action.message)
 

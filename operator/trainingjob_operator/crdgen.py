@@ -161,6 +161,14 @@ def schedule_openapi_schema() -> JsonSchema:
     for name in ("forecast", "tuning", "template"):
         template["spec"]["properties"][name]["default"] = {}
     template["metadata"]["default"] = {}
+    # As CronJob's 52: run names and the run label (a label value: 63) have room for the suffix.
+    schema["x-kubernetes-validations"] = [
+        {
+            "rule": f"size(self.metadata.name) <= {schedule_api.MAX_NAME_LENGTH}",
+            "message": f"a TrainingSchedule name may have at most {schedule_api.MAX_NAME_LENGTH} characters "
+            "(its runs are named <schedule>-<unix minutes> and labelled with it), as a CronJob's",
+        }
+    ]
     return schema
 
 

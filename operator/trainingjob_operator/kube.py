@@ -50,6 +50,13 @@ def is_transient(exc: KubeError) -> bool:
     return exc.status in TRANSIENT_STATUSES or exc.status >= 500
 
 
+def is_quota_exceeded(exc: KubeError) -> bool:
+    """A ResourceQuota refused the create (403 Forbidden, "exceeded quota: ..."): it frees up as
+    objects go (a finished Job's TTL), so it is worth retrying later, unlike RBAC or an admission
+    webhook's denial (403 too, other messages) or an invalid object (422)."""
+    return exc.status == 403 and "exceeded quota" in str(exc)
+
+
 class Conflict(KubeError):
     """409: AlreadyExists on create, or a stale resourceVersion on update."""
 
@@ -203,8 +210,9 @@ class Kube:
     async def create_configmap(self, namespace: str, body: Obj) -> Obj:
         return await self._call(self.core.create_namespaced_config_map, namespace, body, write=True)
 
-    async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
-        out = await self._call(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
+    async def list_pods(self, namespace: str, label_selector: str, field_selector: str | None = None) -> list[Obj]:
+        extra: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
+        out = await self._call(self.core.list_namespaced_pod, namespace, label_selector=label_selector, **extra)
         return list(out.get("items") or [])
 
     # -- Leases

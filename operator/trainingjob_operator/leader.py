@@ -91,11 +91,15 @@ class LeaderElector:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_started_leading: Callable[[], None] | None = None,
+        on_stopped_leading: Callable[[], None] | None = None,
     ) -> None:
         """``on_started_leading`` runs each time this replica starts leading (not on renewals),
-        before anything waiting for leadership resumes."""
+        before anything waiting for leadership resumes; ``on_stopped_leading`` runs (synchronously)
+        each time it stops leading, like client-go's ``OnStoppedLeading``: e.g. to drop the metrics
+        only a leader keeps current."""
         self._on_started_leading = on_started_leading
         self.kube = kube
+        self._on_stopped_leading = on_stopped_leading
         self.config = config
         self._clock = clock
         self._wall = wall_clock
@@ -179,10 +183,13 @@ class LeaderElector:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        if self._leader.is_set():
+        was_leading = self._leader.is_set()
+        if was_leading:
             log.warning("stopped leading (%s): %s", self.config.identity, why)
         self._leader.clear()
         self._not_leader.set()
+        if was_leading and self._on_stopped_leading is not None:
+            self._on_stopped_leading()
 
     # ------------------------------------------------------------ API calls
 

@@ -25,6 +25,8 @@ from trainingjob_operator.controller import reconcile_once
 from trainingjob_operator.freshness import WatchedObjects
 from trainingjob_operator.kube import SCHEDULE_PLURAL, Kube, KubeError, load_client
 from trainingjob_operator.leader import LeaderElector, LeaseConfig, NotLeader
+from trainingjob_operator.probes import PodProbes
+from trainingjob_operator.quota import QuotaBackoff
 from trainingjob_operator.reconcile import Observed, Settings
 from trainingjob_operator.schedule import LABEL_SCHEDULE
 from trainingjob_operator.schedule_controller import schedule_pass
@@ -92,11 +94,13 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     metrics.serve(CONFIG.metrics_port)
     kube = _kube()
     if CONFIG.leader_election_namespace:
-        # A new leader's first pass of each TrainingJob reads it from the API (freshness.py).
+        # A new leader's first pass of each TrainingJob reads it from the API (freshness.py);
+        # a standby exports no per-TrainingJob gauges: only the leader's are current.
         elector = LeaderElector(
             kube,
             LeaseConfig(CONFIG.leader_election_namespace, CONFIG.leader_election_name),
             on_started_leading=_watched.distrust_all,
+            on_stopped_leading=metrics.forget_leader_series,
         )
         _state["elector"] = elector
         _state["elector_task"] = asyncio.create_task(elector.run())
@@ -223,10 +227,14 @@ async def run_trainingjob(
     def post_event(type_: str, reason: str, message: str) -> None:
         kopf.event(body, type=type_, reason=reason, message=message)
 
+    probes = PodProbes()
+    quota = QuotaBackoff()
+
     async def from_caches(tj: TrainingJob, recorded: set[str], rejected: dict[str, str]) -> Observed:
         jobs = _store(product_jobs, namespace)
         mine = [j for j in jobs if observe.controller_uid(j) == tj.uid]
-        stuck = await observe.read_stuck_pods(_kube(), namespace, mine, datetime.now(UTC))
+        now = datetime.now(UTC)
+        stuck = await observe.read_stuck_pods(_kube(), namespace, mine, now, probes)
 
         def build(read: dict[str, list[dict[str, Any]]] | None = None) -> Observed:
             return observe.build(
@@ -237,7 +245,10 @@ async def run_trainingjob(
                 _store(product_leases, namespace),
                 rejected,
                 stuck,
-                read,
+                read_pods=read,
+                first_seen=probes.first_seen,
+                quota_exceeded=quota.blocked(now),
+                locked_relaunches=locked_relaunches,
             )
 
         observed = build()
@@ -248,6 +259,8 @@ async def run_trainingjob(
         return build(await observe.read_unreported_pods(_kube(), namespace, missing))
 
     rejected: dict[str, str] = {}
+    locked_relaunches: dict[str, int] = {}
+    """Relaunches of products found locked (a restart forgets them: the next wait is the shortest)."""
 
     try:
         while not stopped:
@@ -270,12 +283,19 @@ async def run_trainingjob(
                 # A pass in flight is cancelled the moment leadership is lost (the renew deadline
                 # passed): a deposed leader never goes on writing.
                 result = await (elector.while_leader(one_pass) if elector is not None else one_pass)
+                if not _is_leader():  # the pass ended just as leadership was lost: drop what it exported
+                    metrics.forget(namespace, name)
                 # Refused launches are remembered until on record (a restart forgets them: the next
                 # create is refused again and recorded then).
                 rejected = {
                     **{p: m for p, m in rejected.items() if p not in result.recorded},
                     **result.outcomes.rejected,
                 }
+                quota.record(result.outcomes.quota_exceeded, len(result.outcomes.created), datetime.now(UTC))
+                for product in result.plan.relaunched_locked:
+                    locked_relaunches[product] = locked_relaunches.get(product, 0) + 1
+                for product in [p for p in locked_relaunches if p in result.recorded]:
+                    del locked_relaunches[product]
                 for known in (result.read, result.written):
                     if known is not None:
                         _watched.known(key, known)

@@ -104,6 +104,17 @@ def forget(namespace: str, name: str) -> None:
         pass
 
 
+LEADER_GAUGES = (PRODUCTS, PHASE, LEASE_WAITING, SCHEDULE_LAST_SUCCESS, SCHEDULE_CREATED, SCHEDULE_SUSPENDED)
+"""Per-object gauges only the leader keeps current (counters stay: they only ever count up)."""
+
+
+def forget_leader_series() -> None:
+    """Remove every per-TrainingJob and per-TrainingSchedule gauge: called when this replica stops
+    leading, so alerts (``max by``) read only the leader's values, never a deposed replica's last ones."""
+    for gauge in LEADER_GAUGES:
+        gauge.clear()
+
+
 def _unix(timestamp: str | None) -> float | None:
     if not timestamp:
         return None

@@ -15,6 +15,7 @@ from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Kube, Obj
 from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease, UnchangedCheck
+from trainingjob_operator.probes import PodProbes
 from trainingjob_operator.reasons import STUCK_POD_REASONS, Reason
 from trainingjob_operator.termination import parse_report, parse_unchanged
 
@@ -98,17 +99,51 @@ def any_locked(pods: list[Obj], product: str, container: str = "trainer") -> boo
     return False
 
 
-def _stuck(pods: list[Obj]) -> tuple[Reason, str, datetime | None] | None:
-    """(reason, message, since) when a pending pod's trainer container cannot be created."""
+def scheduled_at(pod: Obj) -> datetime | None:
+    """When the pod was bound to a node (its PodScheduled condition; for a bound pod without one, its
+    creation), or None while unscheduled."""
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "True":
+            return parse_time(cond.get("lastTransitionTime"))
+    if (pod.get("spec") or {}).get("nodeName"):
+        return parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
+    return None
+
+
+def pod_uid(pod: Obj) -> str:
+    return str((pod.get("metadata") or {}).get("uid") or "")
+
+
+def waiting_reason(pod: Obj) -> str | None:
+    """The trainer container's waiting reason of a pending pod (ContainerCreating, ErrImagePull, ...)."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Pending":
+        return None
+    for cs in status.get("containerStatuses") or []:
+        reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason:
+            return str(reason)
+    return None
+
+
+def _stuck(pods: list[Obj], first_seen: Mapping[str, datetime] | None = None) -> tuple[Reason, str, datetime] | None:
+    """(reason, message, since) when a pending pod's trainer container cannot be created.
+
+    The clock starts when the pod was scheduled (time spent Unschedulable, waiting for an autoscaler,
+    is no fault of the pod), or later when the trouble was first seen (``first_seen`` by pod uid,
+    probes.py): a Secret an external-secrets controller creates a little late, one failed pull.
+    A single ErrImagePull is not stuck: a pull that keeps failing turns ImagePullBackOff."""
     for pod in pods:
-        status = pod.get("status") or {}
-        if status.get("phase") != "Pending":
+        reason = waiting_reason(pod)
+        scheduled = scheduled_at(pod)
+        if reason not in STUCK_POD_REASONS or scheduled is None:
             continue
-        for cs in status.get("containerStatuses") or []:
+        seen = (first_seen or {}).get(pod_uid(pod))
+        since = max(scheduled, seen) if seen is not None else scheduled
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in STUCK_POD_REASONS:
-                since = parse_time((pod.get("metadata") or {}).get("creationTimestamp"))
-                return Reason(waiting["reason"]), str(waiting.get("message") or waiting["reason"]), since
+            if waiting.get("reason") == reason:
+                return Reason(reason), str(waiting.get("message") or reason), since
     return None
 
 
@@ -117,12 +152,17 @@ def job_product(job: Obj) -> str | None:
 
 
 def parse_job(
-    job: Obj, pods: list[Obj] | None, stuck_pods: list[Obj] | None = None, pods_confirmed: bool = False
+    job: Obj,
+    pods: list[Obj] | None,
+    stuck_pods: list[Obj] | None = None,
+    pods_confirmed: bool = False,
+    first_seen: Mapping[str, datetime] | None = None,
 ) -> ObservedJob | None:
     """An ObservedJob from the Job and *its own* pods (by controller uid), or None when it has no product.
 
     ``pods_confirmed``: ``pods`` were read from the API (not a watch cache): a finished Job with no
-    finished pod among them has none any more (PodGC), so it is folded from its condition alone."""
+    finished pod among them has none any more (PodGC), so it is folded from its condition alone.
+    ``first_seen``: when each pod's trouble was first seen (probes.py), by pod uid."""
     meta = job.get("metadata") or {}
     ann = meta.get("annotations") or {}
     product = ann.get(builders.ANNOTATION_PRODUCT)
@@ -170,7 +210,7 @@ def parse_job(
         pod_succeeded=succeeded_pod,
         locked=locked,
         pod_missing=pod_missing,
-        stuck=_stuck(stuck_pods) if finished is None and stuck_pods and not suspended else None,
+        stuck=_stuck(stuck_pods, first_seen) if finished is None and stuck_pods and not suspended else None,
         suspended=suspended,
     )
 
@@ -293,14 +333,18 @@ def build(
     rejected: Mapping[str, str] | None = None,
     stuck_pods: Mapping[str, list[Obj]] | None = None,
     read_pods: Mapping[str, list[Obj]] | None = None,
+    first_seen: Mapping[str, datetime] | None = None,
+    quota_exceeded: Mapping[str, str] | None = None,
+    locked_relaunches: Mapping[str, int] | None = None,
 ) -> Observed:
     """Reconcile inputs from the namespace's product Jobs, pods and Leases (pure).
 
     ``pods_of_job(uid)`` gives the finished pods of the Job with that uid (a watch cache);
     ``read_pods`` the pods read from the API for some Jobs (by uid: authoritative, see
     :func:`read_unreported_pods`); ``stuck_pods`` the pending pods read for Jobs that
-    :func:`may_be_stuck`, by Job uid; ``rejected`` the products whose last Job create the API
-    server refused.
+    :func:`may_be_stuck`, by Job uid, and ``first_seen`` when each pod's trouble was first seen
+    (probes.py); ``rejected`` the products whose last Job create the API server refused;
+    ``quota_exceeded`` those refused by a ResourceQuota while its back-off runs.
     """
     wanted = set(tj.spec.products)
     mine: dict[str, ObservedJob] = {}
@@ -311,7 +355,9 @@ def build(
         if is_unchanged_check(job):
             if controller_uid(job) == tj.uid and not (job.get("metadata") or {}).get("deletionTimestamp"):
                 check_pods = pods_of_job(str((job.get("metadata") or {}).get("uid") or ""))
-                check = parse_unchanged_check(job, check_pods, wanted)
+                check = parse_unchanged_check(
+                    job, check_pods, wanted, (stuck_pods or {}).get(str(job["metadata"].get("uid"))), first_seen
+                )
             continue
         product = job_product(job)
         if product is None:
@@ -332,7 +378,7 @@ def build(
         if confirmed:
             assert read_pods is not None
             pods = read_pods[uid]
-        parsed = parse_job(job, pods, (stuck_pods or {}).get(uid), confirmed)
+        parsed = parse_job(job, pods, (stuck_pods or {}).get(uid), confirmed, first_seen)
         if parsed is None:
             continue
         current = mine.get(product)
@@ -347,6 +393,8 @@ def build(
         rejected={p: m for p, m in (rejected or {}).items() if p in wanted},
         unchanged_check=check,
         job_names=names,
+        quota_exceeded={p: m for p, m in (quota_exceeded or {}).items() if p in wanted},
+        locked_relaunches={p: n for p, n in (locked_relaunches or {}).items() if p in wanted},
     )
 
 
@@ -355,12 +403,20 @@ def is_unchanged_check(job: Obj) -> bool:
     return ann.get(builders.ANNOTATION_ROLE) == builders.ROLE_UNCHANGED_PLAN
 
 
-def parse_unchanged_check(job: Obj, pods: list[Obj], products: set[str]) -> UnchangedCheck:
+def parse_unchanged_check(
+    job: Obj,
+    pods: list[Obj],
+    products: set[str],
+    stuck_pods: list[Obj] | None = None,
+    first_seen: Mapping[str, datetime] | None = None,
+) -> UnchangedCheck:
     """The check Job and its answer for ``products`` (the TrainingJob's distinct ids): an answer
-    counts only when it echoes the digest of exactly this list (builders.products_digest)."""
+    counts only when it echoes the digest of exactly this list (builders.products_digest); whether
+    Kueue holds it (suspended) or its pod cannot start (``stuck_pods``, as for product Jobs)."""
     meta = job.get("metadata") or {}
     cond = _finished_condition(job)
     finished = cond["type"] if cond else None
+    suspended = bool((job.get("spec") or {}).get("suspend"))
     succeeded = pod_succeeded(pods)
     unchanged, truncated, message = None, False, ""
     if finished is not None or succeeded:
@@ -377,18 +433,18 @@ def parse_unchanged_check(job: Obj, pods: list[Obj], products: set[str]) -> Unch
         unchanged=unchanged,
         truncated=truncated,
         message=message,
+        suspended=suspended,
+        stuck=_stuck(stuck_pods, first_seen) if finished is None and stuck_pods and not suspended else None,
     )
 
 
-async def read_stuck_pods(kube: Kube, namespace: str, jobs: Iterable[Obj], now: datetime) -> dict[str, list[Obj]]:
-    """Pending pods of the Jobs that :func:`may_be_stuck` (an uncached read, only for those Jobs)."""
-    out: dict[str, list[Obj]] = {}
-    for job in jobs:
-        if not may_be_stuck(job, now):
-            continue
-        uid = str((job.get("metadata") or {}).get("uid") or "")
-        out[uid] = await kube.list_pods(namespace, f"{JOB_UID_LABEL}={uid}")
-    return out
+async def read_stuck_pods(
+    kube: Kube, namespace: str, jobs: Iterable[Obj], now: datetime, probes: PodProbes | None = None
+) -> dict[str, list[Obj]]:
+    """Scheduled pending pods of the Jobs that :func:`may_be_stuck` (uncached reads, only for those
+    Jobs, bounded by ``probes``: at most every ~10 s per Job, concurrently)."""
+    uids = [str((job.get("metadata") or {}).get("uid") or "") for job in jobs if may_be_stuck(job, now)]
+    return await (probes if probes is not None else PodProbes()).read(kube, namespace, uids, now)
 
 
 def unreported(observed: Observed) -> list[str]:

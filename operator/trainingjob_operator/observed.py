@@ -39,8 +39,9 @@ class ObservedJob:
     pod_succeeded: bool = False
     """A pod of this Job (by controller uid) exited 0 (restartPolicy Never: the Job will complete).
     The Job controller marks the Job Complete up to ~1 s later; the product is done already."""
-    stuck: tuple[Reason, str, datetime | None] | None = None
-    """(reason, message, since) when the Job's pod cannot start (CreateContainerConfigError, ...)."""
+    stuck: tuple[Reason, str, datetime] | None = None
+    """(reason, message, since) when the Job's pod cannot start (CreateContainerConfigError, ...);
+    ``since``: when the pod was scheduled, or later when its trouble was first seen."""
     locked: bool = False
     """A pod of this Job found the product locked in the output database (exit code 5, or a
     ``locked`` report), whichever pod ended last, or the Job's condition names exit code 5."""
@@ -94,10 +95,18 @@ class UnchangedCheck:
     message (termination.parse_unchanged); None: no usable answer, train every product."""
     truncated: bool = False
     message: str = ""
+    suspended: bool = False
+    """Held by Kueue (like a product Job): the TrainingJob is Queued, not stuck."""
+    stuck: tuple[Reason, str, datetime] | None = None
+    """(reason, message, since) when the check's pod cannot start (a missing DSN Secret, a bad image)."""
 
     @property
     def done(self) -> bool:
         return self.finished is not None or self.pod_succeeded
+
+    @property
+    def queued(self) -> bool:
+        return self.suspended and not self.done
 
 
 @dataclass(frozen=True)
@@ -116,3 +125,9 @@ class Observed:
     """Job name -> product annotation of every product Job in the namespace (any owner): a Job
     name held by another product's Job (a hash collision) is not this product's
     (builders.free_job_name)."""
+    locked_relaunches: dict[str, int] = field(default_factory=dict)
+    """Product -> how many times it was relaunched after finding its lock held (the daemon's memory;
+    reconcile.locked_retry_delay doubles the wait with each)."""
+    quota_exceeded: dict[str, str] = field(default_factory=dict)
+    """Product -> message: a ResourceQuota refused its Job's create and the back-off has not run out
+    (controller.QuotaBackoff): it waits (QuotaExceeded) and no product launches meanwhile."""

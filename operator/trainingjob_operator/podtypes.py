@@ -9,6 +9,7 @@ this module and on ``PodTemplate`` reject a conflict with a message that names i
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -29,7 +30,15 @@ QUANTITY_PATTERN_SCHEMA: dict[str, Any] = {
 OPERATOR_VOLUMES = ("scratch", "sales", "products")
 """Volume names the operator's pods use (scratch /tmp, the CSV ConfigMap, the unchanged check's list)."""
 OPERATOR_MOUNT_PATHS = ("/tmp", "/data", "/plan", "/dev/termination-log")
-"""Mount paths the operator's container uses; a user volume mounted there would hide them."""
+"""Mount paths the operator's container uses; a user volume mounted there, under them (a subPath
+mount of one file) or above them (/dev) would hide or replace them."""
+_MOUNT_SEGMENT = r"([^/.][^/]*|[.][^/.][^/]*|[.][.][^/]+)"
+NORMAL_MOUNT_PATH_PATTERN = rf"^(/{_MOUNT_SEGMENT})+$"
+"""An absolute path in normal form: no empty segment ('//', a trailing '/'), no '.' or '..' segment.
+Reserved paths are then compared as strings (an unnormalised '/tmp/' or '//tmp' is /tmp)."""
+OPERATOR_LABEL_PREFIX = "training.forecast.dev/"
+"""Label and annotation keys the operator reads on its children (role, product, retry round, the
+TrainingJob's name and uid): refused in spec.template.labels/annotations, dropped by the builders."""
 OPERATOR_ENV = (
     "TRAINER_PRODUCT_ID",
     "TRAINER_PRODUCT",
@@ -60,6 +69,28 @@ OPERATOR_ENV = (
 )
 """Environment variables the operator sets from the spec (or that select products); users set the
 spec field instead (the reference names it)."""
+ENV_BLANK_IS_AN_ERROR = ("TRAINER_PRODUCT_ID", "TRAINER_PRODUCT", "TRAINER_PRODUCTS_JSON")
+"""Reserved variables the operator cannot set blank where it does not use them (the trainer takes a
+blank product selector for a mistake): a value for them from envFrom makes the trainer refuse its
+configuration (a product pod) or the unchanged check's answer not add up (it then trains all)."""
+
+
+def normal_mount_path(path: str) -> str:
+    """``path`` as the container sees it: '//tmp', '/tmp/' and '/x/../tmp' are /tmp."""
+    return posixpath.normpath("/" + path.lstrip("/"))
+
+
+def reserved_mount_conflict(path: str) -> str | None:
+    """The operator's path that a mount at ``path`` would hide (equal, under or above it), or None."""
+    norm = normal_mount_path(path)
+    if norm == "/":
+        return "/"
+    for reserved in OPERATOR_MOUNT_PATHS:
+        if norm == reserved or norm.startswith(reserved + "/") or reserved.startswith(norm + "/"):
+            return reserved
+    return None
+
+
 MAX_LIST = 32
 """Upper bound of the lists below: the API server needs one to cost CEL rules, and a pod with more
 volumes, mounts or terms than this is not a training pod."""
@@ -261,10 +292,11 @@ class VolumeMount(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel(
             (
-                f"!(self.mountPath in {_cel_list(OPERATOR_MOUNT_PATHS)}) && self.mountPath != '/'",
+                f"{_cel_list(OPERATOR_MOUNT_PATHS)}.all(r, self.mountPath != r && "
+                "!self.mountPath.startsWith(r + '/') && !r.startsWith(self.mountPath + '/'))",
                 "mount path is the operator's",
-                "'mountPath ' + self.mountPath + ' is the operator\\'s (/tmp, /data, /plan and "
-                "/dev/termination-log are reserved, / would hide the image); choose another path'",
+                "'mountPath ' + self.mountPath + ' is the operator\\'s (at, under or above its /tmp, /data, /plan "
+                "or /dev/termination-log); choose another path'",
             ),
         )
     )
@@ -273,8 +305,15 @@ class VolumeMount(ApiModel):
     mount_path: str = Field(
         min_length=2,
         max_length=4096,
-        description="Absolute path in the container.",
-        json_schema_extra=cel(("self.startsWith('/')", "mountPath must be an absolute path")),
+        description="Absolute path in the container, in normal form (no '//', trailing '/', '.' or '..').",
+        json_schema_extra=cel(
+            ("self.startsWith('/')", "mountPath must be an absolute path"),
+            (
+                f"self.matches('{NORMAL_MOUNT_PATH_PATTERN}')",
+                "mountPath must be in normal form: no double or trailing slash, no . or .. segment",
+                "'mountPath ' + self + ' must be in normal form: no double or trailing slash, no . or .. segment'",
+            ),
+        ),
     )
     read_only: bool | None = Field(default=None, description="Mount read-only.")
     sub_path: str | None = Field(

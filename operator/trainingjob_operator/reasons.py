@@ -51,22 +51,27 @@ class Reason(StrEnum):
     ERR_IMAGE_PULL = "ErrImagePull"
     IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
     INVALID_IMAGE_NAME = "InvalidImageName"
+    QUOTA_EXCEEDED = "QuotaExceeded"
     # -- TrainingSchedule conditions
     SCHEDULED = "Scheduled"
     VALID_SCHEDULE = "ValidSchedule"
     INVALID_SCHEDULE = "InvalidSchedule"
+    RUN_REJECTED = "RunRejected"
 
 
 STUCK_POD_REASONS = frozenset(
     {
         Reason.CREATE_CONTAINER_CONFIG_ERROR,
         Reason.CREATE_CONTAINER_ERROR,
-        Reason.ERR_IMAGE_PULL,
         Reason.IMAGE_PULL_BACK_OFF,
         Reason.INVALID_IMAGE_NAME,
     }
 )
-"""Why a product pod cannot start (its container's waiting reason, as the kubelet reports it)."""
+"""Why a product pod cannot start (its container's waiting reason, as the kubelet reports it). Not
+ErrImagePull: one failed pull (a registry's 429) is retried; one that keeps failing turns
+ImagePullBackOff between attempts."""
+POD_TROUBLE_REASONS = STUCK_POD_REASONS | {Reason.ERR_IMAGE_PULL}
+"""Waiting reasons that start (and keep) a pod's stuck clock (probes.py)."""
 
 TRAININGJOB_FAILED_REASONS = frozenset(
     {Reason.MAX_FAILED_PRODUCTS_EXCEEDED, Reason.NO_PRODUCT_TRAINED, Reason.PRODUCTS_FAILED, Reason.JOB_REJECTED}
@@ -129,8 +134,8 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.JOB_REJECTED: (
         "failures, Stalled, Failed, Complete, Ready",
-        "The API server refused the product's Job (an invalid spec.template, a quota, RBAC): no more "
-        "products start until the spec changes.",
+        "The API server refused the product's Job (an invalid spec.template, an admission policy, RBAC): no "
+        "more products start until the spec changes. A ResourceQuota refusal is not this: see QuotaExceeded.",
     ),
     Reason.MISSING_REPORT: (
         "failures",
@@ -141,14 +146,28 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
         "A product pod cannot start: a Secret or ConfigMap it needs is missing.",
     ),
     Reason.CREATE_CONTAINER_ERROR: ("failures, Stalled, Ready", "A product pod's container cannot be created."),
-    Reason.ERR_IMAGE_PULL: ("failures, Stalled, Ready", "A product pod's image cannot be pulled."),
+    Reason.ERR_IMAGE_PULL: (
+        "failures, Stalled, Ready",
+        "A product pod's image pull failed (written by earlier versions; now only ImagePullBackOff, a pull "
+        "that keeps failing, counts).",
+    ),
     Reason.IMAGE_PULL_BACK_OFF: ("failures, Stalled, Ready", "A product pod's image cannot be pulled (backing off)."),
     Reason.INVALID_IMAGE_NAME: ("failures, Stalled, Ready", "spec.template.image is not a valid image reference."),
+    Reason.QUOTA_EXCEEDED: (
+        "Running, Reconciling; waiting products",
+        "A ResourceQuota of the namespace (e.g. count/jobs.batch) refused product Jobs: the products wait "
+        "and launches back off (5 s, doubling to 5 min) until the quota has room (finished Jobs' TTL frees it).",
+    ),
     Reason.SCHEDULED: ("Ready (TrainingSchedule)", "The schedule is valid and runs start on time."),
     Reason.VALID_SCHEDULE: ("InvalidSchedule, Stalled (TrainingSchedule)", "The schedule and time zone are valid."),
     Reason.INVALID_SCHEDULE: (
         "InvalidSchedule, Ready, Stalled (TrainingSchedule)",
         "The cron schedule or time zone cannot be evaluated; no run starts.",
+    ),
+    Reason.RUN_REJECTED: (
+        "Ready, Stalled (TrainingSchedule)",
+        "The API server refused the last run (TrainingJob) the schedule created, e.g. an invalid "
+        "trainingJobTemplate or an admission policy; the next scheduled time (or a spec change) tries again.",
     ),
 }
 """Reason -> (where it appears, what it means), rendered into docs/api-reference.md."""

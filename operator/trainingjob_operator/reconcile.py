@@ -32,7 +32,7 @@ from trainingjob_operator.actions import (
 from trainingjob_operator.api import ProductFailure, TrainingJob, TrainingJobStatus
 from trainingjob_operator.conditions import launches_stopped_by_rejection, phase_and_conditions
 from trainingjob_operator.failures import classify_failure, is_locked
-from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease
+from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease, UnchangedCheck
 from trainingjob_operator.reasons import Reason
 from trainingjob_operator.status import (
     add_failure,
@@ -77,7 +77,10 @@ class Settings:
     max_concurrent_actions: int = 16
     """API actions of one pass in flight at once."""
     locked_retry_seconds: int = 15
-    """After a trainer found its product locked in the output database, relaunch this much later."""
+    """After a trainer found its product locked in the output database, relaunch this much later;
+    doubled for each relaunch of the product that found it locked again, up to ``locked_retry_max_seconds``
+    (the holder may be a trainer whose node died: the database frees its lock within ~1 minute)."""
+    locked_retry_max_seconds: int = 600
     stuck_pod_seconds: int = 120
     """A product pod that cannot start (missing Secret, bad image) fails its product after this long."""
     pod_report_grace_seconds: int = 60
@@ -118,6 +121,10 @@ class PassState:
     stuck: set[str] = field(default_factory=set)
     """Products whose pod cannot start: not active, but they hold their parallelism slot (a missing
     Secret would otherwise start every product, each stuck the same way)."""
+    relaunched_locked: set[str] = field(default_factory=set)
+    """Products whose locked Job this pass deletes to launch again (the daemon counts them)."""
+    check_queued: bool = False
+    """The unchanged check's Job is held by Kueue: the TrainingJob is Queued (not merely Pending)."""
     actions: list[Action] = field(default_factory=list)
 
     @property
@@ -262,13 +269,21 @@ def _report_overdue(st: PassState, job: ObservedJob) -> bool:
     return job.finished_at is None or st.now >= job.finished_at + grace
 
 
+def locked_retry_delay(settings: Settings, relaunches: int) -> float:
+    """Seconds before relaunching a product found locked, after ``relaunches`` earlier relaunches
+    that found it locked too: 15, 30, 60, ... up to 10 minutes."""
+    return float(min(settings.locked_retry_seconds * 2 ** min(relaunches, 16), settings.locked_retry_max_seconds))
+
+
 def _fold_locked(st: PassState, job: ObservedJob) -> None:
     """The trainer found the product locked in the output database (another namespace trains it):
-    wait, then delete the Job and launch again."""
-    due = job.finished_at is None or st.now >= job.finished_at + timedelta(seconds=st.settings.locked_retry_seconds)
+    wait (longer each time it was locked again), then delete the Job and launch again."""
+    delay = locked_retry_delay(st.settings, st.observed.locked_relaunches.get(job.product, 0))
+    due = job.finished_at is None or st.now >= job.finished_at + timedelta(seconds=delay)
     if due:
         st.actions.append(DeleteJob(job.name, job.uid))
         st.blocked.add(job.product)
+        st.relaunched_locked.add(job.product)
     st.waiting[job.product] = "ProductLocked"
 
 
@@ -322,7 +337,8 @@ def check_unchanged(st: PassState) -> bool:
         st.actions.append(CreateUnchangedCheck(st.retry_round))
         return True
     if not check.done:
-        return True
+        st.check_queued = check.queued
+        return check.stuck is None or not check_gives_up(st, check)
     if check.unchanged is not None and (check.finished == "Complete" or check.pod_succeeded):
         order = record_order(tj.spec.products)
         unchanged = {order[i] for i in check.unchanged if i < len(order)}
@@ -347,6 +363,32 @@ def check_unchanged(st: PassState) -> bool:
     st.status.unchanged_checked = st.stamp
     st.actions.append(DeleteJob(check.name, check.uid))
     return False
+
+
+def check_gives_up(st: PassState, check: UnchangedCheck) -> bool:
+    """The check's pod cannot start (a missing DSN Secret, a bad image): Stalled with its reason (and
+    a Warning Event) while the stuck-pod wait runs; past it, give the check up and train every
+    product (True). Not fail: skipping is an optimisation and every product pod still skips itself
+    when unchanged; a cause the check shares with the product pods (the same image and Secrets)
+    then stops them the same way, with the same reason, and fails their products after the same
+    wait, so the run (and a Forbid schedule behind it) ends instead of staying Pending for ever."""
+    assert check.stuck is not None
+    reason, message, since = check.stuck
+    wait = st.settings.stuck_pod_seconds
+    if st.now < since + timedelta(seconds=wait):
+        st.stalled.append((reason, f"unchanged check: {message}"))
+        return False
+    st.actions.append(
+        Event(
+            "Warning",
+            "UnchangedCheckFailed",
+            f"the unchanged check's pod could not start for {wait} s ({reason}: {message}); training every "
+            "product (each pod still skips itself when unchanged)"[:1024],
+        )
+    )
+    st.status.unchanged_checked = st.stamp
+    st.actions.append(DeleteJob(check.name, check.uid))
+    return True
 
 
 def fold_rejected(st: PassState) -> None:
@@ -429,6 +471,16 @@ def lease_name_taken(st: PassState, product: str) -> bool:
         return False
     st.waiting[product] = "WaitingForLease"
     return True
+
+
+def quota_waits(st: PassState, pending: list[str]) -> bool:
+    """Products a ResourceQuota refused wait (QuotaExceeded) while the back-off runs, and nothing
+    launches meanwhile (transient: never recorded failed, unlike a refused, invalid Job)."""
+    refused = st.observed.quota_exceeded
+    for product in pending:
+        if product in refused:
+            st.waiting[product] = Reason.QUOTA_EXCEEDED
+    return bool(refused)
 
 
 def launches(st: PassState, pending: list[str], stop: bool) -> None:
@@ -525,12 +577,14 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     checking = check_unchanged(st)
     # 3. Cleanup TTL on recorded Jobs.
     ttl_actions(st)
-    # 4. Who else holds pending products; then launch up to parallelism.
+    # 4. Who else holds pending products, whether a ResourceQuota is full (back-off); then launch
+    #    up to parallelism.
     pending = [p for p in tj.spec.products if not st.recorded(p) and not st.running(p)]
     blocked_elsewhere(st, pending)
     allowed = max_failed_allowed(tj.spec.max_failed_products, len(tj.spec.products))
     too_many_failed = allowed is not None and len(st.failed) > allowed
-    stop = too_many_failed or launches_stopped_by_rejection(st) or checking
+    quota_full = quota_waits(st, pending)
+    stop = too_many_failed or launches_stopped_by_rejection(st) or checking or quota_full
     launches(st, pending, stop)
     # 5. Product Leases: renew the running, release the rest.
     lease_actions(st)
@@ -539,4 +593,10 @@ def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Sett
     write_record(st)
     waiting_event(st, old)
     phase_and_conditions(st, old, allowed, too_many_failed)
-    return Plan(actions=st.actions, status=st.status, waiting=st.waiting, new_failures=st.new_failures)
+    return Plan(
+        actions=st.actions,
+        status=st.status,
+        waiting=st.waiting,
+        new_failures=st.new_failures,
+        relaunched_locked=frozenset(st.relaunched_locked),
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -21,7 +21,7 @@ from trainingjob_operator import api, builders
 from trainingjob_operator.actions import Event
 from trainingjob_operator.api import TrainingJobStatus
 from trainingjob_operator.reasons import Reason
-from trainingjob_operator.schedule_api import RunReference, TrainingSchedule, TrainingScheduleStatus
+from trainingjob_operator.schedule_api import RunReference, SkippedRun, TrainingSchedule, TrainingScheduleStatus
 from trainingjob_operator.status import get_condition, set_condition
 
 LABEL_SCHEDULE = f"{api.GROUP}/schedule"
@@ -103,14 +103,28 @@ def check_schedule(ts: TrainingSchedule) -> ZoneInfo:
     return tz
 
 
+def wall_clock(t: datetime, tz: ZoneInfo) -> datetime:
+    """``t`` as the local wall clock shows it (naive): 02:30 CEST and 02:30 CET read the same."""
+    return t.astimezone(tz).replace(tzinfo=None)
+
+
 def unmet_times(ts: TrainingSchedule, since: datetime, now: datetime) -> tuple[datetime | None, int, datetime]:
-    """(the most recent scheduled time in (since, now], how many there were (capped), the next one)."""
+    """(the most recent scheduled time in (since, now], how many there were (capped), the next one).
+
+    A time whose local wall clock is not later than the previous one's (``since`` included) is no
+    scheduled time: when clocks fall back (DST ends), the repeated hour's times already ran on the
+    wall clock, and a daily ``30 2 * * *`` runs once, not twice (as vixie cron; docs/schedules.md)."""
     tz = check_schedule(ts)
     it = croniter(ts.spec.schedule, since.astimezone(tz))
     latest: datetime | None = None
     missed = 0
+    last_wall = wall_clock(since, tz)
     while True:
         t = it.get_next(datetime).astimezone(UTC)
+        wall = wall_clock(t, tz)
+        if wall <= last_wall:
+            continue  # the repeated hour after a fall-back: this wall-clock time has run already
+        last_wall = wall
         if t > now:
             return latest, missed, t
         latest, missed = t, missed + 1
@@ -119,6 +133,12 @@ def unmet_times(ts: TrainingSchedule, since: datetime, now: datetime) -> tuple[d
             back = croniter(ts.spec.schedule, now.astimezone(tz)).get_prev(datetime).astimezone(UTC)
             nxt = croniter(ts.spec.schedule, now.astimezone(tz)).get_next(datetime).astimezone(UTC)
             return back, missed, nxt
+
+
+def schedule_label(name: str) -> str:
+    """Value of the run label ``training.forecast.dev/schedule`` (a valid label value for any name
+    a schedule stored before the 52-character cap may have)."""
+    return builders.label_value(name)
 
 
 def run_name(ts: TrainingSchedule, scheduled: datetime) -> str:
@@ -148,7 +168,7 @@ def build_run(ts: TrainingSchedule, name: str, scheduled: datetime | None) -> di
             "labels": {
                 **builders.recommended_labels("trainingschedule", ts.name, "run"),
                 **(tmpl.metadata.labels or {}),
-                LABEL_SCHEDULE: ts.name[:63],
+                LABEL_SCHEDULE: schedule_label(ts.name),
             },
             "annotations": annotations,
             "ownerReferences": [
@@ -227,6 +247,15 @@ def manual_run(p: _Pass) -> None:
     p.status.last_run_now = value
 
 
+def skipped(p: _Pass, scheduled: datetime, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
+    """A due time not started: its Event once per (time, reason), not on every pass while it is
+    blocked (status.lastSkipped remembers it)."""
+    last = p.status.last_skipped
+    if last is None or last.scheduled_time != fmt(scheduled) or last.reason != reason:
+        p.actions.append(Event(type_, reason, message))
+    p.status.last_skipped = SkippedRun(scheduled_time=fmt(scheduled), reason=reason)
+
+
 def scheduled_run(p: _Pass, active: list[Run]) -> datetime | None:
     """Start the most recent unmet scheduled run if due and allowed; returns the next scheduled time."""
     ts = p.ts
@@ -240,9 +269,8 @@ def scheduled_run(p: _Pass, active: list[Run]) -> datetime | None:
         )
     deadline = ts.spec.starting_deadline_seconds
     if deadline is not None and (p.now - latest) > timedelta(seconds=deadline):
-        p.actions.append(
-            Event("Warning", "MissSchedule", f"missed the run of {fmt(latest)}: not started within {deadline} s")
-        )
+        message = f"missed the run of {fmt(latest)}: not started within {deadline} s"
+        skipped(p, latest, "Warning", "MissSchedule", message)
         return nxt
     name = run_name(ts, latest)
     if any(r.name == name for r in p.runs):
@@ -250,9 +278,8 @@ def scheduled_run(p: _Pass, active: list[Run]) -> datetime | None:
         return nxt
     others = [r for r in active if r.name != name]
     if others and ts.spec.concurrency_policy == "Forbid":
-        p.actions.append(
-            Event("Normal", "RunAlreadyActive", f"not starting the run of {fmt(latest)}: {others[0].name} still runs")
-        )
+        message = f"not starting the run of {fmt(latest)}: {others[0].name} still runs"
+        skipped(p, latest, "Normal", "RunAlreadyActive", message)
         return nxt
     if others and ts.spec.concurrency_policy == "Replace":
         for r in others:
@@ -293,6 +320,19 @@ def conditions(p: _Pass, invalid: str | None) -> None:
         return
     if get_condition(p.status.conditions, "InvalidSchedule") is not None:
         p.condition("InvalidSchedule", False, Reason.VALID_SCHEDULE)
+    rejected = get_condition(p.ts.status.conditions, "Stalled")
+    creating = any(isinstance(a, CreateRun) for a in p.actions)
+    if (
+        rejected is not None
+        and rejected.status == "True"
+        and rejected.reason == Reason.RUN_REJECTED
+        and rejected.observed_generation == p.ts.generation
+        and not creating
+    ):
+        # The last run was refused; nothing changed since: still needs a person (or the next time).
+        p.condition("Stalled", True, Reason.RUN_REJECTED, rejected.message)
+        p.condition("Ready", False, Reason.RUN_REJECTED, rejected.message)
+        return
     p.condition("Stalled", False, Reason.VALID_SCHEDULE)
     suspended = p.ts.spec.suspend
     p.condition("Suspended", suspended, Reason.SUSPENDED_BY_USER if suspended else Reason.NOT_SUSPENDED)
@@ -300,6 +340,18 @@ def conditions(p: _Pass, invalid: str | None) -> None:
         p.condition("Ready", False, Reason.SUSPENDED, "no new runs start")
     else:
         p.condition("Ready", True, Reason.SCHEDULED, f"next run {p.status.next_schedule_time}")
+
+
+def run_rejected(plan: SchedulePlan, ts: TrainingSchedule, name: str, message: str, now: datetime) -> Event:
+    """The API server refused a run this plan created (a 422: an invalid template, an admission
+    policy): Stalled and not Ready until a later run is created or the spec changes. The scheduled
+    time stays handled (lastScheduleTime), so no pass retries the refused create in a loop."""
+    text = f"the API server refused run {name}: {message}"[:1024]
+    for type_, value in (("Stalled", True), ("Ready", False)):
+        plan.status.conditions = _ordered(
+            set_condition(plan.status.conditions, type_, value, Reason.RUN_REJECTED, text, fmt(now), ts.generation)
+        )
+    return Event("Warning", Reason.RUN_REJECTED.value, text)
 
 
 def reconcile_schedule(ts: TrainingSchedule, runs: list[Run], now: datetime) -> SchedulePlan:

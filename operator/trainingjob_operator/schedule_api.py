@@ -22,6 +22,8 @@ from trainingjob_operator.api import (
     cel,
 )
 
+MAX_NAME_LENGTH = 52
+"""Longest TrainingSchedule name (as a CronJob's): ``<name>-<unix minutes>`` fits a label value."""
 KIND = "TrainingSchedule"
 PLURAL = "trainingschedules"
 SINGULAR = "trainingschedule"
@@ -123,6 +125,15 @@ class RunReference(ApiModel):
     uid: str = Field(default="", description="TrainingJob uid.")
 
 
+class SkippedRun(ApiModel):
+    """A scheduled time whose run was not started, and why (its Event is posted once per time)."""
+
+    scheduled_time: str = Field(description="The scheduled time.")
+    reason: str = Field(
+        description="RunAlreadyActive (Forbid, an earlier run active) or MissSchedule (past the deadline)."
+    )
+
+
 class TrainingScheduleStatus(ApiModel):
     """Observed state, written by the operator."""
 
@@ -134,6 +145,10 @@ class TrainingScheduleStatus(ApiModel):
         default=None, description="Last value of the run-now annotation acted upon (a manual run)."
     )
     next_schedule_time: str | None = Field(default=None, description="When the next run is due.")
+    last_skipped: SkippedRun | None = Field(
+        default=None,
+        description="The last scheduled time not started (Forbid with a run active, or past the starting deadline).",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description=(

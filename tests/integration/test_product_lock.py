@@ -137,7 +137,9 @@ async def _make_sales(conn, schema: str, days: int) -> str:
     return await make_sales(conn, schema, {PRODUCT: daily_frame(days, seed=4)})
 
 
-def _trainer(dsn: str, table: str, out_schema: str, term: Path, trials: str, name: str) -> subprocess.Popen:
+def _trainer(
+    dsn: str, table: str, out_schema: str, term: Path, trials: str, name: str, extra: dict[str, str] | None = None
+) -> subprocess.Popen:
     env = clean_env(
         {
             "TRAINER_DATA_DSN": dsn,
@@ -151,6 +153,7 @@ def _trainer(dsn: str, table: str, out_schema: str, term: Path, trials: str, nam
             "TRAINER_TERMINATION_LOG": str(term),
             "TRAINER_LOG_FORMAT": "json",
             "PYTHONPATH": str(REPO / "trainer_image"),
+            **(extra or {}),
         }
     )
     return subprocess.Popen(
@@ -226,3 +229,56 @@ async def test_a_product_locked_by_someone_else_is_not_read_not_trained_exit_5(d
     assert doc["exit_code"] == 5 and [e["status"] for e in doc["products"]] == ["locked"]
     assert "elsewhere/job" in doc["products"][0]["message"]
     assert await conn.fetchval(f'SELECT count(*) FROM "{out_schema}".forecast_models') == 0
+
+
+async def test_the_lock_session_asks_for_tcp_keepalives(dsn, schema) -> None:
+    """A trainer that dies with its node sends no FIN: without keepalives the server keeps its session,
+    and the lock, for the OS default (~2 h 11 min) while the product is relaunched again and again."""
+    db = database(dsn)
+    lock = ProductLock(db, schema, PRODUCT)
+    try:
+        await lock.acquire()
+        shown = await lock.run(
+            "probe",
+            lambda c: c.fetchrow(
+                "SELECT current_setting('tcp_keepalives_idle') AS idle, "
+                "current_setting('tcp_keepalives_interval') AS interval, "
+                "current_setting('tcp_keepalives_count') AS count"
+            ),
+        )
+        assert (shown["idle"], shown["interval"], shown["count"]) == ("30", "10", "3")
+    finally:
+        await lock.release()
+        await db.close()
+
+
+async def test_a_lock_lost_while_training_stops_the_trainer_and_nothing_is_written(
+    dsn, conn, new_schema, tmp_path
+) -> None:
+    """The lock's session ends mid-training (an idle timeout, a failover, a pooler; here
+    pg_terminate_backend): the heartbeat sees it, training stops, nothing is written, the product is
+    reported locked (exit 5) so its launcher retries it; before, it trained on unprotected and wrote."""
+    data_schema, out_schema = new_schema(), new_schema()
+    table = await _make_sales(conn, data_schema, 400)
+    term = tmp_path / "t.json"
+    trainer = _trainer(dsn, table, out_schema, term, "30", "ns-a/nightly", {"TRAINER_LOCK_HEARTBEAT_SECONDS": "0.5"})
+    try:
+        deadline = time.monotonic() + 60
+        while not (pids := await holders(conn, out_schema, PRODUCT)):
+            assert trainer.poll() is None and time.monotonic() < deadline, trainer.communicate()[1]
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # it reads and starts training
+        assert trainer.poll() is None, "finished before its lock could be taken away"
+        await conn.execute("SELECT pg_terminate_backend($1)", pids[0])
+        killed = time.monotonic()
+        _, err = await asyncio.to_thread(trainer.communicate, timeout=300)
+        took = time.monotonic() - killed
+    finally:
+        trainer.kill()
+    assert trainer.returncode == 5, err
+    doc = json.loads(term.read_text())
+    [entry] = doc["products"]
+    assert (entry["status"], entry["reason"]) == ("locked", "ProductLocked")
+    assert "was lost while it trained" in entry["message"] and "nothing was written" in entry["message"]
+    assert await conn.fetchval(f'SELECT count(*) FROM "{out_schema}".forecast_models') == 0
+    assert took < 30, f"the trainer went on for {took:.0f} s after losing its lock"

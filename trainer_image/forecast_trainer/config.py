@@ -373,6 +373,14 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     ),
     Option("--tuning-seed", "seed of the Optuna TPE sampler", to_int(0, 2**31 - 1), 42, "N"),
     Option("--pushgateway", "Prometheus Pushgateway address (host:port or URL) to push run metrics to", to_str, None),
+    Option(
+        "--lock-heartbeat-seconds",
+        "while a product trains, check this often that its lock in the output database is still held "
+        "(lost: stop, write nothing, report locked)",
+        to_float(0.1, 600),
+        10.0,
+        "SECONDS",
+    ),
     DB_CONNECT_TIMEOUT,
     DB_QUERY_TIMEOUT,
     DB_RETRIES,
@@ -529,6 +537,7 @@ class TrainConfig:
     country_holidays: str | None = None
     tuning_seed: int = 42
     pushgateway: str | None = None
+    lock_heartbeat_seconds: float = 10.0
     log_format: str = "auto"
     db: DbSettings = field(default_factory=DbSettings)
 

@@ -61,6 +61,11 @@ class ProductLocked(TrainerError):
     default_reason = "ProductLocked"
 
 
+class LockLost(ProductLocked):
+    """The product's lock went while it trained (its session ended: a network cut, an idle timeout,
+    a failover): training stops and nothing is written; retry later."""
+
+
 class CircuitOpen(InfraUnavailable):
     """The circuit breaker is open: calls fail fast without touching the service."""
 

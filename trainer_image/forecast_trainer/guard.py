@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from forecast_trainer.errors import ProductLocked
+from forecast_trainer.errors import LockLost, ProductLocked
 from forecast_trainer.locking import ProductLock
 from forecast_trainer.logs import get_logger
 from forecast_trainer.report import LOCKED, TRAINED, ProductResult
@@ -39,7 +39,7 @@ async def train_guarded(run: TrainRun, product: str) -> ProductResult:
         return await run.train_one(product)
     cfg = run.cfg
     started = time.monotonic()
-    lock = ProductLock(run.output, cfg.output_schema, product, cfg.trainingjob)
+    lock = ProductLock(run.output, cfg.output_schema, product, cfg.trainingjob, cfg.lock_heartbeat_seconds)
     try:
         await lock.acquire()
     except Exception as exc:
@@ -53,7 +53,10 @@ async def train_guarded(run: TrainRun, product: str) -> ProductResult:
                 return _not_trained(run, product, exc, time.monotonic() - started)
             if earlier is not None:
                 return recorded_result(product, cfg.metric, cfg.run_key, earlier, time.monotonic() - started)
-        result = await run.train_one(product)
+        try:
+            result = await lock.while_held(run.train_one(product))  # heartbeat: stop when the lock is lost
+        except LockLost as exc:
+            return _not_trained(run, product, exc, time.monotonic() - started)
         if result.reason == ProductLocked.default_reason:  # the lock was lost while training
             result.status = LOCKED
         saved = lock.saved

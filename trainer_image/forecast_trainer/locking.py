@@ -15,8 +15,21 @@ product in one output schema.
 - Second line: the write transaction itself takes ``pg_advisory_xact_lock(key)`` (store.py),
   so writers that hold no session lock are serialised with it too. The write runs on the lock's
   own connection, where that lock is re-entrant.
-- If the lock's connection breaks, the session lock is gone with it: the trainer reconnects,
-  takes the lock again (or reports ``locked`` when someone else has it by then) and retries.
+- If the lock's connection breaks during a write, the session lock is gone with it: the trainer
+  reconnects, takes the lock again (or reports ``locked`` when someone else has it by then) and
+  retries.
+- While the product trains (minutes), a heartbeat checks every ``--lock-heartbeat-seconds``
+  (10 s) on the lock's connection that this session still holds the lock. Lost (the session was
+  ended: an idle timeout, a failover, pg_terminate_backend): training stops, nothing is written,
+  the product is reported ``locked`` (LockLost) and its launcher retries it later. Another
+  trainer may hold the lock by then; two trainings never write one product's model together.
+- The lock's session asks the server for TCP keepalives (``tcp_keepalives_*``: probe after
+  30 s idle, every 10 s, 3 probes): a trainer that died with its node (no FIN, no RST) releases
+  the lock after ~1 minute, not after the OS default of ~2 h 11 min.
+- A transaction-mode pooler (PgBouncer ``pool_mode = transaction``) between trainers and the
+  output database breaks session locks (each statement may run on another server session, and
+  the lock stays on one nobody owns): connect trainers directly, or through session mode. The
+  heartbeat then reports the lock lost instead of training unprotected.
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from forecast_trainer.db import Database, describe, is_transient
-from forecast_trainer.errors import ProductLocked, one_line
+from forecast_trainer.errors import LockLost, ProductLocked, one_line
 from forecast_trainer.logs import get_logger
 
 log = get_logger("lock")
@@ -37,6 +50,10 @@ log = get_logger("lock")
 T = TypeVar("T")
 
 KEY_PREFIX = b"forecast-trainer/product-lock/v1"
+LOCK_SESSION_KEEPALIVES = {"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"}
+"""Server-side TCP keepalives of the lock's session (per session: any role may set them): the
+server ends the session of a peer that vanished, and with it the lock, within ~60 s."""
+HEARTBEAT_SECONDS = 10.0
 
 
 def product_lock_key(schema: str, product: str) -> int:
@@ -67,6 +84,15 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 LIMIT 1
 """
 
+_HELD_SQL = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_locks
+  WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = pg_backend_pid()
+    AND classid = $1::bigint::oid AND objid = $2::bigint::oid
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+"""
+
 
 class ProductLock:
     """The session-level advisory lock of one product, held on its own connection.
@@ -76,8 +102,17 @@ class ProductLock:
     unlocks and closes. ``saved`` is where the write leaves what it stored (guard.py).
     """
 
-    def __init__(self, db: Database, schema: str, product: str, trainingjob: str | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        schema: str,
+        product: str,
+        trainingjob: str | None = None,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
         self.db = db
+        self.heartbeat_seconds = heartbeat_seconds
+        self._use = asyncio.Lock()  # one statement at a time on the lock's connection (heartbeat, writes)
         self.schema = schema
         self.product = product
         self.key = product_lock_key(schema, product)
@@ -96,7 +131,7 @@ class ProductLock:
     async def _lock(self) -> None:
         conn = await self.db.connect(
             f"cannot connect to the {self.db.role} to lock {self.what}",
-            {"application_name": self.app_name},
+            {"application_name": self.app_name, **LOCK_SESSION_KEEPALIVES},
         )
         try:
             if not await self._try(conn):
@@ -142,10 +177,11 @@ class ProductLock:
         """``work(connection)`` on the lock's connection; after a broken connection: re-lock, retry."""
 
         async def attempt() -> T:
-            if self.conn is None or self.conn.is_closed():
-                await self._lock()
             try:
-                return await work(self.conn)
+                async with self._use:
+                    if self.conn is None or self.conn.is_closed():
+                        await self._lock()
+                    return await work(self.conn)
             except Exception as exc:
                 lost = self.conn is not None and self.conn.is_closed()
                 if is_transient(exc) or lost:
@@ -156,6 +192,46 @@ class ProductLock:
                 raise
 
         return await self.db.retrying(attempt, what)
+
+    async def held(self) -> bool:
+        """Whether this session still holds the lock (False when its connection is gone or hangs)."""
+        conn = self.conn
+        if conn is None or conn.is_closed():
+            return False
+        try:
+            async with self._use:
+                query = conn.fetchval(_HELD_SQL, *lock_key_parts(self.key))
+                return bool(await asyncio.wait_for(query, timeout=max(self.heartbeat_seconds, 5.0)))
+        except Exception:
+            return False
+
+    async def while_held(self, work: Awaitable[T]) -> T:
+        """Run ``work`` (a product's training and write), checking every ``heartbeat_seconds`` that
+        the lock is still held; when it is not, cancel ``work`` and raise :class:`LockLost`."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.heartbeat_seconds)
+                if done:
+                    return task.result()
+                if not await self.held():
+                    break
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self.conn is not None:
+            await self._drop()
+        log.warning(
+            "the lock of %s was lost while it trained: training stopped, nothing written",
+            self.what,
+            extra={"fields": {"event": "lock_lost", "product": self.product}},
+        )
+        raise LockLost(
+            f"the lock of {self.what} in the output database was lost while it trained (its session ended: a "
+            "network cut, an idle timeout, a failover, or a transaction-mode pooler); nothing was written, "
+            "retry later"
+        )
 
     async def _drop(self) -> None:
         """Forget a connection that failed (its session lock is gone, or soon will be)."""

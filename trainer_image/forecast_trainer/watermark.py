@@ -100,6 +100,7 @@ NON_MODEL_FIELDS: tuple[str, ...] = (
     "log_format",
     "db",
     "skip_unchanged",
+    "lock_heartbeat_seconds",
 )
 # Libraries whose version changes what is fitted (holidays only when --country-holidays is set):
 # the model families, the tuner, the numerics under them (numpy, pandas: resampling, rolling CV

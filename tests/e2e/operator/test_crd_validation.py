@@ -105,6 +105,41 @@ INVALID = [
         ),
         "mountPath /dev/termination-log is the operator's",
     ),
+    *[
+        (
+            f"mount {case}",
+            _with(
+                "template",
+                {
+                    "volumes": [{"name": "x", "emptyDir": {}}],
+                    "volumeMounts": [{"name": "x", "mountPath": path, **({"subPath": sub} if sub else {})}],
+                },
+            ),
+            expected,
+        )
+        for case, path, sub, expected in (
+            ("/tmp/ (trailing slash)", "/tmp/", None, "mountPath /tmp/ must be in normal form"),
+            ("//tmp (double slash)", "//tmp", None, "mountPath //tmp must be in normal form"),
+            ("/data/../tmp (dot-dot)", "/data/../tmp", None, "must be in normal form"),
+            (
+                "a file under /plan (subPath)",
+                "/plan/products.json",
+                "f",
+                "mountPath /plan/products.json is the operator's",
+            ),
+            ("/dev (above the termination log)", "/dev", None, "mountPath /dev is the operator's (at, under or above"),
+        )
+    ],
+    (
+        "operator label in the template",
+        _with("template.labels", {"training.forecast.dev/trainingjob-uid": "x"}),
+        "label keys under training.forecast.dev/ are the operator's",
+    ),
+    (
+        "operator annotation in the template",
+        _with("template.annotations", {"training.forecast.dev/role": "unchanged-check"}),
+        "annotation keys under training.forecast.dev/ are the operator's",
+    ),
     (
         "mount of an undeclared volume",
         _with("template.volumeMounts", [{"name": "nope", "mountPath": "/etc/nope"}]),
@@ -272,6 +307,11 @@ INVALID_SCHEDULES = [
         "template without products",
         _schedule_with(trainingJobTemplate={"spec": {**VALID["spec"], "products": []}}),
         "spec.trainingJobTemplate.spec.products",
+    ),
+    (
+        "name longer than a CronJob's",
+        {**_schedule_with(), "metadata": {"name": "n" * 53}},
+        "at most 52 characters",
     ),
     (
         "template with two data sources",

@@ -53,7 +53,7 @@ def test_job_manifest_contract() -> None:
     assert env["TRAINER_DATA_DSN"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "dsn"}
     assert "value" not in env["TRAINER_DATA_DSN"]
     assert env["TRAINER_OUTPUT_SCHEMA"]["value"] == "models"
-    assert "TRAINER_TRIALS" not in env  # automatic by class
+    assert env["TRAINER_TRIALS"]["value"] == ""  # automatic by class (set blank: envFrom cannot set it)
 
 
 def test_configmap_source_mounts_csv_file() -> None:
@@ -64,7 +64,7 @@ def test_configmap_source_mounts_csv_file() -> None:
     assert vol["configMap"] == {"name": "sales", "items": [{"key": "sales.csv", "path": "sales.csv"}]}
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert env["TRAINER_DATA_CSV"] == "/data/sales.csv" and env["TRAINER_TRIALS"] == "0"
-    assert "TRAINER_DATA_DSN" not in env
+    assert env["TRAINER_DATA_DSN"] == ""  # set blank: no envFrom key can point the pod at a database
 
 
 def test_lease_manifest() -> None:

@@ -329,3 +329,38 @@ def test_each_start_of_leadership_is_announced_once_not_each_renewal() -> None:
         return terms
 
     assert asyncio.run(run()) == [1, 4]
+
+
+async def test_losing_leadership_drops_the_per_trainingjob_gauges() -> None:
+    """A deposed replica must not keep exporting its last per-TrainingJob values (alerts take the
+    max over replicas and would keep firing after the new leader's retry succeeded)."""
+    from prometheus_client import REGISTRY
+
+    from trainingjob_operator import metrics
+
+    api = FakeLeases()
+    a = LeaderElector(
+        api,  # type: ignore[arg-type]
+        LeaseConfig("ns", identity="a", **FAST),
+        on_stopped_leading=metrics.forget_leader_series,
+    )
+    task = asyncio.ensure_future(a.run())
+    tj = {"namespace": "unit-leader", "trainingjob": "nightly"}
+    try:
+        await asyncio.wait_for(a.wait_leader(), 2)
+        metrics.observe_products("unit-leader", "nightly", {"failed": 3})
+        metrics.observe_pass("unit-leader", "nightly", "Failed", {"p": "WaitingForLease"}, {})
+        metrics.observe_schedule("unit-leader", "weekly", "2026-01-01T00:00:00Z", None, False)
+        assert REGISTRY.get_sample_value("trainingjob_products", {**tj, "state": "failed"}) == 3
+        api.stall()  # renewals hang: a stops leading at its renew deadline
+        await wait_until("a stops leading", lambda: not a.is_leader, within=3)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    for name, labels in (
+        ("trainingjob_products", {**tj, "state": "failed"}),
+        ("trainingjob_phase", {**tj, "phase": "Failed"}),
+        ("trainingjob_lease_waiting_products", tj),
+        ("trainingjob_schedule_suspended", {"namespace": "unit-leader", "trainingschedule": "weekly"}),
+    ):
+        assert REGISTRY.get_sample_value(name, labels) is None, name

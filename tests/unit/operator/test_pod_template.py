@@ -123,3 +123,82 @@ def test_affinity_and_volumes_are_typed_in_the_crd() -> None:
     props = template["properties"]
     assert "nodeAffinity" in props["affinity"]["properties"]
     assert props["volumes"]["x-kubernetes-list-map-keys"] == ["name"]
+
+
+def _effective_env(container: dict[str, Any], env_from: dict[str, str], secrets: dict[str, str]) -> dict[str, str]:
+    """What the kubelet gives the process: envFrom keys first, then env (which wins), secretKeyRefs resolved."""
+    out = dict(env_from)
+    for e in container["env"]:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        out[e["name"]] = secrets[ref["name"]] if ref else e["value"]
+    return out
+
+
+def test_reserved_variables_from_env_from_have_no_effect() -> None:
+    """A team ConfigMap (envFrom) with TRAINER_* keys the operator sets only conditionally must not
+    reach the trainer: TRAINER_SKIP_UNCHANGED=true would make pods of a skipUnchanged: false
+    TrainingJob report skipped; TRAINER_OUTPUT_DSN would send models elsewhere."""
+    from forecast_trainer.config import TRAIN_OPTIONS, resolve, train_config
+
+    team_configmap = {
+        "TRAINER_SKIP_UNCHANGED": "true",
+        "TRAINER_TRIALS": "500",
+        "TRAINER_MODELS": "last_value",
+        "TRAINER_TIMEOUT_SECONDS": "1",
+        "TRAINER_COUNTRY_HOLIDAYS": "US",
+        "TRAINER_OUTPUT_DSN": "postgresql://elsewhere/db",
+        "TRAINER_DATA_CSV": "/etc/other.csv",
+        "TRAINER_OUTPUT_SCHEMA": "other",
+    }
+    tj = make_tj(template={"envFrom": [{"configMapRef": {"name": "team"}}]})
+    (container,) = build_job(tj, "p1")["spec"]["template"]["spec"]["containers"]
+    env = _effective_env(container, team_configmap, {"db": "postgresql://db/sales"})
+    cfg = train_config(resolve(TRAIN_OPTIONS, {}, env))
+    assert cfg.skip_unchanged is False
+    assert cfg.trials is None and cfg.timeout_seconds is None and cfg.country_holidays is None
+    plain = train_config(resolve(TRAIN_OPTIONS, {}, _effective_env(container, {}, {"db": "postgresql://db/sales"})))
+    assert cfg == plain  # exactly the configuration without the ConfigMap
+    assert cfg.data_csv is None and cfg.data_dsn == "postgresql://db/sales"
+    assert cfg.output_dsn == "postgresql://db/sales" and cfg.output_schema == "public"
+    names = {e["name"] for e in container["env"]}
+    assert set(OPERATOR_ENV) - names == {"TRAINER_PRODUCT", "TRAINER_PRODUCTS_JSON"}  # blank would be an error
+
+
+def test_operator_keys_in_template_labels_and_annotations_never_reach_the_job() -> None:
+    """training.forecast.dev/role=unchanged-check in spec.template.annotations made every product Job
+    look like the unchanged check (nothing recorded, relaunched every pass)."""
+    from trainingjob_operator.observe import is_unchanged_check, job_product
+
+    tj = make_tj(
+        template={
+            "labels": {"training.forecast.dev/trainingjob-uid": "other", "team": "a"},
+            "annotations": {"training.forecast.dev/role": "unchanged-check", "note": "x"},
+        }
+    )
+    job = build_job(tj, "p1")
+    assert not is_unchanged_check(job) and job_product(job) == "p1"
+    for meta in (job["metadata"], job["spec"]["template"]["metadata"]):
+        assert meta["labels"]["training.forecast.dev/trainingjob-uid"] == "uid-1" and meta["labels"]["team"] == "a"
+        assert "training.forecast.dev/role" not in meta["annotations"] and meta["annotations"]["note"] == "x"
+
+
+def test_mounts_at_under_or_above_reserved_paths_never_reach_the_pod() -> None:
+    """Only exact strings were refused: /tmp/, //tmp, a subPath file under /plan, /dev (above the
+    termination log) passed. The CRD refuses them; a stored object still cannot mount them."""
+    from trainingjob_operator.podtypes import VolumeMount
+
+    tj = make_tj(template={"volumes": [{"name": "x", "emptyDir": {}}]}, skipUnchanged=True)
+    tj.spec.template.volume_mounts = [
+        VolumeMount(name="x", mount_path=path, sub_path=sub)
+        for path, sub in (
+            ("/tmp/", None),
+            ("//tmp", None),
+            ("/plan/products.json", "products.json"),
+            ("/dev", None),
+            ("/data/../tmp/x", None),
+            ("/etc/extra", None),
+        )
+    ]
+    for pod in (_pod(tj), build_plan_job(tj)["spec"]["template"]["spec"]):
+        user = [m["mountPath"] for m in pod["containers"][0]["volumeMounts"] if m["name"] == "x"]
+        assert user == ["/etc/extra"]

@@ -409,6 +409,33 @@ def test_locked_product_waits_then_is_relaunched() -> None:
     assert launches(gone) == ["a"]
 
 
+def test_a_product_locked_again_and_again_is_relaunched_with_exponential_back_off() -> None:
+    """A trainer whose node died holds the lock until the database notices (~1 min with the lock
+    session's keepalives): relaunching every 15 s made hundreds of pods. The wait doubles per
+    relaunch that found the product locked again (the daemon counts them), up to 10 minutes."""
+    tj = make_tj(products=["a"], parallelism=1)
+    locked = ObservedJob(
+        name="j-a",
+        uid="u-a",
+        product="a",
+        retry_round="",
+        finished="Failed",
+        reason="PodFailurePolicy",
+        exit_code=5,
+        finished_at=NOW,
+        report=ProductReport(product="a", status="locked", reason="ProductLocked"),
+    )
+    waits = []
+    for relaunches in range(8):
+        observed = Observed(jobs=jobs_of(locked), locked_relaunches={"a": relaunches})
+        waits.append(
+            next(s for s in range(0, 1200, 5) if reconcile(tj, observed, NOW + timedelta(seconds=s)).relaunched_locked)
+        )
+    assert waits == [15, 30, 60, 120, 240, 480, 600, 600]
+    due = reconcile(tj, Observed(jobs=jobs_of(locked), locked_relaunches={"a": 2}), NOW + timedelta(seconds=60))
+    assert DeleteJob("j-a", "u-a") in due.actions and due.relaunched_locked == {"a"}
+
+
 def test_recorded_product_whose_job_is_not_marked_finished_yet_is_not_active() -> None:
     """Recorded from its succeeded pod; on the next pass its pods are not read any more and the Job
     controller has not marked the Job Complete yet: not active, and no slot is taken."""

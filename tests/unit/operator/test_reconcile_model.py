@@ -18,6 +18,8 @@ Properties, checked after every step:
 
 ``CollidingReconcileModel`` runs the same with a weak product hash (every other product id
 collides), so Job and Lease names are shared between products.
+  (g) a ResourceQuota may fill up and free again: a Job create it refuses never fails a product
+      (the product waits, launches back off) and no product is lost once it frees up.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from forecast_trainer.unchanged import products_digest, unchanged_message
 from trainingjob_operator import builders, observe
 from trainingjob_operator.api import TrainingJob, TrainingJobStatus
+from trainingjob_operator.quota import QuotaBackoff
 from trainingjob_operator.reconcile import (
     CreateUnchangedCheck,
     DeleteJob,
@@ -231,6 +234,11 @@ class World:
     failed_for_real: set[tuple[str, str]] = field(default_factory=set)
     """(TrainingJob uid, product) with a Job of that uid that failed, no pod of it locked."""
     rv: int = 0
+    quota_full: bool = False
+    """A ResourceQuota of the namespace refuses every Job create (403 exceeded quota)."""
+    backoff: QuotaBackoff = field(default_factory=QuotaBackoff)
+    refused: dict[str, str] = field(default_factory=dict)
+    created: int = 0
 
     def tj(self) -> TrainingJob:
         ann = {builders.ANNOTATION_RETRY_FAILED: self.retry} if self.retry else {}
@@ -264,8 +272,10 @@ class World:
             [j.raw() for j in [*self.jobs.values(), *self.checks.values()]],
             lambda uid: [p.raw() for p in self.pods if p.job_uid == uid and p.visible_at <= self.now],
             [x.raw() for x in self.leases.values()],
+            quota_exceeded=self.backoff.blocked(self.now),
         )
         plan = reconcile(tj, observed, self.now)
+        self.refused, self.created = {}, 0
         for action in plan.actions:
             if isinstance(action, Launch):
                 self.launch(action)
@@ -286,6 +296,9 @@ class World:
             elif isinstance(action, SetJobTTL):
                 pass
         self.status = plan.status
+        self.backoff.record(self.refused, self.created, self.now)  # as the daemon does (main.py)
+        # (g): a quota refusal is transient: never a failure
+        assert all(f.reason not in ("JobRejected", "QuotaExceeded") for f in self.status.failures), self.status.failures
         now_tj = self.tj()
         new_succeeded, new_failed = read_record(now_tj)
         for product in new_succeeded:
@@ -333,6 +346,10 @@ class World:
     def launch(self, action: Launch) -> None:
         """What the controller and leases.acquire do for a Launch, against this world's API."""
         product = action.product
+        if self.quota_full:
+            # the create is refused (controller: the Lease taken for it is released again)
+            self.refused[product] = "jobs.batch is forbidden: exceeded quota: jobs, limited: count/jobs.batch=2"
+            return
         lease_name = builders.lease_name(product)
         held = self.leases.get(lease_name)
         if action.takeover is None:
@@ -355,6 +372,7 @@ class World:
         assert not others, f"launched {product} while {others[0].name} ({others[0].owner}) is unfinished"
         uid = f"job-{next(_ids)}"
         self.jobs[name] = Job(name, uid, self.uid, product, self.status.retry_failed or "")
+        self.created += 1
 
     def finish(self, job: Job, code: int, lag: bool = False, pod_lag: int = 0, second: int | None = None) -> None:
         """The Job's pod ends with exit ``code``; with ``lag`` the Job controller has not marked the
@@ -501,6 +519,11 @@ class ReconcileModel(RuleBasedStateMachine):
         self.w.parallelism = n
 
     @rule()
+    def the_namespace_quota_fills_or_frees(self) -> None:
+        """Other workloads (or finished Jobs' TTL) fill or free a count/jobs.batch quota."""
+        self.w.quota_full = not self.w.quota_full
+
+    @rule()
     def user_toggles_suspend(self) -> None:
         self.w.suspend = not self.w.suspend
 
@@ -578,6 +601,7 @@ class ReconcileModel(RuleBasedStateMachine):
         """(c): let everything finish (no more user edits) and every product ends on record."""
         w = self.w
         w.suspend = False
+        w.quota_full = False
         for _ in range(200):
             w.operator_pass()
             for job in list(w.jobs.values()):

@@ -142,3 +142,107 @@ def test_time_zone_and_dst() -> None:
     now = datetime(2026, 11, 24, 1, 0, 5, tzinfo=UTC)  # 02:00:05 in Berlin (UTC+1)
     plan = reconcile_schedule(ts, [], now)
     assert plan.status.last_schedule_time == "2026-11-24T01:00:00Z" and len(creates(plan)) == 1
+
+
+def _events(plan: Any, reason: str) -> int:
+    return sum(1 for a in plan.actions if getattr(a, "reason", "") == reason)
+
+
+def _after(ts: TrainingSchedule, plan: Any) -> TrainingSchedule:
+    return ts.model_copy(update={"status": plan.status})
+
+
+def test_dst_fall_back_runs_a_daily_schedule_once() -> None:
+    """30 2 * * * in Europe/Berlin on 2026-10-25: 02:30 CEST (00:30Z) and 02:30 CET (01:30Z) are one
+    wall-clock time; the second is no scheduled time (vixie cron)."""
+    ts = make_ts(schedule="30 2 * * *", timeZone="Europe/Berlin").model_copy(
+        update={"status": make_ts().status.model_validate({"lastScheduleTime": "2026-10-24T00:30:00Z"})}
+    )
+    first = reconcile_schedule(ts, [], datetime(2026, 10, 25, 0, 30, 5, tzinfo=UTC))
+    assert first.status.last_schedule_time == "2026-10-25T00:30:00Z" and len(creates(first)) == 1
+    # the next run is the next day's 02:30 CET, not 01:30Z the same night
+    assert first.next_time == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)
+    ran = Run(creates(first)[0], "u1", datetime(2026, 10, 25, 0, 30, tzinfo=UTC), "Succeeded")
+    second = reconcile_schedule(_after(ts, first), [ran], datetime(2026, 10, 25, 1, 30, 5, tzinfo=UTC))
+    assert creates(second) == [] and second.status.last_schedule_time == "2026-10-25T00:30:00Z"
+    # spring forward still runs (02:30 does not exist on 2026-03-29: croniter moves it to 03:30)
+    spring = reconcile_schedule(
+        ts.model_copy(update={"status": make_ts().status.model_validate({"lastScheduleTime": "2026-03-28T01:30:00Z"})}),
+        [],
+        datetime(2026, 3, 29, 3, 0, tzinfo=UTC),
+    )
+    assert len(creates(spring)) == 1
+
+
+def test_blocked_and_missed_runs_post_their_event_once_per_scheduled_time() -> None:
+    running = Run("nightly-old", "u-old", datetime(2026, 11, 23, 8, 1, tzinfo=UTC), "Running")
+    ts = make_ts().model_copy(
+        update={"status": make_ts().status.model_validate({"lastScheduleTime": "2026-11-23T08:01:00Z"})}
+    )
+    posted = 0
+    for second in range(1, 60, 10):  # six passes within the minute of 08:02, the old run still going
+        plan = reconcile_schedule(ts, [running], datetime(2026, 11, 23, 8, 2, second, tzinfo=UTC))
+        posted += _events(plan, "RunAlreadyActive")
+        ts = _after(ts, plan)
+    assert posted == 1
+    plan = reconcile_schedule(ts, [running], datetime(2026, 11, 23, 8, 3, 1, tzinfo=UTC))
+    assert _events(plan, "RunAlreadyActive") == 1  # a new blocked time: said again
+    strict = make_ts(startingDeadlineSeconds=5)
+    posted = 0
+    for second in range(10, 60, 10):
+        plan = reconcile_schedule(strict, [], datetime(2026, 11, 23, 8, 30, second, tzinfo=UTC))
+        posted += _events(plan, "MissSchedule")
+        strict = _after(strict, plan)
+    assert posted == 1
+
+
+def test_long_schedule_names_give_valid_run_labels() -> None:
+    long = make_ts().model_copy(update={"metadata": {**make_ts().metadata, "name": "a" * 62 + "-b" + "c" * 10}})
+    body = next(
+        a.body for a in reconcile_schedule(long, [], CREATED + timedelta(minutes=1)).actions if isinstance(a, CreateRun)
+    )
+    label = body["metadata"]["labels"]["training.forecast.dev/schedule"]
+    assert len(label) <= 63 and label[-1].isalnum() and label[0].isalnum()
+
+
+def test_a_refused_run_is_stalled_not_retried_in_a_loop() -> None:
+    import asyncio
+
+    from trainingjob_operator.kube import KubeError
+    from trainingjob_operator.schedule_controller import schedule_pass
+
+    class Kube:
+        def __init__(self, raw: dict[str, Any]) -> None:
+            self.raw, self.creates, self.events = raw, 0, []
+
+        async def get_schedule(self, namespace: str, name: str) -> dict[str, Any]:
+            return self.raw
+
+        async def list_trainingjobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+            return []
+
+        async def create_trainingjob(self, namespace: str, body: dict[str, Any]) -> None:
+            self.creates += 1
+            raise KubeError(422, "TrainingJob.training.forecast.dev is invalid: spec.products: Required value")
+
+        async def patch_schedule_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+            self.raw = {**self.raw, "status": status}
+
+    ts = make_ts()
+    kube = Kube(ts.model_dump(by_alias=True, mode="json", exclude_none=True))
+    events: list[str] = []
+    for second in (2, 3, 4, 5):  # passes of the same minute (the daemon's error retry was ~1 s)
+        asyncio.run(
+            schedule_pass(
+                kube,  # type: ignore[arg-type]
+                "shop",
+                "nightly",
+                lambda type_, reason, message: events.append(reason),
+                clock=lambda s=second: datetime(2026, 11, 23, 8, 1, s, tzinfo=UTC),  # type: ignore[misc]
+            )
+        )
+    assert kube.creates == 1
+    assert events.count("RunRejected") == 1
+    cond = {c["type"]: c for c in kube.raw["status"]["conditions"]}
+    assert (cond["Stalled"]["status"], cond["Stalled"]["reason"]) == ("True", "RunRejected")
+    assert cond["Ready"]["status"] == "False" and "spec.products" in cond["Stalled"]["message"]
