@@ -52,7 +52,7 @@ def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_ma
         conds = set_condition(conds, "Complete", False, reason, msg, stamp, gen)
     else:
         phase = "Succeeded"
-        msg = f"{ok} of {total} products trained" + (f"; {bad} failed" if bad else "")
+        msg = f"{ok} of {total} products trained" + (f"; {bad} failed" if bad else "") + _uncertain_note(s)
         conds = set_condition(conds, "Complete", True, Reason.ALL_PRODUCTS_FINISHED, msg, stamp, gen)
         conds = set_condition(conds, "Failed", False, Reason.ALL_PRODUCTS_FINISHED, msg, stamp, gen)
     conds = set_condition(conds, "Running", False, Reason.FINISHED, msg, stamp, gen)
@@ -63,6 +63,12 @@ def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_ma
         ok_phase = phase == "Succeeded"
         st.actions.append(Event("Normal" if ok_phase else "Warning", "Complete" if ok_phase else "Failed", msg))
     return phase
+
+
+def _uncertain_note(s: TrainingJobStatus) -> str:
+    """", N uncertain (CV gain over naive within noise)" for the Complete message and event."""
+    n = s.results.uncertain if s.results is not None else 0
+    return f"; {n} uncertain (CV gain over naive within noise: check these first)" if n else ""
 
 
 def _in_progress(st: PassState, old: TrainingJobStatus, allowed: int | None, too_many_failed: bool) -> str:
