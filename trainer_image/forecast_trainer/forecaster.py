@@ -77,13 +77,14 @@ def _bounds(mean: np.ndarray, empirical: dict[str, float] | None) -> tuple[np.nd
 
 
 def _fit_prophet(
-    plan: FoldPlan, params: dict[str, Any], structure: models.Structure, future: Any, fitted: bool
+    plan: FoldPlan, params: dict[str, Any], structure: models.Structure, future: Any, fitted: bool, own_interval: bool
 ) -> _Part:
+    """Prophet on the full history; its own simulated interval only when no CV calibration replaces it."""
     frame = plan.frame
     if plan.closed:
         frame = frame.copy()
         frame.loc[plan.closed.mask(frame["ds"]), "y"] = np.nan
-    final = models.fit(frame, params, structure, uncertainty=True)
+    final = models.fit(frame, params, structure, uncertainty=own_interval)
     out = models.forecast(final, plan.ds.iloc[-1], len(future), plan.frequency)
     zero = plan.closed.mask(out["ds"])
     arrays = [out[c].to_numpy(dtype=float) for c in ("yhat", "yhat_lower", "yhat_upper")]
@@ -148,7 +149,7 @@ def ship(
 
     def part(name: str) -> _Part:
         if name == PROPHET:
-            return _fit_prophet(plan, prophet_params or {}, structure, future, fitted)
+            return _fit_prophet(plan, prophet_params or {}, structure, future, fitted, bands_spec.calibration is None)
         return _fit_plain(plan, name, candidates.get(name), future)
 
     members = list(candidates[ENSEMBLE].members) if family == ENSEMBLE else []
