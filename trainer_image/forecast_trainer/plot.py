@@ -37,8 +37,9 @@ def plot_forecast(path: str, history: Any, fitted: Any, forecast: Any, title: st
             linewidth=0,
             label=f"{level:g}% interval",
         )
-    for q in forecast.attrs.get("quantiles") or []:
-        axes.plot(forecast["ds"], forecast[quantile_name(q)], "--", color="#009E73", linewidth=1, label=f"q{q:g}")
+    for i, q in enumerate(forecast.attrs.get("quantiles") or []):
+        style = ("--", ":", "-.")[i % 3]
+        axes.plot(forecast["ds"], forecast[quantile_name(q)], style, color="#009E73", linewidth=1.2, label=f"q{q:g}")
     axes.plot(forecast["ds"], forecast["yhat"], "-", color="#D55E00", linewidth=1.5, label="forecast")
     axes.axvline(forecast["ds"].iloc[0], color="grey", linestyle=":", linewidth=1)
     if uncertain:
