@@ -380,7 +380,9 @@ def _trainer(series: Series, train: Any, method: str) -> tuple[Any, dict[float, 
     return yhat, {p: v.to_numpy(dtype=float) for p, v in bands.items()}, info
 
 
-def run_method(method: str, series_list: list[Series]) -> dict[str, Any]:
+def run_method(method: str, series_list: list[Series], out_path: str | None = None) -> dict[str, Any]:
+    """Every series with ``method``; with ``out_path`` the results so far are written after each
+    series (an interrupted run keeps them; ``--reuse`` re-runs a method only if series are missing)."""
     import numpy as np
 
     out: dict[str, Any] = {"method": method, "series": {}}
@@ -413,6 +415,9 @@ def run_method(method: str, series_list: list[Series]) -> dict[str, Any]:
             **info,
         }
         print(f"  {method:<16} {series.key:<28} {cpu:6.2f} s", file=sys.stderr, flush=True)
+        if out_path is not None:
+            with open(out_path, "w", encoding="utf-8") as fh:
+                json.dump(out, fh)
     return out
 
 
@@ -440,7 +445,7 @@ def worker(method: str, data_path: str, out_path: str, trainer_path: str) -> int
     startup = _cpu() - started
     with open(data_path, encoding="utf-8") as fh:
         series_list = [Series(**s) for s in json.load(fh)]
-    result = run_method(method, series_list)
+    result = run_method(method, series_list, out_path)
     result["startup_cpu"] = startup
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(out_path, "w", encoding="utf-8") as fh:
