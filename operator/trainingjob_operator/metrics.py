@@ -64,13 +64,19 @@ SCHEDULE_CREATED = Gauge(
 SCHEDULE_SUSPENDED = Gauge(
     "trainingjob_schedule_suspended", "1 when the TrainingSchedule is suspended.", ["namespace", "trainingschedule"]
 )
+UNCERTAIN = Gauge(
+    "trainingjob_uncertain_products",
+    "Trained products whose CV gain over the best naive baseline is within fold noise (status.results.uncertain).",
+    ["namespace", "trainingjob"],
+)
 _failure_reasons: dict[tuple[str, str], set[str]] = {}
 """Reasons counted per TrainingJob, so ``forget`` can remove their series."""
 
 
-def observe_products(namespace: str, name: str, counts: Mapping[str, int]) -> None:
+def observe_products(namespace: str, name: str, counts: Mapping[str, int], uncertain: int = 0) -> None:
     for state in STATES:
         PRODUCTS.labels(namespace=namespace, trainingjob=name, state=state).set(counts.get(state, 0))
+    UNCERTAIN.labels(namespace=namespace, trainingjob=name).set(uncertain)
 
 
 def observe_pass(
@@ -98,10 +104,11 @@ def forget(namespace: str, name: str) -> None:
                 collector.remove(namespace, name, value)
             except KeyError:
                 pass
-    try:
-        LEASE_WAITING.remove(namespace, name)
-    except KeyError:
-        pass
+    for gauge in (LEASE_WAITING, UNCERTAIN):
+        try:
+            gauge.remove(namespace, name)
+        except KeyError:
+            pass
 
 
 LEADER_GAUGES = (PRODUCTS, PHASE, LEASE_WAITING, SCHEDULE_LAST_SUCCESS, SCHEDULE_CREATED, SCHEDULE_SUSPENDED)

@@ -210,6 +210,7 @@ def _record_success(st: PassState, job: ObservedJob) -> None:
         bool(r and r.tuned),
         r.family if r else None,
         r.beats_naive if r else None,
+        r.uncertain if r else None,
     )
 
 

@@ -101,12 +101,14 @@ def add_result(
     tuned: bool,
     family: str | None = None,
     beats_naive: bool | None = None,
+    uncertain: bool | None = None,
 ) -> ResultsSummary:
     """Fold one trained product's report into the summary."""
     r = (results or ResultsSummary(metric=metric)).model_copy(deep=True)
     r.metric = metric
     r.trained += 1
     r.beat_naive += int(bool(beats_naive))
+    r.uncertain += int(bool(uncertain))
     if family:
         r.models = dict(sorted({**r.models, family: r.models.get(family, 0) + 1}.items()))
     r.tuned += int(bool(tuned))

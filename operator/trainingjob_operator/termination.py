@@ -24,6 +24,8 @@ class ProductReport:
     tuned: bool = False
     family: str | None = None
     beats_naive: bool | None = None
+    uncertain: bool | None = None  # CV gain over naive within fold noise (the trainer's uncertainty figure)
+    relative_width: float | None = None  # first-level interval width over the forecast level
     trials: int = 0
     seconds: float | None = None
     model_id: str | None = None
@@ -72,6 +74,8 @@ def parse_report(message: str | None, product: str) -> ProductReport | None:
             tuned=bool(entry.get("tuned")),
             family=_opt_str(entry.get("family")),
             beats_naive=entry.get("beats_naive") if isinstance(entry.get("beats_naive"), bool) else None,
+            uncertain=entry.get("uncertain") if isinstance(entry.get("uncertain"), bool) else None,
+            relative_width=_num(entry.get("width")),
             trials=int(entry.get("trials") or 0),
             seconds=_num(entry.get("seconds")),
             model_id=_opt_str(entry.get("model_id")),

@@ -69,7 +69,13 @@ def record(product: str, text: str, params: dict | None = None, metrics: dict | 
 async def test_migrate_creates_schema_and_is_idempotent(db, conn, schema: str) -> None:
     first = await migrate(db, schema)
     assert (first.before, first.after, first.changed) == (0, LATEST_VERSION, True)
-    assert await table_names(conn, schema) == {"forecast_models", "forecasts", "forecast_trainer_schema_version"}
+    assert await table_names(conn, schema) == {
+        "forecast_models",
+        "forecasts",
+        "forecast_intervals",
+        "forecast_quantiles",
+        "forecast_trainer_schema_version",
+    }
     second = await migrate(db, schema)
     assert (second.before, second.after, second.changed) == (LATEST_VERSION, LATEST_VERSION, False)
     versions = await conn.fetch(f'SELECT version FROM "{schema}".forecast_trainer_schema_version')
@@ -212,7 +218,13 @@ async def test_sql_injection_product_ids_are_just_data(db, conn, schema: str, fi
     _, forecast, text = fitted
     await migrate(db, schema)
     model_id = await save(db, schema, record(product, text), forecast)
-    assert await table_names(conn, schema) == {"forecast_models", "forecasts", "forecast_trainer_schema_version"}
+    assert await table_names(conn, schema) == {
+        "forecast_models",
+        "forecasts",
+        "forecast_intervals",
+        "forecast_quantiles",
+        "forecast_trainer_schema_version",
+    }
     assert await conn.fetchval(f'SELECT product_id FROM "{schema}".forecast_models WHERE id = $1', model_id) == product
     assert (await last_best_params(db, schema, product)).model_id == model_id
 

@@ -26,6 +26,7 @@ from forecast_trainer.cv import FoldPlan, expand, open_count, open_series
 from forecast_trainer.errors import one_line
 from forecast_trainer.families import ENSEMBLE, NAIVE
 from forecast_trainer.families.registry import family as family_impl
+from forecast_trainer.intervals import residual_matrix
 from forecast_trainer.scoring import score
 
 # Most history a plain-series family fits on, in periods: a year of days is plenty for weekly
@@ -166,3 +167,14 @@ def residuals(plan: FoldPlan, candidate: Candidate) -> np.ndarray:
         keep = open_days & np.isfinite(actual)
         out.append(actual[keep] - yhat[keep])
     return np.concatenate(out) if out else np.array([])
+
+
+def residual_steps(plan: FoldPlan, candidate: Candidate) -> np.ndarray:
+    """Folds x horizon steps of actual minus ``candidate``'s fold forecast (NaN on closed days)."""
+    if candidate.fold_predictions is None or not plan.folds:
+        return np.empty((0, plan.horizon))
+    actuals, opens = [], []
+    for index, fold in enumerate(plan.folds):
+        actuals.append(plan.y[fold.train_end : fold.test_end])
+        opens.append(~plan.fold_closed[index].mask(plan.ds.iloc[fold.train_end : fold.test_end]))
+    return residual_matrix(actuals, candidate.fold_predictions, opens, plan.horizon)

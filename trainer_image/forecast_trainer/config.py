@@ -104,6 +104,44 @@ def to_trials(value: str) -> int | None:
     return to_int(0, 10_000)(text)
 
 
+def to_levels(value: str) -> tuple[float, ...]:
+    """``80,95``: central interval levels in percent (0 < level < 100), first = yhat_lower/yhat_upper."""
+    levels = _numbers(value, "interval level")
+    for level in levels:
+        if not 0 < level < 100:
+            raise ValueError(f"interval level {level:g} is outside (0, 100) percent")
+    return levels
+
+
+def to_quantiles(value: str) -> tuple[float, ...]:
+    """``0.5,0.9``: quantile forecasts (0 < q < 1); empty = none."""
+    quantiles = _numbers(value, "quantile", allow_empty=True)
+    for q in quantiles:
+        if not 0 < q < 1:
+            raise ValueError(f"quantile {q:g} is outside (0, 1)")
+    return quantiles
+
+
+def _numbers(value: str | Sequence[float], what: str, *, allow_empty: bool = False) -> tuple[float, ...]:
+    items = value if isinstance(value, list | tuple) else [t for t in str(value).replace(" ", "").split(",") if t]
+    out: list[float] = []
+    for item in items:
+        try:
+            number = float(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a number ({what})") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{item!r} is not a finite number ({what})")
+        out.append(number)
+    if not out and not allow_empty:
+        raise ValueError(f"at least one {what} is needed")
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated {what}s in {value!r}")
+    if len(out) > 10:
+        raise ValueError(f"at most 10 {what}s")
+    return tuple(out)
+
+
 def to_date(value: str) -> str:
     text = str(value).strip()
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
@@ -290,6 +328,22 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
     ),
     Option("--metric", "CV error metric to minimise", to_choice(METRICS), "smape", "{smape,mape,mae,rmse}"),
     Option("--folds", "rolling-origin cross-validation folds", to_int(1, 20), 3, "N"),
+    Option(
+        "--interval-levels",
+        "central prediction interval levels in percent, comma-separated, calibrated on the CV residuals; "
+        "the first is yhat_lower/yhat_upper",
+        to_levels,
+        (80.0,),
+        "LIST",
+    ),
+    Option(
+        "--quantiles",
+        "quantile forecasts stored per day, comma-separated in (0, 1), e.g. 0.5,0.9 (calibrated on the CV "
+        "residuals, never below 0)",
+        to_quantiles,
+        (),
+        "LIST",
+    ),
     Option(
         "--timeout-seconds",
         "wall-clock bound on tuning per product (the final fit still runs)",
@@ -524,6 +578,8 @@ class TrainConfig:
     trials: int | None = None
     metric: str = "smape"
     folds: int = 3
+    interval_levels: tuple[float, ...] = (80.0,)
+    quantiles: tuple[float, ...] = ()
     timeout_seconds: float | None = None
     warm_start: bool = True
     trainingjob: str | None = None

@@ -35,6 +35,7 @@ from forecast_trainer.errors import ModelIntegrityError
 from forecast_trainer.families import ENSEMBLE, PROPHET, STATSFORECAST
 from forecast_trainer.families.base import INTERVAL_LEVEL
 from forecast_trainer.families.registry import family as family_impl
+from forecast_trainer.intervals import DEFAULT_LEVELS, Calibration, bands, level_name, level_probs, quantile_name
 
 FORMAT = "forecast-trainer-model"
 VERSION = 1
@@ -76,13 +77,14 @@ def _bounds(mean: np.ndarray, empirical: dict[str, float] | None) -> tuple[np.nd
 
 
 def _fit_prophet(
-    plan: FoldPlan, params: dict[str, Any], structure: models.Structure, future: Any, fitted: bool
+    plan: FoldPlan, params: dict[str, Any], structure: models.Structure, future: Any, fitted: bool, own_interval: bool
 ) -> _Part:
+    """Prophet on the full history; its own simulated interval only when no CV calibration replaces it."""
     frame = plan.frame
     if plan.closed:
         frame = frame.copy()
         frame.loc[plan.closed.mask(frame["ds"]), "y"] = np.nan
-    final = models.fit(frame, params, structure, uncertainty=True)
+    final = models.fit(frame, params, structure, uncertainty=own_interval)
     out = models.forecast(final, plan.ds.iloc[-1], len(future), plan.frequency)
     zero = plan.closed.mask(out["ds"])
     arrays = [out[c].to_numpy(dtype=float) for c in ("yhat", "yhat_lower", "yhat_upper")]
@@ -133,17 +135,21 @@ def ship(
     *,
     fitted: bool = False,
     blend: tuple[str, float] | None = None,
+    bands_spec: BandSpec | None = None,
 ) -> Shipped:
     """Fit ``family`` (an ensemble: each member) on the full history and forecast ``horizon`` periods.
 
     ``blend`` = (naive family, its weight): the forecast is combined with that naive baseline's
     (blend.py); the document keeps the naive model and its weight next to the family's own state.
+    ``bands_spec``: the levels, quantiles and CV calibration of the bands (intervals.py); without
+    one, the family's own 80 % interval as before.
     """
+    bands_spec = bands_spec or BandSpec()
     future = models.future_dates(plan.ds.iloc[-1], horizon, plan.frequency)
 
     def part(name: str) -> _Part:
         if name == PROPHET:
-            return _fit_prophet(plan, prophet_params or {}, structure, future, fitted)
+            return _fit_prophet(plan, prophet_params or {}, structure, future, fitted, bands_spec.calibration is None)
         return _fit_plain(plan, name, candidates.get(name), future)
 
     members = list(candidates[ENSEMBLE].members) if family == ENSEMBLE else []
@@ -168,19 +174,12 @@ def ship(
         body = {**body, "blend": {"naive_weight": weight, "naive": naive.doc}}
     import pandas as pd
 
-    yhat = np.clip(mean, 0.0, None)
-    forecast = pd.DataFrame(
-        {
-            "ds": future,
-            "yhat": yhat,
-            "yhat_lower": np.minimum(np.clip(lower, 0.0, None), yhat),
-            "yhat_upper": np.maximum(np.clip(upper, 0.0, None), yhat),
-        }
-    )
+    forecast = forecast_frame(future, mean, lower, upper, bands_spec, plan.closed.mask(future))
     document = {
         "format": FORMAT,
         "version": VERSION,
         **body,
+        **bands_spec.as_dict(),
         "frequency": plan.frequency,
         "history_end": str(pd.Timestamp(plan.ds.iloc[-1]).date()),
         "closed": plan.closed.as_dict(),
@@ -188,6 +187,64 @@ def ship(
     }
     text = json.dumps(document, separators=(",", ":"), allow_nan=False)
     return Shipped(family, spec, forecast, in_sample, text, models.checksum(text), members)
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    """Which bands a forecast carries and their CV calibration (None: the family's own interval)."""
+
+    levels: tuple[float, ...] = DEFAULT_LEVELS
+    quantiles: tuple[float, ...] = ()
+    calibration: Calibration | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stored model's fields, so a loaded model gives the same bands."""
+        return {
+            "levels": list(self.levels),
+            "quantiles": list(self.quantiles),
+            "calibration": self.calibration.as_dict() if self.calibration is not None else None,
+        }
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> BandSpec:
+        return cls(
+            tuple(float(v) for v in doc.get("levels") or DEFAULT_LEVELS),
+            tuple(float(v) for v in doc.get("quantiles") or ()),
+            Calibration.from_dict(doc.get("calibration")),
+        )
+
+
+def forecast_frame(future: Any, mean: Any, lower: Any, upper: Any, spec: BandSpec, closed: Any) -> Any:
+    """DataFrame ds, yhat, yhat_lower, yhat_upper, yhat_lower_<L>/yhat_upper_<L> per level, q<Q> per quantile.
+
+    ``yhat_lower``/``yhat_upper`` are the first level's bounds (the family's own interval when
+    no calibration exists or a step has too few residuals); ``attrs`` names the levels and
+    quantiles for the store. Everything is >= 0 and 0 on closed days.
+    """
+    import pandas as pd
+
+    yhat = np.clip(np.asarray(mean, dtype=float), 0.0, None)
+    own_lower = np.minimum(np.clip(np.asarray(lower, dtype=float), 0.0, None), yhat)
+    own_upper = np.maximum(np.clip(np.asarray(upper, dtype=float), 0.0, None), yhat)
+    columns: dict[str, Any] = {"ds": future, "yhat": yhat, "yhat_lower": own_lower, "yhat_upper": own_upper}
+    nan = np.full(len(yhat), np.nan)
+    calibrated = bands(yhat, spec.calibration, closed) if spec.calibration is not None else {}
+    for index, level in enumerate(spec.levels):
+        low_p, high_p = level_probs(level)
+        low = np.minimum(calibrated.get(low_p, nan), yhat)
+        high = np.maximum(calibrated.get(high_p, nan), yhat)
+        if index == 0:  # the compatible columns: calibrated where possible, else the family's own
+            columns["yhat_lower"] = np.where(np.isfinite(low), low, own_lower)
+            columns["yhat_upper"] = np.where(np.isfinite(high), high, own_upper)
+            low, high = columns["yhat_lower"], columns["yhat_upper"]
+        columns[f"yhat_lower_{level_name(level)}"] = low
+        columns[f"yhat_upper_{level_name(level)}"] = high
+    for q in spec.quantiles:
+        columns[quantile_name(q)] = calibrated.get(round(q, 6), nan)
+    frame = pd.DataFrame(columns)
+    frame.attrs["levels"] = list(spec.levels)
+    frame.attrs["quantiles"] = list(spec.quantiles)
+    return frame
 
 
 def _arrays(part: _Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,20 +278,12 @@ class LoadedModel:
     document: dict[str, Any]
 
     def forecast(self, periods: int) -> Any:
-        """DataFrame ds, yhat, yhat_lower, yhat_upper for ``periods`` after the history."""
-        import pandas as pd
+        """``forecast_frame`` for ``periods`` after the history (the stored calibration's bands)."""
 
         future = models.future_dates(self.history_end, periods, self.frequency)
         mean, lower, upper = _predict_doc(self.document, future, self.closed, self.frequency)
-        yhat = np.clip(mean, 0.0, None)
-        return pd.DataFrame(
-            {
-                "ds": future,
-                "yhat": yhat,
-                "yhat_lower": np.minimum(np.clip(lower, 0.0, None), yhat),
-                "yhat_upper": np.maximum(np.clip(upper, 0.0, None), yhat),
-            }
-        )
+        spec = BandSpec.from_document(self.document)
+        return forecast_frame(future, mean, lower, upper, spec, self.closed.mask(future))
 
 
 def _predict_doc(doc: dict[str, Any], future: Any, closed: ClosedDays, frequency: str) -> tuple[Any, Any, Any]:

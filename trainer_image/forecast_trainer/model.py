@@ -293,11 +293,16 @@ def future_dates(last: Any, periods: int, frequency: str) -> Any:
 
 
 def forecast(model: Any, last: Any, periods: int, frequency: str) -> Any:
-    """DataFrame ds, yhat, yhat_lower, yhat_upper for ``periods`` after ``last`` (clipped at 0)."""
+    """DataFrame ds, yhat, yhat_lower, yhat_upper for ``periods`` after ``last`` (clipped at 0).
+
+    A model fitted without uncertainty samples has no interval of its own: its bounds are yhat.
+    """
     import pandas as pd
 
     ds = future_dates(last, periods, frequency)
     out = model.predict(pd.DataFrame({"ds": ds}))
+    if "yhat_lower" not in out:
+        out = out.assign(yhat_lower=out["yhat"], yhat_upper=out["yhat"])
     frame = out[["ds", "yhat", "yhat_lower", "yhat_upper"]].copy()
     for column in ("yhat", "yhat_lower", "yhat_upper"):
         frame[column] = frame[column].clip(lower=0.0)

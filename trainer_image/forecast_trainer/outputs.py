@@ -1,9 +1,12 @@
 """Files of the embedded mode (--output-dir): per product a folder with
 
-  model.json          Prophet's own JSON serialisation (never pickle)
+  model.json          the model document (forecaster.py; never pickle)
   model.json.sha256   "<sha256>  model.json" (sha256sum format)
-  forecast.csv        ds, yhat, yhat_lower, yhat_upper
-  forecast.png        history + fit + forecast with its uncertainty band
+  forecast.csv        ds, yhat, yhat_lower, yhat_upper (the first level), then
+                      yhat_lower_<L>, yhat_upper_<L> per interval level and q<Q> per quantile
+                      (e.g. yhat_lower_95, q90), all calibrated on CV (intervals.py)
+  forecast.png        history + fit + forecast with every level's band; "UNSURE" in the
+                      title when the CV gain over naive is within noise
   metrics.json        parameters, CV errors, baselines, warnings
 
 and ``summary.json`` for the run at the top. Files are written to a temporary folder that is
@@ -44,6 +47,7 @@ def write_product(
     fitted: Any,
     metrics: dict[str, Any],
     title: str,
+    uncertain: bool = False,
 ) -> str:
     """Write one product's files; returns the folder's path relative to ``output_dir``."""
     os.makedirs(output_dir, exist_ok=True)
@@ -61,7 +65,7 @@ def write_product(
         with open(os.path.join(staging, "metrics.json"), "w", encoding="utf-8") as fh:
             json.dump(json_safe({"product": product, **metrics}), fh, indent=2, ensure_ascii=False)
             fh.write("\n")
-        plot_forecast(os.path.join(staging, "forecast.png"), history, fitted, forecast, title)
+        plot_forecast(os.path.join(staging, "forecast.png"), history, fitted, forecast, title, uncertain)
         if os.path.isdir(final):
             shutil.rmtree(final)
         os.replace(staging, final)

@@ -11,15 +11,17 @@ Exit code of a run (several products):
 Termination message: compact JSON, at most 4096 bytes, always valid::
 
   {"v": 1, "exit_code": 0, "counts": {"trained": n, "invalid": n, "failed": n, "locked": n, "skipped": n},
-   "models": {"<family>": n, ...}, "beat_naive": n,
+   "models": {"<family>": n, ...}, "beat_naive": n, "uncertain": n,
    "products": [{"product", "status", "metric", "error", "default_error", "baseline_error",
-                 "beats_baseline", "family", "beats_naive", "tuned", "trials", "seconds",
+                 "beats_baseline", "family", "beats_naive", "uncertain", "width", "tuned", "trials", "seconds",
                  "model_id", "checksum", "class", "reason", "message", "warnings"}, ...],
    "omitted": n}
 
-``models`` counts the trained products by winning family and ``beat_naive`` those whose model
-beat the best naive baseline on CV; both cover every product of the run, also those whose
-entries had to be dropped.
+``models`` counts the trained products by winning family, ``beat_naive`` those whose model
+beat the best naive baseline on CV and ``uncertain`` those whose CV gain over it is within the
+fold-to-fold noise; all three cover every product of the run, also those whose entries had to
+be dropped. Per product, ``uncertain`` is that flag and ``width`` the first-level interval's
+width over the forecast level (intervals.py, "uncertainty figure").
 
 When it does not fit, long strings are shortened first, then whole product entries are dropped
 from the end; ``omitted`` counts them. Product ids are never shortened (the operator matches
@@ -55,6 +57,8 @@ class ProductResult:
     beats_baseline: bool | None = None
     family: str | None = None  # the winning model family (families/__init__.py)
     beats_naive: bool | None = None  # the shipped model beat the best naive baseline on CV
+    uncertain: bool | None = None  # CV gain over the best naive baseline within fold noise (intervals.py)
+    relative_width: float | None = None  # first-level interval width over the forecast level
     tuned: bool = False
     trials: int = 0
     seconds: float = 0.0
@@ -102,6 +106,8 @@ def entry(result: ProductResult) -> dict[str, Any]:
         "beats_baseline": result.beats_baseline,
         "family": result.family,
         "beats_naive": result.beats_naive,
+        "uncertain": result.uncertain,
+        "width": _num(result.relative_width, 3),
         "tuned": bool(result.tuned),
         "trials": int(result.trials),
         "seconds": _num(result.seconds, 2) or 0.0,
@@ -112,6 +118,11 @@ def entry(result: ProductResult) -> dict[str, Any]:
         "message": one_line(result.message) if result.message else None,
         "warnings": [one_line(w) for w in result.warnings],
     }
+
+
+def uncertain_count(results: list[ProductResult]) -> int:
+    """Trained products whose CV gain over naive is within fold noise (every product of the run)."""
+    return sum(1 for r in results if r.status == TRAINED and r.uncertain)
 
 
 def family_counts(results: list[ProductResult]) -> tuple[dict[str, int], int]:
@@ -149,6 +160,7 @@ def termination_message(results: list[ProductResult], code: int, limit: int = LI
                 "counts": counts,
                 "models": families,
                 "beat_naive": beat_naive,
+                "uncertain": uncertain_count(results),
                 "products": items,
                 "omitted": len(entries) - len(items),
             }
@@ -207,7 +219,7 @@ def _versus_naive(r: ProductResult) -> str:
 def summary_table(results: list[ProductResult], metric: str) -> str:
     """A plain-text table for people (stdout)."""
     header: tuple[str, ...] = ("product", "status", "class", "model", "trials", "tuned", metric, "default")
-    header = (*header, "s-naive", "vs naive", "sec", "note")
+    header = (*header, "s-naive", "vs naive", "width", "unsure", "sec", "note")
     rows: list[tuple[str, ...]] = [header]
     for r in results:
         note = r.message or (r.warnings[0] if r.warnings else "")
@@ -223,6 +235,8 @@ def summary_table(results: list[ProductResult], metric: str) -> str:
                 _fmt(r.default_error),
                 _fmt(r.baseline_error),
                 _versus_naive(r),
+                _fmt(r.relative_width),
+                "UNSURE" if r.uncertain else ("-" if r.uncertain is None else "no"),
                 f"{r.seconds:.1f}",
                 one_line(note, 70),
             )

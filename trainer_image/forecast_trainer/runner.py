@@ -201,6 +201,8 @@ class TrainRun:
             beats_baseline=selection.beats_baseline if selection else None,
             family=trained.family,
             beats_naive=selection.beats_naive if selection else None,
+            uncertain=trained.uncertainty.uncertain if trained.uncertainty else None,
+            relative_width=trained.uncertainty.relative_width if trained.uncertainty else None,
             tuned=t.tuned,
             trials=t.trials,
             seconds=time.monotonic() - started,
@@ -260,6 +262,7 @@ class TrainRun:
                 trained.fitted,
                 {**metrics, "params": trained.params, "model_id": model_id, "checksum": trained.checksum},
                 title,
+                bool(trained.uncertainty and trained.uncertainty.uncertain),
             )
             if mark is not None:
                 from forecast_trainer.watermark import write_dir_watermark

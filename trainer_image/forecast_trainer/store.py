@@ -5,10 +5,20 @@ Tables (in the output schema, default ``public``):
                   params jsonb, metrics jsonb, model_json, checksum, run_key,
                   data_rows, data_last, data_hash, config_hash)   (watermark.py; version 3)
   forecasts(model_id -> forecast_models.id, product_id, ds, yhat, yhat_lower, yhat_upper)
+  forecast_intervals(model_id, product_id, ds, level, lower, upper)     (version 4)
+  forecast_quantiles(model_id, product_id, ds, quantile, value)         (version 4)
   forecast_trainer_schema_version(version, description, applied_at)
 
 ``migrate`` is idempotent and safe to run from many pods at once: it holds a transaction-scoped
 advisory lock (keyed by the schema name) while it checks and applies migrations.
+``yhat_lower``/``yhat_upper`` stay the first requested level (80 % by default) for existing
+readers; every level and every quantile also goes to the two normalised tables, one row per
+(model, level or quantile, day). Normalised rather than a column per level: the levels and
+quantiles are each TrainingJob's choice (``spec.forecast.intervals``/``quantiles``), so wide
+columns would need an ALTER TABLE on a table many pods write to whenever someone asks for a new
+one; the tables also keep the level as a number that SQL can filter on
+(``WHERE level = 95``).
+
 A model and its forecast are written in ONE transaction: either both exist or neither. The
 transaction holds the product's advisory lock (``pg_advisory_xact_lock``, key from locking.py)
 and inserts with ``ON CONFLICT (run_key, product_id) DO NOTHING``: a transaction retried after
@@ -87,6 +97,29 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "ON {s}.forecast_models (product_id, id DESC) INCLUDE (data_hash, config_hash, run_key)",
         ),
     ),
+    (
+        4,
+        "forecast_intervals and forecast_quantiles: calibrated bands per level and quantile (issue 20)",
+        (
+            """CREATE TABLE IF NOT EXISTS {s}.forecast_intervals (
+                model_id bigint NOT NULL REFERENCES {s}.forecast_models (id) ON DELETE CASCADE,
+                product_id text NOT NULL,
+                ds timestamp NOT NULL,
+                level double precision NOT NULL CHECK (level > 0 AND level < 100),
+                lower double precision,
+                upper double precision,
+                PRIMARY KEY (model_id, level, ds)
+            )""",
+            """CREATE TABLE IF NOT EXISTS {s}.forecast_quantiles (
+                model_id bigint NOT NULL REFERENCES {s}.forecast_models (id) ON DELETE CASCADE,
+                product_id text NOT NULL,
+                ds timestamp NOT NULL,
+                quantile double precision NOT NULL CHECK (quantile > 0 AND quantile < 1),
+                value double precision,
+                PRIMARY KEY (model_id, quantile, ds)
+            )""",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -156,6 +189,34 @@ class ModelRecord:
 
 def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def interval_records(product: str, forecast: Any) -> list[tuple[Any, ...]]:
+    """(product_id, ds, level, lower, upper) rows of every level in ``forecast.attrs``."""
+    from forecast_trainer.intervals import level_name
+
+    rows = []
+    for level in forecast.attrs.get("levels", ()):
+        name = level_name(level)
+        lower, upper = forecast[f"yhat_lower_{name}"], forecast[f"yhat_upper_{name}"]
+        rows += [
+            (product, ds.to_pydatetime(), float(level), _finite(lo), _finite(hi))
+            for ds, lo, hi in zip(forecast["ds"], lower, upper, strict=True)
+        ]
+    return rows
+
+
+def quantile_records(product: str, forecast: Any) -> list[tuple[Any, ...]]:
+    """(product_id, ds, quantile, value) rows of every quantile in ``forecast.attrs``."""
+    from forecast_trainer.intervals import quantile_name
+
+    rows = []
+    for q in forecast.attrs.get("quantiles", ()):
+        values = forecast[quantile_name(q)]
+        rows += [
+            (product, ds.to_pydatetime(), float(q), _finite(v)) for ds, v in zip(forecast["ds"], values, strict=True)
+        ]
+    return rows
 
 
 def forecast_records(product: str, forecast: Any) -> list[tuple[Any, ...]]:
@@ -243,10 +304,31 @@ async def write_model(
                 records=rows,
                 columns=["model_id", "product_id", "ds", "yhat", "yhat_lower", "yhat_upper"],
             )
+            await _copy_bands(conn, schema, model_id, record.product_id, forecast)
             saved = Saved(model_id, record.checksum)
     if after_commit is not None:
         await after_commit(conn, saved)
     return saved
+
+
+async def _copy_bands(conn: Any, schema: str, model_id: int, product: str, forecast: Any) -> None:
+    """Every level's interval and every quantile of the forecast, in the write's transaction."""
+    intervals = [(model_id, *r) for r in interval_records(product, forecast)]
+    if intervals:
+        await conn.copy_records_to_table(
+            "forecast_intervals",
+            schema_name=schema,
+            records=intervals,
+            columns=["model_id", "product_id", "ds", "level", "lower", "upper"],
+        )
+    quantiles = [(model_id, *r) for r in quantile_records(product, forecast)]
+    if quantiles:
+        await conn.copy_records_to_table(
+            "forecast_quantiles",
+            schema_name=schema,
+            records=quantiles,
+            columns=["model_id", "product_id", "ds", "quantile", "value"],
+        )
 
 
 @dataclass(frozen=True)
@@ -358,4 +440,3 @@ async def last_best_params(db: Database, schema: str, product: str) -> WarmStart
         family = metrics.get("family") or "prophet"  # models stored before other families were all Prophet
         return WarmStart(int(row["id"]), params if isinstance(params, dict) else {}, str(family))
     return None
-

@@ -243,6 +243,26 @@ def _timed(fn: Callable[P, TuneResult]) -> Callable[P, TuneResult]:
     return timed
 
 
+@dataclass(frozen=True)
+class _Search:
+    """What one tuning's steps share: the budget and stopping rules, the CV, the defaults' score."""
+
+    budget: int
+    margin: float
+    seed: int
+    structure: models.Structure
+    fold_list: list[Fold]
+    cv: CrossValidator
+    default_folds: list[float]
+    default_error: float
+    on_trial: Callable[[int, int], None] | None
+
+    @property
+    def startup(self) -> int:
+        """Random trials before TPE models the search space (also the pruner's and patience's start)."""
+        return min(8, max(3, self.budget // 3))
+
+
 @_timed
 def tune(
     frame: Any,
@@ -268,23 +288,49 @@ def tune(
     families, with each fold's closed days; by default the folds are made here.
     """
     started = time.monotonic()
-    min_train = max(min_train, SEASON[frequency])
+    # 1. Folds (shared with the other families when given).
     if fold_list is None:
-        fold_list = make_folds(len(frame), horizon, folds, min_train)
-    result_warnings: list[str] = []
+        fold_list = make_folds(len(frame), horizon, folds, max(min_train, SEASON[frequency]))
     if not fold_list:
-        return TuneResult(
-            params={},
-            tuned=False,
-            error=None,
-            default_error=None,
-            seasonal_naive_error=None,
-            last_value_error=None,
-            warnings=[f"history too short for cross-validation with a {horizon}-period horizon; Prophet defaults used"],
-        )
-    if len(fold_list) < folds:
-        result_warnings.append(f"history allows only {len(fold_list)} of {folds} CV folds")
+        return _too_short(horizon)
+    # 2. The baselines and Prophet's defaults on those folds: the result when nothing beats them.
     cv = CrossValidator(frame, fold_list, structure, metric, frequency, fold_closed)
+    result, default_folds = _score_defaults(cv, folds)
+    if budget <= 0:
+        return result
+    # 3. The search: Optuna with the defaults as a finished trial and the warm start first.
+    remaining = None if timeout is None else timeout - (time.monotonic() - started)
+    if remaining is not None and remaining <= 0:
+        return _timed_out_before_start(result)
+    search = _Search(budget, margin, seed, structure, fold_list, cv, default_folds, _mean(default_folds), on_trial)
+    study = _study(search, result, warm_params)
+    study.optimize(
+        _objective(search),
+        n_trials=budget,
+        timeout=remaining,
+        catch=(Exception,),
+        callbacks=[_patience(search, result)],
+    )
+    # 4. Count the trials, then keep the best only if it beats the defaults by the margin.
+    _count_trials(study, search, result)
+    _keep_best_if_better(study, search, result)
+    return result
+
+
+def _too_short(horizon: int) -> TuneResult:
+    return TuneResult(
+        params={},
+        tuned=False,
+        error=None,
+        default_error=None,
+        seasonal_naive_error=None,
+        last_value_error=None,
+        warnings=[f"history too short for cross-validation with a {horizon}-period horizon; Prophet defaults used"],
+    )
+
+
+def _score_defaults(cv: CrossValidator, folds: int) -> tuple[TuneResult, list[float]]:
+    """The result with Prophet's defaults (and the baselines' CV errors), and the defaults' fold errors."""
     naive_error, last_error = cv.baseline_errors()
     default_folds = cv.errors(None)
     default_error = _mean(default_folds)
@@ -296,101 +342,133 @@ def tune(
         seasonal_naive_error=_clean(naive_error),
         last_value_error=_clean(last_error),
         fold_errors=[float(e) for e in default_folds],
-        folds=len(fold_list),
-        warnings=result_warnings,
+        folds=len(cv.folds),
         fold_predictions=cv.fold_predictions(None),
     )
-    remaining = None if timeout is None else timeout - (time.monotonic() - started)
-    if budget <= 0:
-        return result
-    if remaining is not None and remaining <= 0:
-        result.timed_out = True
-        result.warnings.append("tuning timed out before the first trial; Prophet defaults used")
-        return result
+    if len(cv.folds) < folds:
+        result.warnings.append(f"history allows only {len(cv.folds)} of {folds} CV folds")
+    return result, default_folds
 
+
+def _timed_out_before_start(result: TuneResult) -> TuneResult:
+    result.timed_out = True
+    result.warnings.append("tuning timed out before the first trial; Prophet defaults used")
+    return result
+
+
+def _study(search: _Search, result: TuneResult, warm_params: dict[str, Any] | None) -> Any:
+    """A TPE study that knows the defaults' score (a finished trial) and tries the warm start first."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(8, max(3, budget // 3)), multivariate=True),
+        sampler=optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=search.startup, multivariate=True),
         pruner=optuna.pruners.PercentilePruner(33.0, n_startup_trials=3, n_warmup_steps=0),
     )
-    distributions = _distributions(structure)
-    defaults = clip_to_space(models.DEFAULT_PARAMS, structure)
-    running = np.cumsum(default_folds) / np.arange(1, len(default_folds) + 1)
+    defaults = clip_to_space(models.DEFAULT_PARAMS, search.structure)
+    running = np.cumsum(search.default_folds) / np.arange(1, len(search.default_folds) + 1)
     study.add_trial(
         optuna.trial.create_trial(
             params=defaults,
-            distributions=distributions,
-            value=finite_or_inf(default_error),
+            distributions=_distributions(search.structure),
+            value=finite_or_inf(search.default_error),
             intermediate_values={i: finite_or_inf(float(v)) for i, v in enumerate(running)},
             user_attrs={"defaults": True},
         )
     )
     if warm_params:
-        start = clip_to_space(warm_params, structure)
+        start = clip_to_space(warm_params, search.structure)
         if start and start != defaults:
             study.enqueue_trial(start, user_attrs={"warm_start": True})
             result.warm_started = True
+    return study
+
+
+def _objective(search: _Search) -> Callable[[Any], float]:
+    """A trial's mean CV error, reported after every fold so the pruner can stop it early."""
+    import optuna
 
     def objective(trial: Any) -> float:
-        params = _suggest(trial, structure)
+        params = _suggest(trial, search.structure)
         errors: list[float] = []
-        for index in range(len(fold_list)):
-            errors.append(finite_or_inf(cv.fold_error(params, index)))
+        for index in range(len(search.fold_list)):
+            errors.append(finite_or_inf(search.cv.fold_error(params, index)))
             trial.report(sum(errors) / len(errors), index)
-            if index + 1 < len(fold_list) and trial.should_prune():
+            if index + 1 < len(search.fold_list) and trial.should_prune():
                 raise optuna.TrialPruned()
         trial.set_user_attr("fold_errors", errors)
         return sum(errors) / len(errors)
 
-    done = 0
-    best_so_far = finite_or_inf(default_error)
-    since_best = 0
-    startup = min(8, max(3, budget // 3))
+    return objective
 
-    def callback(study_: Any, trial: Any) -> None:
+
+def _patience(search: _Search, result: TuneResult) -> Callable[[Any, Any], None]:
+    """A study callback: progress, and stop after PATIENCE trials in a row without a better error."""
+    import optuna
+
+    done, best_so_far, since_best = 0, finite_or_inf(search.default_error), 0
+
+    def callback(study: Any, trial: Any) -> None:
         nonlocal done, best_so_far, since_best
         done += 1
-        if on_trial is not None:
-            on_trial(done, budget)
+        if search.on_trial is not None:
+            search.on_trial(done, search.budget)
         value = trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None
         if value is not None and value < best_so_far * (1 - MIN_GAIN):
             best_so_far, since_best = value, 0
         else:
             since_best += 1
-        if done >= startup + PATIENCE and since_best >= PATIENCE:
+        if done >= search.startup + PATIENCE and since_best >= PATIENCE:
             result.stopped_early = True
-            study_.stop()
+            study.stop()
 
-    study.optimize(objective, n_trials=budget, timeout=remaining, catch=(Exception,), callbacks=[callback])
+    return callback
 
-    own = [t for t in study.trials if not t.user_attrs.get("defaults")]
+
+def _own_trials(study: Any) -> list[Any]:
+    return [t for t in study.trials if not t.user_attrs.get("defaults")]
+
+
+def _complete(trials: list[Any]) -> list[Any]:
+    import optuna
+
+    done = optuna.trial.TrialState.COMPLETE
+    return [t for t in trials if t.state == done and t.value is not None and math.isfinite(t.value)]
+
+
+def _count_trials(study: Any, search: _Search, result: TuneResult) -> None:
+    """Trial counts, the first trial's parameters and the warnings about timeouts and failures."""
+    import optuna
+
+    own = _own_trials(study)
     states = optuna.trial.TrialState
-    complete = [t for t in own if t.state == states.COMPLETE and t.value is not None and math.isfinite(t.value)]
     result.trials = len(own)
-    result.completed = len(complete)
+    result.completed = len(_complete(own))
     result.pruned = sum(1 for t in own if t.state == states.PRUNED)
     result.failed = sum(1 for t in own if t.state == states.FAIL)
     if own:
         result.first_trial_params = dict(own[0].params)
-    if len(own) < budget and not result.stopped_early:
+    if len(own) < search.budget and not result.stopped_early:
         result.timed_out = True
-        result.warnings.append(f"tuning stopped by the timeout after {len(own)} of {budget} trials")
+        result.warnings.append(f"tuning stopped by the timeout after {len(own)} of {search.budget} trials")
     if result.failed:
         result.warnings.append(f"{result.failed} trial(s) failed to fit")
-    if complete:
-        best = min(complete, key=lambda t: float(t.value or math.inf))
-        result.best_trial_params = dict(best.params)
-        result.best_trial_error = float(best.value or math.inf)
-        if result.best_trial_error <= finite_or_inf(default_error) * (1 - margin) and (
-            finite_or_inf(default_error) > 0
-        ):
-            result.params = dict(best.params)
-            result.tuned = True
-            result.error = _clean(result.best_trial_error)
-            result.fold_errors = [float(v) for v in best.user_attrs.get("fold_errors", [])]
-            result.fold_predictions = cv.fold_predictions(result.params)
-    return result
+
+
+def _keep_best_if_better(study: Any, search: _Search, result: TuneResult) -> None:
+    """The best trial replaces the defaults only when it beats them on CV by the margin."""
+    complete = _complete(_own_trials(study))
+    if not complete:
+        return
+    best = min(complete, key=lambda t: float(t.value or math.inf))
+    result.best_trial_params = dict(best.params)
+    result.best_trial_error = float(best.value or math.inf)
+    default_error = finite_or_inf(search.default_error)
+    if default_error > 0 and result.best_trial_error <= default_error * (1 - search.margin):
+        result.params = dict(best.params)
+        result.tuned = True
+        result.error = _clean(result.best_trial_error)
+        result.fold_errors = [float(v) for v in best.user_attrs.get("fold_errors", [])]
+        result.fold_predictions = search.cv.fold_predictions(result.params)

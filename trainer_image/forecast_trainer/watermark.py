@@ -70,6 +70,8 @@ MODEL_FIELDS: tuple[str, ...] = (
     "trials",
     "metric",
     "folds",
+    "interval_levels",
+    "quantiles",
     "timeout_seconds",
     "warm_start",
     "business_timezone",

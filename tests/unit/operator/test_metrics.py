@@ -25,13 +25,15 @@ def test_a_pass_sets_phase_lease_waits_and_counts_new_failures_by_reason() -> No
     assert value("trainingjob_lease_waiting_products", **key) == 0
     assert value("trainingjob_product_failures_total", **key, reason="InvalidData") == 2
     assert value("trainingjob_product_failures_total", **key, reason="BackoffLimitExceeded") == 1
-    metrics.observe_products("unit-metrics", "tj", {"failed": 3})
+    metrics.observe_products("unit-metrics", "tj", {"failed": 3}, uncertain=4)
+    assert value("trainingjob_uncertain_products", **key) == 4
     metrics.forget("unit-metrics", "tj")
     for name, extra in (
         ("trainingjob_phase", {"phase": "Failed"}),
         ("trainingjob_lease_waiting_products", {}),
         ("trainingjob_product_failures_total", {"reason": "InvalidData"}),
         ("trainingjob_products", {"state": "failed"}),
+        ("trainingjob_uncertain_products", {}),
     ):
         assert value(name, **key, **extra) is None, name
 

@@ -501,6 +501,27 @@ def test_results_count_winning_families_and_products_beating_naive() -> None:
     assert st.results.models == {"ets": 1, "prophet": 1, "seasonal_naive": 1} and st.results.beat_naive == 2
 
 
+def test_uncertain_products_are_counted_in_results_and_named_in_the_complete_condition() -> None:
+    tj = make_tj(products=["a", "b", "c"])
+    reports = {
+        "a": ProductReport(product="a", status="trained", family="prophet", beats_naive=True, uncertain=False),
+        "b": ProductReport(product="b", status="trained", family="ets", beats_naive=True, uncertain=True),
+        "c": ProductReport(product="c", status="trained", family="seasonal_naive", uncertain=True),
+    }
+    st = reconcile(tj, Observed(jobs=jobs_of(*(done(p, report=r) for p, r in reports.items()))), NOW).status
+    assert st.results is not None and st.results.uncertain == 2
+    complete = next(c for c in st.conditions if c.type == "Complete")
+    assert complete.status == "True" and "2 uncertain" in complete.message
+
+
+def test_interval_levels_and_quantiles_reach_the_trainer() -> None:
+    tj = make_tj(["a"], forecast={"intervals": [80, 95], "quantiles": [0.5, 0.9]})
+    env = {e["name"]: e.get("value") for e in builders.trainer_env(tj, "a")}
+    assert env["TRAINER_INTERVAL_LEVELS"] == "80,95" and env["TRAINER_QUANTILES"] == "0.5,0.9"
+    default = {e["name"]: e.get("value") for e in builders.trainer_env(make_tj(["a"]), "a")}
+    assert default["TRAINER_INTERVAL_LEVELS"] == "80" and "TRAINER_QUANTILES" not in default
+
+
 def test_models_and_holidays_reach_the_trainer() -> None:
     tj = make_tj(["a"], tuning={"models": ["prophet", "naive"]}, forecast={"countryHolidays": "de"})
     env = {e["name"]: e.get("value") for e in builders.trainer_env(tj, "a")}

@@ -46,3 +46,12 @@ def test_parse_report_tolerates_garbage() -> None:
     assert parse_report(json.dumps({"products": [{"product": "x"}]}), "a") is None
     r = parse_report(json.dumps({"products": [{"product": "a", "error": "NaN", "beats_baseline": "yes"}]}), "a")
     assert r is not None and r.error is None and r.beats_baseline is None
+
+
+def test_the_uncertainty_figure_is_read_and_junk_ignored() -> None:
+    message = json.dumps(
+        {"products": [{"product": "a", "uncertain": True, "width": 0.42}, {"product": "b", "uncertain": 1}]}
+    )
+    a, b = parse_report(message, "a"), parse_report(message, "b")
+    assert a is not None and a.uncertain is True and a.relative_width == 0.42
+    assert b is not None and b.uncertain is None and b.relative_width is None

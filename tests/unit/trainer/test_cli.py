@@ -116,7 +116,7 @@ def test_train_from_env_only_writes_every_artifact(good_csv: Path, tmp_path: Pat
     assert read_verified(str(folder)).startswith("{")
     assert (folder / "model.json.sha256").read_text().split()[0] == entry["checksum"]
     forecast = (folder / "forecast.csv").read_text().splitlines()
-    assert forecast[0] == "ds,yhat,yhat_lower,yhat_upper" and len(forecast) == 15
+    assert forecast[0] == "ds,yhat,yhat_lower,yhat_upper,yhat_lower_80,yhat_upper_80" and len(forecast) == 15
     assert (folder / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["trained"] == 2 and "details" in summary["products"][0]

@@ -82,7 +82,8 @@ def test_shipped_model_round_trips_through_json_with_its_checksum(name: str) -> 
         structure = models.structure_for(frame["ds"], "D")
     shipped = forecaster.ship(plan, name, candidates, {}, structure, HORIZON)
     out = shipped.forecast
-    assert list(out.columns) == ["ds", "yhat", "yhat_lower", "yhat_upper"] and len(out) == HORIZON
+    bands = ["yhat_lower_80", "yhat_upper_80"]  # the default level, the same as yhat_lower/yhat_upper
+    assert list(out.columns) == ["ds", "yhat", "yhat_lower", "yhat_upper", *bands] and len(out) == HORIZON
     assert (out["yhat_lower"] <= out["yhat"]).all() and (out["yhat"] <= out["yhat_upper"]).all()
     assert (out[["yhat", "yhat_lower", "yhat_upper"]] >= 0).all().all()
     assert (out["yhat_upper"] > out["yhat_lower"]).any(), "every family has a non-trivial interval"

@@ -26,6 +26,8 @@ KEYS = [
     "beats_baseline",
     "family",
     "beats_naive",
+    "uncertain",
+    "width",
     "tuned",
     "trials",
     "seconds",
@@ -73,7 +75,7 @@ def locked(name: str) -> ProductResult:
 
 def test_shape_is_exactly_the_contract() -> None:
     doc = json.loads(termination_message([trained(1), invalid("b")], 0))
-    assert list(doc) == ["v", "exit_code", "counts", "models", "beat_naive", "products", "omitted"]
+    assert list(doc) == ["v", "exit_code", "counts", "models", "beat_naive", "uncertain", "products", "omitted"]
     assert doc["v"] == 1 and doc["exit_code"] == 0 and doc["omitted"] == 0
     assert doc["counts"] == {"trained": 1, "invalid": 1, "failed": 0, "locked": 0, "skipped": 0}
     first, second = doc["products"]

@@ -171,3 +171,39 @@ def test_a_winner_that_cannot_be_fitted_on_the_full_history_gives_way_to_the_nex
     again = train(frame, models=("ets", "theta", "seasonal_naive", "last_value"))
     assert again.family != first.family and again.family in ("ets", "theta", "seasonal_naive", "last_value")
     assert any("failed to fit the full history" in w for w in again.warnings)
+
+
+@pytest.mark.parametrize(
+    ("name", "models", "last_value_competes"),
+    [
+        ("intermittent", FAMILIES, False),  # one day's count of intermittent demand is no forecast
+        ("intermittent", ("ets", "last_value"), True),  # seasonal-naive not allowed: last value stays the bar
+        ("low", FAMILIES, True),
+        ("high", FAMILIES, True),
+    ],
+)
+def test_last_value_competes_for_intermittent_products_only_without_seasonal_naive(
+    name: str, models: tuple[str, ...], last_value_competes: bool
+) -> None:
+    from forecast_trainer.classify import ProductClass
+    from forecast_trainer.training import candidate_families
+
+    allowed = candidate_families(models, ProductClass(name, 1.0, 1.0, 0.5))
+    assert ("last_value" in allowed) is last_value_competes
+
+
+def test_an_intermittent_product_is_measured_against_seasonal_naive_not_last_value() -> None:
+    rng = np.random.default_rng(21)
+    days = 300
+    y = (rng.binomial(1, 0.3, days) * (1 + rng.poisson(2, days))).astype(float)
+    y[[days - 31, days - 61, days - 91]] = 0.0  # the day before each CV fold sold nothing: last value 0 wins CV
+    frame = pd.DataFrame({"ds": pd.date_range("2023-01-01", periods=days, freq="D"), "y": y})
+    product_class = classify(frame["y"], "D")
+    assert product_class.name == "intermittent"
+    cfg = TrainConfig(models=("croston_sba", "tsb", "seasonal_naive", "last_value", "ets"))
+    prepared = Prepared("p", frame, days, float((y == 0).mean()), "D")
+    trained = train_product(prepared, cfg, 0, None, product_class)
+    lv, sn = trained.candidates["last_value"].error, trained.candidates["seasonal_naive"].error
+    assert lv is not None and sn is not None and lv < sn  # it would have been the bar and shipped before
+    assert trained.selection is not None and trained.selection.naive_family == "seasonal_naive"
+    assert trained.family != "last_value" and "last_value" in trained.candidates  # still scored and reported
