@@ -200,6 +200,8 @@ def _record_success(st: PassState, job: ObservedJob) -> None:
         bool(r and r.tuned),
         r.family if r else None,
         r.beats_naive if r else None,
+        r.champion if r else None,
+        r.tracking if r else None,
     )
 
 

@@ -58,6 +58,9 @@ class TrainRun:
         self.config_document = config_document(cfg)
         self.config_hash = config_hash(cfg)
         self.csv_marks: dict[str, Any] | None = None
+        from forecast_trainer.tracking import Tracker
+
+        self.tracker = Tracker(cfg)  # MLflow; off without a tracking URI (tracking.py)
 
     def _source(self) -> DataSource:
         cfg = self.cfg
@@ -178,7 +181,11 @@ class TrainRun:
                 "config_hash": self.config_hash,
                 "config": self.config_document,
             }
-            model_id = await self.persist(product, prepared, trained, metrics, mark)
+            deadline = time.monotonic() + cfg.tracking_budget_seconds  # MLflow's share of this product
+            decision = await self.champion(product, trained, metrics, deadline)
+            if decision is not None:
+                metrics["champion"] = decision.as_dict()
+            model_id = await self.persist(product, prepared, trained, metrics, mark, decision)
         except Exception as exc:
             result = self._error_result(product, exc, time.monotonic() - started)
             if not isinstance(exc, TrainerError):
@@ -188,9 +195,14 @@ class TrainRun:
                     "%s", result.message, extra={"fields": {"event": "product_error", "reason": result.reason}}
                 )
             return result
+        tracking, why = await self.track(product, trained, metrics, model_id, decision, started, deadline)
         t = trained.tuning
         selection = trained.selection
         warnings = list(prepared.warnings) + list(trained.warnings)
+        if why:
+            warnings.append(f"MLflow tracking skipped: {why}")
+        if decision is not None and decision.outcome == "kept":
+            warnings.append(f"champion kept: {decision.reason}")
         return ProductResult(
             product=product,
             status=TRAINED,
@@ -209,7 +221,97 @@ class TrainRun:
             product_class=trained.product_class.name,
             warnings=warnings,
             details={**metrics, "params": trained.params, "cpu_seconds": round(_cpu_seconds() - cpu_started, 3)},
+            champion=decision.outcome if decision is not None else None,
+            tracking=tracking,
         )
+
+    async def _db(self, what: str, work: Any) -> Any:
+        """One unit of database work: through the product's lock connection when it holds one."""
+        if self.product_lock is not None:
+            return await self.product_lock.run(what, work)
+        assert self.output is not None
+        return await self.output.run(what, work)
+
+    async def champion(self, product: str, trained: Trained, metrics: dict[str, Any], deadline: float) -> Any:
+        """The champion/challenger decision (champion.py), or None when it does not apply."""
+        cfg = self.cfg
+        if self.output is None or not cfg.champion_challenger:
+            return None
+        from forecast_trainer import store
+        from forecast_trainer.champion import decide, recipe, rescore
+
+        schema = cfg.output_schema
+
+        async def read(conn: Any) -> Any:
+            return await store.champion_of(conn, schema, product)
+
+        what = f"cannot read the champion of product {product!r}"
+        current = await self._db(what, read)
+        challenger = [float(e) for e in (metrics.get("cv") or {}).get("fold_errors") or []]
+        if current is None:
+            return decide(challenger, None, None, cfg.improvement_margin)
+        pinned, by = current.pinned, f"pinned in the database by {current.decided_by}"
+        registry = await self.tracker.registry_state(product, deadline)
+        by_hand = registry.champion_model_id() if registry is not None else None
+        if by_hand is not None and by_hand not in (current.model_id, current.registry_model_id):
+            # The champion alias was moved in MLflow by a person: adopt it, pinned.
+            async def adopt(conn: Any) -> Any:
+                if by_hand not in await store.product_model_ids(conn, schema, product, [by_hand]):
+                    return None
+                await store.set_champion(conn, schema, product, by_hand, "registry alias", pinned=True)
+                await store.set_registry_model(conn, schema, product, by_hand)
+                return await store.champion_of(conn, schema, product)
+
+            adopted = await self._db(f"cannot adopt the registry's champion of product {product!r}", adopt)
+            if adopted is not None:
+                current, pinned, by = adopted, True, "the champion alias was set by hand in MLflow"
+        if cfg.pin_champion:
+            pinned, by = True, "the TrainingJob's pin-champion annotation"
+        if pinned:
+            return decide(challenger, None, current.model_id, cfg.improvement_margin, pinned=True, pinned_by=by)
+        champion_folds: list[float] = []
+        if current.verified and trained.plan is not None:
+            doc = recipe(current.model_json, current.params)
+            champion_folds = await asyncio.to_thread(
+                rescore, trained.plan, doc, trained.candidates, trained.structure, cfg.metric
+            )
+        return decide(challenger, champion_folds, current.model_id, cfg.improvement_margin)
+
+    async def track(
+        self,
+        product: str,
+        trained: Trained,
+        metrics: dict[str, Any],
+        model_id: Any,
+        decision: Any,
+        started: float,
+        deadline: float,
+    ) -> tuple[str, str | None]:
+        """Log the product to MLflow (tracking.py): (logged | skipped | off, why skipped)."""
+        from forecast_trainer.tracking import LOGGED, ProductRecord
+
+        record = ProductRecord(
+            product=product,
+            model_id=model_id,
+            checksum=trained.checksum,
+            model_json=trained.model_json,
+            metrics=metrics,
+            params=trained.params,
+            champion=decision.as_dict() if decision is not None else None,
+            seconds=time.monotonic() - started,
+        )
+        status, why = await self.tracker.log_product(record, deadline)
+        if status == LOGGED and decision is not None and decision.promotes and isinstance(model_id, int):
+            from forecast_trainer import store
+
+            async def remember(conn: Any) -> None:
+                await store.set_registry_model(conn, self.cfg.output_schema, product, model_id)
+
+            try:
+                await self._db(f"cannot record the registry champion of product {product!r}", remember)
+            except TrainerError as exc:  # the model is stored; the next run re-reads the registry
+                log.warning("%s", exc.message, extra={"fields": {"event": "registry_record_failed"}})
+        return status, why
 
     async def _history(self, product: str) -> tuple[Any, Any]:
         """The product's raw history and its data watermark (None when not known)."""
@@ -219,7 +321,13 @@ class TrainRun:
         return raw, (self.csv_marks or {}).get(product)
 
     async def persist(
-        self, product: str, prepared: Prepared, trained: Trained, metrics: dict[str, Any], mark: Any = None
+        self,
+        product: str,
+        prepared: Prepared,
+        trained: Trained,
+        metrics: dict[str, Any],
+        mark: Any = None,
+        decision: Any = None,
     ) -> Any:
         """Database first (one transaction), then files; returns the model id (or folder, or None)."""
         cfg = self.cfg
@@ -241,6 +349,7 @@ class TrainRun:
                 data_last=mark.last if mark is not None else None,
                 data_hash=mark.hash if mark is not None else None,
                 config_hash=self.config_hash if mark is not None else None,
+                champion=decision.outcome if decision is not None else "replaced",
             )
             model_id = await guard.save(self, record, trained.forecast)
         if cfg.output_dir:

@@ -75,6 +75,7 @@ class Trained:
     closed: Any = None  # closed_days.ClosedDays of the full history
     warnings: list[str] = field(default_factory=list)
     blend: Blend | None = None  # the shipped forecast's combination with a naive baseline
+    plan: Any = None  # cv.FoldPlan: the folds every candidate was scored on (champion.py re-scores on them)
 
     @property
     def seasonal_naive_error(self) -> float | None:
@@ -191,6 +192,7 @@ def train_product(
         closed=plan.closed,
         warnings=warnings,
         blend=blend,
+        plan=plan,
     )
 
 

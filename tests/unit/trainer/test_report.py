@@ -35,6 +35,8 @@ KEYS = [
     "reason",
     "message",
     "warnings",
+    "champion",
+    "tracking",
 ]
 
 
