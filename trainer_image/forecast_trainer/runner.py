@@ -133,6 +133,7 @@ class TrainRun:
             outcome.results = [self._error_result(p, _for_product(exc, p), 0.0) for p in products]
             return outcome
         self.progress.start(len(products))
+        self.tracker.start()  # the MLflow client loads while the first product trains
         try:
             for product in products:
                 result = await guard.train_guarded(self, product)  # lock, run key, then train_one
@@ -181,6 +182,7 @@ class TrainRun:
                 "config_hash": self.config_hash,
                 "config": self.config_document,
             }
+            await self.tracker.ready()
             deadline = time.monotonic() + cfg.tracking_budget_seconds  # MLflow's share of this product
             decision = await self.champion(product, trained, metrics, deadline)
             if decision is not None:

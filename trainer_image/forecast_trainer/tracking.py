@@ -237,12 +237,42 @@ class Tracker:
         self.budget = float(cfg.tracking_budget_seconds)
         self.broken: str | None = None  # why tracking is off for the rest of the run
         self._client: Any = None
+        self._loading: Any = None  # concurrent.futures.Future of the client (the import, in a thread)
         self._experiment_id: str | None = None
         self.registry: dict[str, RegistryState] = {}
 
     @property
     def enabled(self) -> bool:
         return self.uri is not None
+
+    def start(self) -> None:
+        """Import the MLflow client in a daemon thread while the first product trains (a one-off cost
+        of about a CPU second; docs/mlflow.md, "Cost")."""
+        if not self.enabled or self._loading is not None:
+            return
+        import concurrent.futures
+
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def load() -> None:
+            try:
+                future.set_result(self.client())
+            except BaseException as exc:  # reported by ready()
+                future.set_exception(exc)
+
+        self._loading = future
+        threading.Thread(target=load, name="mlflow-import", daemon=True).start()
+
+    async def ready(self) -> None:
+        """Wait for the client import (not part of any product's budget: it needs no network)."""
+        if not self.enabled or self.broken:
+            return
+        self.start()
+        try:
+            await asyncio.wrap_future(self._loading)
+        except Exception as exc:
+            self.broken = one_line(f"MLflow client unavailable ({type(exc).__name__}: {exc})", 300)
+            log.warning("%s", self.broken, extra={"fields": {"event": "tracking_skipped"}})
 
     def client(self) -> Any:
         if self._client is None:
