@@ -188,6 +188,8 @@ def _limit_http(budget: float) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, math.ceil(min(budget, 10.0)))))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    # set_terminated would GET the run again to print its URL on stdout (the trainer's summary).
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 async def _with_deadline(fn: Callable[[], T], seconds: float) -> T:
@@ -401,6 +403,7 @@ class Tracker:
             run_id=run_id,
             tags={MODEL_ID_TAG: str(record.model_id), "forecast.checksum": record.checksum},
             description=(record.champion or {}).get("reason"),
+            await_creation_for=0,  # a run artifact is ready at once; the default polls for up to 300 s
         )
         outcome = (record.champion or {}).get("outcome", "promoted")
         alias = CHALLENGER_ALIAS if outcome == "kept" else CHAMPION_ALIAS
