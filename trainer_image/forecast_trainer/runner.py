@@ -197,7 +197,11 @@ class TrainRun:
                     "%s", result.message, extra={"fields": {"event": "product_error", "reason": result.reason}}
                 )
             return result
-        tracking, why = await self.track(product, trained, metrics, model_id, decision, started, deadline)
+        saved = self.product_lock.saved if self.product_lock is not None else None
+        tracking: str | None = None
+        why: str | None = None
+        if saved is None or not saved.existing:  # an earlier attempt's model was kept: its pod tracked it
+            tracking, why = await self.track(product, trained, metrics, model_id, decision, started, deadline)
         t = trained.tuning
         selection = trained.selection
         warnings = list(prepared.warnings) + list(trained.warnings)
