@@ -170,10 +170,9 @@ async def batched(
     cpu0, server0 = cpu_seconds(), server_cpu(server)
     for i, product in enumerate(products):
         started = time.monotonic()
-        deadline = started + cfg.tracking_budget_seconds
-        await tracker.registry_state(product, deadline)
+        await tracker.registry_state(product)
         status, why = await tracker.log_product(
-            record_for(samples[i % len(samples)], product, first_id + i, outcomes[i % len(outcomes)]), deadline
+            record_for(samples[i % len(samples)], product, first_id + i, outcomes[i % len(outcomes)])
         )
         result.walls.append(time.monotonic() - started)
         result.logged += status == LOGGED

@@ -632,9 +632,9 @@ def mlflow_defaults(values: Mapping[str, Any], env: Mapping[str, str]) -> dict[s
         if not out.get(key) and (env.get(variable) or "").strip():
             out[key] = env[variable].strip()
     uri = out.get("tracking_uri")
-    if uri is not None and not re.match(r"(https?|file|sqlite|databricks)(:|\+)", uri):
+    if uri is not None and not re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://|file:|databricks$)", uri):
         raise ConfigError(
-            "--tracking-uri/MLFLOW_TRACKING_URI must be an http(s):// URL (or file:, sqlite:, databricks)"
+            "--tracking-uri/MLFLOW_TRACKING_URI must be a URI with a scheme, e.g. http://mlflow.example:5000"
         )
     return out
 

@@ -182,9 +182,8 @@ class TrainRun:
                 "config_hash": self.config_hash,
                 "config": self.config_document,
             }
-            await self.tracker.ready()
-            deadline = time.monotonic() + cfg.tracking_budget_seconds  # MLflow's share of this product
-            decision = await self.champion(product, trained, metrics, deadline)
+            await self.tracker.ready()  # the client import is charged to no product's budget
+            decision = await self.champion(product, trained, metrics)
             if decision is not None:
                 metrics["champion"] = decision.as_dict()
             model_id = await self.persist(product, prepared, trained, metrics, mark, decision)
@@ -201,7 +200,7 @@ class TrainRun:
         tracking: str | None = None
         why: str | None = None
         if saved is None or not saved.existing:  # an earlier attempt's model was kept: its pod tracked it
-            tracking, why = await self.track(product, trained, metrics, model_id, decision, started, deadline)
+            tracking, why = await self.track(product, trained, metrics, model_id, decision, started)
         t = trained.tuning
         selection = trained.selection
         warnings = list(prepared.warnings) + list(trained.warnings)
@@ -238,7 +237,7 @@ class TrainRun:
         assert self.output is not None
         return await self.output.run(what, work)
 
-    async def champion(self, product: str, trained: Trained, metrics: dict[str, Any], deadline: float) -> Any:
+    async def champion(self, product: str, trained: Trained, metrics: dict[str, Any]) -> Any:
         """The champion/challenger decision (champion.py), or None when it does not apply."""
         cfg = self.cfg
         if self.output is None or not cfg.champion_challenger:
@@ -257,7 +256,7 @@ class TrainRun:
         if current is None:
             return decide(challenger, None, None, cfg.improvement_margin)
         pinned, by = current.pinned, f"pinned in the database by {current.decided_by}"
-        registry = await self.tracker.registry_state(product, deadline)
+        registry = await self.tracker.registry_state(product)
         by_hand = registry.champion_model_id() if registry is not None else None
         if by_hand is not None and by_hand not in (current.model_id, current.registry_model_id):
             # The champion alias was moved in MLflow by a person: adopt it, pinned.
@@ -291,7 +290,6 @@ class TrainRun:
         model_id: Any,
         decision: Any,
         started: float,
-        deadline: float,
     ) -> tuple[str, str | None]:
         """Log the product to MLflow (tracking.py): (logged | skipped | off, why skipped)."""
         from forecast_trainer.tracking import LOGGED, ProductRecord
@@ -306,7 +304,7 @@ class TrainRun:
             champion=decision.as_dict() if decision is not None else None,
             seconds=time.monotonic() - started,
         )
-        status, why = await self.tracker.log_product(record, deadline)
+        status, why = await self.tracker.log_product(record)
         if status == LOGGED and decision is not None and decision.promotes and isinstance(model_id, int):
             from forecast_trainer import store
 

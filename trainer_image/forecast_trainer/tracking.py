@@ -10,8 +10,9 @@ Off unless a tracking URI is set (``--tracking-uri`` or MLflow's own ``MLFLOW_TR
 * a version of the product's registered model (``registered_name``), tagged with the database
   model id, and the alias ``champion`` (promoted or first) or ``challenger`` (kept) on it.
 
-Graceful fallback: every call for a product runs in a daemon thread against a deadline of
-``--tracking-budget-seconds``; MLflow's own HTTP retries are cut to one attempt with a short
+Graceful fallback: every call for a product runs in a daemon thread, and all of a product's calls
+together may take ``--tracking-budget-seconds`` (training and the champion's re-scoring are not
+counted); MLflow's own HTTP retries are cut to one attempt with a short
 timeout. The first failure (unreachable, slow, refusing) opens a breaker: the rest of the run
 skips tracking without trying again (no retry storm). Training and the database write never
 wait for MLflow beyond the budget; the product's report says ``tracking: skipped``.
@@ -212,11 +213,13 @@ async def _with_deadline(fn: Callable[[], T], seconds: float) -> T:
 
     def work() -> None:
         try:
-            value = fn()
+            value, error = fn(), None
         except BaseException as exc:  # reported to the waiting coroutine
-            loop.call_soon_threadsafe(settle, None, exc)
-            return
-        loop.call_soon_threadsafe(settle, value, None)
+            value, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:  # the loop is closed: the run ended while this call was stuck
+            pass
 
     threading.Thread(target=work, name="mlflow-call", daemon=True).start()
     try:
@@ -242,6 +245,15 @@ class Tracker:
         self._loading: Any = None  # concurrent.futures.Future of the client (the import, in a thread)
         self._experiment_id: str | None = None
         self.registry: dict[str, RegistryState] = {}
+        self._spent: dict[str, float] = {}  # product -> seconds its MLflow calls took so far
+
+    async def _call(self, product: str, fn: Callable[[], T]) -> T:
+        """``fn()`` within what is left of the product's budget (TrackingUnavailable past it)."""
+        started = time.monotonic()
+        try:
+            return await _with_deadline(fn, self.budget - self._spent.get(product, 0.0))
+        finally:
+            self._spent[product] = self._spent.get(product, 0.0) + time.monotonic() - started
 
     @property
     def enabled(self) -> bool:
@@ -296,13 +308,13 @@ class Tracker:
 
     # ---------------------------------------------------------------- registry read (before deciding)
 
-    async def registry_state(self, product: str, deadline: float) -> RegistryState | None:
+    async def registry_state(self, product: str) -> RegistryState | None:
         """The product's registered model (aliases, version -> model id); None when tracking is off or broken."""
         if not self.enabled or self.broken:
             return None
         name = registered_name(self.cfg.registered_model_prefix, product)
         try:
-            state = await _with_deadline(lambda: self._read_registry(name, product), deadline - time.monotonic())
+            state = await self._call(product, lambda: self._read_registry(name, product))
         except TrackingUnavailable as exc:
             self._fail(product, exc)
             return None
@@ -332,16 +344,19 @@ class Tracker:
 
     # ---------------------------------------------------------------- the run and the version
 
-    async def log_product(self, record: ProductRecord, deadline: float) -> tuple[str, str | None]:
+    async def log_product(self, record: ProductRecord) -> tuple[str, str | None]:
         """(LOGGED | SKIPPED | OFF, why skipped)."""
         if not self.enabled:
             return OFF, None
         if self.broken:
+            self._spent.pop(record.product, None)
             return SKIPPED, f"MLflow unavailable earlier in this run: {self.broken}"
         try:
-            await _with_deadline(lambda: self._log(record), deadline - time.monotonic())
+            await self._call(record.product, lambda: self._log(record))
         except TrackingUnavailable as exc:
             return SKIPPED, self._fail(record.product, exc)
+        finally:
+            self._spent.pop(record.product, None)
         return LOGGED, None
 
     def _experiment(self) -> str:
@@ -386,7 +401,7 @@ class Tracker:
 
         client = self.client()
         name = registered_name(self.cfg.registered_model_prefix, record.product)
-        state = self.registry.get(record.product)
+        state = self.registry.pop(record.product, None)
         if state is None or not state.exists:
             try:
                 client.create_registered_model(

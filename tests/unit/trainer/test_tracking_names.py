@@ -70,3 +70,50 @@ def test_record_payload_fits_one_log_batch() -> None:
     assert tags["forecast.product_id"] == "p 1" and tags["forecast.champion"] == "kept"
     assert tags["forecast.model_id"] == "42" and tags["forecast.run_key"] == "uid/0"
     assert len(params) <= 100 and len(tags) <= 100 and len(metric_rows) <= 1000  # MLflow's log_batch limits
+
+
+async def test_a_call_past_its_budget_is_abandoned_not_awaited() -> None:
+    import time
+
+    from forecast_trainer.tracking import TrackingUnavailable, _with_deadline
+
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailable, match="did not answer within"):
+        await _with_deadline(lambda: time.sleep(5), 0.2)
+    assert time.monotonic() - started < 2  # the stuck thread is a daemon; nobody waits for it
+
+
+async def test_errors_become_tracking_unavailable_and_values_pass() -> None:
+    from forecast_trainer.tracking import TrackingUnavailable, _with_deadline
+
+    def refuse() -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    with pytest.raises(TrackingUnavailable, match="ConnectionRefusedError"):
+        await _with_deadline(refuse, 1.0)
+    with pytest.raises(TrackingUnavailable, match="budget"):
+        await _with_deadline(lambda: 1, 0.0)
+    assert await _with_deadline(lambda: 42, 1.0) == 42
+
+
+@pytest.mark.parametrize(
+    ("env", "uri"),
+    [
+        ({"MLFLOW_TRACKING_URI": "http://m:5000"}, "http://m:5000"),
+        ({"MLFLOW_TRACKING_URI": "databricks"}, "databricks"),
+        ({}, None),
+    ],
+)
+def test_mlflow_variables_fill_the_options(env: dict[str, str], uri: str | None) -> None:
+    from forecast_trainer.config import mlflow_defaults
+
+    assert mlflow_defaults({"tracking_uri": None}, env).get("tracking_uri") == uri
+    assert mlflow_defaults({"tracking_uri": "http://flag"}, env)["tracking_uri"] == "http://flag"
+
+
+def test_a_uri_without_scheme_is_a_config_error() -> None:
+    from forecast_trainer.config import mlflow_defaults
+    from forecast_trainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI"):
+        mlflow_defaults({}, {"MLFLOW_TRACKING_URI": "mlflow.example:5000"})
