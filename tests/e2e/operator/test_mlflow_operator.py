@@ -23,7 +23,7 @@ from forecast_trainer.tracking import registered_name
 
 pytestmark = pytest.mark.e2e
 DSN = os.environ.get("TJO_TEST_DSN")
-PRODUCTS = ["bakery-croissant-001", "bakery-baguette-002"]
+PRODUCTS = ["bakery-croissant-001", "bakery-baguette-001"]
 
 pytest.importorskip("mlflow", reason="the full mlflow package (dev extra) runs the test server")
 from mlflow_harness import MlflowServer  # noqa: E402
