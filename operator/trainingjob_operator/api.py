@@ -708,7 +708,8 @@ class TrainingJobStatus(ApiModel):
             "Running, Complete, Failed, Suspended; Ready (True when Complete), Reconciling (True while the "
             "operator works towards completion) and Stalled (True while progress needs a person: the "
             "TrainingJob failed, a product Job the API server refused, a product pod that cannot start), "
-            "as kstatus-based tools (Argo CD, Flux, kubectl wait) read them. Keyed by type."
+            "as kstatus-based tools (Argo CD, Flux, kubectl wait) read them; with spec.tracking.mlflow also "
+            "Tracked (False, reason TrackingSkipped, once MLflow tracking of a product was skipped). Keyed by type."
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
