@@ -9,6 +9,7 @@ event loop keeps the database pools healthy.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -252,7 +253,8 @@ class TrainRun:
 
         what = f"cannot read the champion of product {product!r}"
         current = await self._db(what, read)
-        challenger = [float(e) for e in (metrics.get("cv") or {}).get("fold_errors") or []]
+        folds = (metrics.get("cv") or {}).get("fold_errors") or []
+        challenger = [float(e) if e is not None else math.nan for e in folds]
         if current is None:
             return decide(challenger, None, None, cfg.improvement_margin)
         pinned, by = current.pinned, f"pinned in the database by {current.decided_by}"
