@@ -95,6 +95,13 @@ NON_MODEL_FIELDS: tuple[str, ...] = (
     "log_format",
     "db",
     "skip_unchanged",
+    # Champion/challenger and MLflow decide what happens to a model, not what is fitted (docs/mlflow.md).
+    "champion_challenger",
+    "pin_champion",
+    "tracking_uri",
+    "experiment_name",
+    "registered_model_prefix",
+    "tracking_budget_seconds",
 )
 # Libraries whose version changes what is fitted (holidays only when --country-holidays is set).
 MODEL_LIBRARIES: tuple[str, ...] = ("prophet", "statsforecast", "optuna")
