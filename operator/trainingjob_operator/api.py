@@ -375,6 +375,72 @@ class PodTemplate(ApiModel):
     )
 
 
+class MlflowSecretRef(ApiModel):
+    """A Secret in the TrainingJob's namespace with the tracking URI and/or credentials (each key optional)."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the Secret.")
+    uri_key: str | None = Field(
+        default=None, max_length=253, pattern=CONFIG_KEY_PATTERN, description="Key holding the tracking URI."
+    )
+    username_key: str | None = Field(
+        default=None, max_length=253, pattern=CONFIG_KEY_PATTERN, description="Key for MLFLOW_TRACKING_USERNAME."
+    )
+    password_key: str | None = Field(
+        default=None, max_length=253, pattern=CONFIG_KEY_PATTERN, description="Key for MLFLOW_TRACKING_PASSWORD."
+    )
+    token_key: str | None = Field(
+        default=None, max_length=253, pattern=CONFIG_KEY_PATTERN, description="Key for MLFLOW_TRACKING_TOKEN."
+    )
+
+
+class MlflowTracking(ApiModel):
+    """MLflow tracking and model registry (docs/mlflow.md): one run and one registered-model version per
+    product; training never waits on MLflow beyond budgetSeconds per product."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "has(self.trackingUri) != (has(self.secretRef) && has(self.secretRef.uriKey))",
+                "tracking.mlflow needs exactly one tracking URI: trackingUri or secretRef.uriKey",
+            )
+        )
+    )
+
+    tracking_uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s@]+$",
+        description="Tracking server URL (http(s)://host:port, no credentials in it: use secretRef).",
+    )
+    secret_ref: MlflowSecretRef | None = Field(
+        default=None, description="Secret with the URI and/or credentials, passed to pods by secretKeyRef only."
+    )
+    experiment_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Experiment of the runs. Default: <namespace>/<TrainingSchedule or TrainingJob name>.",
+    )
+    registered_model_prefix: str = Field(
+        default="forecast-",
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prefix of each product's registered model name (prefix + product id, made safe).",
+    )
+    budget_seconds: int = Field(
+        default=15,
+        ge=1,
+        le=600,
+        description="Most seconds MLflow calls may take per product; past it tracking is skipped for the pod.",
+    )
+
+
+class TrackingSpec(ApiModel):
+    """Experiment tracking."""
+
+    mlflow: MlflowTracking | None = Field(default=None, description="MLflow tracking and registry.")
+
+
 class TrainingJobSpec(ApiModel):
     """Desired state: which products to train, from which data, and how."""
 
@@ -476,6 +542,9 @@ class TrainingJobSpec(ApiModel):
         default=None, ge=0, description="Delete finished product Jobs this long after they finish."
     )
     template: PodTemplate = Field(default_factory=PodTemplate, description="Product pod settings.")
+    tracking: TrackingSpec | None = Field(
+        default=None, description="Optional experiment tracking and model registry (MLflow)."
+    )
 
 
 # ---------------------------------------------------------------- status
@@ -538,6 +607,21 @@ def _histogram_schema() -> dict[str, Any]:
     return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["errorsUpTo"]}
 
 
+class ChampionCounts(ApiModel):
+    """Champion/challenger outcomes of the trained products (docs/mlflow.md)."""
+
+    promoted: int = Field(default=0, description="The new model beat the champion on the most recent window.")
+    kept: int = Field(default=0, description="The champion stayed (the new model is a challenger), or is pinned.")
+    first: int = Field(default=0, description="The product's first model, champion by default.")
+
+
+class TrackingCounts(ApiModel):
+    """MLflow tracking of the trained products."""
+
+    logged: int = Field(default=0, description="Products with an MLflow run and registered version.")
+    skipped: int = Field(default=0, description="Products whose tracking was skipped (MLflow unavailable).")
+
+
 class ResultsSummary(ApiModel):
     """Model quality over the trained products (cross-validation errors). Errors are decimal strings
     with 4 significant digits, not floats (Kubernetes API conventions: floats do not round-trip)."""
@@ -568,6 +652,8 @@ class ResultsSummary(ApiModel):
         default=None, description="Median CV error of the seasonal-naive baseline, estimated (a decimal)."
     )
     error_sum: str = Field(default="0", description="Sum of CV errors, for the mean (a decimal, 6 decimals).")
+    champions: ChampionCounts | None = Field(default=None, description="Champion/challenger outcomes.")
+    tracking: TrackingCounts | None = Field(default=None, description="MLflow tracking (set when tracking is on).")
     error_histogram: list[HistogramBucket] = Field(
         default_factory=list,
         description=(
@@ -669,7 +755,9 @@ class TrainingJobStatus(ApiModel):
             "operator works towards completion) and Stalled (True while progress needs a person: the "
             "TrainingJob failed, a product Job the API server refused, a product pod that cannot start), "
             "as kstatus-based tools (Argo CD, Flux, kubectl wait) read them; TrialMode (True, reason "
-            "NothingStored) only on a trial-mode TrainingJob (configMap data, no output). Keyed by type."
+            "NothingStored) only on a trial-mode TrainingJob (configMap data, no output); with "
+            "spec.tracking.mlflow also Tracked (False, reason TrackingSkipped, once MLflow tracking of a "
+            "product was skipped). Keyed by type."
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )

@@ -54,6 +54,9 @@ KUEUE_LABELS = ("kueue.x-k8s.io/queue-name", "kueue.x-k8s.io/priority-class")
 ANNOTATION_ROLE = f"{GROUP}/role"
 ANNOTATION_PRODUCTS_SHA256 = f"{GROUP}/products-sha256"
 """On the unchanged check's ConfigMap and Job: :func:`products_digest` of the list it checks."""
+# "true": every product keeps its current champion; new models are recorded as challengers (docs/mlflow.md).
+ANNOTATION_PIN_CHAMPION = f"{GROUP}/pin-champion"
+LABEL_SCHEDULE = f"{GROUP}/schedule"  # set by the TrainingSchedule on the TrainingJobs it creates
 ROLE_UNCHANGED_PLAN = "unchanged-check"
 PLAN_HASH = "unchanged"
 """product-hash label value of the unchanged-check Job (the operator's watches select on that label)."""
@@ -236,12 +239,46 @@ def trainer_env(tj: TrainingJob, product: str, retry_round: str = "") -> list[di
         if out.secret_ref is not None:
             env.append(_secret_env("TRAINER_OUTPUT_DSN", out.secret_ref.name, out.secret_ref.key))
         env.append(_env("TRAINER_OUTPUT_SCHEMA", out.schema_))
+    if tj.annotations.get(ANNOTATION_PIN_CHAMPION, "").strip().lower() == "true":
+        env.append(_env("TRAINER_PIN_CHAMPION", "true"))
+    schedule = tj.labels.get(LABEL_SCHEDULE)
+    if schedule:
+        env.append(_env("TRAINER_SCHEDULE", f"{tj.namespace}/{schedule}"))
+    env += tracking_env(tj)
     # Every other reserved variable is set too, blank (the trainer reads blank as unset), so that no
     # envFrom ConfigMap or Secret can supply it (explicit env wins over envFrom).
     given = {e["name"] for e in env}
     env += [_env(n, "") for n in OPERATOR_ENV if n not in given and n not in ENV_BLANK_IS_AN_ERROR]
-    # The CRD refuses these names; an object stored before that rule still cannot override them.
-    env += [_dump(e) for e in spec.template.env or [] if e.name not in OPERATOR_ENV]
+    # The CRD refuses the operator's names; an object stored before that rule still cannot override
+    # them, nor the MLflow variables spec.tracking sets.
+    own = {e["name"] for e in env}
+    env += [_dump(e) for e in spec.template.env or [] if e.name not in OPERATOR_ENV and e.name not in own]
+    return env
+
+
+def tracking_env(tj: TrainingJob) -> list[dict[str, Any]]:
+    """MLflow's standard variables from spec.tracking.mlflow (credentials by secretKeyRef only)."""
+    tracking = tj.spec.tracking.mlflow if tj.spec.tracking is not None else None
+    if tracking is None:
+        return []
+    owner = tj.labels.get(LABEL_SCHEDULE) or tj.name
+    env = []
+    ref = tracking.secret_ref
+    if tracking.tracking_uri:
+        env.append(_env("MLFLOW_TRACKING_URI", tracking.tracking_uri))
+    for variable, key in (
+        ("MLFLOW_TRACKING_URI", ref.uri_key if ref else None),
+        ("MLFLOW_TRACKING_USERNAME", ref.username_key if ref else None),
+        ("MLFLOW_TRACKING_PASSWORD", ref.password_key if ref else None),
+        ("MLFLOW_TRACKING_TOKEN", ref.token_key if ref else None),
+    ):
+        if ref is not None and key:
+            env.append(_secret_env(variable, ref.name, key))
+    env += [
+        _env("MLFLOW_EXPERIMENT_NAME", tracking.experiment_name or f"{tj.namespace}/{owner}"),
+        _env("TRAINER_REGISTERED_MODEL_PREFIX", tracking.registered_model_prefix),
+        _env("TRAINER_TRACKING_BUDGET_SECONDS", str(tracking.budget_seconds)),
+    ]
     return env
 
 

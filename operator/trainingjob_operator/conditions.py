@@ -229,6 +229,29 @@ def trial_mode_condition(st: PassState, old: TrainingJobStatus) -> None:
         st.actions.append(Event("Normal", Reason.NOTHING_STORED.value, TRIAL_MODE_MESSAGE))
 
 
+def tracked_condition(st: PassState, old: TrainingJobStatus) -> None:
+    """Tracked (only with spec.tracking.mlflow): False, reason TrackingSkipped, once a trained
+    product's MLflow tracking was skipped; training itself went on (docs/mlflow.md)."""
+    spec = st.tj.spec.tracking
+    if spec is None or spec.mlflow is None:
+        return
+    s, gen, stamp = st.status, st.tj.generation, st.stamp
+    counts = s.results.tracking if s.results is not None else None
+    logged, skipped = (counts.logged, counts.skipped) if counts is not None else (0, 0)
+    if skipped:
+        message = (
+            f"MLflow tracking skipped for {skipped} of {logged + skipped} trained products (MLflow unavailable, "
+            "slow or refusing); their models and forecasts are in the database"
+        )
+        s.conditions = set_condition(s.conditions, "Tracked", False, Reason.TRACKING_SKIPPED, message, stamp, gen)
+        prev = get_condition(old.conditions, "Tracked")
+        if prev is None or prev.status != "False":
+            st.actions.append(Event("Warning", Reason.TRACKING_SKIPPED.value, message))
+        return
+    message = f"{logged} trained products logged to MLflow"
+    s.conditions = set_condition(s.conditions, "Tracked", True, Reason.PRODUCTS_TRACKED, message, stamp, gen)
+
+
 def phase_and_conditions(st: PassState, old: TrainingJobStatus, allowed: int | None, too_many_failed: bool) -> None:
     s = st.status
     total = s.products.total
@@ -242,4 +265,5 @@ def phase_and_conditions(st: PassState, old: TrainingJobStatus, allowed: int | N
     stalled_condition(st, old, phase)
     kstatus_conditions(st, phase)
     trial_mode_condition(st, old)
+    tracked_condition(st, old)
     s.phase = phase  # type: ignore[assignment]

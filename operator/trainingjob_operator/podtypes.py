@@ -66,6 +66,12 @@ OPERATOR_ENV = (
     "TRAINER_DATA_CSV",
     "TRAINER_OUTPUT_DSN",
     "TRAINER_OUTPUT_SCHEMA",
+    "TRAINER_INTERVAL_LEVELS",
+    "TRAINER_QUANTILES",
+    "TRAINER_PIN_CHAMPION",
+    "TRAINER_SCHEDULE",
+    "TRAINER_REGISTERED_MODEL_PREFIX",
+    "TRAINER_TRACKING_BUDGET_SECONDS",
 )
 """Environment variables the operator sets from the spec (or that select products); users set the
 spec field instead (the reference names it)."""

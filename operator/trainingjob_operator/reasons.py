@@ -52,6 +52,9 @@ class Reason(StrEnum):
     IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
     INVALID_IMAGE_NAME = "InvalidImageName"
     QUOTA_EXCEEDED = "QuotaExceeded"
+    # -- Tracked (spec.tracking.mlflow set; docs/mlflow.md)
+    PRODUCTS_TRACKED = "ProductsTracked"
+    TRACKING_SKIPPED = "TrackingSkipped"
     # -- TrainingSchedule conditions
     SCHEDULED = "Scheduled"
     VALID_SCHEDULE = "ValidSchedule"
@@ -98,6 +101,12 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
         "Every product is trained or failed, within maxFailedProducts.",
     ),
     Reason.FINISHED: ("Running, Suspended, Reconciling", "The TrainingJob finished; nothing more happens."),
+    Reason.PRODUCTS_TRACKED: ("Tracked", "spec.tracking.mlflow: every trained product so far has its MLflow run."),
+    Reason.TRACKING_SKIPPED: (
+        "Tracked",
+        "MLflow was unavailable, slow or refusing for some products: their tracking was skipped (models and "
+        "forecasts are in the database; status.results.tracking counts them).",
+    ),
     Reason.SUSPENDED_BY_USER: ("Suspended", "spec.suspend is true: no new products (runs) start."),
     Reason.NOT_SUSPENDED: ("Suspended", "spec.suspend is false."),
     Reason.SUSPENDED: (

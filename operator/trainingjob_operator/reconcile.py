@@ -211,6 +211,8 @@ def _record_success(st: PassState, job: ObservedJob) -> None:
         r.family if r else None,
         r.beats_naive if r else None,
         r.uncertain if r else None,
+        r.champion if r else None,
+        r.tracking if r else None,
     )
 
 

@@ -24,7 +24,7 @@ from trainingjob_operator.reasons import Reason
 from trainingjob_operator.schedule_api import RunReference, SkippedRun, TrainingSchedule, TrainingScheduleStatus
 from trainingjob_operator.status import get_condition, set_condition
 
-LABEL_SCHEDULE = f"{api.GROUP}/schedule"
+LABEL_SCHEDULE = builders.LABEL_SCHEDULE
 ANNOTATION_SCHEDULED_TIME = f"{api.GROUP}/scheduled-time"
 ANNOTATION_RUN_NOW = f"{api.GROUP}/run-now"
 MAX_MISSED = 100

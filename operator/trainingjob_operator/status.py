@@ -6,11 +6,19 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 from trainingjob_operator import histogram
-from trainingjob_operator.api import Condition, HistogramBucket, ProductFailure, ResultsSummary
+from trainingjob_operator.api import (
+    ChampionCounts,
+    Condition,
+    HistogramBucket,
+    ProductFailure,
+    ResultsSummary,
+    TrackingCounts,
+)
 from trainingjob_operator.reasons import Reason
 
 MAX_FAILURES = 20
 CONDITION_TYPES = ("Running", "Complete", "Failed", "Suspended", "Ready", "Reconciling", "Stalled")
+OPTIONAL_CONDITION_TYPES = ("Tracked",)  # only with spec.tracking.mlflow
 """The conditions of a TrainingJob, in the order status lists them."""
 TRIAL_MODE = "TrialMode"
 """Only on a TrainingJob in trial mode (configMap data, no output): True, reason NothingStored.
@@ -102,9 +110,17 @@ def add_result(
     family: str | None = None,
     beats_naive: bool | None = None,
     uncertain: bool | None = None,
+    champion: str | None = None,
+    tracking: str | None = None,
 ) -> ResultsSummary:
     """Fold one trained product's report into the summary."""
     r = (results or ResultsSummary(metric=metric)).model_copy(deep=True)
+    if champion in ("promoted", "kept", "first"):
+        r.champions = r.champions or ChampionCounts()
+        setattr(r.champions, champion, getattr(r.champions, champion) + 1)
+    if tracking in ("logged", "skipped"):
+        r.tracking = r.tracking or TrackingCounts()
+        setattr(r.tracking, tracking, getattr(r.tracking, tracking) + 1)
     r.metric = metric
     r.trained += 1
     r.beat_naive += int(bool(beats_naive))
@@ -153,7 +169,7 @@ def set_condition(
         observed_generation=generation,
     )
     out = [c for c in conditions if c.type != type_] + [updated]
-    order = {t: i for i, t in enumerate(CONDITION_TYPES)}
+    order = {t: i for i, t in enumerate((*CONDITION_TYPES, *OPTIONAL_CONDITION_TYPES))}
     return sorted(out, key=lambda c: order.get(c.type, len(order)))
 
 

@@ -33,6 +33,8 @@ class ProductReport:
     reason: str | None = None
     message: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    champion: str | None = None  # first | promoted | kept (docs/mlflow.md)
+    tracking: str | None = None  # logged | skipped | off
 
 
 def _num(value: Any) -> float | None:
@@ -83,6 +85,8 @@ def parse_report(message: str | None, product: str) -> ProductReport | None:
             reason=_opt_str(entry.get("reason")),
             message=_opt_str(entry.get("message")),
             warnings=tuple(str(w) for w in warnings if isinstance(w, str)),
+            champion=_opt_str(entry.get("champion")),
+            tracking=_opt_str(entry.get("tracking")),
         )
     return None
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -25,6 +26,15 @@ from forecast_trainer.store import (
     save,
 )
 
+ALL_TABLES = {
+    "forecast_models",
+    "forecasts",
+    "forecast_intervals",
+    "forecast_quantiles",
+    "forecast_trainer_schema_version",
+    "forecast_champions",
+    "champion_forecasts",  # a view
+}
 INJECTION_IDS = [
     "x'); DROP TABLE forecasts; --",
     'Robert"); DROP TABLE forecast_models; --',
@@ -69,13 +79,7 @@ def record(product: str, text: str, params: dict | None = None, metrics: dict | 
 async def test_migrate_creates_schema_and_is_idempotent(db, conn, schema: str) -> None:
     first = await migrate(db, schema)
     assert (first.before, first.after, first.changed) == (0, LATEST_VERSION, True)
-    assert await table_names(conn, schema) == {
-        "forecast_models",
-        "forecasts",
-        "forecast_intervals",
-        "forecast_quantiles",
-        "forecast_trainer_schema_version",
-    }
+    assert await table_names(conn, schema) == ALL_TABLES
     second = await migrate(db, schema)
     assert (second.before, second.after, second.changed) == (LATEST_VERSION, LATEST_VERSION, False)
     versions = await conn.fetch(f'SELECT version FROM "{schema}".forecast_trainer_schema_version')
@@ -218,13 +222,7 @@ async def test_sql_injection_product_ids_are_just_data(db, conn, schema: str, fi
     _, forecast, text = fitted
     await migrate(db, schema)
     model_id = await save(db, schema, record(product, text), forecast)
-    assert await table_names(conn, schema) == {
-        "forecast_models",
-        "forecasts",
-        "forecast_intervals",
-        "forecast_quantiles",
-        "forecast_trainer_schema_version",
-    }
+    assert await table_names(conn, schema) == ALL_TABLES
     assert await conn.fetchval(f'SELECT product_id FROM "{schema}".forecast_models WHERE id = $1', model_id) == product
     assert (await last_best_params(db, schema, product)).model_id == model_id
 
@@ -238,3 +236,40 @@ async def test_last_best_params_prefers_the_best_trial_when_defaults_won(db, sch
     await save(db, schema, record("p", text, params=models.effective_params(None), metrics=metrics), forecast)
     warm = await last_best_params(db, schema, "p")
     assert warm.params == best
+
+
+async def champion_row(conn, schema: str, product: str) -> tuple[int, str, int | None] | None:
+    row = await conn.fetchrow(
+        f'SELECT model_id, decided_by, previous_model_id FROM "{schema}".forecast_champions WHERE product_id = $1',
+        product,
+    )
+    return None if row is None else (row["model_id"], row["decided_by"], row["previous_model_id"])
+
+
+async def test_champion_migration_makes_the_newest_model_of_each_product_its_champion(db, conn, schema, fitted) -> None:
+    _, forecast, text = fitted
+    await migrate(db, schema)
+    a1 = await save(db, schema, record("a", text), forecast)
+    a2 = await save(db, schema, record("a", text), forecast)
+    b1 = await save(db, schema, record("b", text), forecast)
+    # As a schema at version 3 had it: models, no champions.
+    await conn.execute(f'DROP VIEW "{schema}".champion_forecasts; DROP TABLE "{schema}".forecast_champions')
+    await conn.execute(f'DELETE FROM "{schema}".forecast_trainer_schema_version WHERE version >= 4')
+    upgraded = await migrate(db, schema)
+    assert (upgraded.before, upgraded.after) == (3, LATEST_VERSION)
+    assert await champion_row(conn, schema, "a") == (a2, "migration", None)
+    assert await champion_row(conn, schema, "b") == (b1, "migration", None)
+    assert a1 < a2
+
+
+async def test_a_kept_challenger_writes_no_forecast_and_leaves_the_champion(db, conn, schema, fitted) -> None:
+    _, forecast, text = fitted
+    await migrate(db, schema)
+    first = await save(db, schema, dataclasses.replace(record("p", text), champion="first"), forecast)
+    kept = await save(db, schema, dataclasses.replace(record("p", text), champion="kept"), forecast)
+    assert await champion_row(conn, schema, "p") == (first, "first", None)
+    assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".forecasts WHERE model_id = $1', kept) == 0
+    promoted = await save(db, schema, dataclasses.replace(record("p", text), champion="promoted"), forecast)
+    assert await champion_row(conn, schema, "p") == (promoted, "promoted", first)
+    view = await conn.fetch(f'SELECT DISTINCT model_id FROM "{schema}".champion_forecasts WHERE product_id = $1', "p")
+    assert [r["model_id"] for r in view] == [promoted]

@@ -27,6 +27,7 @@ from forecast_trainer.config import (
     add_options,
     environ,
     migrate_config,
+    mlflow_defaults,
     resolve,
     sample_data_config,
     to_products_json,
@@ -198,7 +199,7 @@ def _train(args: argparse.Namespace, env: Any) -> int:
     from forecast_trainer.lean import keep_pyarrow_out
 
     keep_pyarrow_out()  # before pandas is imported: ~40 MB of RSS the trainer never uses (lean.py)
-    cfg = train_config(resolve(TRAIN_OPTIONS, vars(args), env))
+    cfg = train_config(mlflow_defaults(resolve(TRAIN_OPTIONS, vars(args), env), env))
     fmt = _setup(cfg.log_format)
     return run_train(cfg, fmt)
 

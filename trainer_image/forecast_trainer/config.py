@@ -426,6 +426,52 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         "CODE",
     ),
     Option("--tuning-seed", "seed of the Optuna TPE sampler", to_int(0, 2**31 - 1), 42, "N"),
+    Option(
+        "--champion-challenger",
+        "a new model replaces the product's champion (forecast_champions; its forecast is the one in "
+        "forecasts) only when it beats it on the most recent CV window by more than fold noise; "
+        "--no-champion-challenger: every new model replaces it",
+        to_bool,
+        True,
+        boolean=True,
+    ),
+    Option(
+        "--pin-champion",
+        "keep every product's current champion: new models are recorded as challengers only",
+        to_bool,
+        False,
+        boolean=True,
+    ),
+    Option(
+        "--tracking-uri",
+        "MLflow tracking server (http(s)://...); default: $MLFLOW_TRACKING_URI; unset: no tracking. "
+        "Credentials only through MLflow's own MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN variables",
+        to_str,
+        None,
+        "URI",
+    ),
+    Option(
+        "--experiment-name",
+        "MLflow experiment of the runs; default: $MLFLOW_EXPERIMENT_NAME, else forecast-trainer",
+        to_str,
+        None,
+        "NAME",
+    ),
+    Option(
+        "--registered-model-prefix",
+        "prefix of each product's registered model name in the MLflow registry (docs/mlflow.md)",
+        to_str,
+        "forecast-",
+        "PREFIX",
+    ),
+    Option(
+        "--tracking-budget-seconds",
+        "most wall-clock seconds MLflow calls may take per product; past it (or on any error) tracking "
+        "is skipped for the rest of the run, training and the database write go on",
+        to_float(0.5, 600),
+        15.0,
+        "SECONDS",
+    ),
     Option("--pushgateway", "Prometheus Pushgateway address (host:port or URL) to push run metrics to", to_str, None),
     Option(
         "--lock-heartbeat-seconds",
@@ -592,6 +638,12 @@ class TrainConfig:
     models: tuple[str, ...] = FAMILIES
     country_holidays: str | None = None
     tuning_seed: int = 42
+    champion_challenger: bool = True
+    pin_champion: bool = False
+    tracking_uri: str | None = None
+    experiment_name: str | None = None
+    registered_model_prefix: str = "forecast-"
+    tracking_budget_seconds: float = 15.0
     pushgateway: str | None = None
     lock_heartbeat_seconds: float = 10.0
     log_format: str = "auto"
@@ -636,6 +688,20 @@ def train_config(values: Mapping[str, Any]) -> TrainConfig:
         db=DbSettings(values["db_connect_timeout"], values["db_query_timeout"], values["db_retries"]),
         **kwargs,
     )
+
+
+def mlflow_defaults(values: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """MLflow's standard variables fill ``--tracking-uri`` / ``--experiment-name`` when unset."""
+    out = dict(values)
+    for key, variable in (("tracking_uri", "MLFLOW_TRACKING_URI"), ("experiment_name", "MLFLOW_EXPERIMENT_NAME")):
+        if not out.get(key) and (env.get(variable) or "").strip():
+            out[key] = env[variable].strip()
+    uri = out.get("tracking_uri")
+    if uri is not None and not re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://|file:|databricks$)", uri):
+        raise ConfigError(
+            "--tracking-uri/MLFLOW_TRACKING_URI must be a URI with a scheme, e.g. http://mlflow.example:5000"
+        )
+    return out
 
 
 def requested_products(values: Mapping[str, Any]) -> tuple[str | None, list[str]]:

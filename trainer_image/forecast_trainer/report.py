@@ -14,7 +14,7 @@ Termination message: compact JSON, at most 4096 bytes, always valid::
    "models": {"<family>": n, ...}, "beat_naive": n, "uncertain": n,
    "products": [{"product", "status", "metric", "error", "default_error", "baseline_error",
                  "beats_baseline", "family", "beats_naive", "uncertain", "width", "tuned", "trials", "seconds",
-                 "model_id", "checksum", "class", "reason", "message", "warnings"}, ...],
+                 "model_id", "checksum", "class", "reason", "message", "warnings", "champion", "tracking"}, ...],
    "omitted": n}
 
 ``models`` counts the trained products by winning family, ``beat_naive`` those whose model
@@ -69,6 +69,8 @@ class ProductResult:
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
     infra: bool = False  # a failure a retry may fix (exit 4)
+    champion: str | None = None  # first | promoted | kept (champion.py); None: not decided
+    tracking: str | None = None  # logged | skipped | off (tracking.py); None: not trained
     details: dict[str, Any] = field(default_factory=dict)  # extra detail for summary.json
 
 
@@ -117,6 +119,8 @@ def entry(result: ProductResult) -> dict[str, Any]:
         "reason": result.reason,
         "message": one_line(result.message) if result.message else None,
         "warnings": [one_line(w) for w in result.warnings],
+        "champion": result.champion,
+        "tracking": result.tracking,
     }
 
 

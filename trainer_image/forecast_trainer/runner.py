@@ -9,6 +9,7 @@ event loop keeps the database pools healthy.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class TrainRun:
         self.config_document = config_document(cfg)
         self.config_hash = config_hash(cfg)
         self.csv_marks: dict[str, Any] | None = None
+        from forecast_trainer.tracking import Tracker
+
+        self.tracker = Tracker(cfg)  # MLflow; off without a tracking URI (tracking.py)
 
     def _source(self) -> DataSource:
         cfg = self.cfg
@@ -130,6 +134,7 @@ class TrainRun:
             outcome.results = [self._error_result(p, _for_product(exc, p), 0.0) for p in products]
             return outcome
         self.progress.start(len(products))
+        self.tracker.start()  # the MLflow client loads while the first product trains
         try:
             for product in products:
                 result = await guard.train_guarded(self, product)  # lock, run key, then train_one
@@ -178,7 +183,11 @@ class TrainRun:
                 "config_hash": self.config_hash,
                 "config": self.config_document,
             }
-            model_id = await self.persist(product, prepared, trained, metrics, mark)
+            await self.tracker.ready()  # the client import is charged to no product's budget
+            decision = await self.champion(product, trained, metrics)
+            if decision is not None:
+                metrics["champion"] = decision.as_dict()
+            model_id = await self.persist(product, prepared, trained, metrics, mark, decision)
         except Exception as exc:
             result = self._error_result(product, exc, time.monotonic() - started)
             if not isinstance(exc, TrainerError):
@@ -188,9 +197,18 @@ class TrainRun:
                     "%s", result.message, extra={"fields": {"event": "product_error", "reason": result.reason}}
                 )
             return result
+        saved = self.product_lock.saved if self.product_lock is not None else None
+        tracking: str | None = None
+        why: str | None = None
+        if saved is None or not saved.existing:  # an earlier attempt's model was kept: its pod tracked it
+            tracking, why = await self.track(product, trained, metrics, model_id, decision, started)
         t = trained.tuning
         selection = trained.selection
         warnings = list(prepared.warnings) + list(trained.warnings)
+        if why:
+            warnings.append(f"MLflow tracking skipped: {why}")
+        if decision is not None and decision.outcome == "kept":
+            warnings.append(f"champion kept: {decision.reason}")
         return ProductResult(
             product=product,
             status=TRAINED,
@@ -211,7 +229,97 @@ class TrainRun:
             product_class=trained.product_class.name,
             warnings=warnings,
             details={**metrics, "params": trained.params, "cpu_seconds": round(_cpu_seconds() - cpu_started, 3)},
+            champion=decision.outcome if decision is not None else None,
+            tracking=tracking,
         )
+
+    async def _db(self, what: str, work: Any) -> Any:
+        """One unit of database work: through the product's lock connection when it holds one."""
+        if self.product_lock is not None:
+            return await self.product_lock.run(what, work)
+        assert self.output is not None
+        return await self.output.run(what, work)
+
+    async def champion(self, product: str, trained: Trained, metrics: dict[str, Any]) -> Any:
+        """The champion/challenger decision (champion.py), or None when it does not apply."""
+        cfg = self.cfg
+        if self.output is None or not cfg.champion_challenger:
+            return None
+        from forecast_trainer import store
+        from forecast_trainer.champion import decide, recipe, rescore
+
+        schema = cfg.output_schema
+
+        async def read(conn: Any) -> Any:
+            return await store.champion_of(conn, schema, product)
+
+        what = f"cannot read the champion of product {product!r}"
+        current = await self._db(what, read)
+        folds = (metrics.get("cv") or {}).get("fold_errors") or []
+        challenger = [float(e) if e is not None else math.nan for e in folds]
+        if current is None:
+            return decide(challenger, None, None, cfg.improvement_margin)
+        pinned, by = current.pinned, f"pinned in the database by {current.decided_by}"
+        registry = await self.tracker.registry_state(product)
+        by_hand = registry.champion_model_id() if registry is not None else None
+        if by_hand is not None and by_hand not in (current.model_id, current.registry_model_id):
+            # The champion alias was moved in MLflow by a person: adopt it, pinned.
+            async def adopt(conn: Any) -> Any:
+                if by_hand not in await store.product_model_ids(conn, schema, product, [by_hand]):
+                    return None
+                await store.set_champion(conn, schema, product, by_hand, "registry alias", pinned=True)
+                await store.set_registry_model(conn, schema, product, by_hand)
+                return await store.champion_of(conn, schema, product)
+
+            adopted = await self._db(f"cannot adopt the registry's champion of product {product!r}", adopt)
+            if adopted is not None:
+                current, pinned, by = adopted, True, "the champion alias was set by hand in MLflow"
+        if cfg.pin_champion:
+            pinned, by = True, "the TrainingJob's pin-champion annotation"
+        if pinned:
+            return decide(challenger, None, current.model_id, cfg.improvement_margin, pinned=True, pinned_by=by)
+        champion_folds: list[float] = []
+        if current.verified and trained.plan is not None:
+            doc = recipe(current.model_json, current.params)
+            champion_folds = await asyncio.to_thread(
+                rescore, trained.plan, doc, trained.candidates, trained.structure, cfg.metric
+            )
+        return decide(challenger, champion_folds, current.model_id, cfg.improvement_margin)
+
+    async def track(
+        self,
+        product: str,
+        trained: Trained,
+        metrics: dict[str, Any],
+        model_id: Any,
+        decision: Any,
+        started: float,
+    ) -> tuple[str, str | None]:
+        """Log the product to MLflow (tracking.py): (logged | skipped | off, why skipped)."""
+        from forecast_trainer.tracking import LOGGED, ProductRecord
+
+        record = ProductRecord(
+            product=product,
+            model_id=model_id,
+            checksum=trained.checksum,
+            model_json=trained.model_json,
+            metrics=metrics,
+            params=trained.params,
+            champion=decision.as_dict() if decision is not None else None,
+            seconds=time.monotonic() - started,
+        )
+        status, why = await self.tracker.log_product(record)
+        if status == LOGGED and decision is not None and decision.promotes and isinstance(model_id, int):
+            from forecast_trainer import store
+
+            async def remember(conn: Any) -> None:
+                await store.set_registry_model(conn, self.cfg.output_schema, product, model_id)
+
+            try:
+                await self._db(f"cannot record the registry champion of product {product!r}", remember)
+            except TrainerError as exc:  # the model is stored; the next run re-reads the registry
+                log.warning("%s", exc.message, extra={"fields": {"event": "registry_record_failed"}})
+        return status, why
 
     async def _history(self, product: str) -> tuple[Any, Any]:
         """The product's raw history and its data watermark (None when not known)."""
@@ -221,7 +329,13 @@ class TrainRun:
         return raw, (self.csv_marks or {}).get(product)
 
     async def persist(
-        self, product: str, prepared: Prepared, trained: Trained, metrics: dict[str, Any], mark: Any = None
+        self,
+        product: str,
+        prepared: Prepared,
+        trained: Trained,
+        metrics: dict[str, Any],
+        mark: Any = None,
+        decision: Any = None,
     ) -> Any:
         """Database first (one transaction), then files; returns the model id (or folder, or None)."""
         cfg = self.cfg
@@ -243,6 +357,7 @@ class TrainRun:
                 data_last=mark.last if mark is not None else None,
                 data_hash=mark.hash if mark is not None else None,
                 config_hash=self.config_hash if mark is not None else None,
+                champion=decision.outcome if decision is not None else "replaced",
             )
             model_id = await guard.save(self, record, trained.forecast)
         if cfg.output_dir:

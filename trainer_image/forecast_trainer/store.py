@@ -8,6 +8,9 @@ Tables (in the output schema, default ``public``):
   forecast_intervals(model_id, product_id, ds, level, lower, upper)     (version 4)
   forecast_quantiles(model_id, product_id, ds, quantile, value)         (version 4)
   forecast_trainer_schema_version(version, description, applied_at)
+  forecast_champions(product_id PRIMARY KEY, model_id -> forecast_models.id, since, pinned,
+                     decided_by, previous_model_id, registry_model_id)   (champion.py; version 5)
+  champion_forecasts: view of the forecasts of each product's champion
 
 ``migrate`` is idempotent and safe to run from many pods at once: it holds a transaction-scoped
 advisory lock (keyed by the schema name) while it checks and applies migrations.
@@ -120,6 +123,27 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             )""",
         ),
     ),
+    (
+        5,
+        "forecast_champions: each product's champion model (champion/challenger)",
+        (
+            """CREATE TABLE IF NOT EXISTS {s}.forecast_champions (
+                product_id text PRIMARY KEY,
+                model_id bigint NOT NULL REFERENCES {s}.forecast_models (id),
+                since timestamptz NOT NULL DEFAULT now(),
+                pinned boolean NOT NULL DEFAULT false,
+                decided_by text NOT NULL DEFAULT 'first',
+                previous_model_id bigint,
+                registry_model_id bigint
+            )""",
+            # Products trained before champions existed: their newest model is their champion.
+            "INSERT INTO {s}.forecast_champions (product_id, model_id, decided_by) "
+            "SELECT DISTINCT ON (product_id) product_id, id, 'migration' FROM {s}.forecast_models "
+            "ORDER BY product_id, id DESC ON CONFLICT (product_id) DO NOTHING",
+            "CREATE OR REPLACE VIEW {s}.champion_forecasts AS SELECT f.* FROM {s}.forecasts f "
+            "JOIN {s}.forecast_champions c ON c.model_id = f.model_id",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -185,6 +209,10 @@ class ModelRecord:
     data_last: str | None = None
     data_hash: str | None = None
     config_hash: str | None = None  # hash of the model-affecting configuration (watermark.py)
+    # champion.py: "first"/"promoted" make this model the product's champion (and write its
+    # forecast); "kept" records it as a challenger only (no forecast rows: the champion's stay).
+    champion: str = "promoted"
+    champion_reason: str = ""
 
 
 def _finite(value: Any) -> float | None:
@@ -297,14 +325,17 @@ async def write_model(
             model_id = int(new_id)
             if fault_hook is not None:
                 await fault_hook(conn, model_id)
-            rows = [(model_id, *r) for r in forecast_records(record.product_id, forecast)]
-            await conn.copy_records_to_table(
-                "forecasts",
-                schema_name=schema,
-                records=rows,
-                columns=["model_id", "product_id", "ds", "yhat", "yhat_lower", "yhat_upper"],
-            )
-            await _copy_bands(conn, schema, model_id, record.product_id, forecast)
+            if record.champion != "kept":
+                # A kept champion's forecast (and its bands) stays the one in forecasts.
+                rows = [(model_id, *r) for r in forecast_records(record.product_id, forecast)]
+                await conn.copy_records_to_table(
+                    "forecasts",
+                    schema_name=schema,
+                    records=rows,
+                    columns=["model_id", "product_id", "ds", "yhat", "yhat_lower", "yhat_upper"],
+                )
+                await _copy_bands(conn, schema, model_id, record.product_id, forecast)
+                await set_champion(conn, schema, record.product_id, model_id, record.champion)
             saved = Saved(model_id, record.checksum)
     if after_commit is not None:
         await after_commit(conn, saved)
@@ -329,6 +360,85 @@ async def _copy_bands(conn: Any, schema: str, model_id: int, product: str, forec
             records=quantiles,
             columns=["model_id", "product_id", "ds", "quantile", "value"],
         )
+
+
+async def set_champion(
+    conn: Any, schema: str, product: str, model_id: int, decided_by: str, pinned: bool = False
+) -> None:
+    """Make ``model_id`` the product's champion (the previous one is remembered)."""
+    table = qualified(schema, "forecast_champions")
+    await conn.execute(
+        f"INSERT INTO {table} AS c (product_id, model_id, decided_by, pinned) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (product_id) DO UPDATE SET model_id = EXCLUDED.model_id, since = now(), "
+        "decided_by = EXCLUDED.decided_by, pinned = EXCLUDED.pinned, "
+        "previous_model_id = CASE WHEN c.model_id = EXCLUDED.model_id THEN c.previous_model_id ELSE c.model_id END",
+        product,
+        model_id,
+        decided_by,
+        pinned,
+    )
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A product's champion: its row in forecast_champions and its stored model (checksum verified)."""
+
+    model_id: int
+    pinned: bool
+    decided_by: str
+    model_json: str
+    params: dict[str, Any]
+    verified: bool
+    registry_model_id: int | None = None  # the model the MLflow champion alias was last pointed at by a trainer
+
+
+async def champion_of(conn: Any, schema: str, product: str) -> Champion | None:
+    row = await conn.fetchrow(
+        "SELECT c.model_id, c.pinned, c.decided_by, c.registry_model_id, m.model_json, m.checksum, "
+        "m.params::text AS params "
+        f"FROM {qualified(schema, 'forecast_champions')} c "
+        f"JOIN {qualified(schema, 'forecast_models')} m ON m.id = c.model_id WHERE c.product_id = $1",
+        product,
+    )
+    if row is None:
+        return None
+    verified = models.checksum(row["model_json"]) == row["checksum"]
+    if not verified:
+        log.warning(
+            "champion model %s of %r fails checksum verification; it cannot be re-scored",
+            row["model_id"],
+            product,
+            extra={"fields": {"event": "checksum_mismatch", "model_id": row["model_id"], "product": product}},
+        )
+    params = json.loads(row["params"]) if row["params"] else {}
+    return Champion(
+        int(row["model_id"]),
+        bool(row["pinned"]),
+        str(row["decided_by"]),
+        row["model_json"],
+        params if isinstance(params, dict) else {},
+        verified,
+        int(row["registry_model_id"]) if row["registry_model_id"] is not None else None,
+    )
+
+
+async def set_registry_model(conn: Any, schema: str, product: str, model_id: int) -> None:
+    """Remember that the registry's champion alias now points at ``model_id`` (set by this trainer)."""
+    await conn.execute(
+        f"UPDATE {qualified(schema, 'forecast_champions')} SET registry_model_id = $2 WHERE product_id = $1",
+        product,
+        model_id,
+    )
+
+
+async def product_model_ids(conn: Any, schema: str, product: str, ids: list[int]) -> set[int]:
+    """Which of ``ids`` are models of ``product`` (a registry alias must name one of its own)."""
+    rows = await conn.fetch(
+        f"SELECT id FROM {qualified(schema, 'forecast_models')} WHERE product_id = $1 AND id = ANY($2::bigint[])",
+        product,
+        ids,
+    )
+    return {int(r["id"]) for r in rows}
 
 
 @dataclass(frozen=True)

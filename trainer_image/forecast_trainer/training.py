@@ -82,6 +82,7 @@ class Trained:
     warnings: list[str] = field(default_factory=list)
     blend: Blend | None = None  # the shipped forecast's combination with a naive baseline
     uncertainty: Uncertainty | None = None  # where the model is unsure (intervals.py)
+    plan: Any = None  # cv.FoldPlan: the folds every candidate was scored on (champion.py re-scores on them)
 
     @property
     def seasonal_naive_error(self) -> float | None:
@@ -166,6 +167,7 @@ def train_product(
         warnings=run.warnings,
         blend=blend,
         uncertainty=unsure,
+        plan=run.plan,
     )
 
 

@@ -103,6 +103,13 @@ NON_MODEL_FIELDS: tuple[str, ...] = (
     "db",
     "skip_unchanged",
     "lock_heartbeat_seconds",
+    # Champion/challenger and MLflow decide what happens to a model, not what is fitted (docs/mlflow.md).
+    "champion_challenger",
+    "pin_champion",
+    "tracking_uri",
+    "experiment_name",
+    "registered_model_prefix",
+    "tracking_budget_seconds",
 )
 # Libraries whose version changes what is fitted (holidays only when --country-holidays is set):
 # the model families, the tuner, the numerics under them (numpy, pandas: resampling, rolling CV

@@ -519,7 +519,8 @@ def test_interval_levels_and_quantiles_reach_the_trainer() -> None:
     env = {e["name"]: e.get("value") for e in builders.trainer_env(tj, "a")}
     assert env["TRAINER_INTERVAL_LEVELS"] == "80,95" and env["TRAINER_QUANTILES"] == "0.5,0.9"
     default = {e["name"]: e.get("value") for e in builders.trainer_env(make_tj(["a"]), "a")}
-    assert default["TRAINER_INTERVAL_LEVELS"] == "80" and "TRAINER_QUANTILES" not in default
+    # unset: blank (reserved variables are always set, so envFrom cannot supply them; blank is unset)
+    assert default["TRAINER_INTERVAL_LEVELS"] == "80" and default["TRAINER_QUANTILES"] == ""
 
 
 def test_models_and_holidays_reach_the_trainer() -> None:

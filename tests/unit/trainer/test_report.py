@@ -37,6 +37,8 @@ KEYS = [
     "reason",
     "message",
     "warnings",
+    "champion",
+    "tracking",
 ]
 
 
