@@ -9,7 +9,10 @@ Properties, checked after every step:
   (d) Kueue may hold (suspend) any unfinished Job and admit it again later: such a Job is counted
       queued, keeps its product's Lease, is never relaunched or recorded failed for it;
   (e) a ResourceQuota may fill up and free again: a Job create it refuses never fails a product
-      (the product waits, launches back off) and no product is lost once it frees up.
+      (the product waits, launches back off) and no product is lost once it frees up;
+  (f) a pod may be unable to start (a missing Secret), long after its Job was created (it waited
+      for a node): its product is never counted active, not failed before the stuck-pod wait has
+      passed since the pod reached its node, and failed once it has.
 """
 
 from __future__ import annotations
@@ -61,6 +64,29 @@ class Job:
     finished_at: datetime | None = None
     suspended: bool = False
     """Held by Kueue (not admitted yet, or preempted: its pod deleted, not counted failed)."""
+    created: datetime = START
+    stuck_since: datetime | None = None
+    """Its pod reached a node at this time and cannot start (CreateContainerConfigError)."""
+
+    def stuck_pods(self) -> list[dict[str, Any]]:
+        """The pending pod the operator's probe reads (only while it cannot start)."""
+        if self.stuck_since is None or not self.unfinished or self.suspended:
+            return []
+        return [
+            {
+                "metadata": {"uid": f"pod-{self.uid}", "creationTimestamp": stamp(self.created)},
+                "spec": {"nodeName": "node"},
+                "status": {
+                    "phase": "Pending",
+                    "conditions": [
+                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp(self.stuck_since)}
+                    ],
+                    "containerStatuses": [
+                        {"name": "trainer", "state": {"waiting": {"reason": "CreateContainerConfigError"}}}
+                    ],
+                },
+            }
+        ]
 
     def raw(self) -> dict[str, Any]:
         conds = []
@@ -201,6 +227,7 @@ class World:
             [j.raw() for j in self.jobs.values()],
             lambda uid: [p.raw() for p in self.pods if p.job_uid == uid],
             [x.raw() for x in self.leases.values()],
+            stuck_pods={j.uid: j.stuck_pods() for j in self.jobs.values() if j.stuck_pods()},
             quota_exceeded=self.backoff.blocked(self.now),
         )
         plan = reconcile(tj, observed, self.now)
@@ -227,10 +254,34 @@ class World:
         # (e): a quota refusal is transient: never a failure
         assert all(f.reason not in ("JobRejected", "QuotaExceeded") for f in self.status.failures), self.status.failures
         new_succeeded, new_failed = read_record(self.tj())
+        launched = sum(1 for a in plan.actions if isinstance(a, Launch))  # counted active by this pass
+        self.check_stuck(new_succeeded | new_failed, new_failed, launched)
         for product in new_succeeded:
             # (b): recorded succeeded only with a succeeded pod of that product under this uid
             assert (self.uid, product) in self.trained, f"{product} recorded without its training"
         self.check_queued(new_succeeded | new_failed)
+
+    def check_stuck(self, recorded: set[str], failed: set[str], launched: int) -> None:
+        """(f): a pod that cannot start is not active, fails its product only after the wait counted
+        from when it reached its node (not from its Job's creation), and surely after it."""
+        wait = timedelta(seconds=120)  # Settings.stuck_pod_seconds
+        for job in self.jobs.values():
+            if job.owner != self.uid or job.stuck_since is None or not job.unfinished or job.suspended:
+                continue
+            if job.deleting or job.retry_round != (self.status.retry_failed or ""):
+                continue
+            if self.now < job.stuck_since + wait:
+                assert job.product not in failed or any(
+                    f.product == job.product and f.reason != "CreateContainerConfigError" for f in self.status.failures
+                ), f"{job.product} failed before its pod waited {wait} on its node"
+            elif job.product not in recorded:
+                raise AssertionError(f"{job.product}: its pod could not start for {self.now - job.stuck_since}")
+        startable = [
+            j
+            for j in self.jobs.values()
+            if j.owner == self.uid and j.unfinished and not j.suspended and j.stuck_since is None
+        ]
+        assert self.status.products.active <= len(startable) + launched, "a pod that cannot start counted active"
 
     def check_queued(self, recorded: set[str]) -> None:
         """(d): Jobs Kueue holds are counted queued, hold their product's Lease and fail nothing."""
@@ -270,7 +321,7 @@ class World:
         others = [j for j in self.jobs.values() if j.product == product and j.unfinished]
         assert not others, f"launched {product} while {others[0].name} ({others[0].owner}) is unfinished"
         uid = f"job-{next(_ids)}"
-        self.jobs[name] = Job(name, uid, self.uid, product, self.status.retry_failed or "")
+        self.jobs[name] = Job(name, uid, self.uid, product, self.status.retry_failed or "", created=self.now)
         self.created += 1
 
     def finish(self, job: Job, ok: bool, lag: bool = False) -> None:
@@ -305,10 +356,30 @@ class ReconcileModel(RuleBasedStateMachine):
         running = [
             j
             for j in self.w.jobs.values()
-            if j.unfinished and not j.deleting and not j.suspended and not self._has_pod(j)
+            if j.unfinished and not j.deleting and not j.suspended and not self._has_pod(j) and j.stuck_since is None
         ]
         if running:
             self.w.finish(self._pick(data, running), ok, lag)
+
+    @rule(data=st.data(), waited=st.sampled_from([0, 600]))
+    def a_pod_reaches_its_node_and_cannot_start(self, data: Any, waited: int) -> None:
+        """A missing Secret: the pod reaches a node now, after ``waited`` seconds Unschedulable (an
+        autoscaler adding a node), and cannot start."""
+        running = [
+            j
+            for j in self.w.jobs.values()
+            if j.unfinished and not j.suspended and not self._has_pod(j) and j.stuck_since is None
+        ]
+        if running:
+            job = self._pick(data, running)
+            self.w.now += timedelta(seconds=waited)
+            job.stuck_since = self.w.now
+
+    @rule(data=st.data())
+    def the_secret_appears(self, data: Any) -> None:
+        stuck = [j for j in self.w.jobs.values() if j.stuck_since is not None and j.unfinished]
+        if stuck:
+            self._pick(data, stuck).stuck_since = None
 
     def _has_pod(self, job: Job) -> bool:
         return any(p.job_uid == job.uid for p in self.w.pods)
