@@ -318,8 +318,14 @@ def fold_finished(st: PassState) -> None:
             # Jobs of earlier rounds stay: their products are not retried).
             if job.unfinished and not job.deleting:
                 if not st.recorded(job.product):
-                    # still running (or queued): let it finish
-                    (st.queued if job.queued else st.active).add(job.product)
+                    # still running (or queued): let it finish; a pod that cannot start is stuck as
+                    # in the current round (else it would count active, and never end)
+                    if job.queued:
+                        st.queued.add(job.product)
+                    elif job.stuck is not None:
+                        _fold_stuck(st, job)
+                    else:
+                        st.active.add(job.product)
                 continue
             if not job.deleting:
                 st.actions.append(DeleteJob(job.name, job.uid))
@@ -415,16 +421,18 @@ def ttl_actions(st: PassState) -> None:
 
 
 def lease_actions(st: PassState) -> None:
-    """Renew what our running Jobs hold; release what products that are not active still hold."""
+    """Renew what our unfinished Jobs hold; release what products without one still hold."""
     for lease in st.observed.leases.values():
         if lease.holder != st.me or lease.product is None or lease.product in st.launched:
             continue
-        if st.running(lease.product):
+        if st.running(lease.product) or lease.product in st.stuck:
+            # A Job whose pod cannot start yet keeps its claim too: a Secret created late, or Kueue
+            # preempting it and admitting it again, lets its pod train later (the Job is unfinished).
             age = None if lease.renew_time is None else (st.now - lease.renew_time).total_seconds()
             if age is None or age >= lease.duration_seconds * st.settings.renew_fraction:
                 st.actions.append(RenewLease(lease))
         elif lease.product not in st.blocked:
-            # Recorded, waiting (locked, a pod that cannot start) or not started: not ours to hold.
+            # Recorded, waiting (locked, another's) or not started: not ours to hold.
             # A product whose own old Job is still unfinished keeps it until that Job is gone.
             st.actions.append(ReleaseLease(lease))
 

@@ -70,8 +70,9 @@ def test_missing_secret_is_surfaced_then_fails_the_product(
     assert time.monotonic() - started < 60
     assert '"unused"' in condition(st, "Stalled")["message"]
     assert st["products"]["active"] == 0 and st["products"]["waiting"] == 1
-    wait_for("Lease released", lambda: leases(cluster, namespace) == [] or None, timeout=20)
+    assert leases(cluster, namespace) != []  # its Job is unfinished: the claim stays until it ends
     st = wait_phase(cluster, namespace, "nosecret", ("Failed",), timeout=STUCK_POD_SECONDS + 60)
+    wait_for("Lease released", lambda: leases(cluster, namespace) == [] or None, timeout=20)
     assert st["failures"][0]["reason"] == "CreateContainerConfigError"
     assert '"unused"' in st["failures"][0]["message"]
     wait_for("Job deleted", lambda: jobs_of(cluster, namespace, "nosecret") == [] or None, timeout=60)

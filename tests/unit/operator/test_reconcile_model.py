@@ -14,12 +14,15 @@ Properties, checked after every step:
       while a Job of this uid trains it;
   (f) no product is recorded failed unless a Job of this uid for it really failed: not a Job
       whose pod the operator has not seen yet (the pod watch lags the Job watch), not a Job of
-      which any pod found the product locked (exit code 5), whatever its other pod did later.
+      which any pod found the product locked (exit code 5), whatever its other pod did later;
+  (g) a ResourceQuota may fill up and free again: a Job create it refuses never fails a product
+      (the product waits, launches back off) and no product is lost once it frees up;
+  (h) a pod may be unable to start (a missing Secret), long after its Job was created (it waited
+      for a node): its product is never counted active, not failed before the stuck-pod wait has
+      passed since the pod reached its node, and failed once it has.
 
 ``CollidingReconcileModel`` runs the same with a weak product hash (every other product id
 collides), so Job and Lease names are shared between products.
-  (g) a ResourceQuota may fill up and free again: a Job create it refuses never fails a product
-      (the product waits, launches back off) and no product is lost once it frees up.
 """
 
 from __future__ import annotations
@@ -82,6 +85,29 @@ class Job:
     """Held by Kueue (not admitted yet, or preempted: its pod deleted, not counted failed)."""
     locked: bool = False
     """Failed by its podFailurePolicy: a pod exited 5 (the product locked in the output database)."""
+    created: datetime = START
+    stuck_since: datetime | None = None
+    """Its pod reached a node at this time and cannot start (CreateContainerConfigError)."""
+
+    def stuck_pods(self) -> list[dict[str, Any]]:
+        """The pending pod the operator's probe reads (only while it cannot start)."""
+        if self.stuck_since is None or not self.unfinished or self.suspended:
+            return []
+        return [
+            {
+                "metadata": {"uid": f"pod-{self.uid}", "creationTimestamp": stamp(self.created)},
+                "spec": {"nodeName": "node"},
+                "status": {
+                    "phase": "Pending",
+                    "conditions": [
+                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp(self.stuck_since)}
+                    ],
+                    "containerStatuses": [
+                        {"name": "trainer", "state": {"waiting": {"reason": "CreateContainerConfigError"}}}
+                    ],
+                },
+            }
+        ]
 
     def raw(self) -> dict[str, Any]:
         conds = []
@@ -266,12 +292,18 @@ class World:
     def operator_pass(self) -> None:
         tj = self.tj()
         succeeded, failed = read_record(tj)
+        for job in self.jobs.values():
+            # (f), (h): a pod that could not start for the whole stuck-pod wait is a real failure
+            if job.owner == self.uid and job.stuck_since is not None and job.unfinished and not job.suspended:
+                if self.now >= job.stuck_since + timedelta(seconds=120):
+                    self.failed_for_real.add((job.owner, job.product))
         observed = observe.build(
             tj,
             succeeded | failed,
             [j.raw() for j in [*self.jobs.values(), *self.checks.values()]],
             lambda uid: [p.raw() for p in self.pods if p.job_uid == uid and p.visible_at <= self.now],
             [x.raw() for x in self.leases.values()],
+            stuck_pods={j.uid: j.stuck_pods() for j in self.jobs.values() if j.stuck_pods()},
             quota_exceeded=self.backoff.blocked(self.now),
         )
         plan = reconcile(tj, observed, self.now)
@@ -301,6 +333,8 @@ class World:
         assert all(f.reason not in ("JobRejected", "QuotaExceeded") for f in self.status.failures), self.status.failures
         now_tj = self.tj()
         new_succeeded, new_failed = read_record(now_tj)
+        launched = sum(1 for a in plan.actions if isinstance(a, Launch))  # counted active by this pass
+        self.check_stuck(new_succeeded | new_failed, new_failed, launched)
         for product in new_succeeded:
             # (b), (e): recorded succeeded only with a succeeded pod of that product under this uid,
             # or skipped as found unchanged by a check pod of this uid that read that product
@@ -328,6 +362,33 @@ class World:
             return
         (mounted,) = [v["configMap"]["name"] for v in body["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
         self.checks[job_name] = CheckJob(job_name, f"job-{next(_ids)}", self.uid, mounted)
+
+    def check_stuck(self, recorded: set[str], failed: set[str], launched: int) -> None:
+        """(h): a pod that cannot start is not active, fails its product only after the wait counted
+        from when it reached its node (not from its Job's creation), and surely after it."""
+        wait = timedelta(seconds=120)  # Settings.stuck_pod_seconds
+        for job in self.jobs.values():
+            if job.owner != self.uid or job.stuck_since is None or not job.unfinished or job.suspended:
+                continue
+            if job.deleting or job.retry_round != (self.status.retry_failed or ""):
+                continue
+            if self.now < job.stuck_since + wait:
+                assert job.product not in failed or any(
+                    f.product == job.product and f.reason != "CreateContainerConfigError" for f in self.status.failures
+                ), f"{job.product} failed before its pod waited {wait} on its node"
+            elif job.product not in recorded:
+                raise AssertionError(f"{job.product}: its pod could not start for {self.now - job.stuck_since}")
+        # A finished Job whose pod the operator has not seen yet (the pod watch lags) keeps its
+        # slot, counted active until its pod shows (property f): it is no stuck pod.
+        startable = [
+            j
+            for j in self.jobs.values()
+            if j.owner == self.uid
+            and not j.suspended
+            and j.stuck_since is None
+            and (j.unfinished or j.product not in recorded)
+        ]
+        assert self.status.products.active <= len(startable) + launched, "a pod that cannot start counted active"
 
     def check_queued(self, recorded: set[str]) -> None:
         """(d): Jobs Kueue holds are counted queued, hold their product's Lease and fail nothing."""
@@ -371,7 +432,7 @@ class World:
         others = [j for j in self.jobs.values() if j.product == product and j.unfinished]
         assert not others, f"launched {product} while {others[0].name} ({others[0].owner}) is unfinished"
         uid = f"job-{next(_ids)}"
-        self.jobs[name] = Job(name, uid, self.uid, product, self.status.retry_failed or "")
+        self.jobs[name] = Job(name, uid, self.uid, product, self.status.retry_failed or "", created=self.now)
         self.created += 1
 
     def finish(self, job: Job, code: int, lag: bool = False, pod_lag: int = 0, second: int | None = None) -> None:
@@ -436,7 +497,7 @@ class ReconcileModel(RuleBasedStateMachine):
         running = [
             j
             for j in self.w.jobs.values()
-            if j.unfinished and not j.deleting and not j.suspended and not self._has_pod(j)
+            if j.unfinished and not j.deleting and not j.suspended and not self._has_pod(j) and j.stuck_since is None
         ]
         if running:
             # a second pod only beside a locked one (exit 5 fails the Job at once: the other is killed)
@@ -471,6 +532,26 @@ class ReconcileModel(RuleBasedStateMachine):
         w = self.w
         w.configmaps = {n: c for n, c in w.configmaps.items() if c[0] == w.uid}
         w.checks = {n: c for n, c in w.checks.items() if c.owner == w.uid}
+
+    @rule(data=st.data(), waited=st.sampled_from([0, 600]))
+    def a_pod_reaches_its_node_and_cannot_start(self, data: Any, waited: int) -> None:
+        """A missing Secret: the pod reaches a node now, after ``waited`` seconds Unschedulable (an
+        autoscaler adding a node), and cannot start."""
+        running = [
+            j
+            for j in self.w.jobs.values()
+            if j.unfinished and not j.suspended and not self._has_pod(j) and j.stuck_since is None
+        ]
+        if running:
+            job = self._pick(data, running)
+            self.w.now += timedelta(seconds=waited)
+            job.stuck_since = self.w.now
+
+    @rule(data=st.data())
+    def the_secret_appears(self, data: Any) -> None:
+        stuck = [j for j in self.w.jobs.values() if j.stuck_since is not None and j.unfinished]
+        if stuck:
+            self._pick(data, stuck).stuck_since = None
 
     def _has_pod(self, job: Job) -> bool:
         return any(p.job_uid == job.uid for p in self.w.pods)

@@ -173,3 +173,22 @@ def test_probes_read_only_scheduled_pods_concurrently_and_at_most_every_interval
     assert kube.field_selectors == {SCHEDULED_PENDING_PODS}
     asyncio.run(observe.read_stuck_pods(kube, "shop", jobs, NOW + timedelta(seconds=11), probes))  # type: ignore[arg-type]
     assert kube.calls == 400
+
+
+def test_an_earlier_rounds_job_whose_pod_cannot_start_is_stuck_not_active_for_ever() -> None:
+    """Found by the model test: after a retry-failed round started, an earlier round's unfinished Job
+    whose pod cannot start was counted active on every pass and never ended."""
+    from trainingjob_operator.api import TrainingJobStatus
+
+    tj = make_tj(["a", "b"]).model_copy(
+        update={
+            "annotations": {builders.ANNOTATION_RETRY_FAILED: "r1"},
+            "status": TrainingJobStatus(retry_failed="r1"),
+        }
+    )
+    old_round = job("a", "j-a")  # retry-round annotation "": the earlier round
+    pods = {"j-a": [pending_pod("j-a", "CreateContainerConfigError", NOW, NOW)]}
+    soon = plan_for(tj, [old_round], pods, NOW + timedelta(seconds=30))
+    assert soon.status.products.active == 1 and soon.status.products.waiting == 1  # b launched; a stuck
+    late = plan_for(tj, [old_round], pods, NOW + timedelta(seconds=121))
+    assert any(f.product == "a" and f.reason == "CreateContainerConfigError" for f in late.status.failures)
