@@ -631,7 +631,7 @@ class ReconcileModel(RuleBasedStateMachine):
 
 
 ReconcileModel.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=1000, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestReconcileModel = ReconcileModel.TestCase
 
@@ -661,6 +661,6 @@ class CollidingReconcileModel(ReconcileModel):
 
 
 CollidingReconcileModel.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=400, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestCollidingReconcileModel = CollidingReconcileModel.TestCase
