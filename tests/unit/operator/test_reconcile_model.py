@@ -520,11 +520,21 @@ class ReconcileModel(RuleBasedStateMachine):
         """The TrainingJob as applied: with skipUnchanged (a TrainingSchedule's runs) or without."""
         self.w.skip_unchanged = skip
 
-    @rule(then_pass=st.booleans())
-    def user_turns_skip_unchanged_on(self, then_pass: bool) -> None:
+    @rule(then_pass=st.booleans(), answer=st.none() | st.sets(st.sampled_from(POOL)))
+    def user_turns_skip_unchanged_on(self, then_pass: bool, answer: set[str] | None) -> None:
+        """(``then_pass``: the operator's pass follows; ``answer``: and then the check pod ends
+        finding these products unchanged, and another pass follows.)"""
         self.w.skip_unchanged = True
         if then_pass:
             self.w.operator_pass()
+            self.check_answers(answer)
+
+    def check_answers(self, answer: set[str] | None) -> None:
+        w = self.w
+        running = [c for c in w.checks.values() if c.state == "running" and c.configmap in w.configmaps]
+        if answer is not None and running:
+            w.check_pod_ends(running[0], answer & set(w.configmaps[running[0].configmap][1]))
+            w.operator_pass()
 
     @rule()
     def garbage_collector_removes_orphans(self) -> None:
@@ -617,8 +627,16 @@ class ReconcileModel(RuleBasedStateMachine):
     def user_retries_failed(self) -> None:
         self.w.retry = str(self.w.next_rv())
 
-    @rule(data=st.data(), swap=st.booleans(), checks_go=st.booleans(), then_pass=st.booleans())
-    def user_recreates_the_trainingjob(self, data: Any, swap: bool, checks_go: bool, then_pass: bool) -> None:
+    @rule(
+        data=st.data(),
+        swap=st.booleans(),
+        checks_go=st.booleans(),
+        then_pass=st.booleans(),
+        answer=st.none() | st.sets(st.sampled_from(POOL)),
+    )
+    def user_recreates_the_trainingjob(
+        self, data: Any, swap: bool, checks_go: bool, then_pass: bool, answer: set[str] | None
+    ) -> None:
         """kubectl delete + apply of the same name (maybe with one product swapped for another, as
         the CRD's message for a products change suggests): a new uid and an empty status; the old
         Jobs are garbage (deleting, their pods still finishing; ``checks_go``: its check Jobs are
@@ -636,8 +654,9 @@ class ReconcileModel(RuleBasedStateMachine):
             into = self._pick(data, [p for p in POOL if p not in w.products])
             w.products = [into if p == out else p for p in w.products]
         w.uid, w.status, w.retry = f"uid-{w.next_rv()}", TrainingJobStatus(), ""
-        if then_pass:  # the new TrainingJob's first pass
+        if then_pass:  # the new TrainingJob's first pass (and maybe its check's answer)
             w.operator_pass()
+            self.check_answers(answer)
 
     @rule(data=st.data())
     def old_deleting_job_pod_finishes(self, data: Any) -> None:
@@ -717,7 +736,7 @@ class ReconcileModel(RuleBasedStateMachine):
 
 
 ReconcileModel.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=1000, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestReconcileModel = ReconcileModel.TestCase
 
@@ -747,6 +766,6 @@ class CollidingReconcileModel(ReconcileModel):
 
 
 CollidingReconcileModel.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=400, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestCollidingReconcileModel = CollidingReconcileModel.TestCase
