@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:24s} log {info.logs[name]}")
         if info.node == "kubelet":
             print(
-                f"  node {info.node_name} (kubelet + containerd) at {info.node_ip}, API server at {info.host_ip}; "
-                "kubectl logs/exec work; load images with: PYTHONPATH=hack .venv/bin/python -m localcluster load-images DIR"
+                f"  node {info.node_name} (kubelet + containerd) at {info.node_ip}, API server at {info.host_ip}\n"
+                "  images: PYTHONPATH=hack .venv/bin/python -m localcluster load-images [DIR]"
             )
         if cluster.with_node_agent:
             print(

@@ -49,12 +49,17 @@ WATCHED_SYSCTLS = (
 # Machine-wide, shared by every cluster on the host (see record_sysctls).
 SYSCTL_RECORD = Path("/run/trainingjob-operator/sysctls.json")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+# podman's build-time network (image builds run beside clusters): its bridge and veths come and go
+PODMAN_LINKS = ("podman", "veth", "cni-podman")
 CNI_CACHE = Path("/var/lib/cni/results")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 
 
+PROC_SYS = Path("/proc/sys")
+
+
 def _sysctl_path(name: str) -> Path:
-    return Path("/proc/sys", *name.split("."))
+    return PROC_SYS.joinpath(*name.split("."))
 
 
 def read_sysctls(names: Iterable[str]) -> dict[str, str]:
@@ -248,9 +253,9 @@ def pids_in_netns(inode: int) -> list[int]:
 def host_snapshot(state_dir: Path, key: str) -> dict[str, object]:
     """What the cluster of ``state_dir`` (objects named ``tjo*<key>``) could leave behind on the host;
     compare before ``up`` and after ``down``. Objects of *other* clusters on the machine (another
-    ``tjo*<key>``) and podman's transient build namespaces are left out, so that concurrent runs do
-    not disturb the comparison; everything else that is host-wide is kept (a ``cni0`` bridge or a
-    ``kubepods`` cgroup on the host would show)."""
+    ``tjo*<key>``) and podman's transient build links are left out, so that concurrent runs do
+    not disturb the comparison; what a node leaks on the host otherwise shows (a ``cni0`` bridge,
+    a ``kubepods`` cgroup, KUBE-/CNI- chains, /var/lib/kubelet or /run/containerd mounts)."""
     state = str(state_dir.resolve())
     other = re.compile(r"tjo[hn-]?(?!" + key + r")[0-9a-f]{8}")
 
@@ -268,12 +273,18 @@ def host_snapshot(state_dir: Path, key: str) -> dict[str, object]:
     ]
     chains = sorted(ln.split()[0] for ln in saved.splitlines() if ln.startswith(":") and ours(ln))
     chains = [c for c in chains if c.startswith((":KUBE-", ":CNI-")) or key in c]
-    links = sorted(link["ifname"] for link in json.loads(run("ip", "-j", "link") or "[]") if ours(link["ifname"]))
+    links = sorted(
+        name
+        for link in json.loads(run("ip", "-j", "link") or "[]")
+        if ours(name := link["ifname"]) and not name.startswith(PODMAN_LINKS)
+    )
     netns = sorted(n for n in run("ip", "netns", "list").split() if ours(n) and n.startswith(("tjo", "cni-")))
     mounts = sorted(
         mp
         for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if (mp := line.split()[4]).startswith(state) or key in mp or "kubelet" in mp or ("/netns/" in mp and ours(mp))
+        if (mp := line.split()[4]).startswith(state)
+        or key in mp
+        or mp.startswith(("/var/lib/kubelet", "/run/containerd", "/run/netns/cni-"))
     )
     cgroups = sorted(
         str(p.relative_to(CGROUP_ROOT))

@@ -611,6 +611,43 @@ class LocalCluster:
         record = PidRecord.load(self.pid_path(NODE_AGENT))
         return record is not None and record.alive()
 
+    # ------------------------------------------------- the node, whichever it is (fault tests)
+
+    def stop_node(self) -> None:
+        """Stop the kubelet (real node) or the agent: containers keep running."""
+        node = self.real_node
+        if self.node_kind == "kubelet" and node is not None:
+            node.stop_kubelet()
+        else:
+            self.stop_node_agent()
+
+    def kill_node(self) -> None:
+        """SIGKILL the kubelet (real node) or the agent: a crash."""
+        node = self.real_node
+        if self.node_kind == "kubelet" and node is not None:
+            node.kill_kubelet()
+        else:
+            self.kill_node_agent()
+
+    def start_node(self) -> None:
+        node = self.real_node
+        if self.node_kind == "kubelet" and node is not None:
+            node.start_kubelet(Path(self._meta().get("bin_dir") or self.bin_dir), self.node_kubeconfig)
+        else:
+            self.start_node_agent()
+
+    def restart_node(self, wait_ready: bool = True) -> None:
+        self.stop_node()
+        self.start_node()
+        if wait_ready:
+            self.wait_node_ready()
+
+    def node_alive(self) -> bool:
+        node = self.real_node
+        if self.node_kind == "kubelet" and node is not None:
+            return node.kubelet_alive()
+        return self.node_agent_alive()
+
     def wait_node_ready(self, timeout: float = 30.0) -> None:
         """Until the node is Ready with no NoSchedule taint (pods can be scheduled)."""
         t0 = time.monotonic()

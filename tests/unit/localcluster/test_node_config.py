@@ -144,3 +144,22 @@ def test_coredns_serves_the_cluster_domain_and_forwards_nothing(tmp_path: Path) 
 )
 def test_image_refs_are_named_as_containerd_names_them(ref: str, name: str) -> None:
     assert _normalize(ref) == name
+
+
+def test_sysctls_are_restored_by_the_last_cluster_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two clusters up at once: the second must not record what the first one's kubelet wrote."""
+    from localcluster import cleanup
+
+    proc = tmp_path / "proc"
+    monkeypatch.setattr(cleanup, "PROC_SYS", proc)
+    panic = proc / "kernel" / "panic"
+    panic.parent.mkdir(parents=True)
+    panic.write_text("0\n")
+    record = tmp_path / "run" / "sysctls.json"
+    cleanup.record_sysctls("/a", record)
+    panic.write_text("10\n")  # cluster a's kubelet
+    cleanup.record_sysctls("/b", record)
+    assert cleanup.restore_sysctls("/a", record) == {}  # b is still up
+    assert panic.read_text() == "10\n"
+    assert cleanup.restore_sysctls("/b", record) == {"kernel.panic": ("10", "0")}
+    assert panic.read_text() == "0" and not record.exists()
