@@ -43,7 +43,7 @@ from localcluster.binaries import find_binaries, find_coredns
 from localcluster.images import archives_in, load_images, load_pause, project_images_dir
 from localcluster.kubeconfig import kubeconfig, write_kubeconfig
 from localcluster.network import NodeNetwork
-from localcluster.node import NODE_COMPONENTS, RealNode, api_objects
+from localcluster.node import NODE_COMPONENTS, RealNode, api_objects, check_tools
 from localcluster.procs import PidRecord, spawn, stop_all
 
 HACK = Path(__file__).resolve().parents[1]
@@ -298,7 +298,8 @@ class LocalCluster:
         node: RealNode | None = None
         host = "127.0.0.1"
         if self.node_kind == "kubelet":
-            # 1. the node's network first: the API server listens on the host side of its veth
+            check_tools()
+            # the node's network first: the API server listens on the host side of its veth
             net = network.plan_network(network.state_key(self.state_dir), network.host_networks(), self.network)
             network.create(net)
             network.add_service_route(net, SERVICE_CIDR)

@@ -68,6 +68,17 @@ class NodeError(RuntimeError):
     """The real node could not be started; the message says which part and where its log is."""
 
 
+TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "nsenter", "ip", "iptables", "buildah")
+
+
+def check_tools() -> None:
+    """Fail early, and say how to fix it, when a program of the node is not installed."""
+    missing = [t for t in TOOLS if shutil.which(t, path=NODE_PATH) is None]
+    missing += [str(p) for p in (Path("/usr/lib/cni/bridge"), Path("/usr/bin/catatonit")) if not p.exists()]
+    if missing:
+        raise NodeError(f"the real node needs {', '.join(missing)}: run `bash hack/node-packages.sh` as root")
+
+
 @dataclass(frozen=True)
 class NodePaths:
     state_dir: Path
