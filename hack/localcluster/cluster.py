@@ -301,6 +301,8 @@ class LocalCluster:
             check_tools()
             # the node's network first: the API server listens on the host side of its veth
             net = network.plan_network(network.state_key(self.state_dir), network.host_networks(), self.network)
+            # recorded before anything is created, so a failed start is undone by stop()
+            self.meta_path.write_text(json.dumps({**self._meta(), "node": "kubelet", "network": net.to_json()}))
             network.create(net)
             network.add_service_route(net, SERVICE_CIDR)
             node = RealNode(self.state_dir, net, self.node_name, self.log_path)
