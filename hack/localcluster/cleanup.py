@@ -48,6 +48,17 @@ WATCHED_SYSCTLS = (
 )
 # Machine-wide, shared by every cluster on the host (see record_sysctls).
 SYSCTL_RECORD = Path("/run/trainingjob-operator/sysctls.json")
+# Folders at fixed paths that a kubelet (device-plugin socket, /var/log/containers links), containerd
+# (shim sockets in /run/containerd/s) or the CNI plugins (result cache) create whatever their config says.
+HOST_DIRS = (
+    Path("/var/lib/kubelet"),
+    Path("/var/lib/kubelet/device-plugins"),
+    Path("/var/lib/cni"),
+    Path("/var/lib/cni/results"),
+    Path("/var/log/containers"),
+    Path("/run/containerd"),
+    Path("/run/containerd/s"),
+)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # podman's build-time network (image builds run beside clusters): its bridge and veths come and go
 PODMAN_LINKS = ("podman", "veth", "cni-podman")
@@ -84,13 +95,15 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def record_sysctls(holder: str, path: Path = SYSCTL_RECORD) -> None:
-    """Take part in the machine-wide record of the kubelet-touched settings. The first cluster up
-    records the host's values; later ones (another engineer's, CI's) only add themselves as holders,
-    so nobody records values a running kubelet wrote."""
+    """Take part in the machine-wide record of the kubelet-touched settings (and of which of the
+    folders a kubelet or containerd makes at fixed paths exist). The first cluster up records the
+    host's values; later ones (another engineer's, CI's) only add themselves as holders, so nobody
+    records values a running kubelet wrote."""
     with _locked(path):
         record = _load_record(path)
         if not record["holders"]:
             record["values"] = read_sysctls(KUBELET_SYSCTLS)
+            record["created"] = [str(d) for d in HOST_DIRS if not d.exists()]
         if holder not in record["holders"]:
             record["holders"].append(holder)
         path.write_text(json.dumps(record, indent=2))
@@ -112,16 +125,38 @@ def restore_sysctls(holder: str, path: Path = SYSCTL_RECORD) -> dict[str, tuple[
             if now is not None and now != value:
                 _sysctl_path(name).write_text(str(value))
                 changed[name] = (now, str(value))
+        _remove_created(record.get("created") or [])
         path.unlink(missing_ok=True)
+        path.with_suffix(".lock").unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
         return changed
+
+
+def _remove_created(paths: list[str]) -> None:
+    """The fixed-path folders that did not exist before the first cluster: emptied of what only a
+    kubelet puts there (its device-plugin socket), removed when nothing else is in them."""
+    for p in sorted((Path(x) for x in paths), key=lambda q: len(q.parts), reverse=True):
+        if p.name == "device-plugins":
+            (p / "kubelet.sock").unlink(missing_ok=True)
+        try:
+            p.rmdir()
+        except OSError:
+            continue
 
 
 def _load_record(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text())
-        return {"values": dict(raw.get("values") or {}), "holders": [str(h) for h in raw.get("holders") or []]}
+        return {
+            "values": dict(raw.get("values") or {}),
+            "holders": [str(h) for h in raw.get("holders") or []],
+            "created": [str(c) for c in raw.get("created") or []],
+        }
     except (OSError, ValueError, AttributeError):
-        return {"values": {}, "holders": []}
+        return {"values": {}, "holders": [], "created": []}
 
 
 # ------------------------------------------------------------------ cgroups
@@ -212,12 +247,22 @@ def unmount_under(directory: Path) -> list[str]:
 # -------------------------------------------------------------- leftovers
 
 
-def remove_cni_cache(network_name: str) -> int:
-    """The CNI result cache files of ``network_name`` (left when a sandbox goes without a CNI DEL)."""
+def remove_cni_cache(state_dir: Path) -> int:
+    """The CNI plugins' result cache files (/var/lib/cni/results) of this cluster's pods: a sandbox
+    removed without a CNI DEL leaves them. A file is ours when the network namespace it names lies
+    in our state dir (containerd keeps the pods' namespaces there)."""
+    prefix = str(state_dir.resolve()) + "/"
     n = 0
-    for f in CNI_CACHE.glob(f"{network_name}-*") if CNI_CACHE.is_dir() else []:
-        f.unlink(missing_ok=True)
-        n += 1
+    for f in CNI_CACHE.iterdir() if CNI_CACHE.is_dir() else []:
+        try:
+            sandboxes = [
+                i.get("sandbox", "") for i in json.loads(f.read_text()).get("result", {}).get("interfaces", [])
+            ]
+        except (OSError, ValueError, AttributeError):
+            continue
+        if any(str(sb).startswith(prefix) for sb in sandboxes):
+            f.unlink(missing_ok=True)
+            n += 1
     return n
 
 
@@ -248,6 +293,13 @@ def pids_in_netns(inode: int) -> list[int]:
 
 
 # ----------------------------------------------------------------- snapshot
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def host_snapshot(state_dir: Path, key: str) -> dict[str, object]:
@@ -306,5 +358,7 @@ def host_snapshot(state_dir: Path, key: str) -> dict[str, object]:
         "mounts": mounts,
         "cgroups": cgroups,
         "cgroup_processes": sorted(cgroup_pids(f"tjo-{key}")),
+        "host_dirs": sorted(str(d) for d in HOST_DIRS if d.exists()),
+        "cni_cache": sorted(f.name for f in (CNI_CACHE.iterdir() if CNI_CACHE.is_dir() else []) if state in _read(f)),
         "processes": sorted(procs),
     }

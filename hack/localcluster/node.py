@@ -404,7 +404,7 @@ class RealNode:
         notes = [f"could not unmount {m}" for m in cleanup.unmount_under(self.paths.base)]
         network.delete(self.net)
         notes += [f"cgroup left: {d}" for d in cleanup.remove_cgroup_root(self.cgroup_root)]
-        cleanup.remove_cni_cache(self.net.cni_network)
+        cleanup.remove_cni_cache(self.paths.state_dir)
         cleanup.remove_log_links(self.paths.state_dir)
         for d in (self.paths.containerd.state, self.paths.containerd.runc_root, self.paths.containerd.cni_data_dir):
             _rmtree(d)
