@@ -55,6 +55,7 @@ DEFAULT_NODE = "local-node"
 # on new Nodes (NodeRestriction forbids a node to change its own taints).
 CONTROLLERS = ("*",)
 NODE_KINDS = ("kubelet", "agent", "none")
+MAX_STATE_DIR = 64
 # Who wrote what (create/update/patch/delete, metadata only) -> <state>/logs/audit.log: lets benchmarks
 # count the API writes of one identity (e.g. the operator's ServiceAccount).
 AUDIT_POLICY = {
@@ -299,6 +300,12 @@ class LocalCluster:
         host = "127.0.0.1"
         if self.node_kind == "kubelet":
             check_tools()
+            # the kubelet's sockets live under <state>/node/kubelet/ (e.g. pod-resources/kubelet.sock)
+            if len(str(self.state_dir)) > MAX_STATE_DIR:
+                raise ClusterError(
+                    f"state dir {self.state_dir} is too long for the real node's unix sockets "
+                    f"(at most {MAX_STATE_DIR} characters): choose a shorter TJO_CLUSTER_DIR"
+                )
             # the node's network first: the API server listens on the host side of its veth
             net = network.plan_network(network.state_key(self.state_dir), network.host_networks(), self.network)
             # recorded before anything is created, so a failed start is undone by stop()

@@ -2,7 +2,8 @@
 
 Everything containerd, runc and the CNI plugins keep lives under ``<state>/node/``: containerd's
 root (images, snapshots: kept between runs, so imported images survive ``down``/``up``), its state
-(tasks, the pods' network namespaces), runc's state, the socket, the CNI conf dir and IPAM data.
+(tasks, the pods' network namespaces), runc's state, the CNI conf dir and IPAM data; only the
+socket is in ``/run/trainingjob-operator/<key>/`` (a unix socket path must stay short).
 Settings this host needs (REALNODE.md): ``restrict_oom_score_adj`` (no CAP_SYS_RESOURCE),
 ``SystemdCgroup = false`` (no systemd), runc (crun fails on cgroup v1 "hybrid").
 """
@@ -27,9 +28,18 @@ class ContainerdError(RuntimeError):
     """A ``ctr`` call failed; the message has the command and its error output."""
 
 
+# Unix socket paths are limited to ~104 bytes: the sockets live in a short folder per cluster.
+RUN_DIR = Path("/run/trainingjob-operator")
+
+
 @dataclass(frozen=True)
 class ContainerdPaths:
     base: Path  # <state>/node
+    key: str  # the cluster's key (network.state_key): names its socket folder
+
+    @property
+    def run_dir(self) -> Path:
+        return RUN_DIR / self.key
 
     @property
     def config(self) -> Path:
@@ -49,7 +59,7 @@ class ContainerdPaths:
 
     @property
     def socket(self) -> Path:
-        return self.base / "containerd" / "containerd.sock"
+        return self.run_dir / "containerd.sock"
 
     @property
     def cni_conf_dir(self) -> Path:
@@ -135,7 +145,7 @@ def containerd_argv(paths: ContainerdPaths) -> list[str]:
 
 
 def write_config(paths: ContainerdPaths, network_name: str, bridge: str, pod_cidr: str) -> None:
-    for d in (paths.root, paths.state, paths.runc_root, paths.cni_conf_dir, paths.cni_data_dir):
+    for d in (paths.root, paths.state, paths.runc_root, paths.cni_conf_dir, paths.cni_data_dir, paths.run_dir):
         d.mkdir(parents=True, exist_ok=True)
     paths.config.write_text(containerd_config(paths))
     conflist = bridge_conflist(network_name, bridge, pod_cidr, paths.cni_data_dir)

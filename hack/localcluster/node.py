@@ -82,6 +82,7 @@ def check_tools() -> None:
 @dataclass(frozen=True)
 class NodePaths:
     state_dir: Path
+    key: str
 
     @property
     def base(self) -> Path:
@@ -89,7 +90,7 @@ class NodePaths:
 
     @property
     def containerd(self) -> ContainerdPaths:
-        return ContainerdPaths(self.base)
+        return ContainerdPaths(self.base, self.key)
 
     @property
     def kubelet_root(self) -> Path:
@@ -248,7 +249,7 @@ class RealNode:
     ``start_agents`` (kubelet, kube-proxy, CoreDNS), ``stop`` (everything, host left as found)."""
 
     def __init__(self, state_dir: Path, net: NodeNetwork, node_name: str, log_path: Callable[[str], Path]) -> None:
-        self.paths = NodePaths(state_dir)
+        self.paths = NodePaths(state_dir, net.key)
         self.net = net
         self.node_name = node_name
         self.log_path = log_path
@@ -406,7 +407,12 @@ class RealNode:
         notes += [f"cgroup left: {d}" for d in cleanup.remove_cgroup_root(self.cgroup_root)]
         cleanup.remove_cni_cache(self.paths.state_dir)
         cleanup.remove_log_links(self.paths.state_dir)
-        for d in (self.paths.containerd.state, self.paths.containerd.runc_root, self.paths.containerd.cni_data_dir):
+        for d in (
+            self.paths.containerd.state,
+            self.paths.containerd.runc_root,
+            self.paths.containerd.cni_data_dir,
+            self.paths.containerd.run_dir,
+        ):
             _rmtree(d)
         for name, (was, now) in cleanup.restore_sysctls(self.holder).items():
             notes.append(f"restored {name}: {was} -> {now}")

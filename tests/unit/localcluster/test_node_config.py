@@ -70,8 +70,9 @@ def test_network_record_round_trips() -> None:
 
 
 def test_containerd_config_keeps_everything_under_the_state_dir(tmp_path: Path) -> None:
-    paths = ContainerdPaths(tmp_path / "node")
+    paths = ContainerdPaths(tmp_path / "node", "abcdef01")
     cfg = tomllib.loads(containerd_config(paths))
+    assert len(str(paths.socket)) + len(".ttrpc") < 104  # whatever the state dir's length
     assert cfg["root"].startswith(str(tmp_path)) and cfg["state"].startswith(str(tmp_path))
     assert cfg["grpc"]["address"] == str(paths.socket)
     cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
@@ -96,7 +97,7 @@ def test_bridge_conflist_masquerades_and_keeps_ipam_state_local(tmp_path: Path) 
 def test_kubelet_config_fits_this_host(tmp_path: Path) -> None:
     net = NodeNetwork("abcdef01", 3)
     cfg = kubelet_config(
-        NodePaths(tmp_path), net, tmp_path / "ca.crt", (tmp_path / "k.crt", tmp_path / "k.key"), "tjo-x"
+        NodePaths(tmp_path, net.key), net, tmp_path / "ca.crt", (tmp_path / "k.crt", tmp_path / "k.key"), "tjo-x"
     )
     assert cfg["cgroupDriver"] == "cgroupfs" and cfg["cgroupRoot"] == "/tjo-x"
     assert cfg["failSwapOn"] is False and cfg["oomScoreAdj"] == 0 and cfg["readOnlyPort"] == 0
@@ -107,7 +108,7 @@ def test_kubelet_config_fits_this_host(tmp_path: Path) -> None:
     assert cfg["resolvConf"] == ""  # no DNS server outside the cluster reaches pods
     for key in ("podLogsDir", "volumePluginDir"):
         assert cfg[key].startswith(str(tmp_path))
-    assert cfg["containerRuntimeEndpoint"] == f"unix://{tmp_path}/node/containerd/containerd.sock"
+    assert cfg["containerRuntimeEndpoint"] == "unix:///run/trainingjob-operator/abcdef01/containerd.sock"
 
 
 def test_kube_proxy_leaves_conntrack_alone(tmp_path: Path) -> None:
@@ -163,3 +164,25 @@ def test_sysctls_are_restored_by_the_last_cluster_down(tmp_path: Path, monkeypat
     assert panic.read_text() == "10\n"
     assert cleanup.restore_sysctls("/b", record) == {"kernel.panic": ("10", "0")}
     assert panic.read_text() == "0" and not record.exists()
+
+
+def test_fixed_path_folders_made_while_clusters_ran_go_with_the_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from localcluster import cleanup
+
+    monkeypatch.setattr(cleanup, "PROC_SYS", tmp_path / "proc")
+    existing, kubelet = tmp_path / "var-log-containers", tmp_path / "var-lib-kubelet"
+    plugins = kubelet / "device-plugins"
+    existing.mkdir()
+    monkeypatch.setattr(cleanup, "HOST_DIRS", (existing, kubelet, plugins))
+    record = tmp_path / "run" / "sysctls.json"
+    cleanup.record_sysctls("/a", record)
+    plugins.mkdir(parents=True)  # a kubelet's device-plugin socket folder
+    (plugins / "kubelet.sock").write_text("")
+    cleanup.record_sysctls("/b", record)
+    cleanup.restore_sysctls("/b", record)
+    assert plugins.exists()  # /a still runs
+    cleanup.restore_sysctls("/a", record)
+    assert not kubelet.exists() and existing.exists()
+    assert not record.parent.exists()
