@@ -289,10 +289,13 @@ def test_restart_policy_on_failure_restarts_in_place(cluster: ClusterHandle, nam
     (pod,) = job_pods(cluster, namespace, "on-failure")
     status = pod["status"]["containerStatuses"][0]
     assert status["restartCount"] == 1
-    assert status["lastState"]["terminated"]["exitCode"] == 2
     name = pod["metadata"]["name"]
     assert cluster.logs(namespace, name) == "second\n"
-    assert cluster.logs(namespace, name, previous=True) == "first\n"
+    if cluster.node == "agent":
+        # a kubelet keeps one dead container per container: once the second run ends, the first
+        # one's status and log are garbage-collected
+        assert status["lastState"]["terminated"]["exitCode"] == 2
+        assert cluster.logs(namespace, name, previous=True) == "first\n"
 
 
 # -------------------------------------------------------- API server policies
