@@ -22,12 +22,31 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
-sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import restricted_pod_spec  # noqa: E402
 
 from localcluster import LocalCluster, find_binaries  # noqa: E402
 from node_agent.kube import Kube  # noqa: E402
+
+RUN_AS = 65532
+SECURE = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+
+
+def pod_spec(script: str) -> dict[str, Any]:
+    """A restricted pod running ``script`` in the shell image (the e2e suite's restricted_pod_spec)."""
+    return {
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": 0,
+        "securityContext": {"runAsUser": RUN_AS, "runAsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": "main",
+                "image": "localhost/tjo-shell",
+                "imagePullPolicy": "IfNotPresent",
+                "args": [script],
+                "securityContext": SECURE,
+            }
+        ],
+    }
 
 
 def timed(fn: Any) -> float:
@@ -52,7 +71,7 @@ def pod_latencies(kube: Kube, pods: int) -> list[float]:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": f"p{i}"},
-            "spec": restricted_pod_spec("sleep 30", terminationGracePeriodSeconds=0),
+            "spec": pod_spec("sleep 30"),
         }
         t0 = time.monotonic()
         kube.post(f"/api/v1/namespaces/{ns}/pods", body)
