@@ -345,18 +345,20 @@ class LocalCluster:
         self.meta_path.write_text(json.dumps(meta, indent=2))
         self.timings["certs"] = time.monotonic() - t0
 
-        # All at once: each waits for what it needs (the API server retries etcd, the others retry
-        # the API server), so their start-up work overlaps instead of adding up.
+        # etcd, the API server and the node at once (the API server retries etcd, the node retries the
+        # API server), so their start-up work overlaps instead of adding up. The controller-manager
+        # and the scheduler once the API server is ready: they give up (exit) when it does not
+        # answer their /healthz within ~20 s, which an RBAC bootstrap on a loaded machine can exceed.
         self._spawn("etcd", self._etcd_argv(bin_dir, ports))
         self._spawn("kube-apiserver", self._apiserver_argv(bin_dir, ports, pki))
-        self._spawn("kube-controller-manager", self._controller_manager_argv(bin_dir, ports, pki))
-        self._spawn("kube-scheduler", self._scheduler_argv(bin_dir, ports))
         if self.with_node_agent:
             self.start_node_agent()
         if node is not None:
             self._start_real_node(node, bin_dir, pki, t0)
         self._wait("kube-apiserver /readyz", lambda: self._api_get("/readyz", timeout=2) == "ok", timeout, t0)
         self.timings["apiserver_ready"] = time.monotonic() - t0
+        self._spawn("kube-controller-manager", self._controller_manager_argv(bin_dir, ports, pki))
+        self._spawn("kube-scheduler", self._scheduler_argv(bin_dir, ports))
         if node is not None:
             self._start_dns(node, t0, timeout)
         self._wait(
