@@ -59,7 +59,9 @@ def used(tools: Path) -> dict[Query, set[str]]:
 
 
 def test_kustomize_renders_the_overlay() -> None:
-    out = subprocess.run([KUBECTL, "kustomize", str(OVERLAY)], capture_output=True, text=True, check=False, timeout=120)
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(OVERLAY)], capture_output=True, text=True, check=False, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out.stdout) if d}
     cm = docs[("ConfigMap", "trainingjob-operator-dashboard")]

@@ -50,12 +50,7 @@ def done(p: str, ok: bool = True, **kw: object) -> ObservedJob:
     if ok:
         kw.setdefault("report", ProductReport(product=p, status="trained"))
     return ObservedJob(
-        name=f"j-{p}",
-        uid=f"u-{p}",
-        product=p,
-        retry_round="",
-        finished="Complete" if ok else "Failed",
-        **kw,  # type: ignore[arg-type]
+        name=f"j-{p}", uid=f"u-{p}", product=p, retry_round="", finished="Complete" if ok else "Failed", **kw  # type: ignore[arg-type]
     )
 
 
@@ -314,7 +309,9 @@ def test_completion_event_emitted_once() -> None:
 def test_succeeded_pod_frees_the_slot_before_the_job_controller_marks_complete() -> None:
     tj = make_tj(parallelism=2, products=["a", "b", "c"])
     report = ProductReport(product="a", status="trained", error=0.1)
-    early = ObservedJob(name="j-a", uid="u-a", product="a", retry_round="", active=1, pod_succeeded=True, report=report)
+    early = ObservedJob(
+        name="j-a", uid="u-a", product="a", retry_round="", active=1, pod_succeeded=True, report=report
+    )
     jobs = jobs_of(early, running("b"))
     plan = reconcile(tj, Observed(jobs=jobs, leases={lease("a").name: lease("a")}), NOW)
     assert plan.status.succeeded_indexes == "0" and launches(plan) == ["c"]
@@ -347,7 +344,7 @@ def test_ttl_set_when_an_early_folded_job_completes() -> None:
 
 def test_rejected_launch_fails_the_product_stalls_and_stops_launches_until_the_spec_changes() -> None:
     tj = make_tj(products=["a", "b", "c"], parallelism=1)
-    plan = reconcile(tj, Observed(rejected={"a": 'spec.template...: Invalid value: "lots"'}), NOW)
+    plan = reconcile(tj, Observed(rejected={"a": "spec.template...: Invalid value: \"lots\""}), NOW)
     st = plan.status
     assert st.products.failed == 1 and st.failures[0].reason == "JobRejected" and "lots" in st.failures[0].message
     assert launches(plan) == [] and st.phase == "Failed"
