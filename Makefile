@@ -17,7 +17,8 @@ crds: venv       ## regenerate crds/ and docs/api-reference.md from the pydantic
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.crdgen trainingschedule > crds/trainingschedule.yaml
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.refdoc > docs/api-reference.md
 
-cluster-up: venv ## start etcd + control plane + node agent; prints export KUBECONFIG=...
+cluster-up: venv ## start etcd + control plane + the real node (TJO_NODE=agent: node agent); prints export KUBECONFIG=...
+	@[ "$${TJO_NODE:-kubelet}" = agent ] || bash hack/node-packages.sh
 	@PYTHONPATH=hack .venv/bin/python -m localcluster up
 
 cluster-down:

@@ -30,6 +30,9 @@ dsn=$TJO_TEST_DSN
 
 step "Local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, node agent"
 export TJO_CLUSTER_DIR=${TJO_CLUSTER_DIR:-$HOME/.cache/trainingjob-operator/demo-cluster}
+# The node agent still, this round: the trainer pods need the trainer image on the real node, and
+# PostgreSQL must listen where pods reach the host (docs/local-cluster.md, "What still runs on the node agent").
+export TJO_NODE=${TJO_NODE:-agent}
 eval "$(PYTHONPATH=hack python -m localcluster up | tail -n1)"
 echo "KUBECONFIG=$KUBECONFIG"
 

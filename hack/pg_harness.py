@@ -15,12 +15,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class PostgresServer:
-    def __init__(self, script_timeout: float = 180, port: int | None = None) -> None:
+    def __init__(self, script_timeout: float = 180, port: int | None = None, listen: tuple[str, ...] = ()) -> None:
+        """``listen``: addresses to listen on besides 127.0.0.1 (a real node's host address, so pods
+        reach the server at :meth:`dsn_for`)."""
         self.port = port or free_port()
-        self.env = {**os.environ, "TJO_PG_PORT": str(self.port)}
+        self.env = {**os.environ, "TJO_PG_PORT": str(self.port), "TJO_PG_LISTEN": ",".join(listen)}
         self.dsn = f"postgresql://tjo:tjo@127.0.0.1:{self.port}/tjo"
         self.started = False
         self.script_timeout = script_timeout
+
+    def dsn_for(self, host: str) -> str:
+        """The DSN at ``host`` (e.g. the cluster's host address, for pods)."""
+        return f"postgresql://tjo:tjo@{host}:{self.port}/tjo"
 
     def _script(self, command: str) -> None:
         subprocess.run(

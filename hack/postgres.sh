@@ -6,6 +6,8 @@
 # Ownership: with TJO_PG_OWNER=<token>, `start` records the token when (and only when) it starts
 # the server, and `stop` stops it only when the recorded token is the same: a run stops only the
 # server it started, never one another run (or person) started on the same port.
+# TJO_PG_LISTEN=ADDR[,ADDR]: listen there too (the host side of the real node's veth, so pods reach
+# the server: pods cannot reach the host's 127.0.0.1), with password logins from the node subnets.
 # PostgreSQL refuses to run as root, so the server runs as the user "tjo-pg".
 set -euo pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
@@ -14,7 +16,10 @@ STATE=${TJO_PG_DIR:-/tmp/tjo-pg-$PORT}
 PGUSER_OS=tjo-pg
 DB=tjo ROLE=tjo PASSWORD=tjo
 dsn="postgresql://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DB"
-SERVER_OPTS="-c listen_addresses=127.0.0.1 -p $PORT -k $STATE -c fsync=off -c max_connections=200"
+LISTEN=127.0.0.1${TJO_PG_LISTEN:+,$TJO_PG_LISTEN}
+SERVER_OPTS="-c listen_addresses=$LISTEN -p $PORT -k $STATE -c fsync=off -c max_connections=200"
+# The real nodes' links (hack/localcluster/network.py): pods come masqueraded as their node's IP.
+NODE_NETS=10.213.0.0/16
 
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u "$PGUSER_OS" -- "$@"; else "$@"; fi; }
 
@@ -47,12 +52,13 @@ start() {
     rm -rf "$STATE"; mkdir -p "$STATE"
     [[ $(id -u) -eq 0 ]] && chown "$PGUSER_OS" "$STATE"
     as_pg "$PGBIN/initdb" -D "$STATE/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$STATE/initdb.log" 2>&1
+    echo "host all all $NODE_NETS scram-sha-256" | as_pg tee -a "$STATE/data/pg_hba.conf" >/dev/null
     # 9>&-: the server must not inherit (and hold for ever) the start lock
     as_pg "$PGBIN/pg_ctl" -D "$STATE/data" -l "$STATE/server.log" -w -t 60 -o "$SERVER_OPTS" start >/dev/null 9>&-
     as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 \
       -c "CREATE ROLE $ROLE LOGIN PASSWORD '$PASSWORD' SUPERUSER" -c "CREATE DATABASE $DB OWNER $ROLE" >/dev/null
     printf '%s' "$OWNER" >"$STATE/owner"
-    echo "PostgreSQL started on 127.0.0.1:$PORT (data and log in $STATE)" >&2
+    echo "PostgreSQL started on $LISTEN port $PORT (data and log in $STATE)" >&2
   fi
   exec 9>&-
   echo "export TJO_TEST_DSN=$dsn"

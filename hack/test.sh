@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The project's whole test run on a fresh machine: installs Python dependencies,
-# builds (or reuses) the local Kubernetes control plane and Kueue, starts a throw-away
-# PostgreSQL on loopback, runs lint, types and every test suite, then stops
-# what it started. Extra arguments go to pytest.
+# The project's whole test run on a fresh machine: installs Python dependencies and the real
+# node's Debian packages, builds (or reuses) the local Kubernetes control plane, kubelet,
+# kube-proxy, CoreDNS and Kueue, starts a throw-away PostgreSQL on loopback, runs lint, types
+# and every test suite, then stops what it started. Extra arguments go to pytest (one run, on
+# $TJO_NODE); without them the e2e files not converted to the real node yet run a second time
+# on the node agent (TJO_NODE=agent -m agent_only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/venv.sh
+bash hack/node-packages.sh
 export TJO_K8S_BIN=$(bash hack/build-binaries.sh | tail -n1)
+export TJO_COREDNS_BIN=$(bash hack/build-coredns.sh | tail -n1)
 # promtool (+ metricnames) for the monitoring overlay's tests (tests/unit/monitoring).
 export TJO_PROMTOOL=$(bash hack/build-promtool.sh | tail -n1)
 # Kueue (manager + its CRDs and webhook manifests) for tests/e2e/operator/test_kueue.py.
@@ -26,6 +30,12 @@ echo "== pytest"
 set +e
 pytest -p no:cacheprovider "$@"
 rc=$?
+if [[ $# -eq 0 && ${TJO_NODE:-kubelet} == kubelet ]]; then
+  echo "== pytest: e2e files not converted to the real node yet, on the node agent"
+  TJO_NODE=agent pytest -p no:cacheprovider -m agent_only tests/e2e
+  rc2=$?
+  [[ $rc -eq 0 ]] && rc=$rc2
+fi
 set -e
 # 5 = no tests collected: a run that tested nothing is a failure here.
 if [[ $rc -eq 5 ]]; then echo "pytest collected no tests" >&2; exit 1; fi

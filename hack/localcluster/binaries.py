@@ -9,7 +9,8 @@ from pathlib import Path
 
 HACK = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = HACK / "build-binaries.sh"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+COREDNS_SCRIPT = HACK / "build-coredns.sh"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy")
 
 
 class BinariesError(RuntimeError):
@@ -35,7 +36,7 @@ def can_build() -> bool:
 
 
 def find_binaries(env_var: str = "TJO_K8S_BIN") -> Path:
-    """The directory holding etcd, kube-apiserver, kube-controller-manager and kube-scheduler.
+    """The directory holding etcd, the control plane, the kubelet and kube-proxy.
 
     ``$TJO_K8S_BIN`` when set (it must be complete); otherwise hack/build-binaries.sh, which
     reuses its cache (~/.cache/trainingjob-operator/k8s-<version>-<hash>/) or builds cold
@@ -47,6 +48,16 @@ def find_binaries(env_var: str = "TJO_K8S_BIN") -> Path:
     if not BUILD_SCRIPT.exists():
         raise BinariesError(f"{BUILD_SCRIPT} is missing; set {env_var} to a directory with {', '.join(BINARIES)}")
     return check_bin_dir(run_build_script(BUILD_SCRIPT), "hack/build-binaries.sh output")
+
+
+def find_coredns(env_var: str = "TJO_COREDNS_BIN") -> Path:
+    """The CoreDNS binary: ``$TJO_COREDNS_BIN`` (a directory holding ``coredns``), else hack/build-coredns.sh."""
+    env = os.environ.get(env_var)
+    directory = Path(env).expanduser().resolve() if env else run_build_script(COREDNS_SCRIPT)
+    binary = directory / "coredns"
+    if not os.access(binary, os.X_OK):
+        raise BinariesError(f"{binary} is missing; run `bash hack/build-coredns.sh` (needs Go)")
+    return binary
 
 
 def run_build_script(script: Path) -> Path:

@@ -86,6 +86,13 @@ class Pki:
 ADMIN = ClientIdentity("admin", "kubernetes-admin", ("system:masters",))
 CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controller-manager")
 SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
+# The real node: the API server's client for `kubectl logs/exec` (kubelet API), kube-proxy (bound to
+# the built-in ClusterRole system:node-proxier) and CoreDNS (a ClusterRole the node creates).
+APISERVER_KUBELET_CLIENT = ClientIdentity(
+    "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
+)
+KUBE_PROXY = ClientIdentity("kube-proxy", "system:kube-proxy")
+COREDNS = ClientIdentity("coredns", "system:coredns")
 
 
 def node_identity(node_name: str) -> ClientIdentity:
@@ -243,21 +250,22 @@ def _leaf_ok(path: Path, key_path: Path, subject: x509.Name, san: list[x509.Gene
     return set(have) == set(san)
 
 
-def serving_san() -> list[x509.GeneralName]:
+def serving_san(extra_ips: tuple[str, ...] = ()) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = [x509.DNSName(d) for d in SERVING_DNS]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVING_IPS]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in (*SERVING_IPS, *extra_ips)]
     return names
 
 
-def ensure_pki(directory: Path, clients: list[ClientIdentity]) -> Pki:
-    """Create (or reuse) the CA, serving cert, the given client certs and the SA key pair."""
+def ensure_pki(directory: Path, clients: list[ClientIdentity], extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Create (or reuse) the CA, serving cert (also valid for ``extra_ips``: the real node's host-side
+    address), the given client certs and the SA key pair."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     pki = Pki(directory)
     ca = _ensure_ca(pki)
 
     serving_subject = _name("kube-apiserver")
-    san = serving_san()
+    san = serving_san(extra_ips)
     if not _leaf_ok(pki.serving_cert, pki.serving_key, serving_subject, san):
         _sign_leaf(ca, serving_subject, ExtendedKeyUsageOID.SERVER_AUTH, pki.serving_cert, pki.serving_key, san)
 
@@ -275,6 +283,18 @@ def ensure_pki(directory: Path, clients: list[ClientIdentity]) -> Pki:
             sa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
         )
     return pki
+
+
+def ensure_kubelet_serving(pki: Pki, node_name: str, node_ip: str) -> tuple[Path, Path]:
+    """The kubelet's serving certificate (node name and node IP), signed by the cluster CA so the API
+    server can verify it (``--kubelet-certificate-authority``); returns (cert, key)."""
+    ca = _ensure_ca(pki)
+    cert, key = pki.client_cert("kubelet-serving"), pki.client_key("kubelet-serving")
+    subject = _name(f"system:node:{node_name}", ("system:nodes",))
+    san: list[x509.GeneralName] = [x509.DNSName(node_name), x509.IPAddress(ipaddress.ip_address(node_ip))]
+    if not _leaf_ok(cert, key, subject, san):
+        _sign_leaf(ca, subject, ExtendedKeyUsageOID.SERVER_AUTH, cert, key, san)
+    return cert, key
 
 
 def ensure_loopback_serving(directory: Path, common_name: str) -> Pki:

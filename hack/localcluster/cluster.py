@@ -1,9 +1,11 @@
-"""Start and stop a real Kubernetes control plane on loopback, plus the node agent.
+"""Start and stop a real Kubernetes control plane and its node.
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as local processes built
-from the Kubernetes Go modules (hack/build-binaries.sh); the node agent (hack/node_agent) stands
-in for the kubelet. Everything lives in one state directory (certificates, kubeconfigs, etcd
-data, logs, pid files), so ``up`` in one process and ``down`` in another work together:
+from the Kubernetes Go modules (hack/build-binaries.sh). The node (``TJO_NODE``) is either real
+(``kubelet``, the default: containerd + the kubelet + kube-proxy + CoreDNS in a network namespace
+of its own, :mod:`localcluster.node`) or the process-based node agent (``agent``, hack/node_agent).
+Everything lives in one state directory (certificates, kubeconfigs, etcd data, logs, pid files),
+so ``up`` in one process and ``down`` in another work together:
 
     <state>/pki/                   CA, serving cert, client certs, service-account key pair
     <state>/admin.kubeconfig       system:masters; the one people and tests use
@@ -12,7 +14,8 @@ data, logs, pid files), so ``up`` in one process and ``down`` in another work to
     <state>/logs/<component>.log   one log per component
     <state>/run/<component>.pid    pid + start time of each detached process
     <state>/node-agent/            the node agent's pod folders and container logs
-    <state>/cluster.json           ports and the binaries used
+    <state>/node/                  the real node: containerd (images, state), kubelet root, CNI, configs
+    <state>/cluster.json           ports, the node kind and network, the binaries used
 """
 
 from __future__ import annotations
@@ -35,35 +38,24 @@ from typing import Any
 
 import yaml
 
-from localcluster import certs
-from localcluster.binaries import find_binaries
+from localcluster import certs, network
+from localcluster.binaries import find_binaries, find_coredns
+from localcluster.images import archives_in, load_images, load_pause, project_images_dir
 from localcluster.kubeconfig import kubeconfig, write_kubeconfig
+from localcluster.network import NodeNetwork
+from localcluster.node import NODE_COMPONENTS, RealNode, api_objects, check_tools
 from localcluster.procs import PidRecord, spawn, stop_all
 
 HACK = Path(__file__).resolve().parents[1]
 SERVICE_CIDR = "10.0.0.0/24"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_NODE = "local-node"
-CONTROLLERS = (
-    "job-controller",
-    "garbage-collector-controller",
-    "namespace-controller",
-    "serviceaccount-controller",
-    "serviceaccount-token-controller",
-    "root-ca-certificate-publisher-controller",
-    "ttl-after-finished-controller",
-    "replicaset-controller",
-    "deployment-controller",
-    "pod-garbage-collector-controller",
-    "clusterrole-aggregation-controller",
-    # Lifts the node.kubernetes.io/not-ready taint the TaintNodesByCondition admission puts on new
-    # Nodes (NodeRestriction forbids a node from changing its own taints), and marks the node
-    # unreachable when the agent stops renewing its Lease.
-    "node-lifecycle-controller",
-    "taint-eviction-controller",
-    "cronjob-controller",
-    "disruption-controller",
-)
+# Every controller kube-controller-manager runs by default (resourcequota, endpointslice, ...), as on
+# kind; the node lifecycle controller among them lifts the not-ready taint TaintNodesByCondition puts
+# on new Nodes (NodeRestriction forbids a node to change its own taints).
+CONTROLLERS = ("*",)
+NODE_KINDS = ("kubelet", "agent", "none")
+MAX_STATE_DIR = 64
 # Who wrote what (create/update/patch/delete, metadata only) -> <state>/logs/audit.log: lets benchmarks
 # count the API writes of one identity (e.g. the operator's ServiceAccount).
 AUDIT_POLICY = {
@@ -77,7 +69,14 @@ AUDIT_POLICY = {
 }
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 NODE_AGENT = "node-agent"
-COMPONENTS = (*CONTROL_PLANE, NODE_AGENT)
+COMPONENTS = (*CONTROL_PLANE, NODE_AGENT, *NODE_COMPONENTS)
+
+
+def default_node_kind() -> str:
+    kind = os.environ.get("TJO_NODE", "kubelet") or "kubelet"
+    if kind not in NODE_KINDS:
+        raise ValueError(f"TJO_NODE={kind!r}: expected one of {', '.join(NODE_KINDS)}")
+    return kind
 
 
 class ClusterError(RuntimeError):
@@ -136,11 +135,15 @@ class ClusterInfo:
     logs: dict[str, Path]
     node_name: str
     agent_state_dir: Path
+    node: str = "kubelet"
+    node_ip: str | None = None
+    host_ip: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
 class LocalCluster:
-    """The control plane (+ node agent) of one state directory.
+    """The control plane and the node (``node="kubelet"|"agent"|"none"``, default ``$TJO_NODE`` or
+    ``kubelet``) of one state directory.
 
     >>> cluster = LocalCluster(Path("/tmp/c"), bin_dir)   # doctest: +SKIP
     >>> info = cluster.start()                            # returns when /readyz is ok and the node is Ready
@@ -154,6 +157,7 @@ class LocalCluster:
         bin_dir: Path | None = None,
         *,
         node_name: str = DEFAULT_NODE,
+        node: str | None = None,
         node_agent: bool = True,
         node_agent_args: list[str] | None = None,
         node_agent_env: dict[str, str] | None = None,
@@ -161,11 +165,33 @@ class LocalCluster:
         self.state_dir = (state_dir or default_state_dir()).expanduser().resolve()
         self._bin_dir = bin_dir
         self.node_name = node_name
-        self.with_node_agent = node_agent
+        self.node_kind = "none" if not node_agent else (node or default_node_kind())
+        if self.node_kind not in NODE_KINDS:
+            raise ValueError(f"node={self.node_kind!r}: expected one of {', '.join(NODE_KINDS)}")
         self.node_agent_args = list(node_agent_args or [])
         self.node_agent_env = dict(node_agent_env or {})
         self.timings: dict[str, float] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def with_node_agent(self) -> bool:
+        return self.node_kind == "agent"
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """The processes this cluster runs."""
+        node = {"agent": (NODE_AGENT,), "kubelet": NODE_COMPONENTS, "none": ()}[self.node_kind]
+        return (*CONTROL_PLANE, *node)
+
+    @property
+    def network(self) -> NodeNetwork | None:
+        """The real node's network of the last start (from cluster.json)."""
+        return NodeNetwork.from_json(self._meta().get("network"))
+
+    @property
+    def real_node(self) -> RealNode | None:
+        net = self.network
+        return RealNode(self.state_dir, net, self.node_name, self.log_path) if net is not None else None
 
     # ------------------------------------------------------------------ paths
 
@@ -221,7 +247,7 @@ class LocalCluster:
         ports = self._ports()
         if ports is None:
             raise ClusterError(f"no cluster was started in {self.state_dir}")
-        return f"https://127.0.0.1:{ports.apiserver}"
+        return f"https://{self._meta().get('host', '127.0.0.1')}:{ports.apiserver}"
 
     def info(self) -> ClusterInfo:
         return ClusterInfo(
@@ -229,9 +255,12 @@ class LocalCluster:
             server=self.server,
             state_dir=self.state_dir,
             bin_dir=Path(self._meta().get("bin_dir") or self.bin_dir),
-            logs={c: self.log_path(c) for c in COMPONENTS},
+            logs={c: self.log_path(c) for c in self.components},
             node_name=self.node_name,
             agent_state_dir=self.agent_state_dir,
+            node=self.node_kind,
+            node_ip=self.network.node_ip if self.network and self.node_kind == "kubelet" else None,
+            host_ip=self.network.host_ip if self.network and self.node_kind == "kubelet" else None,
             timings=dict(self.timings),
         )
 
@@ -246,8 +275,9 @@ class LocalCluster:
 
     def is_up(self) -> bool:
         state = self.running()
-        needed = COMPONENTS if self.with_node_agent else CONTROL_PLANE
-        if not all(state[c] for c in needed) or not self.kubeconfig.exists():
+        if self._meta().get("node", "agent") != self.node_kind:
+            return False
+        if not all(state[c] for c in self.components) or not self.kubeconfig.exists():
             return False
         try:
             return self._api_get("/readyz", timeout=2) == "ok"
@@ -266,39 +296,71 @@ class LocalCluster:
         for d in ("logs", "run", "etcd", "certs"):
             (self.state_dir / d).mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir / "etcd", 0o700)
-        pki = certs.ensure_pki(
-            self.pki_dir,
-            [certs.ADMIN, certs.CONTROLLER_MANAGER, certs.SCHEDULER, certs.node_identity(self.node_name)],
-        )
+        node: RealNode | None = None
+        host = "127.0.0.1"
+        if self.node_kind == "kubelet":
+            check_tools()
+            # the kubelet's sockets live under <state>/node/kubelet/ (e.g. pod-resources/kubelet.sock)
+            if len(str(self.state_dir)) > MAX_STATE_DIR:
+                raise ClusterError(
+                    f"state dir {self.state_dir} is too long for the real node's unix sockets "
+                    f"(at most {MAX_STATE_DIR} characters): choose a shorter TJO_CLUSTER_DIR"
+                )
+            # the node's network first: the API server listens on the host side of its veth
+            net = network.plan_network(network.state_key(self.state_dir), network.host_networks(), self.network)
+            # recorded before anything is created, so a failed start is undone by stop()
+            self.meta_path.write_text(json.dumps({**self._meta(), "node": "kubelet", "network": net.to_json()}))
+            network.create(net)
+            network.add_service_route(net, SERVICE_CIDR)
+            node = RealNode(self.state_dir, net, self.node_name, self.log_path)
+            host = net.host_ip
+        identities = {
+            "admin": certs.ADMIN,
+            "controller-manager": certs.CONTROLLER_MANAGER,
+            "scheduler": certs.SCHEDULER,
+            "node": certs.node_identity(self.node_name),
+        }
+        if node is not None:
+            identities |= {"kube-proxy": certs.KUBE_PROXY, "coredns": certs.COREDNS}
+        extra = [certs.APISERVER_KUBELET_CLIENT] if node is not None else []
+        pki = certs.ensure_pki(self.pki_dir, [*identities.values(), *extra], extra_ips=(host,) if node else ())
         ports = Ports()
         ports.fill(self._ports())
-        server = f"https://127.0.0.1:{ports.apiserver}"
-        for stem, identity in (
-            ("admin", certs.ADMIN),
-            ("controller-manager", certs.CONTROLLER_MANAGER),
-            ("scheduler", certs.SCHEDULER),
-            ("node", certs.node_identity(self.node_name)),
-        ):
+        server = f"https://{host}:{ports.apiserver}"
+        for stem, identity in identities.items():
             cfg = kubeconfig(
                 server, pki.ca_cert, pki.client_cert(identity.stem), pki.client_key(identity.stem), identity.user
             )
             write_kubeconfig(self.state_dir / f"{stem}.kubeconfig", cfg)
         (self.state_dir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
-        self.meta_path.write_text(
-            json.dumps({"ports": asdict(ports), "bin_dir": str(bin_dir), "node_name": self.node_name}, indent=2)
-        )
+        meta: dict[str, Any] = {
+            "ports": asdict(ports),
+            "bin_dir": str(bin_dir),
+            "node_name": self.node_name,
+            "node": self.node_kind,
+            "host": host,
+        }
+        if node is not None:
+            meta["network"] = node.net.to_json()
+        self.meta_path.write_text(json.dumps(meta, indent=2))
         self.timings["certs"] = time.monotonic() - t0
 
-        # All at once: each waits for what it needs (the API server retries etcd, the others retry
-        # the API server), so their start-up work overlaps instead of adding up.
+        # etcd, the API server and the node at once (the API server retries etcd, the node retries the
+        # API server), so their start-up work overlaps instead of adding up. The controller-manager
+        # and the scheduler once the API server is ready: they give up (exit) when it does not
+        # answer their /healthz within ~20 s, which an RBAC bootstrap on a loaded machine can exceed.
         self._spawn("etcd", self._etcd_argv(bin_dir, ports))
         self._spawn("kube-apiserver", self._apiserver_argv(bin_dir, ports, pki))
-        self._spawn("kube-controller-manager", self._controller_manager_argv(bin_dir, ports, pki))
-        self._spawn("kube-scheduler", self._scheduler_argv(bin_dir, ports))
         if self.with_node_agent:
             self.start_node_agent()
+        if node is not None:
+            self._start_real_node(node, bin_dir, pki, t0)
         self._wait("kube-apiserver /readyz", lambda: self._api_get("/readyz", timeout=2) == "ok", timeout, t0)
         self.timings["apiserver_ready"] = time.monotonic() - t0
+        self._spawn("kube-controller-manager", self._controller_manager_argv(bin_dir, ports, pki))
+        self._spawn("kube-scheduler", self._scheduler_argv(bin_dir, ports))
+        if node is not None:
+            self._start_dns(node, t0, timeout)
         self._wait(
             "kube-controller-manager /healthz",
             lambda: self._healthz(ports.controller_manager),
@@ -307,10 +369,50 @@ class LocalCluster:
         )
         self._wait("kube-scheduler /healthz", lambda: self._healthz(ports.scheduler), timeout, t0)
         self.timings["control_plane_ready"] = time.monotonic() - t0
-        if self.with_node_agent:
+        if self.node_kind != "none":
             self.wait_node_ready(timeout=max(10.0, timeout - (time.monotonic() - t0)))
             self.timings["node_ready"] = time.monotonic() - t0
+        if node is not None:
+            self._wait("CoreDNS /ready", node.dns_ready, timeout, t0)
+            self.timings["dns_ready"] = time.monotonic() - t0
         return self.info()
+
+    def _start_real_node(self, node: RealNode, bin_dir: Path, pki: certs.Pki, t0: float) -> None:
+        """containerd (+ the pause image and the project's images), the kubelet and kube-proxy; they
+        retry the API server while it starts."""
+        serving = certs.ensure_kubelet_serving(pki, self.node_name, node.net.node_ip)
+        node.prepare(
+            pki.ca_cert,
+            serving,
+            {"kube-proxy": self.state_dir / "kube-proxy.kubeconfig", "coredns": self.state_dir / "coredns.kubeconfig"},
+        )
+        node.host_changes()
+        node.start_containerd()
+        self.timings["containerd_ready"] = time.monotonic() - t0
+        load_pause(node.paths.containerd)
+        node.start_kubelet(bin_dir, self.node_kubeconfig)
+        node.start_kube_proxy(bin_dir)
+        self.timings["kubelet_started"] = time.monotonic() - t0
+        self.load_images()
+        self.timings["images_loaded"] = time.monotonic() - t0
+
+    def _start_dns(self, node: RealNode, t0: float, timeout: float) -> None:
+        for path, body in api_objects(node.net):
+            self._api_put(path, body)
+        node.start_coredns(find_coredns())
+        self.timings["coredns_started"] = time.monotonic() - t0
+
+    def load_images(self, directory: Path | None = None) -> list[str]:
+        """Import the project's images (``directory``, else ``$TJO_IMAGES_DIR`` or hack/build-images.sh's
+        output) into the running node's containerd; returns the refs imported (unchanged ones are skipped)."""
+        node = self.real_node
+        if node is None or self.node_kind != "kubelet":
+            raise ClusterError("load-images needs a running real node (TJO_NODE=kubelet)")
+        directory = directory or project_images_dir()
+        if directory is None:
+            return []
+        result = load_images(node.paths.containerd, archives_in(directory))
+        return result.imported
 
     def _spawn(self, component: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self._procs[component] = spawn(
@@ -336,10 +438,24 @@ class LocalCluster:
         ]
 
     def _apiserver_argv(self, bin_dir: Path, ports: Ports, pki: certs.Pki) -> list[str]:
+        host = str(self._meta().get("host", "127.0.0.1"))
+        if host == "127.0.0.1":
+            # the Endpoints of the "kubernetes" Service may not point at loopback; no pod needs them
+            node_flags = ["--endpoint-reconciler-type=none"]
+        else:
+            # the real node: pods reach the API server at the host side of the node's veth through
+            # the "kubernetes" Service (kube-proxy), and it reaches the kubelet for logs/exec
+            node_flags = [
+                "--endpoint-reconciler-type=lease",
+                f"--kubelet-client-certificate={pki.client_cert(certs.APISERVER_KUBELET_CLIENT.stem)}",
+                f"--kubelet-client-key={pki.client_key(certs.APISERVER_KUBELET_CLIENT.stem)}",
+                f"--kubelet-certificate-authority={pki.ca_cert}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
         return [
             str(bin_dir / "kube-apiserver"),
-            "--advertise-address=127.0.0.1",
-            "--bind-address=127.0.0.1",
+            f"--advertise-address={host}",
+            f"--bind-address={host}",
             f"--secure-port={ports.apiserver}",
             f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
             f"--cert-dir={self.state_dir / 'certs' / 'kube-apiserver'}",
@@ -359,8 +475,7 @@ class LocalCluster:
             # privileged pods are allowed by the API server, so Pod Security admission is what
             # rejects them in namespaces that enforce "baseline" or "restricted"
             "--allow-privileged=true",
-            # the Endpoints of the "kubernetes" Service may not point at loopback; nothing here needs them
-            "--endpoint-reconciler-type=none",
+            *node_flags,
             f"--audit-policy-file={self.state_dir / 'audit-policy.yaml'}",
             f"--audit-log-path={self.log_path('audit')}",
             "--audit-log-format=json",
@@ -508,6 +623,43 @@ class LocalCluster:
         record = PidRecord.load(self.pid_path(NODE_AGENT))
         return record is not None and record.alive()
 
+    # ------------------------------------------------- the node, whichever it is (fault tests)
+
+    def stop_node(self) -> None:
+        """Stop the kubelet (real node) or the agent: containers keep running."""
+        node = self.real_node
+        if self.node_kind == "kubelet" and node is not None:
+            node.stop_kubelet()
+        else:
+            self.stop_node_agent()
+
+    def kill_node(self) -> None:
+        """SIGKILL the kubelet (real node) or the agent: a crash."""
+        node = self.real_node
+        if self.node_kind == "kubelet" and node is not None:
+            node.kill_kubelet()
+        else:
+            self.kill_node_agent()
+
+    def start_node(self) -> None:
+        node = self.real_node
+        if self.node_kind == "kubelet" and node is not None:
+            node.start_kubelet(Path(self._meta().get("bin_dir") or self.bin_dir), self.node_kubeconfig)
+        else:
+            self.start_node_agent()
+
+    def restart_node(self, wait_ready: bool = True) -> None:
+        self.stop_node()
+        self.start_node()
+        if wait_ready:
+            self.wait_node_ready()
+
+    def node_alive(self) -> bool:
+        node = self.real_node
+        if self.node_kind == "kubelet" and node is not None:
+            return node.kubelet_alive()
+        return self.node_agent_alive()
+
     def wait_node_ready(self, timeout: float = 30.0) -> None:
         """Until the node is Ready with no NoSchedule taint (pods can be scheduled)."""
         t0 = time.monotonic()
@@ -528,7 +680,11 @@ class LocalCluster:
     # ------------------------------------------------------------------- stop
 
     def stop(self, quiet: bool = False) -> list[str]:
-        """Stop the node agent, every container it started, then the control plane. Returns what needed SIGKILL."""
+        """Stop the node (the real node: its pods, containerd, kubelet, kube-proxy, CoreDNS; the agent and
+        every container it started), then the control plane, then undo the real node's host changes
+        (namespace, veth, mounts, cgroups, kernel settings). Returns what needed SIGKILL."""
+        node = self.real_node
+        notes = node.stop_processes() if node is not None else []
         killed = stop_all([self.pid_path(NODE_AGENT)], timeout=15)
         self._reap(NODE_AGENT)
         if self.agent_state_dir.exists():
@@ -541,8 +697,12 @@ class LocalCluster:
         killed += stop_all([self.pid_path("etcd")], timeout=10)
         for c in CONTROL_PLANE:
             self._reap(c)
+        if node is not None:
+            notes += node.release_host()
         if killed and not quiet:
             print(f"needed SIGKILL: {', '.join(killed)}", file=sys.stderr)
+        if notes and not quiet:
+            print("\n".join(notes), file=sys.stderr)
         return killed
 
     def purge(self) -> None:
@@ -574,6 +734,26 @@ class LocalCluster:
         except urllib.error.HTTPError as exc:
             raise ClusterError(f"GET {path}: HTTP {exc.code}: {exc.read()[:500]!r}") from exc
 
+    def _api_put(self, path: str, body: dict[str, Any]) -> None:
+        """Create the object at ``path`` or replace it (its resourceVersion taken from the current one)."""
+        ctx = self._ssl_context()
+        try:
+            current = json.loads(self._api_get(path, timeout=5))
+            body = {**body, "metadata": {**body["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}}
+            method, url = "PUT", self.server + path
+        except ClusterError as exc:
+            if "HTTP 404" not in str(exc):
+                raise
+            method, url = "POST", self.server + path.rsplit("/", 1)[0]
+        req = urllib.request.Request(
+            url, data=json.dumps(body).encode(), method=method, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=ctx):
+                return
+        except urllib.error.HTTPError as exc:
+            raise ClusterError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:500]!r}") from exc
+
     @staticmethod
     def _healthz(port: int) -> bool:
         ctx = ssl.create_default_context()
@@ -589,7 +769,7 @@ class LocalCluster:
         delay = 0.05
         while True:
             for c, alive in self.running().items():
-                expected = c in CONTROL_PLANE or (c == NODE_AGENT and self.with_node_agent)
+                expected = c in self.components
                 if not alive and expected and (c in self._procs or PidRecord.load(self.pid_path(c)) is not None):
                     raise ClusterError(f"{c} exited while waiting for {what}:\n{self.tail(c)}")
             try:
@@ -598,7 +778,7 @@ class LocalCluster:
             except (OSError, ClusterError, ValueError):
                 pass
             if time.monotonic() - t0 > timeout:
-                logs = "\n".join(f"  {c}: {self.log_path(c)}" for c in COMPONENTS)
+                logs = "\n".join(f"  {c}: {self.log_path(c)}" for c in self.components)
                 raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}; logs:\n{logs}")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.1)
@@ -613,7 +793,7 @@ class LocalCluster:
     def status(self) -> dict[str, Any]:
         meta = self._meta()
         procs = {}
-        for c in COMPONENTS:
+        for c in self.components:
             record = PidRecord.load(self.pid_path(c))
             procs[c] = {
                 "pid": record.pid if record else None,
@@ -629,7 +809,9 @@ class LocalCluster:
         return {
             "state_dir": str(self.state_dir),
             "kubeconfig": str(self.kubeconfig),
-            "server": f"https://127.0.0.1:{meta['ports']['apiserver']}" if meta.get("ports") else None,
+            "server": self.server if meta.get("ports") else None,
+            "node": meta.get("node", "agent"),
+            "network": meta.get("network"),
             "ready": ready,
             "ports": dict(meta.get("ports") or {}),
             "components": procs,

@@ -294,9 +294,9 @@ class World:
         succeeded, failed = read_record(tj)
         for job in self.jobs.values():
             # (f), (h): a pod that could not start for the whole stuck-pod wait is a real failure
-            if job.owner == self.uid and job.stuck_since is not None and job.unfinished and not job.suspended:
-                if self.now >= job.stuck_since + timedelta(seconds=120):
-                    self.failed_for_real.add((job.owner, job.product))
+            stuck = job.stuck_since is not None and job.unfinished and not job.suspended
+            if job.owner == self.uid and stuck and self.now >= job.stuck_since + timedelta(seconds=120):  # type: ignore[operator]
+                self.failed_for_real.add((job.owner, job.product))
         observed = observe.build(
             tj,
             succeeded | failed,
