@@ -6,16 +6,22 @@
 # project's wheel, and the image (the dependency layer, then the small code layer).
 ARG BASE_IMAGE=python:3.11-slim
 
-# ---- 1. dependencies: the `operator` extra, without the project's sources
+# ---- 1. dependencies: the `operator` extra, without the project's sources. The requirements are
+# read from pyproject.toml in a stage of their own, so an edit elsewhere in pyproject.toml (a
+# linter setting, a test marker) leaves the dependency layer cached.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml hack/images/requirements.py /build/
+RUN python3 /build/requirements.py /build/pyproject.toml operator >/build/requirements.txt
+
 FROM ${BASE_IMAGE} AS deps
 # A CA bundle for pip (a path inside the build, e.g. one mounted read-only); never stored in the image.
 ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-COPY pyproject.toml hack/images/requirements.py hack/images/prune-venv.sh /build/
+COPY --from=requirements /build/requirements.txt /build/
+COPY hack/images/prune-venv.sh /build/
 # Pruned: kubernetes.aio, the client's asyncio twin (68 MB with its bytecode), which nothing in the
 # operator imports (kube.py uses kubernetes.client; kopf has its own aiohttp client).
 RUN python3 -m venv /opt/venv \
- && python3 /build/requirements.py /build/pyproject.toml operator >/build/requirements.txt \
  && /opt/venv/bin/pip install -q -r /build/requirements.txt \
  && sh /build/prune-venv.sh /opt/venv \
  && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio
@@ -32,18 +38,19 @@ RUN /opt/build/bin/pip wheel -q --no-deps --no-build-isolation -w /wheels /src
 
 # ---- 3. the image
 FROM ${BASE_IMAGE}
-ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 # Non-root (the Deployment runs it as 65532 with a read-only root). The name must be new on
 # Debian, whose base-passwd already has a group `operator` (gid 37: `groupadd operator` failed);
 # written directly, so bases without useradd (a minbase rootfs) work too.
 RUN echo 'nonroot:x:65532:' >>/etc/group \
  && echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin' >>/etc/passwd
 COPY --from=deps /opt/venv /opt/venv
-# The code layer: the wheel installed with the wheel stage's pip (the image keeps no pip).
-RUN --mount=type=bind,from=wheel,source=/opt/build,target=/opt/build \
-    --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
-    /opt/build/bin/pip --python /opt/venv/bin/python install -q --no-deps --no-index /wheels/*.whl
+# The code layer: the project's wheel, installed without dependencies (they are all in the layer
+# above) and without the network.
+COPY --from=wheel /wheels /tmp/wheels
+RUN pip install -q --no-deps --no-index /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels
 USER 65532:65532
 EXPOSE 8080 8081
 # The Deployment gives the whole command (`command:`), so this is only the default for `docker run`.

@@ -70,6 +70,10 @@ else
     --message "mmdebstrap ${base_opts[*]}" "$tmp" "${ref[base]}" >/dev/null
   rm -f "$tmp"
   log "base: built ${ref[base]} in $(since "$t")"
+  # Earlier bases (other mmdebstrap options) go; their layers stay until nothing uses them.
+  for old in $(podman images --format '{{.Repository}}:{{.Tag}}' localhost/tjo-base); do
+    [[ $old == "${ref[base]}" ]] || podman rmi "$old" >/dev/null 2>&1 || true
+  done
 fi
 
 # ---------------------------------------------------------------- images on the base
@@ -77,9 +81,13 @@ ca=${TJO_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 build() {  # NAME DOCKERFILE [CONTEXT]
   local name=$1 dockerfile=$2 t
   t=$(date +%s)
-  podman build --quiet --pull=never --layers --network=host \
+  if ! podman build --pull=never --layers --network=host \
     --build-arg "BASE_IMAGE=${ref[base]}" --build-arg "PIP_CERT=$ca" -v "$ca:$ca:ro" \
-    -f "$dockerfile" -t "${ref[$name]}" "${3:-$root}" >/dev/null
+    -f "$dockerfile" -t "${ref[$name]}" "${3:-$root}" >"$cache/build-$name.log" 2>&1; then
+    tail -n 40 "$cache/build-$name.log" >&2
+    log "$name: the build failed (whole log: $cache/build-$name.log)"
+    exit 1
+  fi
   log "$name: ${ref[$name]} built in $(since "$t")"
 }
 shell_dir=$(mktemp -d)

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Shrink an image's virtualenv after its dependencies are installed: VENV [PACKAGE...]
 # - uninstall the named packages (installed only as dependencies of code the image never runs),
-# - then pip and setuptools themselves (nothing installs into the image at run time),
+# - then setuptools (pip stays: the image's code layer installs the project's wheel with it),
 # - remove the packages' own test suites (with their bytecode) and Cython sources.
 # The bytecode of everything that stays is kept: the root filesystem is read-only at run time,
 # so without it every start would compile pandas, scipy, ... again.
@@ -9,7 +9,9 @@ set -eu
 venv=$1
 shift
 if [ "$#" -gt 0 ]; then "$venv/bin/pip" uninstall -q -y "$@"; fi
-"$venv/bin/python" -m pip uninstall -q -y pip setuptools wheel 2>/dev/null || "$venv/bin/python" -m pip uninstall -q -y pip setuptools
+for tool in setuptools wheel; do
+  if "$venv/bin/pip" show -q "$tool" 2>/dev/null; then "$venv/bin/pip" uninstall -q -y "$tool"; fi
+done
 site=$(echo "$venv"/lib/python3*/site-packages)
 find "$site" -depth -type d \( -name tests -o -name testing_data -o -name test_data \) \
   -path "$site/*/*" -exec rm -rf {} +

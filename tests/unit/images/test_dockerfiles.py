@@ -8,6 +8,7 @@ has (gid 37). tests/images/ builds and runs the images themselves.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
@@ -18,10 +19,10 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.unit.operator.factories import make_tj
 
 from trainingjob_operator.api import DEFAULT_TRAINER_IMAGE
 from trainingjob_operator.builders import build_job
-from tests.unit.operator.factories import make_tj
 
 ROOT = Path(__file__).resolve().parents[3]
 OPERATOR_DOCKERFILE = ROOT / "Dockerfile"
@@ -33,9 +34,48 @@ VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["versi
 # Debian's static users and groups (base-passwd's passwd.master and group.master): a Dockerfile that
 # creates one of these names fails on every Debian-based image ("group 'operator' already exists").
 DEBIAN_STATIC_NAMES = frozenset(
-    "root daemon bin sys adm tty disk lp mail news uucp man proxy kmem dialout fax voice cdrom floppy "
-    "tape sudo audio dip www-data backup operator list irc src gnats shadow utmp video sasl plugdev "
-    "staff games users nogroup sync".split()
+    {
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "adm",
+        "tty",
+        "disk",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "man",
+        "proxy",
+        "kmem",
+        "dialout",
+        "fax",
+        "voice",
+        "cdrom",
+        "floppy",
+        "tape",
+        "sudo",
+        "audio",
+        "dip",
+        "www-data",
+        "backup",
+        "operator",
+        "list",
+        "irc",
+        "src",
+        "gnats",
+        "shadow",
+        "utmp",
+        "video",
+        "sasl",
+        "plugdev",
+        "staff",
+        "games",
+        "users",
+        "nogroup",
+        "sync",
+    }
 )
 
 
@@ -149,7 +189,7 @@ def test_trainer_containers_run_one_forecast_trainer_command(what: str, containe
     words = [w for arg in argv for w in (shlex.split(arg) if " " in arg else [arg])]
     assert words.count("forecast-trainer") >= 1, (what, argv)
     # Never "forecast-trainer forecast-trainer ...": args given as a whole command line.
-    assert not any(a == b == "forecast-trainer" for a, b in zip(words, words[1:], strict=False)), (what, argv)
+    assert not any(a == b == "forecast-trainer" for a, b in itertools.pairwise(words)), (what, argv)
 
 
 # ------------------------------------------------------------------------------------------ bases, users
@@ -167,7 +207,8 @@ def test_base_image_is_an_argument_defaulting_to_python_slim(path: Path) -> None
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_users_and_groups_a_dockerfile_creates_are_new_on_debian(path: Path) -> None:
     text = path.read_text()
-    created = set(re.findall(r"\b(?:groupadd|useradd|adduser|addgroup)\b[^&;\n]*?\s([a-z_][a-z0-9_-]*)\s*(?:&&|;|\\|$)", text))
+    tool = r"\b(?:groupadd|useradd|adduser|addgroup)\b"
+    created = set(re.findall(tool + r"[^&;\n]*?\s([a-z_][a-z0-9_-]*)\s*(?:&&|;|\\|$)", text))
     created |= set(re.findall(r"echo\s+'([a-z_][a-z0-9_-]*):x:\d+:", text))
     assert created, f"{path}: no user or group found (the parser no longer matches the Dockerfile)"
     assert not created & DEBIAN_STATIC_NAMES, f"{path} creates {sorted(created & DEBIAN_STATIC_NAMES)}"
@@ -182,12 +223,12 @@ def test_images_run_as_the_pods_uid(path: Path) -> None:
 @pytest.mark.parametrize("path", [OPERATOR_DOCKERFILE, TRAINER_DOCKERFILE], ids=lambda p: str(p.relative_to(ROOT)))
 def test_dependencies_are_installed_before_the_sources_are_copied(path: Path) -> None:
     # A code-only change must reuse the dependency layer: the stage that runs `pip install -r`
-    # copies pyproject.toml but none of the sources.
+    # copies the requirements (read from pyproject.toml) but none of the sources.
     _, stages = parse_dockerfile(path.read_text())
     deps = next(s for s in stages if any(kw == "RUN" and "pip install" in v and "-r" in v for kw, v in s.instructions))
     copied = " ".join(v for kw, v in deps.instructions if kw == "COPY")
-    assert "pyproject.toml" in copied
-    assert "forecast_trainer" not in copied and "trainingjob_operator" not in copied
+    assert "requirements" in copied
+    assert "forecast_trainer" not in copied and "trainingjob_operator" not in copied and " operator" not in copied
 
 
 # ------------------------------------------------------------------------------------------ references
