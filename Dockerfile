@@ -47,9 +47,12 @@ RUN echo 'nonroot:x:65532:' >>/etc/group \
  && echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin' >>/etc/passwd
 COPY --from=deps /opt/venv /opt/venv
 # The code layer: the project's wheel, installed without dependencies (they are all in the layer
-# above) and without the network.
+# above) and without the network, by a pip that ensurepip brings from the wheel the base's Python
+# ships and that leaves in the same layer (the image keeps no pip).
 COPY --from=wheel /wheels /tmp/wheels
-RUN pip install -q --no-deps --no-index /tmp/wheels/*.whl \
+RUN python -m ensurepip >/dev/null \
+ && python -m pip install -q --no-deps --no-index /tmp/wheels/*.whl \
+ && python -m pip uninstall -q -y pip setuptools \
  && rm -rf /tmp/wheels
 USER 65532:65532
 EXPOSE 8080 8081

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Shrink an image's virtualenv after its dependencies are installed: VENV [PACKAGE...]
 # - uninstall the named packages (installed only as dependencies of code the image never runs),
-# - then setuptools (pip stays: the image's code layer installs the project's wheel with it),
+# - then pip and setuptools themselves (the code layer brings pip back with ensurepip, from the
+#   wheel the base's Python ships, and removes it again in the same layer),
 # - remove the packages' own test suites (with their bytecode) and Cython sources.
 # The bytecode of everything that stays is kept: the root filesystem is read-only at run time,
 # so without it every start would compile pandas, scipy, ... again.
@@ -9,7 +10,7 @@ set -eu
 venv=$1
 shift
 if [ "$#" -gt 0 ]; then "$venv/bin/pip" uninstall -q -y "$@"; fi
-for tool in setuptools wheel; do
+for tool in setuptools wheel pip; do
   if "$venv/bin/pip" show -q "$tool" 2>/dev/null; then "$venv/bin/pip" uninstall -q -y "$tool"; fi
 done
 site=$(echo "$venv"/lib/python3*/site-packages)

@@ -2,7 +2,8 @@
 # The part of the official postgres image's entrypoint that the samples use: on first start,
 # initialise PGDATA with superuser POSTGRES_USER (default postgres) and password POSTGRES_PASSWORD
 # (required), password logins over TCP from anywhere (scram-sha-256), trust on the local socket,
-# and create POSTGRES_DB (default: the user's name); then run postgres listening on every address.
+# and create POSTGRES_DB (default: the user's name); then run postgres listening on every address
+# (without JIT).
 # Any other command than `postgres` (or its options) runs as given.
 set -eu
 if [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; then set -- postgres "$@"; fi
@@ -31,4 +32,5 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   fi
   echo "docker-entrypoint.sh: initialised $PGDATA (user $user, database $db)" >&2
 fi
-exec postgres -D "$PGDATA" -c listen_addresses='*' "$@"
+# jit=off: the image leaves LLVM out (see the Dockerfile).
+exec postgres -D "$PGDATA" -c listen_addresses='*' -c jit=off "$@"
