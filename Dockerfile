@@ -2,29 +2,16 @@
 # Without a registry, `make images` builds it on a Debian base of the project's own
 # (--build-arg BASE_IMAGE=...; see docs/local-cluster.md, "Images").
 # It installs the `operator` extra exactly as CI does (pip install '.[operator]'), in three stages
-# so a code-only change rebuilds in seconds: dependencies (from pyproject.toml only), the
-# project's wheel, and the image (the dependency layer, then the small code layer).
+# so a code-only change rebuilds in seconds: the requirements (from pyproject.toml only), the
+# project's wheel, and the image (its dependency layer, then the small code layer).
 ARG BASE_IMAGE=python:3.11-slim
 
-# ---- 1. dependencies: the `operator` extra, without the project's sources. The requirements are
-# read from pyproject.toml in a stage of their own, so an edit elsewhere in pyproject.toml (a
-# linter setting, a test marker) leaves the dependency layer cached.
+# ---- 1. the requirements of the `operator` extra, read from pyproject.toml in a stage of their own,
+# so an edit elsewhere in pyproject.toml (a linter setting, a test marker) leaves the image's
+# dependency layer cached.
 FROM ${BASE_IMAGE} AS requirements
 COPY pyproject.toml hack/images/requirements.py /build/
 RUN python3 /build/requirements.py /build/pyproject.toml operator >/build/requirements.txt
-
-FROM ${BASE_IMAGE} AS deps
-# A CA bundle for pip (a path inside the build, e.g. one mounted read-only); never stored in the image.
-ARG PIP_CERT
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-COPY --from=requirements /build/requirements.txt /build/
-COPY hack/images/prune-venv.sh /build/
-# Pruned: kubernetes.aio, the client's asyncio twin (68 MB with its bytecode), which nothing in the
-# operator imports (kube.py uses kubernetes.client; kopf has its own aiohttp client).
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install -q -r /build/requirements.txt \
- && sh /build/prune-venv.sh /opt/venv \
- && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio
 
 # ---- 2. the project as a wheel
 FROM ${BASE_IMAGE} AS wheel
@@ -45,7 +32,19 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
 # written directly, so bases without useradd (a minbase rootfs) work too.
 RUN echo 'nonroot:x:65532:' >>/etc/group \
  && echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin' >>/etc/passwd
-COPY --from=deps /opt/venv /opt/venv
+# The dependency layer, built on the image itself (no copy of the venv between stages: a cache
+# check would hash all of it on every build). Rebuilt only when the requirements change.
+# A CA bundle for pip (a path inside the build, e.g. one mounted read-only); never stored in the image.
+ARG PIP_CERT
+COPY --from=requirements /build/requirements.txt /build/
+COPY hack/images/prune-venv.sh /build/
+# Pruned: kubernetes.aio, the client's asyncio twin (68 MB with its bytecode), which nothing in the
+# operator imports (kube.py uses kubernetes.client; kopf has its own aiohttp client).
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install -q -r /build/requirements.txt \
+ && sh /build/prune-venv.sh /opt/venv \
+ && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio \
+ && rm -rf /build
 # The code layer: the project's wheel, installed without dependencies (they are all in the layer
 # above) and without the network, by a pip that ensurepip brings from the wheel the base's Python
 # ships and that leaves in the same layer (the image keeps no pip).

@@ -222,13 +222,24 @@ def test_images_run_as_the_pods_uid(path: Path) -> None:
 
 @pytest.mark.parametrize("path", [OPERATOR_DOCKERFILE, TRAINER_DOCKERFILE], ids=lambda p: str(p.relative_to(ROOT)))
 def test_dependencies_are_installed_before_the_sources_are_copied(path: Path) -> None:
-    # A code-only change must reuse the dependency layer: the stage that runs `pip install -r`
-    # copies the requirements (read from pyproject.toml) but none of the sources.
+    # A code-only change must reuse the dependency layer: in the image's own stage, `pip install -r`
+    # runs before anything of the project (its wheel) is copied in, and the requirements come from
+    # a stage that copies pyproject.toml but none of the sources.
     _, stages = parse_dockerfile(path.read_text())
-    deps = next(s for s in stages if any(kw == "RUN" and "pip install" in v and "-r" in v for kw, v in s.instructions))
-    copied = " ".join(v for kw, v in deps.instructions if kw == "COPY")
-    assert "requirements" in copied
-    assert "forecast_trainer" not in copied and "trainingjob_operator" not in copied and " operator" not in copied
+    image = stages[-1]
+    steps = [f"{kw} {v}" for kw, v in image.instructions]
+    install = next(
+        i for i, step in enumerate(steps) if step.startswith("RUN") and "pip install" in step and " -r " in step
+    )
+    project = next(i for i, step in enumerate(steps) if step.startswith("COPY") and "/wheels" in step)
+    assert install < project, steps
+    sources = ("forecast_trainer", "trainingjob_operator", " operator ", " . ")
+    assert not any(s in step for step in steps[:install] for s in sources), steps[:install]
+    requirements = next(s for s in stages if s.name == "requirements")
+    copied = " ".join(v for kw, v in requirements.instructions if kw == "COPY")
+    assert "pyproject.toml" in copied and not any(s in copied for s in sources), copied
+    # The big venv is never copied between stages (a cache check hashes a copied folder whole).
+    assert not any(step.startswith("COPY") and "/opt/venv" in step for step in steps), steps
 
 
 # ------------------------------------------------------------------------------------------ references
