@@ -17,7 +17,10 @@ RUN python3 /build/requirements.py /build/pyproject.toml operator >/build/requir
 FROM ${BASE_IMAGE} AS wheel
 ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-RUN python3 -m venv /opt/build && /opt/build/bin/pip install -q 'setuptools>=69' wheel
+# pip's own wheel too: the image's code layer runs pip from it (python pip.whl/pip), so the image
+# never has pip installed.
+RUN python3 -m venv /opt/build && /opt/build/bin/pip install -q 'setuptools>=69' wheel \
+ && /opt/build/bin/pip download -q --no-deps -d /wheels pip
 COPY pyproject.toml README.md /src/
 COPY operator/trainingjob_operator /src/operator/trainingjob_operator
 COPY trainer_image/forecast_trainer /src/trainer_image/forecast_trainer
@@ -46,12 +49,9 @@ RUN python3 -m venv /opt/venv \
  && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio \
  && rm -rf /build
 # The code layer: the project's wheel, installed without dependencies (they are all in the layer
-# above) and without the network, by a pip that ensurepip brings from the wheel the base's Python
-# ships and that leaves in the same layer (the image keeps no pip).
+# above) and without the network, by pip run from its wheel (the image keeps no pip).
 COPY --from=wheel /wheels /tmp/wheels
-RUN python -m ensurepip >/dev/null \
- && python -m pip install -q --no-deps --no-index /tmp/wheels/*.whl \
- && python -m pip uninstall -q -y pip setuptools \
+RUN python "$(echo /tmp/wheels/pip-*.whl)/pip" install -q --no-deps --no-index /tmp/wheels/trainingjob_operator-*.whl \
  && rm -rf /tmp/wheels
 USER 65532:65532
 EXPOSE 8080 8081

@@ -1,8 +1,7 @@
 #!/bin/sh
 # Shrink an image's virtualenv after its dependencies are installed: VENV [PACKAGE...]
 # - uninstall the named packages (installed only as dependencies of code the image never runs),
-# - then pip and setuptools themselves (the code layer brings pip back with ensurepip, from the
-#   wheel the base's Python ships, and removes it again in the same layer),
+# - then pip and setuptools themselves (the code layer runs pip from its wheel),
 # - remove the packages' own test suites (with their bytecode) and Cython sources.
 # The bytecode of everything that stays is kept: the root filesystem is read-only at run time,
 # so without it every start would compile pandas, scipy, ... again.
