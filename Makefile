@@ -1,4 +1,4 @@
-.PHONY: demo test venv lint crds cluster-up cluster-down bench clean
+.PHONY: demo test venv lint crds images cluster-up cluster-down bench clean
 
 demo:            ## the main job, end to end (installs everything it needs)
 	bash hack/demo.sh
@@ -16,6 +16,9 @@ crds: venv       ## regenerate crds/ and docs/api-reference.md from the pydantic
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.crdgen > crds/trainingjob.yaml
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.crdgen trainingschedule > crds/trainingschedule.yaml
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.refdoc > docs/api-reference.md
+
+images:          ## build (or reuse) the base, shell, operator, trainer and PostgreSQL images; last line: their directory
+	bash hack/build-images.sh
 
 cluster-up: venv ## start etcd + control plane + the real node (TJO_NODE=agent: node agent); prints export KUBECONFIG=...
 	@[ "$${TJO_NODE:-kubelet}" = agent ] || bash hack/node-packages.sh

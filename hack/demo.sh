@@ -20,6 +20,12 @@ step "Python environment"
 bash hack/venv.sh
 export PATH=$root/.venv/bin:$PATH
 
+step "Container images: base, operator, trainer, PostgreSQL (built once, then only what changed)"
+bash hack/node-packages.sh
+TJO_IMAGES_DIR=$(bash hack/build-images.sh | tail -n1)  # not `export X=$(...)`: that would hide a failed build
+export TJO_IMAGES_DIR
+echo "images in $TJO_IMAGES_DIR"
+
 step "Kubernetes control plane binaries (built once, then cached)"
 export TJO_K8S_BIN=$(bash hack/build-binaries.sh | tail -n1)
 

@@ -8,7 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/venv.sh
+# The real node's Debian packages (containerd, runc, podman, mmdebstrap, ...), then the project's
+# images (built once, then only what changed): the local cluster imports them from TJO_IMAGES_DIR,
+# and tests/images runs them.
 bash hack/node-packages.sh
+TJO_IMAGES_DIR=$(bash hack/build-images.sh | tail -n1)  # not `export X=$(...)`: that would hide a failed build
+export TJO_IMAGES_DIR
 export TJO_K8S_BIN=$(bash hack/build-binaries.sh | tail -n1)
 export TJO_COREDNS_BIN=$(bash hack/build-coredns.sh | tail -n1)
 # promtool (+ metricnames) for the monitoring overlay's tests (tests/unit/monitoring).
