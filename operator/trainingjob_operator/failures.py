@@ -17,7 +17,8 @@ def is_locked(job: ObservedJob) -> bool:
 
 def classify_failure(job: ObservedJob) -> tuple[Reason, str]:
     """(reason, message) for a failed product Job (reasons.py): InvalidData and InvalidConfig (never
-    retried), DeadlineExceeded, BackoffLimitExceeded, else JobFailed with the Job's own reason."""
+    retried), OOMKilled (its last pod over its memory limit), DeadlineExceeded, BackoffLimitExceeded,
+    else JobFailed with the Job's own reason."""
     report = job.report
     detail = (report.message if report and report.message else "") or job.message
     if job.exit_code == builders.EXIT_CONFIG_ERROR or (report is not None and report.reason == "InvalidConfig"):
@@ -29,6 +30,12 @@ def classify_failure(job: ObservedJob) -> tuple[Reason, str]:
     ):
         why = report.reason if report and report.reason else "InvalidData"
         return Reason.INVALID_DATA, f"{why}: {detail}".strip(": ") if detail else why
+    if job.oom_killed:
+        tries = f" (failed {job.failed_pods} time(s))" if job.failed_pods else ""
+        return Reason.OOM_KILLED, (
+            f"the trainer used more memory than its limit and was OOMKilled{tries}: raise "
+            "spec.template.resources.limits.memory"
+        )
     if job.reason == "DeadlineExceeded":
         return Reason.DEADLINE_EXCEEDED, detail or "the product Job ran past activeDeadlineSeconds"
     if job.reason == "BackoffLimitExceeded":

@@ -83,6 +83,18 @@ def condition_exit_code(message: str) -> int | None:
     return int(match[1]) if match else None
 
 
+def last_terminated_reason(pods: list[Obj], container: str = "trainer") -> str | None:
+    """The kubelet's reason for the most recently finished trainer container (``OOMKilled``,
+    ``Error``, ``Completed``), or None."""
+    best: tuple[str, str | None] | None = None
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") if cs.get("name") == container else None
+            if term and (best is None or (term.get("finishedAt") or "") >= best[0]):
+                best = (term.get("finishedAt") or "", term.get("reason"))
+    return best[1] if best else None
+
+
 def any_locked(pods: list[Obj], product: str, container: str = "trainer") -> bool:
     """Some pod's trainer found the product locked (exit code 5, or a ``locked`` report): however
     the Job's other pods ended, the product was not trained for lack of its lock."""
@@ -174,12 +186,13 @@ def parse_job(
     suspended = bool((job.get("spec") or {}).get("suspend"))
     exit_code: int | None = None
     report = None
-    locked = pod_missing = False
+    locked = pod_missing = oom_killed = False
     succeeded_pod = finished is None and pods is not None and pod_succeeded(pods)
     if (finished is not None or succeeded_pod) and pods is not None:
         exit_code, term = last_termination(pods)
         report = parse_report(term, product)
         locked = finished == "Failed" and any_locked(pods, product)
+        oom_killed = finished == "Failed" and last_terminated_reason(pods) == "OOMKilled"
         # Not the pod that finished the Job seen yet (none at all; or a Complete Job whose
         # succeeded pod is behind an earlier failed one): wait for it (reconcile), or fold from
         # the condition when the API says there is none any more.
@@ -209,6 +222,7 @@ def parse_job(
         exit_code=exit_code,
         pod_succeeded=succeeded_pod,
         locked=locked,
+        oom_killed=oom_killed,
         pod_missing=pod_missing,
         stuck=_stuck(stuck_pods, first_seen) if finished is None and stuck_pods and not suspended else None,
         suspended=suspended,

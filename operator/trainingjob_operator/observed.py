@@ -45,6 +45,8 @@ class ObservedJob:
     locked: bool = False
     """A pod of this Job found the product locked in the output database (exit code 5, or a
     ``locked`` report), whichever pod ended last, or the Job's condition names exit code 5."""
+    oom_killed: bool = False
+    """The trainer container of the pod that ended last was OOMKilled (over its memory limit)."""
     pod_missing: bool = False
     """Finished, but no finished trainer pod of it observed yet (the pod watch lags the Job watch:
     a restart, an API outage) and none confirmed gone by a read of the API: not folded yet."""

@@ -43,6 +43,7 @@ class Reason(StrEnum):
     INVALID_CONFIG = "InvalidConfig"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
+    OOM_KILLED = "OOMKilled"
     JOB_FAILED = "JobFailed"
     JOB_REJECTED = "JobRejected"
     MISSING_REPORT = "MissingReport"
@@ -137,6 +138,11 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
     Reason.INVALID_CONFIG: ("failures", "The trainer rejected its configuration (exit code 2); not retried."),
     Reason.BACKOFF_LIMIT_EXCEEDED: ("failures", "The product's pods failed backoffLimit + 1 times."),
     Reason.DEADLINE_EXCEEDED: ("failures", "The product's Job ran past activeDeadlineSeconds; not retried."),
+    Reason.OOM_KILLED: (
+        "failures",
+        "The trainer container was killed for using more memory than its limit "
+        "(spec.template.resources.limits.memory), on its last attempt; raise the limit.",
+    ),
     Reason.JOB_FAILED: (
         "failures",
         "The product's Job failed for another reason the Job controller gave (named in the message).",

@@ -65,3 +65,31 @@ def test_parse_lease() -> None:
     )
     assert lease.holder == "ns/tj/u" and lease.duration_seconds == 60 and lease.resource_version == "9"
     assert lease.renew_time is not None and lease.renew_time.microsecond == 123456
+
+
+def test_a_trainer_over_its_memory_limit_fails_its_product_as_oomkilled() -> None:
+    """The kubelet's OOMKilled (exit 137) reaches status as its own reason with what to change,
+    not a bare BackoffLimitExceeded "exit code 137" (issue 17: what only a real runtime does)."""
+    from trainingjob_operator.failures import classify_failure
+    from trainingjob_operator.reasons import Reason
+
+    failed = [
+        {
+            "type": "Failed",
+            "status": "True",
+            "reason": "BackoffLimitExceeded",
+            "message": "Job has reached the specified backoff limit",
+        }
+    ]
+    oom = pod("Failed", 137, finished="2026-01-01T00:00:09Z")
+    oom["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    earlier = pod("Failed", 4, finished="2026-01-01T00:00:01Z")
+    parsed = parse_job(job("j", "a", failed, failed=3), [earlier, oom])
+    assert parsed is not None and parsed.oom_killed
+    reason, message = classify_failure(parsed)
+    assert reason == Reason.OOM_KILLED and "limits.memory" in message and "3 time(s)" in message
+    # an OOM on an earlier attempt, then another failure last: that last failure is the reason
+    later = pod("Failed", 4, finished="2026-01-01T00:00:20Z")
+    parsed = parse_job(job("j", "a", failed, failed=2), [oom, later])
+    assert parsed is not None and not parsed.oom_killed
+    assert classify_failure(parsed)[0] == Reason.BACKOFF_LIMIT_EXCEEDED
