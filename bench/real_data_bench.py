@@ -594,6 +594,7 @@ def report(series_list: list[Series], results: dict[str, dict[str, Any]]) -> Non
             bands = ["method", *[c for c in summary(part, results).columns if "cov" in c or "MSIS" in c or "PL" in c]]
             cpu = ["method", "CPU s med", "CPU s mean", "CPU s p95", "start-up s", "RSS MB"]
             whole = summary(part, results)
+            point = [c for c in point if c in whole.columns]  # no "worse" without seasonal-naive
             _print(whole[point], f"{name}: {n} series -- point forecasts (worse = share worse than seasonal-naive)")
             _print(whole[bands], f"{name}: intervals (coverage, MSIS) and quantiles (scaled pinball loss)")
             _print(whole[cpu], f"{name}: CPU seconds per product")
