@@ -137,17 +137,23 @@ class Runner:
         return {product: status for product, status, _ in done}
 
 
+OUTPUT_TABLES = ("forecast_models", "forecasts", "forecast_intervals", "forecast_quantiles", "forecast_champions")
+"""Every table of the output schema (store.MIGRATIONS) but the version table, copied row by row."""
+
+
 def copy_schema(pg: PostgresServer, source: str, target: str) -> None:
-    """A copy of the first night's output (models with their ids, forecasts, schema version)."""
+    """A copy of the first night's output (models with their ids, forecasts, bands, champions,
+    schema version)."""
+    tables = "".join(
+        f"CREATE TABLE {target}.{t} (LIKE {source}.{t} INCLUDING ALL); "
+        f"INSERT INTO {target}.{t} SELECT * FROM {source}.{t}; ANALYZE {target}.{t}; "
+        for t in OUTPUT_TABLES
+    )
     pg.query(
         timeout=600,
         sql=f"CREATE SCHEMA {target}; "
         f"CREATE TABLE {target}.forecast_trainer_schema_version AS TABLE {source}.forecast_trainer_schema_version; "
-        f"CREATE TABLE {target}.forecast_models (LIKE {source}.forecast_models INCLUDING ALL); "
-        f"INSERT INTO {target}.forecast_models SELECT * FROM {source}.forecast_models; "
-        f"CREATE TABLE {target}.forecasts (LIKE {source}.forecasts INCLUDING ALL); "
-        f"INSERT INTO {target}.forecasts SELECT * FROM {source}.forecasts; "
-        f"ANALYZE {target}.forecast_models; ANALYZE {target}.forecasts",
+        + tables,
     )
 
 
