@@ -540,7 +540,8 @@ def test_a_deployment_without_its_image_waits_in_image_pull_back_off_not_churnin
     """As under a kubelet (issue 21, point 1): `kubectl apply -k manifests/` on a node without the
     operator image must leave its replicas waiting, not fail them for the ReplicaSet to replace."""
     spec = restricted_pod_spec("true", restart_policy="Always")
-    spec["containers"][0]["image"] = "ghcr.io/trainingjob-operator/operator:0.1.0"
+    # an image the node does not have (the real node has the operator's, imported at start)
+    spec["containers"][0]["image"] = "ghcr.io/trainingjob-operator/not-built-here:0.1.0"
     spec["containers"][0]["imagePullPolicy"] = "IfNotPresent"
     labels = {"app": "no-image"}
     deployment = {

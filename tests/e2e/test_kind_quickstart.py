@@ -16,16 +16,19 @@ by a real trainer container, forecasts stored for each, and ``kubectl logs`` of 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.doc_blocks import ROOT, shell_blocks
+from tests.e2e.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_node]
 
@@ -39,7 +42,8 @@ TIMEOUT = float(os.environ.get("TJO_QUICKSTART_TIMEOUT", "2400"))
 
 def runnable(script: str) -> tuple[str, list[str]]:
     """The block without the lines that build images or create/load into kind, and those lines."""
-    kept, replaced = [], []
+    kept: list[str] = []
+    replaced: list[str] = []
     for line in script.splitlines():
         (replaced if REPLACED.match(line) else kept).append(line)
     return "\n".join(kept) + "\n", replaced
@@ -108,7 +112,11 @@ def test_the_kind_quickstart_runs_as_written_on_the_real_node(cluster: Any, quic
     install, forecasts = blocks[0], blocks[1]
 
     # 1-4. images (imported at cluster start), CRD + operator, rollout, samples, Complete
-    _run(runnable(install.text)[0], quickstart_kubeconfig, TIMEOUT)
+    try:
+        _run(runnable(install.text)[0], quickstart_kubeconfig, TIMEOUT)
+    except AssertionError as exc:
+        status = cluster.kubectl("-n", DEMO_NS, "get", "tj", "bakery-daily", "-o", "jsonpath={.status}", check=False)
+        raise AssertionError(f"{exc}\n--- TrainingJob status\n{status.stdout[-6000:]}") from None
 
     # The operator: 2 replicas Ready (liveness/readiness probes pass), exactly one leader
     deploy = cluster.kubectl_json("-n", OPERATOR_NS, "get", "deployment", "trainingjob-operator")
@@ -149,3 +157,60 @@ def test_the_kind_quickstart_runs_as_written_on_the_real_node(cluster: Any, quic
     assert spec["image"].startswith("ghcr.io/trainingjob-operator/forecast-trainer:")
     logs = cluster.kubectl("-n", DEMO_NS, "logs", pod["metadata"]["name"]).stdout
     assert "bakery-" in logs, logs[-2000:]
+
+    # What a platform engineer does next: drain a node (PodDisruptionBudget) and lose the leader
+    pdb_holds_one_operator_pod(cluster)
+    leader_fails_over_when_its_pod_is_deleted(cluster)
+
+
+def _operator_pods(cluster: Any) -> list[dict[str, Any]]:
+    pods = cluster.kubectl_json("-n", OPERATOR_NS, "get", "pods", "-l", "app.kubernetes.io/name=trainingjob-operator")
+    return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
+
+
+def _evict(cluster: Any, pod: str) -> subprocess.CompletedProcess[str]:
+    body = json.dumps({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod}})
+    path = f"/api/v1/namespaces/{OPERATOR_NS}/pods/{pod}/eviction"
+    return cluster.kubectl("create", "--raw", path, "-f", "-", input=body, check=False)
+
+
+def pdb_holds_one_operator_pod(cluster: Any) -> None:
+    """minAvailable 1: a drain evicts one operator pod; the other stays until a replacement is Ready."""
+    first, second = sorted(p["metadata"]["name"] for p in _operator_pods(cluster))
+    allowed = _evict(cluster, first)
+    assert allowed.returncode == 0, allowed.stderr
+    refused = _evict(cluster, second)
+    assert refused.returncode != 0 and "disruption budget" in refused.stderr, (refused.stdout, refused.stderr)
+    wait_for(
+        "the Deployment back at 2 Ready operator pods",
+        lambda: len([p for p in _operator_pods(cluster) if _ready(p)]) == 2,
+        timeout=180,
+    )
+
+
+def _leader(cluster: Any) -> str | None:
+    names = {p["metadata"]["name"] for p in _operator_pods(cluster) if _ready(p)}
+    for lease in cluster.kubectl_json("-n", OPERATOR_NS, "get", "leases")["items"]:
+        holder = lease["spec"].get("holderIdentity") or ""
+        for name in names:
+            if name in holder:
+                return name
+    return None
+
+
+def leader_fails_over_when_its_pod_is_deleted(cluster: Any) -> None:
+    """The leader pod deleted (a node drain, a rollout): the standby replica takes the Lease."""
+    leader = wait_for("an operator pod leading", lambda: _leader(cluster), timeout=120)
+    started = time.monotonic()
+    cluster.kubectl("-n", OPERATOR_NS, "delete", "pod", leader, "--wait=false")
+
+    def another() -> str | None:
+        now = _leader(cluster)
+        return now if now and now != leader else None
+
+    new = wait_for("another operator pod leading", another, timeout=120)
+    print(f"leader {leader} deleted: {new} led after {time.monotonic() - started:.1f} s")
