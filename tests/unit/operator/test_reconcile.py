@@ -388,9 +388,9 @@ def test_pod_that_cannot_start_is_surfaced_then_fails_its_product() -> None:
     assert DeleteJob("j-a", "u-a") in later.actions
 
 
-def test_locked_product_waits_then_is_relaunched() -> None:
-    tj = make_tj(products=["a"], parallelism=1)
-    locked = ObservedJob(
+def locked_job() -> ObservedJob:
+    """Product a's Job, failed by its podFailurePolicy: the trainer found the product locked (exit 5)."""
+    return ObservedJob(
         name="j-a",
         uid="u-a",
         product="a",
@@ -401,6 +401,11 @@ def test_locked_product_waits_then_is_relaunched() -> None:
         finished_at=NOW,
         report=ProductReport(product="a", status="locked", reason="ProductLocked"),
     )
+
+
+def test_locked_product_waits_then_is_relaunched() -> None:
+    tj = make_tj(products=["a"], parallelism=1)
+    locked = locked_job()
     plan = reconcile(tj, Observed(jobs=jobs_of(locked)), NOW)
     assert plan.status.products.waiting == 1 and plan.status.products.failed == 0
     assert not any(isinstance(a, DeleteJob) for a in plan.actions)
@@ -415,17 +420,7 @@ def test_a_product_locked_again_and_again_is_relaunched_with_exponential_back_of
     session's keepalives): relaunching every 15 s made hundreds of pods. The wait doubles per
     relaunch that found the product locked again (the daemon counts them), up to 10 minutes."""
     tj = make_tj(products=["a"], parallelism=1)
-    locked = ObservedJob(
-        name="j-a",
-        uid="u-a",
-        product="a",
-        retry_round="",
-        finished="Failed",
-        reason="PodFailurePolicy",
-        exit_code=5,
-        finished_at=NOW,
-        report=ProductReport(product="a", status="locked", reason="ProductLocked"),
-    )
+    locked = locked_job()
     waits = []
     for relaunches in range(8):
         observed = Observed(jobs=jobs_of(locked), locked_relaunches={"a": relaunches})
