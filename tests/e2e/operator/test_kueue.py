@@ -217,7 +217,14 @@ def test_kueue_preempted_product_job_is_queued_not_failed_and_resumes(
         urgent_job = get(cluster, namespace, "jobs", "urgent")
         assert any(c["type"] == "Complete" and c["status"] == "True" for c in urgent_job["status"]["conditions"])
         # The preempted Jobs resumed (same uid, Complete); no product got a second Job or a second success.
-        jobs = {j["metadata"]["uid"]: j for j in get(cluster, namespace, "jobs", selector=LABEL_HASH)["items"]}
+        # (The Job controller may mark a resumed Job Complete a little after the operator recorded its
+        # product from the succeeded pod; under load that took seconds.)
+        def product_jobs_finished() -> dict[str, Any] | None:
+            items = get(cluster, namespace, "jobs", selector=LABEL_HASH)["items"]
+            done = {j["metadata"]["uid"]: j for j in items}
+            return done if all(_finished(done[uid]) for uid in preempted if uid in done) else None
+
+        jobs = wait_for("the preempted product Jobs finished", product_jobs_finished, timeout=120, every=1)
         assert preempted <= set(jobs), (preempted, set(jobs))
         for uid in preempted:
             # The Job controller did not count the deleted pod failed (backoffLimit untouched).
