@@ -327,13 +327,7 @@ async def write_model(
                 await fault_hook(conn, model_id)
             if record.champion != "kept":
                 # A kept champion's forecast (and its bands) stays the one in forecasts.
-                rows = [(model_id, *r) for r in forecast_records(record.product_id, forecast)]
-                await conn.copy_records_to_table(
-                    "forecasts",
-                    schema_name=schema,
-                    records=rows,
-                    columns=["model_id", "product_id", "ds", "yhat", "yhat_lower", "yhat_upper"],
-                )
+                await _copy(conn, schema, "forecasts", model_id, forecast_records(record.product_id, forecast))
                 await _copy_bands(conn, schema, model_id, record.product_id, forecast)
                 await set_champion(conn, schema, record.product_id, model_id, record.champion)
             saved = Saved(model_id, record.checksum)
@@ -342,24 +336,25 @@ async def write_model(
     return saved
 
 
+COPY_COLUMNS = {
+    "forecasts": ["model_id", "product_id", "ds", "yhat", "yhat_lower", "yhat_upper"],
+    "forecast_intervals": ["model_id", "product_id", "ds", "level", "lower", "upper"],
+    "forecast_quantiles": ["model_id", "product_id", "ds", "quantile", "value"],
+}
+"""The columns each forecast table is written with (COPY), model_id first."""
+
+
+async def _copy(conn: Any, schema: str, table: str, model_id: int, records: Any) -> None:
+    """COPY ``records`` (rows without the model id) into ``table``, each under ``model_id``."""
+    rows = [(model_id, *r) for r in records]
+    if rows:
+        await conn.copy_records_to_table(table, schema_name=schema, records=rows, columns=COPY_COLUMNS[table])
+
+
 async def _copy_bands(conn: Any, schema: str, model_id: int, product: str, forecast: Any) -> None:
     """Every level's interval and every quantile of the forecast, in the write's transaction."""
-    intervals = [(model_id, *r) for r in interval_records(product, forecast)]
-    if intervals:
-        await conn.copy_records_to_table(
-            "forecast_intervals",
-            schema_name=schema,
-            records=intervals,
-            columns=["model_id", "product_id", "ds", "level", "lower", "upper"],
-        )
-    quantiles = [(model_id, *r) for r in quantile_records(product, forecast)]
-    if quantiles:
-        await conn.copy_records_to_table(
-            "forecast_quantiles",
-            schema_name=schema,
-            records=quantiles,
-            columns=["model_id", "product_id", "ds", "quantile", "value"],
-        )
+    await _copy(conn, schema, "forecast_intervals", model_id, interval_records(product, forecast))
+    await _copy(conn, schema, "forecast_quantiles", model_id, quantile_records(product, forecast))
 
 
 async def set_champion(
