@@ -15,10 +15,12 @@
 # name -> {"ref": <full image reference>, "id": <image id>}; that directory is the LAST line of stdout.
 # Everything is cached under ${TJO_CACHE:-~/.cache/trainingjob-operator}/images/ and rebuilt when
 # missing; a code-only change rebuilds (and re-saves) just the small code layers.
+# TJO_IMAGES_OUT: save the archives there instead (several work trees share the layer cache, each
+# loading its own code's images; builds take the cache's lock, so one build-and-save runs at a time).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${TJO_CACHE:-$HOME/.cache/trainingjob-operator}/images
-out=$cache/archives
+out=${TJO_IMAGES_OUT:-$cache/archives}
 mkdir -p "$cache" "$out"
 podman() { bash "$root/hack/podman.sh" "$@"; }
 log() { echo "images: $*" >&2; }
