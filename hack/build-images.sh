@@ -3,6 +3,7 @@
 #   base      a Debian bookworm rootfs from Debian's packages (mmdebstrap --variant=minbase:
 #             python3, python3-venv, ca-certificates; no docs, man pages or locales), `podman import`ed
 #   shell     the base with ENTRYPOINT ["/bin/sh", "-c"]     (test pods: args: ["echo hi; exit 3"])
+#   noop      hack/images/noop: a no-op "trainer" for orchestration tests (trains nothing)
 #   operator  Dockerfile                  on the base (--build-arg BASE_IMAGE, --pull=never)
 #   trainer   trainer_image/Dockerfile    on the base
 #   postgres  hack/images/postgres/Dockerfile: Debian's postgresql, compatible with what
@@ -38,6 +39,7 @@ declare -A ref=(
   [trainer]=ghcr.io/trainingjob-operator/forecast-trainer:$version
   [postgres]=docker.io/library/postgres:15
   [shell]=localhost/tjo-shell:latest
+  [noop]=localhost/tjo-noop:latest
 )
 started=$(date +%s)
 since() { echo "$(( $(date +%s) - $1 ))s"; }
@@ -96,12 +98,13 @@ shell_dir=$(mktemp -d)
 trap 'rm -rf "$shell_dir"' EXIT
 printf 'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nENTRYPOINT ["/bin/sh", "-c"]\n' >"$shell_dir/Dockerfile"
 build shell "$shell_dir/Dockerfile" "$shell_dir"
+build noop "$root/hack/images/noop/Dockerfile" "$root/hack/images/noop"
 build operator "$root/Dockerfile"
 build trainer "$root/trainer_image/Dockerfile"
 build postgres "$root/hack/images/postgres/Dockerfile" "$root/hack/images/postgres"
 
 # ---------------------------------------------------------------- archives + images.json
-for name in base shell operator trainer postgres; do
+for name in base shell noop operator trainer postgres; do
   id=$(podman image inspect --format '{{.Id}}' "${ref[$name]}")
   if [[ -f $out/$name.tar && $(cat "$out/$name.id" 2>/dev/null) == "$id" ]]; then
     continue
@@ -113,10 +116,10 @@ for name in base shell operator trainer postgres; do
   echo "$id" >"$out/$name.id"
   log "$name: saved $out/$name.tar ($(du -m "$out/$name.tar" | cut -f1) MB) in $(since "$t")"
 done
-python3 - "$out" base shell operator trainer postgres <<PY
+python3 - "$out" base shell noop operator trainer postgres <<PY
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
-refs = {"base": "${ref[base]}", "shell": "${ref[shell]}", "operator": "${ref[operator]}",
+refs = {"base": "${ref[base]}", "shell": "${ref[shell]}", "noop": "${ref[noop]}", "operator": "${ref[operator]}",
         "trainer": "${ref[trainer]}", "postgres": "${ref[postgres]}"}
 images = {n: {"ref": refs[n], "id": (out / f"{n}.id").read_text().strip()} for n in sys.argv[2:]}
 tmp = out / "images.json.part"

@@ -19,7 +19,14 @@ class PostgresServer:
         """``listen``: addresses to listen on besides 127.0.0.1 (a real node's host address, so pods
         reach the server at :meth:`dsn_for`)."""
         self.port = port or free_port()
-        self.env = {**os.environ, "TJO_PG_PORT": str(self.port), "TJO_PG_LISTEN": ",".join(listen)}
+        # its own state dir and owner, whatever the caller's environment names (TJO_PG_DIR, TJO_PG_OWNER)
+        self.env = {
+            **os.environ,
+            "TJO_PG_PORT": str(self.port),
+            "TJO_PG_DIR": f"/tmp/tjo-pg-{self.port}",
+            "TJO_PG_OWNER": f"pg_harness:{os.getpid()}:{self.port}",
+            "TJO_PG_LISTEN": ",".join(listen),
+        }
         self.dsn = f"postgresql://tjo:tjo@127.0.0.1:{self.port}/tjo"
         self.started = False
         self.script_timeout = script_timeout

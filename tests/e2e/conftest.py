@@ -36,6 +36,10 @@ Fixtures
   reach the host: the host side of the node's veth, ``127.0.0.1`` on the agent),
   ``agent_state_dir``, ``local`` (the :class:`LocalCluster`).
 
+``database`` (session) -> :class:`Database`: a throw-away PostgreSQL (hack/postgres.sh through
+``pg_harness.PostgresServer``) listening on loopback and on ``host_address``: ``dsn`` for the
+test process, ``pod_dsn`` for pods (they cannot reach the host's 127.0.0.1 on the real node).
+
 ``namespace`` (function) -> str: a fresh namespace labelled
 ``pod-security.kubernetes.io/enforce=restricted`` whose ``default`` ServiceAccount exists;
 deleted afterwards without waiting.
@@ -72,20 +76,19 @@ from localcluster.containerd import ctr, image_labels
 from localcluster.images import ImagesError, _normalize
 from node_agent.kube import Kube
 from node_agent.logs import read_log
+from pg_harness import PostgresServer
+from trainingjob_operator.api import DEFAULT_TRAINER_IMAGE
 
 T = TypeVar("T")
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
 NODE = default_node_kind()
 SHELL_IMAGE = "localhost/tjo-shell"
+NOOP_IMAGE = "localhost/tjo-noop"
+TRAINER_IMAGE = DEFAULT_TRAINER_IMAGE
 # Test files (relative to tests/e2e/) that still assume the node agent (images mapped to host
 # programs, pod state in the agent's folders, the venv's trainer): skipped on the real node until
 # converted; `TJO_NODE=agent` runs them.
-AGENT_ONLY = (
-    "test_api_outage.py",
-    "test_checkout_locations.py",
-    "operator/",
-    "docs/",  # runs the operator as a local process and hands pods a DSN on the host's loopback
-)
+AGENT_ONLY = ("test_checkout_locations.py",)
 RUN_AS = 65532
 RESTRICTED_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -254,7 +257,7 @@ def cluster(k8s_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     except (ClusterError, ImagesError, RuntimeError) as exc:
         local.stop(quiet=True)
         pytest.fail(f"local cluster did not start: {exc}", pytrace=False)
-    missing = missing_images(local, [SHELL_IMAGE])
+    missing = missing_images(local, [SHELL_IMAGE, NOOP_IMAGE, TRAINER_IMAGE])
     if missing:
         local.stop(quiet=True)
         pytest.fail(
@@ -291,6 +294,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="not converted to the real node yet: run with TJO_NODE=agent"))
         if item.get_closest_marker("real_node") and NODE != "kubelet":
             item.add_marker(pytest.mark.skip(reason="needs the real node (TJO_NODE=kubelet)"))
+
+
+@dataclass(frozen=True)
+class Database:
+    server: PostgresServer
+    dsn: str
+    """For the test process (127.0.0.1)."""
+    pod_dsn: str
+    """For pods: the same server at the cluster's host address."""
+
+
+@pytest.fixture(scope="session")
+def database(cluster: ClusterHandle) -> Iterator[Database]:
+    server = PostgresServer(listen=(cluster.host_address,) if cluster.host_address != "127.0.0.1" else ())
+    try:
+        server.start()
+    except subprocess.CalledProcessError as exc:
+        server.stop()
+        pytest.fail(f"PostgreSQL did not start: {exc.stderr}", pytrace=False)
+    try:
+        yield Database(server, server.dsn, server.dsn_for(cluster.host_address))
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -6,8 +6,10 @@ What a reader of the README has by step 3 is made here the way the skipped block
 elsewhere (README, "The docs are tests"):
 
 - the CRDs, and the operator's Namespace, ServiceAccount and RBAC from ``manifests/``; the operator
-  runs as a local process with that ServiceAccount's token (today's node runs no operator image);
-- the project's own sample data: a fresh database on the test PostgreSQL (``TJO_TEST_DSN``) holding
+  runs as a local process with that ServiceAccount's token (the Deployment from its image is what
+  tests/e2e/test_kind_quickstart.py runs);
+- the project's own sample data: a fresh database on the session's PostgreSQL (the ``database``
+  fixture; the Secret names it at the cluster's host address, where pods reach it) holding
   ``forecast-trainer migrate`` + ``sample-data --products 20 --days 1095 --seed 42`` in ``sales``
   (what ``manifests/samples/database``'s Job runs), the namespace ``forecast-demo`` (restricted)
   and its Secret ``sales-db`` (key ``dsn``).
@@ -32,12 +34,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from tests.doc_blocks import ROOT, Block, documents, shell_blocks
+from tests.e2e.conftest import Database
 
 import operator_harness
 
 pytestmark = pytest.mark.e2e
 
-DSN = os.environ.get("TJO_TEST_DSN")
 NAMESPACE = "forecast-demo"
 BLOCK_TIMEOUT = float(os.environ.get("TJO_DOCS_BLOCK_TIMEOUT", "1800"))
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -56,6 +58,7 @@ def _runnable_docs() -> list[Any]:
 class DocsEnv:
     kubeconfig: Path
     dsn: str
+    """The sample database, for the test process (pods get it at the host address)."""
     work: Path
 
 
@@ -69,9 +72,7 @@ def _psql(dsn: str, sql: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def docs_env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsEnv]:
-    if not DSN:
-        pytest.skip("needs TJO_TEST_DSN (hack/test.sh starts PostgreSQL)")
+def docs_env(cluster: Any, database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsEnv]:
     work = tmp_path_factory.mktemp("docs")
     admin = Path(cluster.kubeconfig)
     # 1. CRDs, and the operator's Namespace/ServiceAccount/RBAC from manifests/ (README step 1 minus
@@ -84,16 +85,17 @@ def docs_env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     operator = operator_harness.OperatorProcess(str(op_kubeconfig), work, verbose=False)
     operator.start()
     # 2. The sample database (README step 2): its own database on the test server.
-    database = f"tjo_docs_{uuid.uuid4().hex[:8]}"
-    _psql(DSN, f"CREATE DATABASE {database}")
-    dsn = _database_dsn(DSN, database)
+    db_name = f"tjo_docs_{uuid.uuid4().hex[:8]}"
+    _psql(database.dsn, f"CREATE DATABASE {db_name}")
+    dsn = _database_dsn(database.dsn, db_name)
+    pod_dsn = _database_dsn(database.pod_dsn, db_name)
     trainer = str(VENV_BIN / "forecast-trainer")
     subprocess.run([trainer, "migrate", "--output-dsn", dsn], check=True, capture_output=True)
     sample = ["sample-data", "--products", "20", "--days", "1095", "--seed", "42", "--dsn", dsn, "--table", "sales"]
     subprocess.run([trainer, *sample], check=True, capture_output=True)
     cluster.kubectl("create", "namespace", NAMESPACE)
     cluster.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
-    cluster.kubectl("-n", NAMESPACE, "create", "secret", "generic", "sales-db", f"--from-literal=dsn={dsn}")
+    cluster.kubectl("-n", NAMESPACE, "create", "secret", "generic", "sales-db", f"--from-literal=dsn={pod_dsn}")
     deadline = time.monotonic() + 60
     while cluster.kubectl("-n", NAMESPACE, "get", "sa", "default", check=False).returncode != 0:
         assert time.monotonic() < deadline, "no default ServiceAccount in forecast-demo"
@@ -103,7 +105,9 @@ def docs_env(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     finally:
         operator.stop()
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
-        subprocess.run(["psql", DSN, "-AtX", "-c", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False)
+        subprocess.run(
+            ["psql", database.dsn, "-AtX", "-c", f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"], check=False
+        )
 
 
 def run_block(block: Block, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

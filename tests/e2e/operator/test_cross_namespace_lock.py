@@ -7,19 +7,17 @@ it; every product is trained by both TrainingJobs, one after the other."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from datetime import datetime
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import RESTRICTED_LABELS
+from tests.e2e.conftest import RESTRICTED_LABELS, Database
 from tests.e2e.operator.conftest import OperatorProcess
 from tests.e2e.operator.helpers import LABEL_HASH, apply, get, sample_sales_table, tj_body, tj_status, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-DSN = os.environ.get("TJO_TEST_DSN")
 SLACK = 2.0
 
 
@@ -52,12 +50,10 @@ def exit_codes(cluster: Any, namespace: str) -> list[int]:
     return codes
 
 
-@pytest.mark.skipif(not DSN, reason="needs TJO_TEST_DSN (hack/test.sh starts PostgreSQL)")
 def test_two_namespaces_one_database_never_train_a_product_at_once(
-    cluster: Any, namespace: str, operator: OperatorProcess
+    cluster: Any, namespace: str, operator: OperatorProcess, database: Database
 ) -> None:
-    assert DSN is not None
-    table, schema = sample_sales_table(DSN, 4, 400)
+    table, schema = sample_sales_table(database.dsn, 4, 400)
     products = [f"bakery-{k}-001" for k in ("croissant", "baguette", "sourdough", "brioche")]
     other = f"{namespace[:50]}-b"
     cluster.api.post(
@@ -74,7 +70,7 @@ def test_two_namespaces_one_database_never_train_a_product_at_once(
 
         wait_for("default SA", has_default_sa, 30)
         for ns in (namespace, other):
-            cluster.kubectl("create", "secret", "generic", "db", "-n", ns, f"--from-literal=dsn={DSN}")
+            cluster.kubectl("create", "secret", "generic", "db", "-n", ns, f"--from-literal=dsn={database.pod_dsn}")
             body = tj_body("nightly", products, parallelism=4, tuning={"trials": 3, "folds": 1})
             body["spec"]["data"] = {"postgres": {"secretRef": {"name": "db", "key": "dsn"}, "table": table}}
             body["spec"]["output"] = {"postgres": {"schema": schema}}
@@ -104,7 +100,7 @@ def test_two_namespaces_one_database_never_train_a_product_at_once(
         if locked:
             assert max_waiting >= 1, "a locked product was never shown waiting"
         rows = subprocess.run(
-            ["psql", DSN, "-AtX", "-c", f"SELECT count(*) FROM {schema}.forecast_models"],
+            ["psql", database.dsn, "-AtX", "-c", f"SELECT count(*) FROM {schema}.forecast_models"],
             check=True,
             capture_output=True,
             text=True,

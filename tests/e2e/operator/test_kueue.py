@@ -216,6 +216,7 @@ def test_kueue_preempted_product_job_is_queued_not_failed_and_resumes(
         assert st["phase"] == "Succeeded" and st["products"]["succeeded"] == 4 and st["products"]["failed"] == 0, st
         urgent_job = get(cluster, namespace, "jobs", "urgent")
         assert any(c["type"] == "Complete" and c["status"] == "True" for c in urgent_job["status"]["conditions"])
+
         # The preempted Jobs resumed (same uid, Complete); no product got a second Job or a second success.
         # (The Job controller may mark a resumed Job Complete a little after the operator recorded its
         # product from the succeeded pod; under load that took seconds.)

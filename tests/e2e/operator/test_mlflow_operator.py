@@ -3,26 +3,25 @@ versions and aliases on a real tracking server; the server stopped -> training c
 tracking was skipped; a worse model does not replace the champion. Real PostgreSQL, real MLflow server
 (hack/mlflow_harness.py), real control plane.
 
-The server listens on ``TJO_MLFLOW_HOST`` (default 127.0.0.1, which pods of the process-based node
-agent reach; on a node in a network namespace set it to the host's address on the node's bridge).
+The server listens on the cluster's host address (pods on the real node cannot reach the host's
+127.0.0.1); the test reaches it there too.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.e2e.conftest import Database
 from tests.e2e.operator.conftest import OperatorProcess
 from tests.e2e.operator.helpers import apply, condition, sample_sales_table, tj_body, wait_phase
 
 from forecast_trainer.tracking import registered_name
 
 pytestmark = pytest.mark.e2e
-DSN = os.environ.get("TJO_TEST_DSN")
 PRODUCTS = ["bakery-croissant-001", "bakery-baguette-001"]
 
 pytest.importorskip("mlflow", reason="the full mlflow package (dev extra) runs the test server")
@@ -30,15 +29,14 @@ from mlflow_harness import MlflowServer  # noqa: E402
 
 
 @pytest.fixture
-def mlflow_server() -> Iterator[MlflowServer]:
-    with MlflowServer(host=os.environ.get("TJO_MLFLOW_HOST", "127.0.0.1")) as server:
+def mlflow_server(cluster: Any) -> Iterator[MlflowServer]:
+    with MlflowServer(host=cluster.host_address) as server:
         yield server
 
 
-def champions(schema: str) -> dict[str, int]:
-    assert DSN is not None
+def champions(dsn: str, schema: str) -> dict[str, int]:
     out = subprocess.run(
-        ["psql", DSN, "-AtX", "-F", "\t", "-c", f"SELECT product_id, model_id FROM {schema}.forecast_champions"],
+        ["psql", dsn, "-AtX", "-F", "\t", "-c", f"SELECT product_id, model_id FROM {schema}.forecast_champions"],
         check=True,
         capture_output=True,
         text=True,
@@ -58,15 +56,13 @@ def tracked_tj(name: str, table: str, schema: str, **spec: Any) -> dict[str, Any
     return body
 
 
-@pytest.mark.skipif(not DSN, reason="needs TJO_TEST_DSN (hack/test.sh starts PostgreSQL)")
 def test_tracking_registry_and_champion_through_the_operator(
-    cluster: Any, namespace: str, operator: OperatorProcess, mlflow_server: MlflowServer
+    cluster: Any, namespace: str, operator: OperatorProcess, database: Database, mlflow_server: MlflowServer
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    assert DSN is not None
-    table, schema = sample_sales_table(DSN, 2, 200)
-    cluster.kubectl("create", "secret", "generic", "db", "-n", namespace, f"--from-literal=dsn={DSN}")
+    table, schema = sample_sales_table(database.dsn, 2, 200)
+    cluster.kubectl("create", "secret", "generic", "db", "-n", namespace, f"--from-literal=dsn={database.pod_dsn}")
     cluster.kubectl("create", "secret", "generic", "mlflow", "-n", namespace, f"--from-literal=uri={mlflow_server.uri}")
 
     # 1. First models: logged, registered, each its product's first champion.
@@ -76,7 +72,7 @@ def test_tracking_registry_and_champion_through_the_operator(
     assert st["results"]["tracking"] == {"logged": 2, "skipped": 0}, st["results"]
     assert st["results"]["champions"] == {"promoted": 0, "kept": 0, "first": 2}, st["results"]
     assert condition(st, "Tracked")["status"] == "True"
-    first = champions(schema)
+    first = champions(database.dsn, schema)
     client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
     experiment = client.get_experiment_by_name("e2e")
     assert experiment is not None
@@ -102,7 +98,7 @@ def test_tracking_registry_and_champion_through_the_operator(
     assert st["results"]["champions"] == {"promoted": 0, "kept": 2, "first": 0}, st["results"]
     tracked = condition(st, "Tracked")
     assert (tracked["status"], tracked["reason"]) == ("False", "TrackingSkipped")
-    assert champions(schema) == first
+    assert champions(database.dsn, schema) == first
     described = cluster.kubectl("describe", "trainingjob", "tracked-again", "-n", namespace).stdout
     assert "Champions:" in described and "Kept:" in described and "TrackingSkipped" in described
     events = json.loads(

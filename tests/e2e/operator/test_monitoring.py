@@ -1,8 +1,8 @@
 """The dashboard and alerts of manifests/overlays/monitoring name only metrics that are really
 exported: a live operator's /metrics after a real TrainingJob (one product with invalid data, two
 trained by the real trainer) and a TrainingSchedule's run, plus the Pushgateway payload the real
-trainer pods PUT to an HTTP server on loopback standing in for the Pushgateway (pods run on the
-host's network). docs/metrics.md must list exactly what both export."""
+trainer pods PUT to an HTTP server standing in for the Pushgateway at the cluster's host address
+(where pods reach the host). docs/metrics.md must list exactly what both export."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
 
 
 class Pushes:
-    """Every push (method, path, body) a loopback HTTP server received, as a Pushgateway would."""
+    """Every push (method, path, body) an HTTP server received, as a Pushgateway would."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, str, str]] = []
@@ -45,7 +45,8 @@ class Pushes:
 
 
 @pytest.fixture
-def pushgateway() -> Iterator[tuple[int, Pushes]]:
+def pushgateway(cluster: Any) -> Iterator[tuple[str, Pushes]]:
+    """A Pushgateway stand-in at the cluster's host address (pods cannot reach the host's loopback)."""
     pushes = Pushes()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -61,10 +62,10 @@ def pushgateway() -> Iterator[tuple[int, Pushes]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.ThreadingHTTPServer((cluster.host_address, 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server.server_port, pushes
+    yield f"{cluster.host_address}:{server.server_port}", pushes
     server.shutdown()
 
 
@@ -99,12 +100,12 @@ def test_dashboard_and_alerts_use_only_exported_metrics(
     namespace: str,
     operator: OperatorProcess,
     sales_csv: Callable[..., list[str]],
-    pushgateway: tuple[int, Pushes],
+    pushgateway: tuple[str, Pushes],
 ) -> None:
     tools: Path = promtool_dir()
-    port, pushes = pushgateway
+    address, pushes = pushgateway
     products = sales_csv(products=2, extra_rows=few_points("bad-a"))
-    env = [{"name": "TRAINER_PUSHGATEWAY", "value": f"127.0.0.1:{port}"}]
+    env = [{"name": "TRAINER_PUSHGATEWAY", "value": address}]
     body = tj_body("watched", products, parallelism=3, maxFailedProducts=0, template={"env": env})
     apply(cluster, namespace, body)
     run_schedule(cluster, namespace)

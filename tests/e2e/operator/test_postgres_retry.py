@@ -3,7 +3,6 @@ the database comes back, and the product trains. Real PostgreSQL, real Job contr
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import threading
@@ -12,25 +11,27 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from tests.e2e.conftest import Database
 from tests.e2e.operator.conftest import OperatorProcess
 from tests.e2e.operator.helpers import apply, pods_of, sample_sales_table, tj_body, wait_for, wait_phase
 
 pytestmark = pytest.mark.e2e
-DSN = os.environ.get("TJO_TEST_DSN")
 
 
 class Gate:
-    """A TCP forwarder to PostgreSQL that refuses connections until opened (the database is 'down')."""
+    """A TCP forwarder to PostgreSQL on ``host`` (where pods reach the host) that refuses connections
+    until opened (the database is 'down')."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, host: str, target: tuple[str, int]) -> None:
+        self.host = host
         self.target = target
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            s.bind((host, 0))
             self.port = int(s.getsockname()[1])
         self.server: socket.socket | None = None
 
     def open(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", self.port))
+        self.server = socket.create_server((self.host, self.port))
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -63,15 +64,13 @@ class Gate:
             self.server.close()
 
 
-@pytest.mark.skipif(not DSN, reason="needs TJO_TEST_DSN (hack/test.sh starts PostgreSQL)")
 def test_data_source_down_at_first_is_retried_and_succeeds(
-    cluster: Any, namespace: str, operator: OperatorProcess, tmp_path: Path
+    cluster: Any, namespace: str, operator: OperatorProcess, database: Database, tmp_path: Path
 ) -> None:
-    assert DSN is not None
-    table, schema = sample_sales_table(DSN, 2, 150)
-    parts = urlsplit(DSN)
-    gate = Gate((parts.hostname or "127.0.0.1", parts.port or 5432))
-    gated = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{gate.port}"))
+    table, schema = sample_sales_table(database.dsn, 2, 150)
+    parts = urlsplit(database.dsn)
+    gate = Gate(cluster.host_address, (parts.hostname or "127.0.0.1", parts.port or 5432))
+    gated = urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@{cluster.host_address}:{gate.port}"))
     cluster.kubectl("create", "secret", "generic", "db", "-n", namespace, f"--from-literal=dsn={gated}")
     body = tj_body(
         "flaky",
@@ -101,7 +100,7 @@ def test_data_source_down_at_first_is_retried_and_succeeds(
         rows = subprocess.run(
             [
                 "psql",
-                DSN,
+                database.dsn,
                 "-AtX",
                 "-c",
                 f"SELECT count(*) FROM {schema}.forecast_models WHERE product_id = 'bakery-croissant-001'",

@@ -4,22 +4,20 @@ after a day is appended to one product, only that product trains."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from typing import Any
 
 import pytest
+from tests.e2e.conftest import Database
 from tests.e2e.operator.conftest import OperatorProcess
 from tests.e2e.operator.helpers import LABEL_HASH, apply, get, sample_sales_table, tj_body, wait_phase
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-DSN = os.environ.get("TJO_TEST_DSN")
 PRODUCTS = ["bakery-croissant-001", "bakery-baguette-001", "bakery-sourdough-001"]
 
 
-def psql(sql: str) -> str:
-    assert DSN is not None
-    return subprocess.run(["psql", DSN, "-AtX", "-c", sql], check=True, capture_output=True, text=True).stdout.strip()
+def psql(dsn: str, sql: str) -> str:
+    return subprocess.run(["psql", dsn, "-AtX", "-c", sql], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def product_pods(cluster: Any, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -27,11 +25,11 @@ def product_pods(cluster: Any, namespace: str, name: str) -> list[dict[str, Any]
     return [p for p in pods if p["metadata"]["labels"].get(LABEL_HASH) != "unchanged"]
 
 
-@pytest.mark.skipif(not DSN, reason="needs TJO_TEST_DSN (hack/test.sh starts PostgreSQL)")
-def test_unchanged_products_are_skipped_without_pods(cluster: Any, namespace: str, operator: OperatorProcess) -> None:
-    assert DSN is not None
-    table, schema = sample_sales_table(DSN, 3, 400)
-    cluster.kubectl("create", "secret", "generic", "db", "-n", namespace, f"--from-literal=dsn={DSN}")
+def test_unchanged_products_are_skipped_without_pods(
+    cluster: Any, namespace: str, operator: OperatorProcess, database: Database
+) -> None:
+    table, schema = sample_sales_table(database.dsn, 3, 400)
+    cluster.kubectl("create", "secret", "generic", "db", "-n", namespace, f"--from-literal=dsn={database.pod_dsn}")
 
     def run(name: str, skip: bool) -> dict[str, Any]:
         body = tj_body(name, PRODUCTS, parallelism=3, skipUnchanged=skip)
@@ -48,12 +46,13 @@ def test_unchanged_products_are_skipped_without_pods(cluster: Any, namespace: st
     assert product_pods(cluster, namespace, "second") == []  # decided before any product pod
     # one more day for one product: only it trains
     psql(
+        database.dsn,
         f"INSERT INTO {table} (product_id, ds, y) SELECT product_id, max(ds) + interval '1 day', 7 "
-        f"FROM {table} WHERE product_id = '{PRODUCTS[0]}' GROUP BY product_id"
+        f"FROM {table} WHERE product_id = '{PRODUCTS[0]}' GROUP BY product_id",
     )
     third = run("third", True)
     assert third["phase"] == "Succeeded" and third["products"]["skipped"] == 2, third["products"]
     assert third["results"]["trained"] == 1
     assert len(product_pods(cluster, namespace, "third")) == 1
-    models = psql(f"SELECT count(*) FROM {schema}.forecast_models")
+    models = psql(database.dsn, f"SELECT count(*) FROM {schema}.forecast_models")
     assert models == "4"  # 3 + the one retrained
