@@ -10,18 +10,18 @@ venv:
 	bash hack/venv.sh
 
 lint: venv
-	.venv/bin/ruff check . && .venv/bin/mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/node_agent hack/localcluster
+	.venv/bin/ruff check . && .venv/bin/mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/localcluster
 
 crds: venv       ## regenerate crds/ and docs/api-reference.md from the pydantic API models
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.crdgen > crds/trainingjob.yaml
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.crdgen trainingschedule > crds/trainingschedule.yaml
 	PYTHONPATH=operator .venv/bin/python -m trainingjob_operator.refdoc > docs/api-reference.md
 
-images:          ## build (or reuse) the base, shell, operator, trainer and PostgreSQL images; last line: their directory
+images:          ## build (or reuse) the base, shell, no-op, operator, trainer and PostgreSQL images; last line: their directory
 	bash hack/build-images.sh
 
-cluster-up: venv ## start etcd + control plane + the real node (TJO_NODE=agent: node agent); prints export KUBECONFIG=...
-	@[ "$${TJO_NODE:-kubelet}" = agent ] || bash hack/node-packages.sh
+cluster-up: venv ## start etcd + control plane + the real node (TJO_NODE=none: no node); prints export KUBECONFIG=...
+	@[ "$${TJO_NODE:-kubelet}" = none ] || bash hack/node-packages.sh
 	@PYTHONPATH=hack .venv/bin/python -m localcluster up
 
 cluster-down:

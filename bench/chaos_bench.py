@@ -5,7 +5,7 @@
     .venv/bin/python bench/chaos_bench.py --keep /tmp/chaos        # keep logs, cluster state, statuses
 
 Each scenario runs on a fresh local cluster of its own (hack/localcluster: etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, node agent) with the operator as a local process
+kube-controller-manager, kube-scheduler, the real node: kubelet + containerd) with the operator as a local process
 authenticated as its ServiceAccount (hack/operator_harness.py), its default settings, and the real
 trainer reading and writing PostgreSQL (one throw-away server for the whole bench, hack/postgres.sh;
 one output schema per scenario). The TrainingJob: N products of the trainer's sample data (400 days
@@ -18,7 +18,7 @@ Scenarios:
   operator-kill   the operator SIGKILLed 5 s after each (re)start, restarted at once, through the whole run
   apiserver-30    kube-apiserver SIGKILLed mid-run, started again 30 s later
   apiserver-90    the same, 90 s
-  node-agent-75   the node agent SIGKILLed mid-run, started again 75 s later (its pods keep running)
+  kubelet-75      the node's kubelet SIGKILLed mid-run, started again 75 s later (its pods keep running)
   postgres-30     PostgreSQL stopped mid-run (fast shutdown: sessions cut), started again 30 s later
 
 "Mid-run" is once a fifth of the products are recorded trained. The other components are never
@@ -33,11 +33,11 @@ Figures per scenario:
   of the same Job stored, same run key, reports that model and trains nothing: counted apart);
 - partial rows (must be 0): models without forecast rows, or with fewer than the horizon, plus
   forecast rows without a model;
-- trainer runs: trainer processes the node agent started (from its log, so pods deleted since
-  count too), and how many more than products; the notes below the table give their exit codes and
-  any two runs of one product that were alive at the same time;
+- trainer runs: trainer containers the node started (containerd's task events, recorded while the
+  scenario runs, so pods deleted since count too), and how many more than products; the notes below
+  the table give their exit codes and any two runs of one product that were alive at the same time;
 - recovery -> success: seconds from the faulty component being back (the API server's /readyz, the
-  node agent or PostgreSQL started again, the operator healthy after a restart) to the first rise
+  kubelet or PostgreSQL started again, the operator healthy after a restart) to the first rise
   of ``status.products.succeeded`` (polled every 0.5 s); for operator-kill the median and maximum
   over its restarts;
 - wall: TrainingJob created -> Succeeded/Failed.
@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -74,6 +73,7 @@ sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "operator")]
 
 import operator_harness  # noqa: E402
 from localcluster import LocalCluster, find_binaries  # noqa: E402
+from localcluster.containerd import ContainerEvents  # noqa: E402
 from operator_harness import kubectl  # noqa: E402
 from pg_harness import PostgresServer  # noqa: E402
 
@@ -101,6 +101,7 @@ class Run:
     pg: PostgresServer
     schema: str
     products: list[str]
+    events: ContainerEvents
     deadline: float = 0.0
     samples: list[tuple[float, dict[str, Any] | None]] = field(default_factory=list)
     recoveries: list[float] = field(default_factory=list)
@@ -165,16 +166,16 @@ def apiserver_outage(seconds: int) -> Callable[[Run], None]:
     return inject
 
 
-def node_agent_outage(seconds: int) -> Callable[[Run], None]:
+def kubelet_outage(seconds: int) -> Callable[[Run], None]:
     def inject(run: Run) -> None:
         run.wait_mid_run()
-        run.cluster.kill_node_agent()
+        run.cluster.kill_node()
         time.sleep(seconds)
-        run.cluster.start_node_agent()
+        run.cluster.start_node()
         run.recoveries.append(time.monotonic())
         t0 = time.monotonic()
         run.cluster.wait_node_ready(timeout=60)
-        run.faults = f"node agent down {seconds} s (node Ready {time.monotonic() - t0:.1f} s after its start)"
+        run.faults = f"kubelet down {seconds} s (node Ready {time.monotonic() - t0:.1f} s after its start)"
 
     return inject
 
@@ -196,7 +197,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "operator-kill": operator_kill,
     "apiserver-30": apiserver_outage(30),
     "apiserver-90": apiserver_outage(90),
-    "node-agent-75": node_agent_outage(75),
+    "kubelet-75": kubelet_outage(75),
     "postgres-30": postgres_outage(30),
 }
 
@@ -248,26 +249,19 @@ def next_success(run: Run, recovery: float) -> float | None:
     return None
 
 
-RUN_STARTED = re.compile(r"^(\S+ \S+) INFO \S+ started ([^/\s]+)/(\S+) container trainer ")
-RUN_EXITED = re.compile(r"^(\S+ \S+) INFO \S+ ([^/\s]+)/(\S+) container trainer exited: (-?\d+)")
-
-
 def trainer_runs(run: Run) -> dict[str, list[dict[str, Any]]]:
-    """Every trainer process the node agent ran, by product (from its log: pods deleted since count too):
-    pod, start, end (None: not seen ending) and exit code. An agent restarted while a container ran adopts
-    it and logs its exit when it sees it (a late end, never an early one)."""
+    """Every trainer container the node ran, by product (containerd's task events: pods deleted since
+    count too): pod, start, end (None: not seen ending) and exit code. Containers keep running while
+    the kubelet is down; containerd reports their exits all the same."""
     from trainingjob_operator import builders
 
     product_of_job = {builders.job_name(TJ_NAME, p): p for p in run.products}
-    runs: dict[str, dict[str, Any]] = {}
-    for line in run.cluster.log_path("node-agent").read_text(errors="replace").splitlines():
-        if (m := RUN_STARTED.match(line)) and m[2] == NAMESPACE:
-            runs[m[3]] = {"pod": m[3], "start": m[1], "end": None, "code": None}
-        elif (m := RUN_EXITED.match(line)) and m[2] == NAMESPACE and m[3] in runs:
-            runs[m[3]].update(end=m[1], code=int(m[4]))
     out: dict[str, list[dict[str, Any]]] = {}
-    for pod, r in runs.items():
-        out.setdefault(product_of_job.get(pod.rsplit("-", 1)[0], f"? {pod}"), []).append(r)
+    for r in run.events.runs():
+        if r.namespace != NAMESPACE or r.container != "trainer":
+            continue
+        entry = {"pod": r.pod, "start": r.start, "end": r.end, "code": r.code}
+        out.setdefault(product_of_job.get(r.pod.rsplit("-", 1)[0], f"? {r.pod}"), []).append(entry)
     return out
 
 
@@ -337,15 +331,22 @@ def run_scenario(
     operator: operator_harness.OperatorProcess | None = None
     stop = threading.Event()
     poller: threading.Thread | None = None
+    events: ContainerEvents | None = None
     result: dict[str, Any] = {"scenario": name}
     try:
         cluster.start()
+        node = cluster.real_node
+        assert node is not None, "the scenario needs the real node"
+        events = ContainerEvents(node.paths.containerd)
+        events.start()
         kc = cluster.kubeconfig
         kubectl(kc, "apply", "--server-side", "-f", str(ROOT / "crds" / "trainingjob.yaml"))
         kubectl(kc, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
         kubectl(kc, "create", "namespace", NAMESPACE)
         kubectl(kc, "label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
-        kubectl(kc, "create", "secret", "generic", "db", "-n", NAMESPACE, f"--from-literal=dsn={pg.dsn}")
+        # pods reach the host (and this PostgreSQL) at the node's host address, not at 127.0.0.1
+        pod_dsn = pg.serve_pods_at(cluster.info().host_ip or "127.0.0.1")
+        kubectl(kc, "create", "secret", "generic", "db", "-n", NAMESPACE, f"--from-literal=dsn={pod_dsn}")
         for _ in range(150):  # the namespace's default ServiceAccount (pods need it)
             if (
                 subprocess.run(
@@ -358,7 +359,7 @@ def run_scenario(
         op_kc = operator_harness.operator_kubeconfig(kc, scenario_dir / "operator.kubeconfig")
         operator = operator_harness.OperatorProcess(str(op_kc), scenario_dir, verbose=False)
         operator.start()
-        run = Run(name, cluster, operator, pg, schema, products)
+        run = Run(name, cluster, operator, pg, schema, products, events)
         body = tj_body(products, schema, args.trials, args.parallelism)
         t0 = time.monotonic()
         run.deadline = t0 + args.timeout
@@ -394,6 +395,8 @@ def run_scenario(
         stop.set()
         if operator is not None:
             operator.stop()
+        if events is not None:
+            events.stop()
         cluster.stop(quiet=True)
     return result
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "hack"))
 
 from localcluster import LocalCluster, find_binaries  # noqa: E402
-from node_agent.kube import Kube, KubeError  # noqa: E402
+from localcluster.kube import Kube, KubeError  # noqa: E402
 
 RUN_AS = 65532
 

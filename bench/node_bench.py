@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "hack"))
 
 
 from localcluster import LocalCluster, find_binaries  # noqa: E402
-from node_agent.kube import Kube  # noqa: E402
+from localcluster.kube import Kube  # noqa: E402
 
 RUN_AS = 65532
 SECURE = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}

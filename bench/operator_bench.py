@@ -3,7 +3,7 @@
     .venv/bin/python bench/operator_bench.py [--products 500] [--parallelism 50] [--no-floor]
 
 All runs execute the same pods: the operator's pod template (its Job builder) with the
-``localhost/tjo-noop`` image (tests/e2e/noop-image.yaml, mapped into the node agent), which exits
+``localhost/tjo-noop`` image (hack/images/noop, built by ``make images``), which exits
 at once after writing a trainer-shaped termination message, so this measures orchestration, not
 training. The runs, each on a fresh cluster of its own (objects left by one run would slow the next):
 
@@ -232,7 +232,7 @@ def machine_cpu() -> float:
 
 
 def cpu_seconds(cluster: LocalCluster) -> dict[str, float]:
-    """CPU time used so far by each control-plane component (and the node agent)."""
+    """CPU time used so far by each control-plane and node process (containerd, kubelet, kube-proxy, CoreDNS)."""
     out = {}
     for name in COMPONENTS:
         record = PidRecord.load(cluster.pid_path(name))
@@ -286,11 +286,7 @@ def run_operator(kubeconfig: Path, ns: str, n: int, p: int, work: Path) -> dict[
 def on_fresh_cluster(work: Path, name: str, run: Callable[[Path, str], dict[str, Any]]) -> dict[str, Any]:
     """``run(kubeconfig, namespace)`` on a cluster of its own (no run sees another's objects), with
     the CPU seconds each component spent meanwhile, create -> first pod, and the operator's writes."""
-    cluster = LocalCluster(
-        work / name,
-        find_binaries(),
-        node_agent_env={"NODE_AGENT_IMAGES": str(ROOT / "tests" / "e2e" / "noop-image.yaml")},
-    )
+    cluster = LocalCluster(work / name, find_binaries())
     cluster.start()
     try:
         kubeconfig, ns = cluster.kubeconfig, "bench"

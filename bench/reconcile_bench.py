@@ -149,9 +149,7 @@ def current_pass(n: int, name: str) -> Callable[[], object]:
 
 def extract_operator(ref: str, into: Path) -> Path:
     """The operator package of git revision ``ref``, extracted under ``into``."""
-    archive = subprocess.run(
-        ["git", "archive", ref, "operator"], cwd=ROOT, check=True, capture_output=True
-    ).stdout
+    archive = subprocess.run(["git", "archive", ref, "operator"], cwd=ROOT, check=True, capture_output=True).stdout
     tar = into / "operator.tar"
     tar.write_bytes(archive)
     with tarfile.open(tar) as tf:
@@ -200,7 +198,6 @@ def baseline_pass(base: ModuleType, n: int, name: str) -> Callable[[], object]:
     """The reconcile of commit 9368b76 (positions) in state ``name``."""
     done, jobs = scenario(n, name)
 
-
     def baseline() -> object:
         tj = make_tj(n, done, sorted_record=False)
         index = {p: i for i, p in enumerate(tj.spec.products)}
@@ -209,7 +206,10 @@ def baseline_pass(base: ModuleType, n: int, name: str) -> Callable[[], object]:
             product = j["metadata"]["annotations"][builders.ANNOTATION_PRODUCT]
             finished = "Complete" if j["status"]["conditions"] else None
             observed_jobs[index[product]] = base.ObservedJob(
-                name=j["metadata"]["name"], index=index[product], retry_round="", finished=finished,
+                name=j["metadata"]["name"],
+                index=index[product],
+                retry_round="",
+                finished=finished,
                 active=j["status"]["active"],
             )
         return base.reconcile(tj, base.Observed(jobs=observed_jobs), NOW)

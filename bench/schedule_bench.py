@@ -4,7 +4,7 @@ changed, with and without skipUnchanged, side by side (prints a table; not a tes
     TJO_K8S_BIN=<dir> .venv/bin/python bench/schedule_bench.py [--products 200] [--parallelism 4] [--keep DIR]
 
 Everything real: one local cluster (hack/localcluster: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, node agent running pods as processes), the operator as a local process authenticated
+kube-scheduler, and the real node: kubelet + containerd, trainer image), the operator as a local process authenticated
 as its ServiceAccount (hack/operator_harness.py), the real trainer in every pod, PostgreSQL
 (hack/pg_harness.py; on ``$TJO_PG_PORT`` when set, else a free port) holding the sales and the models.
 
@@ -33,10 +33,10 @@ Figures per way (the run = the TrainingJob the schedule created):
 - wall: scheduled minute -> the run's Complete condition (polled every 0.5 s);
 - pods created, products trained / skipped (the run's status);
 - CPU seconds from 2 s before the scheduled minute to the end of the run: every pod (trainer
-  processes and their container wrappers: the node agent's reaped children, from /proc), the
-  operator, the control plane (etcd, API server, controller-manager, scheduler, node agent itself)
-  and the PostgreSQL server (postmaster and backends). The machine is shared with other work, so
-  per-process counters, not the machine's total.
+  containers and pause sandboxes: the cpuacct usage of the node's pods cgroup), the operator, the
+  control plane and node processes (etcd, API server, controller-manager, scheduler, containerd,
+  kubelet, kube-proxy, CoreDNS) and the PostgreSQL server (postmaster and backends). The machine
+  is shared with other work, so per-process (and per-cgroup) counters, not the machine's total.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "operator"), str(ROOT / "bench")]
 
 import operator_harness  # noqa: E402
 from localcluster import LocalCluster, find_binaries  # noqa: E402
-from localcluster.procs import PidRecord  # noqa: E402
 from operator_bench import api_client, cpu_seconds  # noqa: E402
 from operator_harness import kubectl  # noqa: E402
 from pg_harness import PostgresServer  # noqa: E402
@@ -130,10 +129,12 @@ class Bench:
         op_kc = operator_harness.operator_kubeconfig(kc, self.work / "operator.kubeconfig")
         self.operator = operator_harness.OperatorProcess(str(op_kc), self.work, verbose=False)
         self.operator.start()
+        # pods reach the host (and this PostgreSQL) at the node's host address, not at 127.0.0.1
+        pod_dsn = self.pg.serve_pods_at(self.cluster.info().host_ip or "127.0.0.1")
         for ns in ("night1", "skip", "noskip"):
             kubectl(kc, "create", "namespace", ns)
             kubectl(kc, "label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
-            kubectl(kc, "create", "secret", "generic", "db", "-n", ns, f"--from-literal=dsn={self.pg.dsn}")
+            kubectl(kc, "create", "secret", "generic", "db", "-n", ns, f"--from-literal=dsn={pod_dsn}")
         time.sleep(2)  # default ServiceAccounts
 
     def sample_data(self) -> None:
@@ -175,20 +176,17 @@ class Bench:
             time.sleep(0.5)
         raise TimeoutError(f"{namespace}/{name} not finished after {timeout:.0f} s")
 
-    def agent_children_cpu(self) -> float:
-        """CPU of every process the node agent started and reaped: the pods' containers (trainer
-        processes and the wrappers around them, which wait for them)."""
-        record = PidRecord.load(self.cluster.pid_path("node-agent"))
-        proc = record.process() if record is not None else None
-        assert proc is not None, "node agent not running"
-        t = proc.cpu_times()
-        return float(t.children_user + t.children_system)
+    def pods_cpu(self) -> float:
+        """CPU of everything the node's pods ran (containers and pause sandboxes; the pods' cgroup)."""
+        node = self.cluster.real_node
+        assert node is not None, "no node"
+        return node.pods_cpu_seconds()
 
     def snapshot(self) -> dict[str, float]:
         assert self.operator is not None and self.operator.proc is not None
         op = psutil.Process(self.operator.proc.pid).cpu_times()
         return {
-            "pods": self.agent_children_cpu(),
+            "pods": self.pods_cpu(),
             "operator": op.user + op.system,
             **{f"cp:{k}": v for k, v in cpu_seconds(self.cluster).items()},
             "postgres": self.pg.cpu_seconds(),
@@ -253,7 +251,7 @@ class Bench:
         watcher.start()
         done, finished = self.wait_done(way.namespace, way.run, self.args.timeout)
         way.wall = finished - minute.timestamp()
-        time.sleep(3)  # the node agent reaps the last containers; PostgreSQL its backends
+        time.sleep(3)  # the last containers exit; PostgreSQL ends its backends
         after = self.snapshot()
         stop.set()
         watcher.join(10)
@@ -308,7 +306,7 @@ def table(ways: list[Way]) -> str:
             f"{cpu(full, 'pods') / cpu(skip, 'pods'):.1f}x",
         ),
         ("CPU s: operator", f"{cpu(skip, 'operator'):.1f}", f"{cpu(full, 'operator'):.1f}", ""),
-        ("CPU s: control plane + node agent", f"{cpu(skip, 'cp:'):.1f}", f"{cpu(full, 'cp:'):.1f}", ""),
+        ("CPU s: control plane + node processes", f"{cpu(skip, 'cp:'):.1f}", f"{cpu(full, 'cp:'):.1f}", ""),
         ("CPU s: PostgreSQL", f"{cpu(skip, 'postgres'):.1f}", f"{cpu(full, 'postgres'):.1f}", ""),
         ("CPU s: all of the above", f"{total(skip):.1f}", f"{total(full):.1f}", f"{total(full) / total(skip):.1f}x"),
     ]

@@ -103,9 +103,24 @@ def generate(products: int, days: int, seed: int) -> pd.DataFrame:
 def run_trainer(train_csv: Path, out: Path) -> tuple[dict, float, float]:
     """The real CLI on one core; returns (summary.json, wall seconds, peak RSS MB)."""
     term = out / "termination.json"
-    cmd = [sys.executable, "-m", "forecast_trainer", "train", "--data-csv", str(train_csv), "--output-dir", str(out),
-           "--horizon-days", str(HORIZON), "--folds", str(FOLDS), "--termination-log", str(term),
-           "--log-format", "json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "forecast_trainer",
+        "train",
+        "--data-csv",
+        str(train_csv),
+        "--output-dir",
+        str(out),
+        "--horizon-days",
+        str(HORIZON),
+        "--folds",
+        str(FOLDS),
+        "--termination-log",
+        str(term),
+        "--log-format",
+        "json",
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env(), preexec_fn=one_core, capture_output=True, text=True)
@@ -162,8 +177,11 @@ def main() -> int:
     parser.add_argument("--skip-grid", action="store_true")
     args = parser.parse_args()
 
-    print(f"workload: sample-data {args.products} products x {args.days} days (seed {args.seed}); "
-          f"last {HORIZON} days held out; {FOLDS} CV folds; one CPU core", file=sys.stderr)
+    print(
+        f"workload: sample-data {args.products} products x {args.days} days (seed {args.seed}); "
+        f"last {HORIZON} days held out; {FOLDS} CV folds; one CPU core",
+        file=sys.stderr,
+    )
     boot = startup()
     data = generate(args.products, args.days, args.seed)
     products = list(dict.fromkeys(data["product_id"]))
@@ -185,24 +203,26 @@ def main() -> int:
             naive = np.tile(train["y"].to_numpy()[-7:], HORIZON // 7 + 1)[:HORIZON]
             d_sec, d_hold = defaults_run(train, test)
             g_sec, g_cv, g_hold = (np.nan, np.nan, np.nan) if args.skip_grid else grid_run(train, test)
-            rows.append({
-                "product": product,
-                "class": entry["class"],
-                "trials": entry["trials"],
-                "tuned": "yes" if entry["tuned"] else "no",
-                "cv defaults": entry["default_error"],
-                "cv trainer": entry["error"],
-                "cv grid": g_cv,
-                "cv s-naive": entry["baseline_error"],
-                "hold defaults": d_hold,
-                "hold trainer": smape(test["y"].to_numpy(), trainer_fc),
-                "hold grid": g_hold,
-                "hold s-naive": smape(test["y"].to_numpy(), naive),
-                "sec defaults": d_sec,
-                "sec trainer": entry["seconds"],
-                "cpu trainer": entry["details"].get("cpu_seconds", np.nan),
-                "sec grid": g_sec,
-            })
+            rows.append(
+                {
+                    "product": product,
+                    "class": entry["class"],
+                    "trials": entry["trials"],
+                    "tuned": "yes" if entry["tuned"] else "no",
+                    "cv defaults": entry["default_error"],
+                    "cv trainer": entry["error"],
+                    "cv grid": g_cv,
+                    "cv s-naive": entry["baseline_error"],
+                    "hold defaults": d_hold,
+                    "hold trainer": smape(test["y"].to_numpy(), trainer_fc),
+                    "hold grid": g_hold,
+                    "hold s-naive": smape(test["y"].to_numpy(), naive),
+                    "sec defaults": d_sec,
+                    "sec trainer": entry["seconds"],
+                    "cpu trainer": entry["details"].get("cpu_seconds", np.nan),
+                    "sec grid": g_sec,
+                }
+            )
             print(f"  {product:<28} done", file=sys.stderr)
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
@@ -220,29 +240,53 @@ def main() -> int:
     print("\nSummary")
     lines = [
         ("seconds per product, median / p95: defaults", stats("sec defaults"), ""),
-        ("seconds per product, median / p95: trainer (auto trials)", stats("sec trainer"),
-         "PASS" if median_trainer <= 5 else "FAIL (target <= 5 s)"),
+        (
+            "seconds per product, median / p95: trainer (auto trials)",
+            stats("sec trainer"),
+            "PASS" if median_trainer <= 5 else "FAIL (target <= 5 s)",
+        ),
         ("CPU seconds per product, median / p95: trainer (incl. Stan)", stats("cpu trainer"), ""),
         ("seconds per product, median / p95: grid (20 combos)", stats("sec grid"), ""),
         ("trainer process wall time for all products (s)", f"{trainer_wall:.1f}", ""),
         ("peak RSS of the trainer process (MB)", f"{peak_rss:.0f}", "PASS" if peak_rss <= 200 else "FAIL (<= 200)"),
     ]
     for name, seconds in boot.items():
-        lines.append((f"start-up: {name} (s)", f"{seconds:.2f}",
-                      ("PASS" if seconds <= 1.5 else "FAIL (<= 1.5 s)") if "help" in name else ""))
+        lines.append(
+            (
+                f"start-up: {name} (s)",
+                f"{seconds:.2f}",
+                ("PASS" if seconds <= 1.5 else "FAIL (<= 1.5 s)") if "help" in name else "",
+            )
+        )
     lines += [
-        ("products with trainer CV error <= defaults", f"{tuned_ok}/{len(table)}",
-         "PASS" if tuned_ok >= 0.9 * len(table) else "FAIL (>= 90 %)"),
-        ("products whose tuned params were kept (beat defaults by the margin)",
-         f"{int((table['tuned'] == 'yes').sum())}/{len(table)}", ""),
-        ("mean CV sMAPE: defaults / trainer / grid / s-naive",
-         " / ".join(f"{table[c].mean():.2f}" for c in ("cv defaults", "cv trainer", "cv grid", "cv s-naive")), ""),
-        ("mean held-out sMAPE: defaults / trainer / grid / s-naive",
-         " / ".join(f"{table[c].mean():.2f}" for c in ("hold defaults", "hold trainer", "hold grid", "hold s-naive")),
-         ""),
+        (
+            "products with trainer CV error <= defaults",
+            f"{tuned_ok}/{len(table)}",
+            "PASS" if tuned_ok >= 0.9 * len(table) else "FAIL (>= 90 %)",
+        ),
+        (
+            "products whose tuned params were kept (beat defaults by the margin)",
+            f"{int((table['tuned'] == 'yes').sum())}/{len(table)}",
+            "",
+        ),
+        (
+            "mean CV sMAPE: defaults / trainer / grid / s-naive",
+            " / ".join(f"{table[c].mean():.2f}" for c in ("cv defaults", "cv trainer", "cv grid", "cv s-naive")),
+            "",
+        ),
+        (
+            "mean held-out sMAPE: defaults / trainer / grid / s-naive",
+            " / ".join(
+                f"{table[c].mean():.2f}" for c in ("hold defaults", "hold trainer", "hold grid", "hold s-naive")
+            ),
+            "",
+        ),
         ("held-out: trainer better than defaults on", f"{hold_better}/{len(table)}", ""),
-        ("held-out: trainer better than seasonal-naive on",
-         f"{int((table['hold trainer'] < table['hold s-naive']).sum())}/{len(table)}", ""),
+        (
+            "held-out: trainer better than seasonal-naive on",
+            f"{int((table['hold trainer'] < table['hold s-naive']).sum())}/{len(table)}",
+            "",
+        ),
     ]
     width = max(len(n) for n, _, _ in lines)
     for name, value, verdict in lines:

@@ -61,6 +61,17 @@ class PostgresServer:
     def up(self) -> None:
         self._script("up")
 
+    def serve_pods_at(self, address: str) -> str:
+        """Listen on ``address`` too (a real node's host address, which exists only once its cluster
+        is up): the server restarts with its data kept when the address is new. Returns the DSN there."""
+        listen = [a for a in self.env["TJO_PG_LISTEN"].split(",") if a]
+        if address not in listen and address != "127.0.0.1":
+            self.env["TJO_PG_LISTEN"] = ",".join([*listen, address])
+            if self.started:
+                self.down()
+                self.up()
+        return self.dsn_for(address)
+
     def query(self, sql: str, timeout: float = 60) -> list[list[str]]:
         """Rows of one statement (psql, tab-separated)."""
         out = subprocess.run(

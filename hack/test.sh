@@ -2,9 +2,8 @@
 # The project's whole test run on a fresh machine: installs Python dependencies and the real
 # node's Debian packages, builds (or reuses) the local Kubernetes control plane, kubelet,
 # kube-proxy, CoreDNS and Kueue, starts a throw-away PostgreSQL on loopback, runs lint, types
-# and every test suite, then stops what it started. Extra arguments go to pytest (one run, on
-# $TJO_NODE); without them the e2e files not converted to the real node yet run a second time
-# on the node agent (TJO_NODE=agent -m agent_only).
+# and every test suite (the e2e ones on the real node), then stops what it started. Extra
+# arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/venv.sh
@@ -30,17 +29,11 @@ trap 'TJO_PG_OWNER=$pg_owner bash hack/postgres.sh stop' EXIT
 eval "$pg_env"
 export PATH=$PWD/.venv/bin:$PATH
 echo "== ruff"; ruff check .
-echo "== mypy"; mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/node_agent hack/localcluster hack/operator_harness.py hack/pg_harness.py
+echo "== mypy"; mypy operator/trainingjob_operator trainer_image/forecast_trainer hack/localcluster hack/operator_harness.py hack/pg_harness.py
 echo "== pytest"
 set +e
 pytest -p no:cacheprovider "$@"
 rc=$?
-if [[ $# -eq 0 && ${TJO_NODE:-kubelet} == kubelet ]]; then
-  echo "== pytest: e2e files not converted to the real node yet, on the node agent"
-  TJO_NODE=agent pytest -p no:cacheprovider -m agent_only tests/e2e
-  rc2=$?
-  [[ $rc -eq 0 ]] && rc=$rc2
-fi
 set -e
 # 5 = no tests collected: a run that tested nothing is a failure here.
 if [[ $rc -eq 5 ]]; then echo "pytest collected no tests" >&2; exit 1; fi

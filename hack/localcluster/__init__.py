@@ -1,5 +1,6 @@
 """A real local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler built from the Go modules) on loopback, plus the node agent standing in for the kubelet.
+kube-scheduler built from the Go modules) and a real node (kubelet + containerd + runc + CNI,
+kube-proxy, CoreDNS) in a network namespace of its own.
 
 ``python -m localcluster up|down|status``; from Python: ``LocalCluster(state_dir, bin_dir).start()``.
 """

@@ -4,7 +4,7 @@
 State dir: ``$TJO_CLUSTER_DIR``, default ~/.cache/trainingjob-operator/cluster/. Binaries:
 ``$TJO_K8S_BIN``, else hack/build-binaries.sh (cached; a cold build takes a while); CoreDNS:
 ``$TJO_COREDNS_BIN``, else hack/build-coredns.sh. Node: ``$TJO_NODE`` = kubelet (default: the real
-node) or agent (the process-based node agent). ``up`` runs everything detached and prints
+node) or none (the control plane alone). ``up`` runs everything detached and prints
 ``export KUBECONFIG=<path>`` as its last line. ``load-images [DIR]`` imports the docker-archives of
 DIR (default ``$TJO_IMAGES_DIR``, else hack/build-images.sh's output) into the running node, as
 ``kind load`` does.
@@ -40,14 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bin-dir", type=Path, default=None, help="default $TJO_K8S_BIN or hack/build-binaries.sh")
     parser.add_argument("--node-name", default="local-node")
     parser.add_argument("--node", choices=NODE_KINDS, default=None, help="default $TJO_NODE or kubelet")
-    parser.add_argument("--no-node-agent", action="store_true", help="up: control plane only (--node none)")
     parser.add_argument("--fresh", action="store_true", help="up: delete the state dir first (new etcd, new certs)")
     parser.add_argument("--purge", action="store_true", help="down: also delete the state dir")
     parser.add_argument("--timeout", type=float, default=90.0)
     args = parser.parse_args(argv)
 
-    node = "none" if args.no_node_agent else args.node
-    cluster = LocalCluster(args.state_dir, args.bin_dir, node_name=args.node_name, node=node)
+    cluster = LocalCluster(args.state_dir, args.bin_dir, node_name=args.node_name, node=args.node)
     if args.command == "load-images":
         try:
             refs = cluster.load_images(args.directory)
@@ -74,11 +72,6 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  node {info.node_name} (kubelet + containerd) at {info.node_ip}, API server at {info.host_ip}\n"
                 "  images: PYTHONPATH=hack .venv/bin/python -m localcluster load-images [DIR]"
-            )
-        if cluster.with_node_agent:
-            print(
-                f"  node {info.node_name}; container logs: PYTHONPATH=hack python -m node_agent logs "
-                f"--state-dir {info.agent_state_dir} -n NAMESPACE POD"
             )
         print("  stop with: make cluster-down")
         print(f"export KUBECONFIG={info.kubeconfig}")

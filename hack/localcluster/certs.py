@@ -1,7 +1,7 @@
 """Certificates for the local control plane, generated with ``cryptography``.
 
 One self-signed CA signs everything: the API server's serving certificate and the client
-certificates of the admin, kube-controller-manager, kube-scheduler and the node agent. The
+certificates of the admin, kube-controller-manager, kube-scheduler, the node (kubelet), kube-proxy and CoreDNS. The
 service-account token signing key is a separate RSA key pair. Keys are ECDSA P-256 (fast to
 generate); existing files are reused while they are valid and still match what is asked for,
 so a warm start does not regenerate anything.

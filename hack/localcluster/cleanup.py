@@ -184,6 +184,16 @@ def create_cgroup_root(name: str) -> None:
                     (d / f).write_text((h / f).read_text())
 
 
+def cgroup_cpu_seconds(name: str) -> float:
+    """``cpuacct.usage`` of ``/<name>`` in seconds (cgroup v1 charges every ancestor, so it includes
+    the children removed since); 0 when there is no such cgroup."""
+    for h in cgroup_hierarchies():
+        usage = h / name / "cpuacct.usage"
+        if usage.exists():
+            return int(usage.read_text()) / 1e9
+    return 0.0
+
+
 def cgroup_pids(name: str) -> set[int]:
     pids: set[int] = set()
     for h in cgroup_hierarchies():

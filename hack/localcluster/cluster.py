@@ -1,9 +1,9 @@
 """Start and stop a real Kubernetes control plane and its node.
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as local processes built
-from the Kubernetes Go modules (hack/build-binaries.sh). The node (``TJO_NODE``) is either real
-(``kubelet``, the default: containerd + the kubelet + kube-proxy + CoreDNS in a network namespace
-of its own, :mod:`localcluster.node`) or the process-based node agent (``agent``, hack/node_agent).
+from the Kubernetes Go modules (hack/build-binaries.sh). The node is real: containerd + the
+kubelet + kube-proxy + CoreDNS in a network namespace of its own (:mod:`localcluster.node`);
+``TJO_NODE=none`` (or ``node="none"``) starts the control plane alone.
 Everything lives in one state directory (certificates, kubeconfigs, etcd data, logs, pid files),
 so ``up`` in one process and ``down`` in another work together:
 
@@ -13,7 +13,6 @@ so ``up`` in one process and ``down`` in another work together:
     <state>/etcd/                  etcd data
     <state>/logs/<component>.log   one log per component
     <state>/run/<component>.pid    pid + start time of each detached process
-    <state>/node-agent/            the node agent's pod folders and container logs
     <state>/node/                  the real node: containerd (images, state), kubelet root, CNI, configs
     <state>/cluster.json           ports, the node kind and network, the binaries used
 """
@@ -46,7 +45,6 @@ from localcluster.network import NodeNetwork
 from localcluster.node import NODE_COMPONENTS, RealNode, api_objects, check_tools
 from localcluster.procs import PidRecord, spawn, stop_all
 
-HACK = Path(__file__).resolve().parents[1]
 SERVICE_CIDR = "10.0.0.0/24"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_NODE = "local-node"
@@ -54,7 +52,7 @@ DEFAULT_NODE = "local-node"
 # kind; the node lifecycle controller among them lifts the not-ready taint TaintNodesByCondition puts
 # on new Nodes (NodeRestriction forbids a node to change its own taints).
 CONTROLLERS = ("*",)
-NODE_KINDS = ("kubelet", "agent", "none")
+NODE_KINDS = ("kubelet", "none")
 MAX_STATE_DIR = 64
 # Who wrote what (create/update/patch/delete, metadata only) -> <state>/logs/audit.log: lets benchmarks
 # count the API writes of one identity (e.g. the operator's ServiceAccount).
@@ -68,12 +66,13 @@ AUDIT_POLICY = {
     ],
 }
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-NODE_AGENT = "node-agent"
-COMPONENTS = (*CONTROL_PLANE, NODE_AGENT, *NODE_COMPONENTS)
+COMPONENTS = (*CONTROL_PLANE, *NODE_COMPONENTS)
 
 
 def default_node_kind() -> str:
     kind = os.environ.get("TJO_NODE", "kubelet") or "kubelet"
+    if kind == "agent":
+        raise ValueError("TJO_NODE=agent: the process-based node agent is gone; the node is the real kubelet")
     if kind not in NODE_KINDS:
         raise ValueError(f"TJO_NODE={kind!r}: expected one of {', '.join(NODE_KINDS)}")
     return kind
@@ -134,7 +133,6 @@ class ClusterInfo:
     bin_dir: Path
     logs: dict[str, Path]
     node_name: str
-    agent_state_dir: Path
     node: str = "kubelet"
     node_ip: str | None = None
     host_ip: str | None = None
@@ -142,7 +140,7 @@ class ClusterInfo:
 
 
 class LocalCluster:
-    """The control plane and the node (``node="kubelet"|"agent"|"none"``, default ``$TJO_NODE`` or
+    """The control plane and the node (``node="kubelet"|"none"``, default ``$TJO_NODE`` or
     ``kubelet``) of one state directory.
 
     >>> cluster = LocalCluster(Path("/tmp/c"), bin_dir)   # doctest: +SKIP
@@ -158,29 +156,20 @@ class LocalCluster:
         *,
         node_name: str = DEFAULT_NODE,
         node: str | None = None,
-        node_agent: bool = True,
-        node_agent_args: list[str] | None = None,
-        node_agent_env: dict[str, str] | None = None,
     ) -> None:
         self.state_dir = (state_dir or default_state_dir()).expanduser().resolve()
         self._bin_dir = bin_dir
         self.node_name = node_name
-        self.node_kind = "none" if not node_agent else (node or default_node_kind())
+        self.node_kind = node or default_node_kind()
         if self.node_kind not in NODE_KINDS:
             raise ValueError(f"node={self.node_kind!r}: expected one of {', '.join(NODE_KINDS)}")
-        self.node_agent_args = list(node_agent_args or [])
-        self.node_agent_env = dict(node_agent_env or {})
         self.timings: dict[str, float] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
-    def with_node_agent(self) -> bool:
-        return self.node_kind == "agent"
-
-    @property
     def components(self) -> tuple[str, ...]:
         """The processes this cluster runs."""
-        node = {"agent": (NODE_AGENT,), "kubelet": NODE_COMPONENTS, "none": ()}[self.node_kind]
+        node = {"kubelet": NODE_COMPONENTS, "none": ()}[self.node_kind]
         return (*CONTROL_PLANE, *node)
 
     @property
@@ -206,10 +195,6 @@ class LocalCluster:
     @property
     def node_kubeconfig(self) -> Path:
         return self.state_dir / "node.kubeconfig"
-
-    @property
-    def agent_state_dir(self) -> Path:
-        return self.state_dir / "node-agent"
 
     @property
     def meta_path(self) -> Path:
@@ -257,7 +242,6 @@ class LocalCluster:
             bin_dir=Path(self._meta().get("bin_dir") or self.bin_dir),
             logs={c: self.log_path(c) for c in self.components},
             node_name=self.node_name,
-            agent_state_dir=self.agent_state_dir,
             node=self.node_kind,
             node_ip=self.network.node_ip if self.network and self.node_kind == "kubelet" else None,
             host_ip=self.network.host_ip if self.network and self.node_kind == "kubelet" else None,
@@ -275,7 +259,7 @@ class LocalCluster:
 
     def is_up(self) -> bool:
         state = self.running()
-        if self._meta().get("node", "agent") != self.node_kind:
+        if self._meta().get("node") != self.node_kind:
             return False
         if not all(state[c] for c in self.components) or not self.kubeconfig.exists():
             return False
@@ -351,8 +335,6 @@ class LocalCluster:
         # answer their /healthz within ~20 s, which an RBAC bootstrap on a loaded machine can exceed.
         self._spawn("etcd", self._etcd_argv(bin_dir, ports))
         self._spawn("kube-apiserver", self._apiserver_argv(bin_dir, ports, pki))
-        if self.with_node_agent:
-            self.start_node_agent()
         if node is not None:
             self._start_real_node(node, bin_dir, pki, t0)
         self._wait("kube-apiserver /readyz", lambda: self._api_get("/readyz", timeout=2) == "ok", timeout, t0)
@@ -579,74 +561,24 @@ class LocalCluster:
             raise ClusterError(f"{component} is not running")
         os.kill(record.pid, sig)
 
-    # ------------------------------------------------------------- node agent
+    # ------------------------------------------------- the node's kubelet (fault tests)
 
-    def node_agent_argv(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "node_agent",
-            f"--kubeconfig={self.node_kubeconfig}",
-            f"--node-name={self.node_name}",
-            f"--state-dir={self.agent_state_dir}",
-            *self.node_agent_args,
-        ]
-
-    def start_node_agent(self) -> None:
-        """Start the node agent (detached, like the control plane); it adopts running pods."""
-        record = PidRecord.load(self.pid_path(NODE_AGENT))
-        if record is not None and record.alive():
-            return
-        env = dict(os.environ)
-        env.update(self.node_agent_env)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HACK), env.get("PYTHONPATH", "")) if p)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        self._spawn(NODE_AGENT, self.node_agent_argv(), env=env)
-
-    def stop_node_agent(self, timeout: float = 15.0) -> None:
-        """Stop the agent only: its containers keep running (as with a kubelet restart)."""
-        stop_all([self.pid_path(NODE_AGENT)], timeout=timeout)
-        self._reap(NODE_AGENT)
-
-    def kill_node_agent(self) -> None:
-        """SIGKILL the agent (a crash): no chance to clean up anything."""
-        stop_all([self.pid_path(NODE_AGENT)], timeout=0)
-        self._reap(NODE_AGENT)
-
-    def restart_node_agent(self, wait_ready: bool = True) -> None:
-        self.stop_node_agent()
-        self.start_node_agent()
-        if wait_ready:
-            self.wait_node_ready()
-
-    def node_agent_alive(self) -> bool:
-        record = PidRecord.load(self.pid_path(NODE_AGENT))
-        return record is not None and record.alive()
-
-    # ------------------------------------------------- the node, whichever it is (fault tests)
+    def _node(self) -> RealNode:
+        node = self.real_node
+        if self.node_kind != "kubelet" or node is None:
+            raise ClusterError("this cluster has no node (node='none' or never started)")
+        return node
 
     def stop_node(self) -> None:
-        """Stop the kubelet (real node) or the agent: containers keep running."""
-        node = self.real_node
-        if self.node_kind == "kubelet" and node is not None:
-            node.stop_kubelet()
-        else:
-            self.stop_node_agent()
+        """Stop the kubelet: containers keep running."""
+        self._node().stop_kubelet()
 
     def kill_node(self) -> None:
-        """SIGKILL the kubelet (real node) or the agent: a crash."""
-        node = self.real_node
-        if self.node_kind == "kubelet" and node is not None:
-            node.kill_kubelet()
-        else:
-            self.kill_node_agent()
+        """SIGKILL the kubelet: a crash."""
+        self._node().kill_kubelet()
 
     def start_node(self) -> None:
-        node = self.real_node
-        if self.node_kind == "kubelet" and node is not None:
-            node.start_kubelet(Path(self._meta().get("bin_dir") or self.bin_dir), self.node_kubeconfig)
-        else:
-            self.start_node_agent()
+        self._node().start_kubelet(Path(self._meta().get("bin_dir") or self.bin_dir), self.node_kubeconfig)
 
     def restart_node(self, wait_ready: bool = True) -> None:
         self.stop_node()
@@ -656,9 +588,7 @@ class LocalCluster:
 
     def node_alive(self) -> bool:
         node = self.real_node
-        if self.node_kind == "kubelet" and node is not None:
-            return node.kubelet_alive()
-        return self.node_agent_alive()
+        return self.node_kind == "kubelet" and node is not None and node.kubelet_alive()
 
     def wait_node_ready(self, timeout: float = 30.0) -> None:
         """Until the node is Ready with no NoSchedule taint (pods can be scheduled)."""
@@ -680,17 +610,12 @@ class LocalCluster:
     # ------------------------------------------------------------------- stop
 
     def stop(self, quiet: bool = False) -> list[str]:
-        """Stop the node (the real node: its pods, containerd, kubelet, kube-proxy, CoreDNS; the agent and
-        every container it started), then the control plane, then undo the real node's host changes
-        (namespace, veth, mounts, cgroups, kernel settings). Returns what needed SIGKILL."""
+        """Stop the node (its pods, containerd, kubelet, kube-proxy, CoreDNS), then the control plane,
+        then undo the node's host changes (namespace, veth, mounts, cgroups, kernel settings). Returns
+        what needed SIGKILL."""
         node = self.real_node
         notes = node.stop_processes() if node is not None else []
-        killed = stop_all([self.pid_path(NODE_AGENT)], timeout=15)
-        self._reap(NODE_AGENT)
-        if self.agent_state_dir.exists():
-            from node_agent.runtime import kill_all_containers
-
-            kill_all_containers(self.agent_state_dir)
+        killed: list[str] = []
         # scheduler and controller-manager first, then the API server, etcd last
         killed += stop_all([self.pid_path(c) for c in ("kube-scheduler", "kube-controller-manager")], timeout=10)
         killed += stop_all([self.pid_path("kube-apiserver")], timeout=20)
@@ -810,7 +735,7 @@ class LocalCluster:
             "state_dir": str(self.state_dir),
             "kubeconfig": str(self.kubeconfig),
             "server": self.server if meta.get("ports") else None,
-            "node": meta.get("node", "agent"),
+            "node": meta.get("node"),
             "network": meta.get("network"),
             "ready": ready,
             "ports": dict(meta.get("ports") or {}),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,3 +224,92 @@ def _each(paths: ContainerdPaths, calls: Sequence[Sequence[str]]) -> None:
     ]
     for p in procs:
         p.wait(timeout=60)
+
+
+@dataclass
+class ContainerRun:
+    """One run of a container, from containerd's task events (pods deleted since count too)."""
+
+    container_id: str
+    namespace: str
+    pod: str
+    container: str
+    start: str
+    end: str | None = None
+    code: int | None = None
+
+
+def parse_event(line: str) -> tuple[str, str, dict[str, Any]] | None:
+    """``ctr events`` line -> (timestamp, topic, event), e.g. ``2026-12-07 04:05:52.99 +0000 UTC k8s.io
+    /tasks/start {"container_id": ..., "pid": ...}`` (pure)."""
+    parts = line.split(" ", 6)
+    if len(parts) < 7 or not parts[5].startswith("/"):
+        return None
+    try:
+        event = json.loads(parts[6])
+    except ValueError:
+        return None
+    return f"{parts[0]} {parts[1]}", parts[5], event if isinstance(event, dict) else {}
+
+
+class ContainerEvents:
+    """Records every container start and exit of a node (``ctr events`` in the background), with the
+    pod and container names the kubelet labels each container with; sandboxes are left out.
+    ``start()``, then ``runs()`` at any time, ``stop()`` at the end."""
+
+    def __init__(self, paths: ContainerdPaths) -> None:
+        self.paths = paths
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread: threading.Thread | None = None
+        self._runs: dict[str, ContainerRun] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        argv = ["ctr", f"--address={self.paths.socket}", f"--namespace={K8S_NAMESPACE}", "events"]
+        self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            parsed = parse_event(line.strip())
+            if parsed is None:
+                continue
+            when, topic, event = parsed
+            cid = str(event.get("container_id") or "")
+            if topic == "/tasks/start" and cid:
+                labels = self._labels(cid)
+                if labels.get("io.kubernetes.container.name"):
+                    run = ContainerRun(
+                        cid,
+                        labels.get("io.kubernetes.pod.namespace", ""),
+                        labels.get("io.kubernetes.pod.name", ""),
+                        labels["io.kubernetes.container.name"],
+                        when,
+                    )
+                    with self._lock:
+                        self._runs[cid] = run
+            elif topic == "/tasks/exit" and cid and event.get("id") == cid:  # not an exec in it
+                with self._lock:
+                    if cid in self._runs:
+                        self._runs[cid].end = when
+                        self._runs[cid].code = int(event.get("exit_status") or 0)
+
+    def _labels(self, container_id: str) -> dict[str, str]:
+        try:
+            info = json.loads(ctr(self.paths, "containers", "info", container_id, timeout=30))
+        except (ContainerdError, ValueError, subprocess.TimeoutExpired):
+            return {}
+        return dict(info.get("Labels") or {})
+
+    def runs(self) -> list[ContainerRun]:
+        with self._lock:
+            return sorted(self._runs.values(), key=lambda r: r.start)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(10)
+        if self._thread is not None:
+            self._thread.join(10)

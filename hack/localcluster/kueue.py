@@ -12,8 +12,8 @@ Two local-process details:
 - Kueue runs with the admin kubeconfig (a real install has its own ServiceAccount and RBAC).
 - With internal certificate management off, Kueue 0.13 insists on a metrics serving certificate at
   the fixed path ``/etc/kueue/metrics/certs`` (it exits without one). Rather than write into the
-  host's ``/etc``, Kueue runs in a private mount namespace (``unshare --mount``, as the node agent's
-  containers do) where an overlay adds ``kueue/metrics/certs`` to ``/etc``; nothing changes on the host.
+  host's ``/etc``, Kueue runs in a private mount namespace (``unshare --mount``)
+  where an overlay adds ``kueue/metrics/certs`` to ``/etc``; nothing changes on the host.
 
 Only the webhooks of what is enabled are registered (Jobs and Kueue's own kinds): Kueue does not
 serve the others, and with ``failurePolicy: Fail`` they would block every Pod or Deployment.

@@ -377,6 +377,11 @@ class RealNode:
     def kubelet_alive(self) -> bool:
         return self._alive("kubelet")
 
+    def pods_cpu_seconds(self) -> float:
+        """CPU time of everything the node's pods ran so far (the cpuacct usage of the pods' cgroup root,
+        which keeps what its removed children used: finished pods count too)."""
+        return cleanup.cgroup_cpu_seconds(self.cgroup_root)
+
     # ----------------------------------------------------------------- stop
 
     def stop_processes(self) -> list[str]:

@@ -30,9 +30,7 @@ def run_bench(script: str, *args: str, env: dict[str, str] | None = None, timeou
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *args],
         cwd=ROOT,
-        # The cluster benches put PostgreSQL on the host's loopback, which pods on the real node cannot
-        # reach: they still run on the node agent (docs/local-cluster.md, "What still runs on the agent").
-        env={**os.environ, "TJO_NODE": "agent", **(env or {})},
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

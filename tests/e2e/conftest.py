@@ -2,13 +2,8 @@
 
 The control plane is etcd, kube-apiserver, kube-controller-manager and kube-scheduler built
 from the Kubernetes Go modules (hack/build-binaries.sh), with RBAC, Pod Security admission and
-every default controller. The node is ``$TJO_NODE``: ``kubelet`` (default) is the real node
-(kubelet + containerd + runc + CNI bridge + kube-proxy + CoreDNS, hack/localcluster/node.py),
-``agent`` the process-based node agent (hack/node_agent). Nothing is mocked. See
-docs/local-cluster.md.
-
-Test files not converted to the real node yet (:data:`AGENT_ONLY`) are skipped on the kubelet and
-run with ``TJO_NODE=agent``; tests marked ``real_node`` are skipped on the agent.
+every default controller. The node is real: kubelet + containerd + runc + CNI bridge +
+kube-proxy + CoreDNS (hack/localcluster/node.py). Nothing is mocked. See docs/local-cluster.md.
 
 Binaries: ``$TJO_K8S_BIN`` (hack/test.sh exports it). When unset, hack/build-binaries.sh
 reuses its cache or builds them (needs Go; a cold build takes minutes). A set but broken
@@ -25,16 +20,14 @@ Fixtures
   (``--kubeconfig`` is added; ``check`` raises AssertionError with stderr).
 - ``kubectl_json(*args)``: ``kubectl ... -o json`` parsed.
 - ``api_client()`` -> a new ``kubernetes.client.ApiClient`` with the admin credentials.
-- ``api``: a ``node_agent.kube.Kube`` (admin): ``get/post/patch/delete(path)`` with plain dicts.
+- ``api``: a ``localcluster.kube.Kube`` (admin): ``get/post/patch/delete(path)`` with plain dicts.
 - ``logs(namespace, pod, container=None, previous=False)`` -> str: the container's
-  stdout+stderr (``kubectl logs`` on the real node; the node agent's files on the agent).
+  stdout+stderr (``kubectl logs``).
 - ``stop_node()``, ``start_node()``, ``restart_node()``, ``kill_node()`` (SIGKILL),
-  ``node_alive()``: the kubelet (or the agent); containers keep running while it is down.
-  ``*_node_agent()`` are the same, under their old names.
+  ``node_alive()``: the kubelet; containers keep running while it is down.
 - ``wait_for(what, probe, timeout=60, every=0.2)``: poll until ``probe()`` is truthy.
-- ``node`` (``kubelet`` or ``agent``), ``node_name`` (``local-node``), ``host_address`` (where pods
-  reach the host: the host side of the node's veth, ``127.0.0.1`` on the agent),
-  ``agent_state_dir``, ``local`` (the :class:`LocalCluster`).
+- ``node_name`` (``local-node``), ``host_address`` (where pods reach the host: the host side of the
+  node's veth), ``local`` (the :class:`LocalCluster`).
 
 ``database`` (session) -> :class:`Database`: a throw-away PostgreSQL (hack/postgres.sh through
 ``pg_harness.PostgresServer``) listening on loopback and on ``host_address``: ``dsn`` for the
@@ -44,12 +37,12 @@ test process, ``pod_dsn`` for pods (they cannot reach the host's 127.0.0.1 on th
 ``pod-security.kubernetes.io/enforce=restricted`` whose ``default`` ServiceAccount exists;
 deleted afterwards without waiting.
 
-Images: ``localhost/tjo-shell`` (entrypoint ``/bin/sh -c``, so ``args: ["<shell script>"]``) and
-``ghcr.io/trainingjob-operator/forecast-trainer``. On the real node they are real images, imported
-at start from ``$TJO_IMAGES_DIR`` or hack/build-images.sh's output; the agent maps them to the
-host's shell and the venv's trainer. Other images fail with ErrImagePull. Restricted pods need a non-root
-``runAsUser``: see :func:`restricted_pod_spec`. OnFailure/Always restarts back off 2 s, 4 s, ...
-in this session (``--restart-backoff 2``).
+Images (hack/build-images.sh, imported at start from ``$TJO_IMAGES_DIR`` or the script's output):
+``localhost/tjo-shell`` (entrypoint ``/bin/sh -c``, so ``args: ["<shell script>"]``),
+``localhost/tjo-noop`` (hack/images/noop: a trainer-shaped no-op for orchestration tests), the
+trainer ``ghcr.io/trainingjob-operator/forecast-trainer:<version>``, the operator and PostgreSQL.
+There is no registry: other images fail with ErrImagePull. Restricted pods need a non-root
+``runAsUser``: see :func:`restricted_pod_spec`.
 """
 
 from __future__ import annotations
@@ -65,30 +58,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psutil
 import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from localcluster import BinariesError, ClusterError, LocalCluster, can_build, find_binaries
-from localcluster.cluster import default_node_kind
 from localcluster.containerd import ctr, image_labels
 from localcluster.images import ImagesError, _normalize
-from node_agent.kube import Kube
-from node_agent.logs import read_log
+from localcluster.kube import Kube
 from pg_harness import PostgresServer
 from trainingjob_operator.api import DEFAULT_TRAINER_IMAGE
 
 T = TypeVar("T")
 KUBECTL = os.environ.get("KUBECTL", "kubectl")
-NODE = default_node_kind()
 SHELL_IMAGE = "localhost/tjo-shell"
 NOOP_IMAGE = "localhost/tjo-noop"
 TRAINER_IMAGE = DEFAULT_TRAINER_IMAGE
-# Test files (relative to tests/e2e/) that still assume the node agent (images mapped to host
-# programs, pod state in the agent's folders, the venv's trainer): skipped on the real node until
-# converted; `TJO_NODE=agent` runs them.
-AGENT_ONLY = ("test_checkout_locations.py",)
 RUN_AS = 65532
 RESTRICTED_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -160,17 +145,11 @@ class ClusterHandle:
         return self.local.node_name
 
     @property
-    def agent_state_dir(self) -> Path:
-        return self.local.agent_state_dir
-
-    @property
-    def node(self) -> str:
-        return self.local.node_kind
-
-    @property
     def host_address(self) -> str:
         """Where pods reach services of the host (the API server, a test PostgreSQL)."""
-        return self.local.info().host_ip or "127.0.0.1"
+        host = self.local.info().host_ip
+        assert host is not None, "the cluster has no node"
+        return host
 
     def __post_init__(self) -> None:
         self.api = Kube(str(self.kubeconfig))
@@ -196,8 +175,6 @@ class ClusterHandle:
         return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
 
     def logs(self, namespace: str, pod: str, container: str | None = None, previous: bool = False) -> str:
-        if self.node == "agent":
-            return read_log(self.agent_state_dir, namespace, pod, container, previous)
         args = ["logs", "-n", namespace, pod, *(["-c", container] if container else []), f"--previous={previous}"]
         return self.kubectl(*args).stdout
 
@@ -219,20 +196,12 @@ class ClusterHandle:
 
     def container_running(self, container_id: str) -> bool:
         """Whether a container (``containerStatuses[].containerID``) still runs: its task in the node's
-        containerd (real node), its process (agent: ``nodeagent://<pid>``)."""
-        kind, _, ident = container_id.partition("://")
-        if kind == "nodeagent":
-            return psutil.pid_exists(int(ident))
+        containerd."""
+        _, _, ident = container_id.partition("://")
         node = self.local.real_node
         assert node is not None, "no real node"
         tasks = ctr(node.paths.containerd, "tasks", "ls").splitlines()[1:]
         return any(t.split()[0] == ident and t.split()[-1] == "RUNNING" for t in tasks)
-
-    stop_node_agent = stop_node
-    kill_node_agent = kill_node
-    start_node_agent = start_node
-    restart_node_agent = restart_node
-    node_agent_alive = node_alive
 
     wait_for = staticmethod(wait_for)
 
@@ -249,9 +218,7 @@ def k8s_bin_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def cluster(k8s_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
-    local = LocalCluster(
-        tmp_path_factory.mktemp("cluster"), k8s_bin_dir, node=NODE, node_agent_args=["--restart-backoff", "2"]
-    )
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"), k8s_bin_dir, node="kubelet")
     try:
         local.start(timeout=180)
     except (ClusterError, ImagesError, RuntimeError) as exc:
@@ -261,8 +228,8 @@ def cluster(k8s_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     if missing:
         local.stop(quiet=True)
         pytest.fail(
-            f"the real node lacks {', '.join(missing)}: build the images (make images, hack/build-images.sh) "
-            "or point TJO_IMAGES_DIR at a directory of docker-archives; TJO_NODE=agent runs without images",
+            f"the node lacks {', '.join(missing)}: build the images (make images, hack/build-images.sh) "
+            "or point TJO_IMAGES_DIR at a directory of docker-archives",
             pytrace=False,
         )
     try:
@@ -273,27 +240,9 @@ def cluster(k8s_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def missing_images(local: LocalCluster, refs: list[str]) -> list[str]:
     node = local.real_node
-    if local.node_kind != "kubelet" or node is None:
-        return []
+    assert node is not None, "the cluster has no node"
     have = image_labels(node.paths.containerd)
     return [r for r in refs if _normalize(r) not in have]
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark (and on the real node skip) the files not converted yet; skip ``real_node`` tests on the agent."""
-    here = Path(__file__).parent
-    for item in items:
-        try:
-            rel = item.path.relative_to(here).as_posix()
-        except ValueError:
-            continue
-        if any(rel == p or (p.endswith("/") and rel.startswith(p)) for p in AGENT_ONLY):
-            item.add_marker(pytest.mark.agent_only)
-        if item.get_closest_marker("agent_only") and NODE == "kubelet":
-            item.add_marker(pytest.mark.skip(reason="not converted to the real node yet: run with TJO_NODE=agent"))
-        if item.get_closest_marker("real_node") and NODE != "kubelet":
-            item.add_marker(pytest.mark.skip(reason="needs the real node (TJO_NODE=kubelet)"))
 
 
 @dataclass(frozen=True)
@@ -307,7 +256,7 @@ class Database:
 
 @pytest.fixture(scope="session")
 def database(cluster: ClusterHandle) -> Iterator[Database]:
-    server = PostgresServer(listen=(cluster.host_address,) if cluster.host_address != "127.0.0.1" else ())
+    server = PostgresServer(listen=(cluster.host_address,))
     try:
         server.start()
     except subprocess.CalledProcessError as exc:

@@ -1,8 +1,6 @@
 """The local cluster itself, proven with the real controllers: Jobs, GC, RBAC, Pod Security,
 Leases, kubectl, and the node's duties (env, volumes, users, termination messages, deadlines,
-memory limits, unknown images, deletion, restarts), on the real node (kubelet + containerd) or the
-node agent (``TJO_NODE=agent``): each test checks what both must do, and what differs by node
-(pod IPs, where logs and processes live) is asked of the node in use."""
+memory limits, unknown images, deletion, restarts), on the real node (kubelet + containerd)."""
 
 from __future__ import annotations
 
@@ -108,26 +106,14 @@ def terminated(pod: dict[str, Any], container: str = "main") -> dict[str, Any]:
     raise AssertionError(f"no status for container {container}: {pod['status']}")
 
 
-def container_pid(pod: dict[str, Any]) -> int:
-    cid = pod["status"]["containerStatuses"][0]["containerID"]
-    return int(cid.removeprefix("nodeagent://"))
-
-
 def container_id(pod: dict[str, Any], index: int = 0) -> str:
     return str(pod["status"]["containerStatuses"][index]["containerID"])
 
 
 def assert_pod_ip(cluster: ClusterHandle, ip: str) -> None:
-    """Pods of the agent share the host's loopback; the real node's come from its CNI range."""
-    if cluster.node == "agent":
-        assert ip == "127.0.0.1"
-    else:
-        net = cluster.local.network
-        assert net is not None and ipaddress.ip_address(ip) in net.pod_cidr, ip
-
-
-def pod_dirs(cluster: ClusterHandle, namespace: str, name: str) -> list[Path]:
-    return list((cluster.agent_state_dir / "pods").glob(f"{namespace}_{name}_*"))
+    """Pods get addresses from the node's CNI range."""
+    net = cluster.local.network
+    assert net is not None and ipaddress.ip_address(ip) in net.pod_cidr, ip
 
 
 # ------------------------------------------------------------ Jobs, controllers
@@ -151,27 +137,6 @@ def test_job_completes_with_logs_and_termination_message(cluster: ClusterHandle,
     assert pod["status"]["startTime"]
     name = pod["metadata"]["name"]
     assert cluster.logs(namespace, name) == f"hello from {name}\n"
-    if cluster.node != "agent":
-        return  # cluster.logs is `kubectl logs`
-    # the agent's CLI equivalent of `kubectl logs`
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "node_agent",
-            "logs",
-            "--state-dir",
-            str(cluster.agent_state_dir),
-            "-n",
-            namespace,
-            name,
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(HACK)},
-        check=True,
-    )
-    assert cli.stdout == f"hello from {name}\n"
 
 
 def test_backoff_limit_retries_a_failing_pod_then_fails(cluster: ClusterHandle, namespace: str) -> None:
@@ -265,9 +230,6 @@ def test_deleting_the_owner_garbage_collects_jobs_and_kills_their_pods(cluster: 
 
     wait_for("jobs and pods garbage collected", all_gone, timeout=60)
     wait_for("containers gone", lambda: not any(cluster.container_running(c) for c in containers), timeout=10)
-    if cluster.node == "agent":
-        names = [p["metadata"]["name"] for p in pods]
-        wait_for("pod folders removed", lambda: not any(pod_dirs(cluster, namespace, n) for n in names), timeout=10)
 
 
 def test_restart_policy_on_failure_restarts_in_place(cluster: ClusterHandle, namespace: str) -> None:
@@ -291,11 +253,6 @@ def test_restart_policy_on_failure_restarts_in_place(cluster: ClusterHandle, nam
     assert status["restartCount"] == 1
     name = pod["metadata"]["name"]
     assert cluster.logs(namespace, name) == "second\n"
-    if cluster.node == "agent":
-        # a kubelet keeps one dead container per container: once the second run ends, the first
-        # one's status and log are garbage-collected
-        assert status["lastState"]["terminated"]["exitCode"] == 2
-        assert cluster.logs(namespace, name, previous=True) == "first\n"
 
 
 # -------------------------------------------------------- API server policies
@@ -355,12 +312,12 @@ def test_lease_can_be_created_and_renewed(cluster: ClusterHandle, namespace: str
     renewed = cluster.api.put(f"{path}/product-lock", lease)
     assert renewed["spec"]["renewTime"] == "2024-01-01T00:00:10.000000Z"
     # optimistic concurrency: a stale update is refused
-    from node_agent.kube import KubeError
+    from localcluster.kube import KubeError
 
     with pytest.raises(KubeError) as err:
         cluster.api.put(f"{path}/product-lock", lease)
     assert err.value.conflict
-    # and the node agent keeps renewing its node Lease
+    # and the kubelet keeps renewing its node Lease
     node_lease = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{cluster.node_name}"
     first = cluster.api.get(node_lease)["spec"]["renewTime"]
     wait_for("node lease renewed", lambda: cluster.api.get(node_lease)["spec"]["renewTime"] != first, timeout=20)
@@ -386,7 +343,7 @@ def test_kubectl_apply_get_wait_with_the_written_kubeconfig(
     assert nodes == "True"
 
 
-# ----------------------------------------------------------- node agent duties
+# ----------------------------------------------------------- the node's duties
 
 
 def test_secret_and_configmap_env_and_downward_api_reach_the_process(cluster: ClusterHandle, namespace: str) -> None:
@@ -467,12 +424,9 @@ def test_termination_message_fallback_to_logs_on_error(cluster: ClusterHandle, n
     pod = wait_pod_phase(cluster, namespace, "fallback", ("Failed",))
     term = terminated(pod)
     assert term["exitCode"] == 4 and term["reason"] == "Error"
-    if cluster.node == "agent":
-        assert term["message"] == "line1\nit broke"
-    else:
-        # the CRI log interleaves stdout and stderr as the shim reads them (no order between the two)
-        # and keeps the last newline
-        assert sorted(term["message"].splitlines()) == ["it broke", "line1"]
+    # the CRI log interleaves stdout and stderr as the shim reads them (no order between the two)
+    # and keeps the last newline
+    assert sorted(term["message"].splitlines()) == ["it broke", "line1"]
     # a custom terminationMessagePath is bind-mounted too
     container = {"terminationMessagePath": "/run/msg/done"}
     apply(cluster, namespace, pod_body("custom-path", "echo -n custom > /run/msg/done", container=container))
@@ -516,13 +470,6 @@ def test_unknown_image_gets_err_image_pull(cluster: ClusterHandle, namespace: st
     # a registry on this machine's loopback (none listens): a pull fails at once, nothing leaves the host
     body["spec"]["containers"][0]["image"] = "localhost/tjo-missing:1.0"
     apply(cluster, namespace, body)
-    if cluster.node == "agent":
-        pod = wait_pod_phase(cluster, namespace, "unknown-image", ("Failed",), timeout=30)
-        waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
-        assert waiting["reason"] == "ErrImagePull"
-        assert "tjo-missing" in waiting["message"] and "NODE_AGENT_IMAGES" in waiting["message"]
-        assert pod["status"]["reason"] == "ErrImagePull"
-        return
 
     def pull_failed() -> dict[str, Any] | None:
         statuses = (get_pod(cluster, namespace, "unknown-image").get("status") or {}).get("containerStatuses") or []
@@ -606,29 +553,14 @@ def test_deleting_a_running_pod_kills_its_process_group(cluster: ClusterHandle, 
         pod_body("stubborn", "trap '' TERM; sleep 300 & sleep 301; wait", terminationGracePeriodSeconds=1),
     )
     pod = wait_pod_phase(cluster, namespace, "stubborn", ("Running",))
-    if cluster.node != "agent":
-        t0 = time.monotonic()
-        cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=true", "--timeout=30s")
-        assert time.monotonic() - t0 < 15
-        assert not cluster.container_running(container_id(pod))
-        return
-    pid = container_pid(pod)
-
-    def whole_group() -> list[int] | None:  # the shell may not have started its children yet (a busy machine)
-        group = [p.pid for p in psutil.Process(pid).children(recursive=True)] + [pid]
-        return group if len(group) >= 3 else None
-
-    group = wait_for("the shell and its two children", whole_group, timeout=10)
-    assert pod_dirs(cluster, namespace, "stubborn")
     t0 = time.monotonic()
     cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=true", "--timeout=30s")
     assert time.monotonic() - t0 < 15
-    wait_for("all processes gone", lambda: not any(psutil.pid_exists(p) for p in group), timeout=10)
-    wait_for("pod folder removed", lambda: not pod_dirs(cluster, namespace, "stubborn"), timeout=10)
+    assert not cluster.container_running(container_id(pod))
 
 
 def test_node_restart_does_not_lose_pods(cluster: ClusterHandle, namespace: str) -> None:
-    # one pod that outlives the node's (kubelet's or agent's) downtime, one that finishes meanwhile
+    # one pod that outlives the kubelet's downtime, one that finishes meanwhile
     apply(
         cluster,
         namespace,
@@ -639,7 +571,7 @@ def test_node_restart_does_not_lose_pods(cluster: ClusterHandle, namespace: str)
     wait_pod_phase(cluster, namespace, "short", ("Running", "Failed"))
     long_container = container_id(get_pod(cluster, namespace, "long"))
     cluster.kill_node()  # a crash, not a polite stop
-    assert cluster.container_running(long_container), "containers must survive the kubelet/agent"
+    assert cluster.container_running(long_container), "containers must survive the kubelet"
     time.sleep(4)  # "short" ends while nobody watches
     cluster.start_node()
     short = wait_pod_phase(cluster, namespace, "short", ("Failed", "Succeeded"), timeout=30)
@@ -653,31 +585,6 @@ def test_node_restart_does_not_lose_pods(cluster: ClusterHandle, namespace: str)
     wait_pod_phase(cluster, namespace, "again", ("Running", "Succeeded"))
     cluster.restart_node()
     assert wait_pod_phase(cluster, namespace, "again", ("Failed", "Succeeded"))["status"]["phase"] == "Succeeded"
-
-
-@pytest.mark.agent_only
-def test_trainer_image_runs_as_non_root_with_the_agents_python(cluster: ClusterHandle, namespace: str) -> None:
-    # the default mapping of the trainer image: the venv running the agent (its base Python may sit
-    # below a folder like /root that uid 65532 cannot traverse; the agent exposes it to the pod)
-    body = pod_body(
-        "trainer",
-        "unused",
-        container={
-            "image": "ghcr.io/trainingjob-operator/forecast-trainer:dev",
-            "command": ["python", "-c", "import forecast_trainer, os, sys; print(os.getuid(), sys.prefix)"],
-            "args": [],
-            "securityContext": {
-                "allowPrivilegeEscalation": False,
-                "capabilities": {"drop": ["ALL"]},
-                "readOnlyRootFilesystem": True,
-            },
-        },
-    )
-    apply(cluster, namespace, body)
-    pod = wait_pod_phase(cluster, namespace, "trainer", ("Succeeded", "Failed"))
-    log = cluster.logs(namespace, "trainer")
-    assert pod["status"]["phase"] == "Succeeded", (log, pod["status"])
-    assert log.split() == [str(RUN_AS), sys.prefix]
 
 
 def test_two_container_pod_and_node_allocatable(cluster: ClusterHandle, namespace: str) -> None:
@@ -702,7 +609,7 @@ def test_cli_up_prints_export_and_down_leaves_no_process(cluster: ClusterHandle,
         "PYTHONPATH": str(HACK),
         "TJO_CLUSTER_DIR": str(tmp_path / "c"),
         "TJO_K8S_BIN": str(cluster.local.bin_dir),
-        "TJO_NODE": cluster.node,
+        "TJO_NODE": "kubelet",
     }
     up = subprocess.run(
         [sys.executable, "-m", "localcluster", "up"], env=env, capture_output=True, text=True, timeout=120
@@ -720,8 +627,8 @@ def test_cli_up_prints_export_and_down_leaves_no_process(cluster: ClusterHandle,
         )
         assert nodes.stdout.strip() == "node/local-node"
         pids = [json.loads(p.read_text())["pid"] for p in (tmp_path / "c" / "run").glob("*.pid")]
-        # the control plane (4) and the node agent, or containerd, kubelet, kube-proxy, CoreDNS
-        assert len(pids) == (5 if cluster.node == "agent" else 8)
+        # the control plane (4), containerd, kubelet, kube-proxy, CoreDNS
+        assert len(pids) == 8
     finally:
         down = subprocess.run(
             [sys.executable, "-m", "localcluster", "down"], env=env, capture_output=True, text=True, timeout=120

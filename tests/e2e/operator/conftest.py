@@ -31,9 +31,6 @@ from localcluster import BinariesError, can_build
 from localcluster.kueue import Kueue, find_kueue
 
 ROOT = Path(__file__).resolve().parents[3]
-# The no-op image (tests/e2e/noop-image.yaml) for orchestration-only tests; set before the session
-# cluster (and so its node agent) starts.
-os.environ.setdefault("NODE_AGENT_IMAGES", str(ROOT / "tests" / "e2e" / "noop-image.yaml"))
 
 
 @pytest.fixture(scope="session")

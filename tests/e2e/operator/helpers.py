@@ -104,7 +104,7 @@ def sample_sales_table(dsn: str, products: int, days: int) -> tuple[str, str]:
     return table, schema
 
 
-# No-op image (tests/e2e/noop-image.yaml): orchestration-only TrainingJobs; their data Secret is never read.
+# No-op image (hack/images/noop): orchestration-only TrainingJobs; their data Secret is never read.
 NOOP = {"image": "localhost/tjo-noop"}
 
 

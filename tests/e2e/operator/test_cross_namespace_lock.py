@@ -1,6 +1,6 @@
 """Two TrainingJobs in two namespaces over the same products, writing to one PostgreSQL database
 (issue 9): Leases are namespaced, so the second line holds: the trainer's advisory lock on
-(output schema, product). No two trainings of a product overlap (node-agent timestamps); a trainer
+(output schema, product). No two trainings of a product overlap (the kubelet's container timestamps); a trainer
 that finds its product locked exits 5 and the operator shows the product waiting, then relaunches
 it; every product is trained by both TrainingJobs, one after the other."""
 

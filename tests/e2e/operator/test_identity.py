@@ -1,6 +1,6 @@
 """Identity and locking on the real control plane (issue 9): a product is its id, a child is its uid.
 
-Orchestration-only tests use the no-op image (tests/e2e/noop-image.yaml): each pod sleeps, then
+Orchestration-only tests use the no-op image (hack/images/noop): each pod sleeps, then
 reports its product (TRAINER_PRODUCT_ID) trained.
 """
 

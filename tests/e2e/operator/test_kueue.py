@@ -1,7 +1,7 @@
 """Kueue queues the product Jobs (issue 13), against a real Kueue (hack/build-kueue.sh, run by the
 ``kueue`` fixture with its CRDs and webhooks) on the local control plane.
 
-Orchestration-only: the no-op image (tests/e2e/noop-image.yaml) sleeps, then reports its product
+Orchestration-only: the no-op image (hack/images/noop) sleeps, then reports its product
 trained. Each product pod requests 100m CPU; the ClusterQueue's quota is 200m, so Kueue admits two
 product Jobs at a time while the TrainingJob's parallelism (and the node: 2 CPUs) would allow more.
 """
@@ -62,7 +62,7 @@ def queued_tj(name: str, products: list[str], seconds: float, priority_class: st
 
 def max_overlap(intervals: list[tuple[str, str, str, str]]) -> int:
     """Most trainer runs at once; a run ending in the second another starts does not overlap it
-    (the node agent reports whole seconds, and Kueue admits the next Job only after one finished)."""
+    (the kubelet reports whole seconds, and Kueue admits the next Job only after one finished)."""
     edges = sorted([(start, 1) for _, _, start, _ in intervals] + [(end, -1) for _, _, _, end in intervals])
     most = now = 0
     for _, step in edges:  # -1 sorts before +1 at the same instant

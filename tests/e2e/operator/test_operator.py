@@ -1,4 +1,4 @@
-"""The operator on the real control plane, with the node agent running the real trainer."""
+"""The operator on the real control plane, with the real node running the trainer image."""
 
 from __future__ import annotations
 

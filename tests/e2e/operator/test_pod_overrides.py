@@ -3,7 +3,7 @@ Secret, emptyDir) and their mounts, envFrom, imagePullSecrets, typed node affini
 spread (evaluated by the real scheduler), while the operator's own pod fields stay the operator's.
 
 The no-op image checks from inside the process that the mounted files hold what envFrom put in its
-environment and that the emptyDir is writable (tests/e2e/noop-image.yaml, NOOP_CHECK_FILES), so a
+environment and that the emptyDir is writable (hack/images/noop, NOOP_CHECK_FILES), so a
 pod that lacked a volume or an envFrom source would exit 7 and the product would fail.
 """
 

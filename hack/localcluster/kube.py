@@ -1,7 +1,7 @@
 """A thin JSON layer over the ``kubernetes`` client's ApiClient: plain dicts in and out.
 
-The agent handles Pods as dicts (what the API returns, no model round trip), which keeps it
-fast and independent of the generated models. The ApiClient still does what it is good at:
+Tests and benches handle objects as dicts (what the API returns, no model round trip), which keeps
+them fast and independent of the generated models. The ApiClient still does what it is good at:
 kubeconfig loading (embedded certificates, tokens, exec plugins), TLS and connection pooling.
 """
 
