@@ -1,13 +1,14 @@
-"""The real node (kubelet + containerd) against its baseline, the node agent, in one run (not a test).
+"""The real node's (kubelet + containerd) start, pod start latency and stop, in one run (not a test).
 
     TJO_K8S_BIN=<dir> TJO_IMAGES_DIR=<dir with tjo-shell.tar> .venv/bin/python bench/node_bench.py [--pods 20]
 
-For each node kind, on a fresh state dir: cold ``up`` (certificates, empty etcd; for the real node
+On a fresh state dir: cold ``up`` (certificates, empty etcd; for the real node
 also an empty containerd: the pause image and the project's images are imported), node Ready after
 ``up`` began, then ``--pods`` pods created one after the other (``sleep 30`` in ``localhost/tjo-shell``),
 each timed from its POST to the API showing it Running (median, p90, max), ``down``, then a warm
 ``up`` (same state dir: certificates, etcd data and containerd's images reused) and ``down`` again.
-Prints one markdown table, the agent beside the kubelet.
+Prints one markdown table. (Its baseline until issue 17, the process-based node agent, is gone; its
+last figures beside the kubelet's are in docs/local-cluster.md.)
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def measure(kind: str, bin_dir: Path, pods: int) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=20)
-    parser.add_argument("--nodes", default="agent,kubelet", help="node kinds, baseline first")
+    parser.add_argument("--nodes", default="kubelet", help="node kinds (one column each)")
     args = parser.parse_args()
     bin_dir = find_binaries()
     kinds = args.nodes.split(",")
