@@ -145,6 +145,11 @@ class ClusterHandle:
         return self.local.node_name
 
     @property
+    def node(self) -> str:
+        """``kubelet`` (the only node there is)."""
+        return self.local.node_kind
+
+    @property
     def host_address(self) -> str:
         """Where pods reach services of the host (the API server, a test PostgreSQL)."""
         host = self.local.info().host_ip

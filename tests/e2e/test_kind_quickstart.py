@@ -30,7 +30,7 @@ import pytest
 from tests.doc_blocks import ROOT, shell_blocks
 from tests.e2e.conftest import wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.real_node]
 
 QUICKSTART = ROOT / "docs" / "kind-quickstart.md"
 REPLACED = re.compile(r"^\s*(docker build|kind (create|load) )")

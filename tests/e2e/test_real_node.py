@@ -18,7 +18,7 @@ from localcluster import LocalCluster
 from localcluster.cleanup import host_snapshot
 from localcluster.network import state_key
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.real_node, pytest.mark.timeout(300)]
 
 
 def run_pod(cluster: ClusterHandle, namespace: str, name: str, script: str, **extra: Any) -> dict[str, Any]:
