@@ -35,7 +35,11 @@ export TJO_K8S_BIN TJO_COREDNS_BIN
 
 step "Local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, the real node"
 export TJO_CLUSTER_DIR=${TJO_CLUSTER_DIR:-$HOME/.cache/trainingjob-operator/demo-cluster}
-eval "$(PYTHONPATH=hack python -m localcluster up | tail -n1)"
+# a shared 2-CPU machine under load can take minutes to bring the controller-manager up
+up=$(PYTHONPATH=hack python -m localcluster up --timeout "${TJO_CLUSTER_TIMEOUT:-300}") \
+  || { echo "the local cluster did not start (logs: $TJO_CLUSTER_DIR/logs)" >&2; exit 1; }
+sed '$d' <<<"$up"
+eval "$(tail -n1 <<<"$up")"
 echo "KUBECONFIG=$KUBECONFIG"
 kubectl get nodes -o wide
 # Pods reach the host at the host side of the node's link, where the API server listens too.
