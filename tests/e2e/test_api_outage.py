@@ -3,8 +3,12 @@
 again, a pod that ended during the outage gets its final status, and new pods run.
 
 Two new pods: one bound to the node directly (``spec.nodeName``), which measures the kubelet alone,
-and one through the scheduler, whose informers back off up to ~60 s after an outage (client-go's
-reflector back-off, 30 s cap with jitter), so it may take longer; that part is not the node's."""
+and one through the scheduler. Both wait for client-go's reflector back-off, which the kubelet's
+pod source and the scheduler's informers share: after failed relists it sleeps 0.8 s, 1.6 s, ...
+capped at 30 s, each with up to 100 % jitter, so a watch comes back at most 60 s after the API
+server (measured: 63 s for the bound pod to run and the node to be Ready again, including the
+pod's own start on a loaded machine; the process-based node agent this test was written for
+retried within a second)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,11 @@ from localcluster.procs import PidRecord
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 OUTAGE = float(os.environ.get("TJO_OUTAGE_SECONDS", "40"))
+# client-go's reflector back-off (k8s.io/client-go/tools/cache/reflector.go: NewExponentialBackoffManager
+# (800 ms, 30 s, 2 min, 2.0, 1.0)): the longest sleep before a relist is the cap plus its full jitter
+RELIST_BACKOFF_MAX = 30 * 2.0
+POD_START = 20.0
+"""A restricted pod's sandbox + container start and the kubelet's status post, on a loaded machine."""
 
 
 def node_schedulable(cluster: ClusterHandle) -> bool:
@@ -83,4 +92,4 @@ def check_recovery(cluster: ClusterHandle, namespace: str, kubelet: PidRecord, b
         f"{bound_seconds:.1f}s, node Ready+untainted {node_seconds:.1f}s, scheduled pod Succeeded "
         f"{scheduled_seconds:.1f}s"
     )
-    assert bound_seconds <= 15 and node_seconds <= 30
+    assert bound_seconds <= RELIST_BACKOFF_MAX + POD_START and node_seconds <= RELIST_BACKOFF_MAX + POD_START
