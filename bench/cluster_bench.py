@@ -78,7 +78,14 @@ def indexed_job(name: str, pods: int, parallelism: int) -> dict[str, Any]:
                     "restartPolicy": "Never",
                     "securityContext": {"runAsUser": RUN_AS, "runAsGroup": RUN_AS, "runAsNonRoot": True},
                     "containers": [
-                        {"name": "main", "image": "localhost/tjo-shell", "args": ["true"], "securityContext": security}
+                        {
+                            "name": "main",
+                            "image": "localhost/tjo-shell",
+                            # imported, never pulled: a tag-less ref would default to Always (no registry)
+                            "imagePullPolicy": "IfNotPresent",
+                            "args": ["true"],
+                            "securityContext": security,
+                        }
                     ],
                 }
             },

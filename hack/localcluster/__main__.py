@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", choices=NODE_KINDS, default=None, help="default $TJO_NODE or kubelet")
     parser.add_argument("--fresh", action="store_true", help="up: delete the state dir first (new etcd, new certs)")
     parser.add_argument("--purge", action="store_true", help="down: also delete the state dir")
-    parser.add_argument("--timeout", type=float, default=90.0)
+    parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
 
     cluster = LocalCluster(args.state_dir, args.bin_dir, node_name=args.node_name, node=args.node)

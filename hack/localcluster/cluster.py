@@ -270,8 +270,9 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ start
 
-    def start(self, timeout: float = 90.0) -> ClusterInfo:
-        """Start everything (or find it already running) and wait until it is usable."""
+    def start(self, timeout: float = 300.0) -> ClusterInfo:
+        """Start everything (or find it already running) and wait until it is usable (``timeout``: a
+        failure threshold; a loaded 2-CPU machine took 90 s and more to bring the controller-manager up)."""
         if self.is_up():
             return self.info()
         self.stop(quiet=True)  # leftovers of a crashed run would hold ports and etcd's lock
