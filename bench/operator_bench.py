@@ -287,8 +287,8 @@ def on_fresh_cluster(work: Path, name: str, run: Callable[[Path, str], dict[str,
     """``run(kubeconfig, namespace)`` on a cluster of its own (no run sees another's objects), with
     the CPU seconds each component spent meanwhile, create -> first pod, and the operator's writes."""
     cluster = LocalCluster(work / name, find_binaries())
-    cluster.start()
     try:
+        cluster.start()  # in the try: a start that fails half-way is stopped too (mounts, processes)
         kubeconfig, ns = cluster.kubeconfig, "bench"
         kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds" / "trainingjob.yaml"))
         kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/trainingjobs.training.forecast.dev")

@@ -10,6 +10,7 @@ PostgreSQL ones ``integration`` (each starts a throw-away server with hack/postg
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,18 +26,30 @@ needs_cluster = [
 ]
 
 
-def run_bench(script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> tuple[int, str]:
+def run_bench(script: str, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> tuple[int, str]:
+    """The bench's exit status and output. Past ``timeout`` it gets SIGINT, so its ``finally`` blocks
+    stop the clusters and servers it started (a SIGKILL would leave them running), then SIGKILL."""
     started = time.monotonic()
-    result = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / script), *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
     )
-    print(f"{script} {' '.join(args)}: exit {result.returncode} in {time.monotonic() - started:.1f} s")
-    return result.returncode, result.stdout + "\n--- stderr\n" + result.stderr[-4000:]
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        stderr += f"\n(timed out after {timeout:.0f} s: interrupted)"
+    print(f"{script} {' '.join(args)}: exit {proc.returncode} in {time.monotonic() - started:.1f} s")
+    return proc.returncode, stdout + "\n--- stderr\n" + stderr[-4000:]
 
 
 @pytest.mark.parametrize(
