@@ -28,6 +28,8 @@ OUTAGE = float(os.environ.get("TJO_OUTAGE_SECONDS", "40"))
 RELIST_BACKOFF_MAX = 30 * 2.0
 POD_START = 20.0
 """A restricted pod's sandbox + container start and the kubelet's status post, on a loaded machine."""
+RECOVERY_WAIT = RELIST_BACKOFF_MAX + POD_START + 30
+"""How long the waits go on (longer than the bound asserted afterwards, so a slow run reports its time)."""
 
 
 def node_schedulable(cluster: ClusterHandle) -> bool:
@@ -69,7 +71,7 @@ def check_recovery(cluster: ClusterHandle, namespace: str, kubelet: PidRecord, b
     bound = pod_body("bound", "echo -n bound-done > /dev/termination-log")
     bound["spec"]["nodeName"] = cluster.node_name
     apply(cluster, namespace, bound, pod_body("after", "echo -n after-done > /dev/termination-log"))
-    done = wait_pod_phase(cluster, namespace, "bound", ("Succeeded", "Failed"), timeout=60)
+    done = wait_pod_phase(cluster, namespace, "bound", ("Succeeded", "Failed"), timeout=RECOVERY_WAIT)
     bound_seconds = time.monotonic() - up
     assert done["status"]["phase"] == "Succeeded" and terminated(done)["message"] == "bound-done", done["status"]
     during = wait_for(
@@ -78,7 +80,7 @@ def check_recovery(cluster: ClusterHandle, namespace: str, kubelet: PidRecord, b
         timeout=60,
     )
     assert during["status"]["phase"] == "Succeeded" and terminated(during)["message"] == "during-done"
-    wait_for("node Ready and untainted", lambda: node_schedulable(cluster), timeout=60)
+    wait_for("node Ready and untainted", lambda: node_schedulable(cluster), timeout=RECOVERY_WAIT)
     node_seconds = time.monotonic() - up
     after = wait_pod_phase(cluster, namespace, "after", ("Succeeded", "Failed"), timeout=150)
     scheduled_seconds = time.monotonic() - up
