@@ -282,3 +282,43 @@ def test_shard_with_another_list_digest_exits_2_and_trains_nothing(csv_with_bad:
     env = shard_env(csv_with_bad, term, tmp_path / "products", ids, JOB_COMPLETION_INDEX="2")
     run = run_cli(["train"], env)  # 6 products in shards of 4: shard 2 does not exist
     assert run.code == 2 and "beyond this round" in run.stderr
+
+
+def test_a_shard_stopped_by_sigterm_reports_what_it_finished_and_exits_4(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.unit.trainer.helpers import REPO, clean_env
+
+    ids = sorted(f"shop-{i:03d}" for i in range(200))
+    rows = []
+    for i, p in enumerate(ids):
+        rows += product_rows(p, daily_frame(60, seed=i))
+    csv = write_csv(tmp_path / "sales.csv", rows)
+    term = tmp_path / "term.json"
+    env = clean_env(shard_env(csv, term, tmp_path / "products", ids, JOB_COMPLETION_INDEX="0"))
+    env.update(TRAINER_SHARD_SIZE="200", TRAINER_SHARD_INDEXES="0-199")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "trainer_image"), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "forecast_trainer", "train"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 240
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            done = json.loads(term.read_text())["done"]
+        except (OSError, ValueError, KeyError):
+            done = 0
+        if done >= 2:
+            break
+        time.sleep(0.05)
+    assert done >= 2 and proc.poll() is None, "the shard did not report two products in time"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    doc = json.loads(term.read_text())
+    assert proc.returncode == 4
+    assert 2 <= doc["done"] < 200 and doc["n"] == 200
+    assert parse_ranges(doc["trained"]) == list(range(doc["done"]))  # what it finished, nothing more
