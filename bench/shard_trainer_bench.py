@@ -85,7 +85,12 @@ class Bench:
         db0, wall0 = self.pg.cpu_seconds(), time.monotonic()
         with open(log, "w") as out:
             proc = subprocess.Popen(["nice", "-n", "10", TRAINER, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
-            _, status, usage = os.wait4(proc.pid, 0)  # nice execs the trainer: this is its own rusage
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)  # nice execs the trainer: this is its own rusage
+            except BaseException:  # Ctrl-C: no trainer outlives the bench (its server stops next)
+                proc.kill()
+                proc.wait()
+                raise
         m.wall += time.monotonic() - wall0
         m.cpu += usage.ru_utime + usage.ru_stime
         time.sleep(0.3)  # let the server reap the process's backends
