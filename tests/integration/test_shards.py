@@ -245,3 +245,23 @@ def test_discover_then_shards_from_the_command_line(dsn, schema, tmp_path, k) ->
     report = json.loads(shard_term.read_text())
     assert (report["shard"], report["n"], report["done"]) == (k, 3, 3)
     assert report["trained"] == ("1-2" if k == 0 else "0-2")
+
+
+async def test_skip_unchanged_in_a_shard_skips_what_is_unchanged(dsn, conn, schema, tmp_path) -> None:
+    await make_sales(conn, schema, sales())
+    await discovered(dsn, schema, tmp_path)
+    first, _, _ = await run_shard(shard_config(dsn, schema, tmp_path, 0))
+    assert [r.status for r in first.results] == ["invalid", "trained", "trained", "trained"]
+    await conn.execute(f"INSERT INTO \"{schema}\".sales VALUES ('{IDS[3]}', '2023-04-01', 5)")  # one changed
+    nightly = shard_config(dsn, schema, tmp_path, 0, TRAINER_SKIP_UNCHANGED="true", TRAINER_RUN_KEY=f"{UID}/1")
+    state, progress, _ = await run_shard(nightly)
+    assert shard_exit_code(state) == 0
+    assert [r.status for r in state.results] == ["invalid", "skipped", "skipped", "trained"]
+    assert (progress.seen[-1]["skipped"], progress.seen[-1]["trained"]) == ("1-2", "3")
+    rows = await outcomes(conn, schema, f"{UID}/1")
+    assert {p: (r["status"], r["reason"]) for p, r in rows.items()} == {
+        BAD: ("invalid", "TooFewPoints"),
+        IDS[1]: ("skipped", "Unchanged"),
+        IDS[2]: ("skipped", "Unchanged"),
+        IDS[3]: ("trained", None),
+    }
