@@ -58,7 +58,7 @@ def discover_message(
     return text if len(text.encode("utf-8")) <= LIMIT else text[:LIMIT]  # pragma: no cover - bounded above
 
 
-async def list_products(cfg: TrainConfig, source: Any) -> list[str]:
+async def list_products(source: Any) -> list[str]:
     """Every product id of the source, sorted by Python's str order, without repeats."""
     return sorted(set(await source.products()))
 
@@ -83,7 +83,7 @@ async def discover(cfg: TrainConfig, key: str | None) -> Discovery:
         shared = output if cfg.output_dsn == cfg.data_dsn else None
         source = PostgresSource(cfg.data_dsn, cfg.data_table, columns, cfg.db, db=shared)
     try:
-        ids = await list_products(cfg, source)
+        ids = await list_products(source)
         snapshot = False
         if output is not None and key is not None:
             from forecast_trainer import store

@@ -104,70 +104,84 @@ async def _outcome(run: Any, result: ProductResult) -> None:
 
 async def train_shard(cfg: TrainConfig, progress: Progress, state: ShardState, holder: dict[str, Any]) -> None:
     """Steps 1-4 of the module doc; fills ``state`` (and rewrites the report after each product)."""
-    from forecast_trainer.data import CsvSource, PostgresSource, Prefetch
-    from forecast_trainer.locking import LockSession
     from forecast_trainer.runner import TrainRun
-    from forecast_trainer.shard import select_products
 
     run = TrainRun(cfg, progress)
     holder["run"] = run
     try:
-        # 1. The shard's products.
-        if run.output is not None:
-            from forecast_trainer.store import migrate
-
-            await migrate(run.output, cfg.output_schema)
-        selection = await select_products(cfg, run.source, run.output)
-        state.start(len(selection.products))
-        write_report(cfg, state)
-        cfg = dataclasses.replace(cfg, products=list(selection.products))
-        run.cfg = cfg
-        run.planned = list(selection.products)
-        # 2. Unchanged products, decided up front.
-        skipped: dict[str, ProductResult] = {}
-        if cfg.skip_unchanged:
-            from forecast_trainer.unchanged import pre_skip
-
-            plan = await pre_skip(cfg)
-            if plan.error is not None:
-                raise plan.error
-            skipped = {r.product: r for r in plan.skipped}
-        # 3. Train the rest, in shard order.
-        if isinstance(run.source, CsvSource):
-            await run.source.products()  # read and checked once, up front
-            if cfg.persists:
-                from forecast_trainer.watermark import csv_watermarks
-
-                try:
-                    run.csv_marks = csv_watermarks(
-                        cfg.data_csv or "", cfg.product_column, cfg.time_column, cfg.value_column
-                    )
-                except TrainerError:
-                    run.csv_marks = {}
-        elif isinstance(run.source, PostgresSource):
-            todo = [p for p in selection.products if p not in skipped]
-            run.prefetch = Prefetch(run.source, todo, HISTORY_BATCH)
-        if run.output is not None:
-            run.lock_session = LockSession()
-        progress.start(state.n)
-        run.tracker.start()
-        for product in selection.products:
-            result = skipped.get(product) or await guard.train_guarded(run, product)
-            state.add(result)
-            await _outcome(run, result)
-            write_report(cfg, state)  # 4. after EVERY product
-            progress.product_done(
-                product,
-                result.status,
-                {k: v for k, v in report.entry(result).items() if k not in ("product", "status")},
-            )
-        progress.finish()
+        # 0. The output schema, and a CSV's watermarks before the file is read for training.
+        await _open(run)
+        # 1. The shard's products, checked against the Job's digest.
+        products = await _select(run, state)
+        # 2. Unchanged products, decided up front in one set-based pass.
+        skipped = await _unchanged(run.cfg)
+        # 3. Each other product in shard order; 4. the report rewritten after every one.
+        await _train_each(run, state, products, skipped)
     except TrainerError as exc:
         state.error = exc
     finally:
         if run.lock_session is not None:
             await run.lock_session.close()
         await run.close()
+
+
+async def _open(run: Any) -> None:
+    cfg = run.cfg
+    if run.output is not None:
+        from forecast_trainer.store import migrate
+
+        await migrate(run.output, cfg.output_schema)
+    if cfg.data_csv and cfg.persists:
+        from forecast_trainer.watermark import csv_watermarks
+
+        try:
+            run.csv_marks = csv_watermarks(cfg.data_csv, cfg.product_column, cfg.time_column, cfg.value_column)
+        except TrainerError:  # the CSV source reports a file it cannot read, with its own reason
+            run.csv_marks = {}
+
+
+async def _select(run: Any, state: ShardState) -> list[str]:
+    from forecast_trainer.shard import select_products
+
+    selection = await select_products(run.cfg, run.source, run.output)
+    state.start(len(selection.products))
+    write_report(run.cfg, state)
+    run.cfg = dataclasses.replace(run.cfg, products=list(selection.products))
+    run.planned = list(selection.products)
+    return list(selection.products)
+
+
+async def _unchanged(cfg: TrainConfig) -> dict[str, ProductResult]:
+    if not cfg.skip_unchanged:
+        return {}
+    from forecast_trainer.unchanged import pre_skip
+
+    plan = await pre_skip(cfg)
+    if plan.error is not None:
+        raise plan.error
+    return {r.product: r for r in plan.skipped}
+
+
+async def _train_each(run: Any, state: ShardState, products: list[str], skipped: dict[str, ProductResult]) -> None:
+    from forecast_trainer.data import CsvSource, PostgresSource, Prefetch
+    from forecast_trainer.locking import LockSession
+
+    if isinstance(run.source, CsvSource):
+        await run.source.products()  # read and checked once, up front
+    elif isinstance(run.source, PostgresSource):  # the history a batch of products at a time
+        run.prefetch = Prefetch(run.source, [p for p in products if p not in skipped], HISTORY_BATCH)
+    if run.output is not None:
+        run.lock_session = LockSession()  # one lock connection for every product of the shard
+    run.progress.start(state.n)
+    run.tracker.start()
+    for product in products:
+        result = skipped.get(product) or await guard.train_guarded(run, product)
+        state.add(result)
+        await _outcome(run, result)
+        write_report(run.cfg, state)
+        fields = {k: v for k, v in report.entry(result).items() if k not in ("product", "status")}
+        run.progress.product_done(product, result.status, fields)
+    run.progress.finish()
 
 
 def run_shard(cfg: TrainConfig, fmt: str) -> int:
