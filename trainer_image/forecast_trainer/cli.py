@@ -46,11 +46,11 @@ EPILOG = """exit codes: 0 trained (or skipped as unchanged); 1 unexpected error;
 invalid (not retriable); 4 infrastructure unavailable after retries (retriable); 5 product locked by
 another trainer (retry later). With several products: invalid and locked ones are left out; 4 if any
 product hit an infrastructure failure, else 1 if any failed unexpectedly, else 0 if at least one
-trained or was skipped as unchanged (--skip-unchanged), else 5 if any was locked, else 3. Shard mode (--shard-size): 0 when every product of the shard has an
-outcome (invalid and locked ones are reported per product), 4 if a database stayed unreachable, 2 on a
-configuration error or a product-list digest mismatch. Every
-option can also be set as TRAINER_<OPTION> (e.g. --data-csv -> TRAINER_DATA_CSV); the command line
-wins."""
+trained or was skipped as unchanged (--skip-unchanged), else 5 if any was locked, else 3. Shard mode
+(--shard-size): 0 when every product of the shard has an outcome (invalid and locked ones are
+reported per product), 4 if a database stayed unreachable, 2 on a configuration error or a product-
+list digest mismatch. Every option can also be set as TRAINER_<OPTION> (e.g. --data-csv ->
+TRAINER_DATA_CSV); the command line wins."""
 
 
 class _Parser(argparse.ArgumentParser):
