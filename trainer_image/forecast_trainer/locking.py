@@ -146,6 +146,9 @@ class ProductLock:
         self.app_name = application_name(trainingjob)
         self.conn: Any = None
         self.lost_pid: int | None = None  # our own earlier backend, when the connection broke
+        self.relocking = False
+        """A statement's connection broke and ``run`` retries it: its next attempt locks again before
+        any statement (or fails with ProductLocked), so the heartbeat must not call the lock lost."""
         self.saved: Any = None
 
     @property
@@ -164,6 +167,7 @@ class ProductLock:
             )
         try:
             if not await self._try(conn):
+                self.relocking = False
                 holder = await self._holder(conn)
                 raise ProductLocked(
                     f"{self.what} is being trained by another trainer ({holder}); not trained now, retry later",
@@ -178,6 +182,7 @@ class ProductLock:
             await _close(conn)
             raise
         self.conn = conn
+        self.relocking = False
 
     async def _try(self, conn: Any) -> bool:
         if await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", self.key):
@@ -221,18 +226,23 @@ class ProductLock:
                 lost = self.conn is not None and self.conn.is_closed()
                 if is_transient(exc) or lost:
                     await self._drop()
+                    self.relocking = True
                 if lost and not is_transient(exc):
                     # e.g. asyncpg's InternalClientError when the server ended the session mid-call
                     raise ConnectionResetError(f"the lock connection was lost: {describe(exc)}") from exc
                 raise
 
-        return await self.db.retrying(attempt, what)
+        try:
+            return await self.db.retrying(attempt, what)
+        finally:
+            self.relocking = False  # done, or given up: nothing of this statement runs any more
 
     async def held(self) -> bool:
-        """Whether this session still holds the lock (False when its connection is gone or hangs)."""
+        """Whether this session still holds the lock (False when its connection is gone or hangs;
+        True while ``run`` retries a statement whose connection broke: it locks again first)."""
         conn = self.conn
         if conn is None or conn.is_closed():
-            return False
+            return conn is None and self.relocking
         try:
             async with self._use:
                 query = conn.fetchval(_HELD_SQL, *lock_key_parts(self.key))
