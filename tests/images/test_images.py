@@ -87,6 +87,45 @@ def test_trainer_trains_a_csv_as_65532_on_a_read_only_root(images: Images, tmp_p
     assert "ets" in models and "theta" in models, models[:2000]
 
 
+def test_trainer_tracks_to_a_real_mlflow_server_with_the_images_pruned_client(images: Images, tmp_path: Path) -> None:
+    # The image prunes mlflow-skinny's dependencies that the tracking client never imports
+    # (Databricks SDK, Google auth, cryptography, FastAPI/Starlette/uvicorn, GitPython): a run,
+    # its params, metrics and artifacts and a registered model version still reach the server.
+    from mlflow.tracking import MlflowClient
+
+    from mlflow_harness import MlflowServer
+
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)
+    images.podman(
+        "run", *RESTRICTED, f"--volume={work}:/work", images.refs["trainer"],
+        "sample-data", "--products", "2", "--days", "120", "--seed", "5", "--csv", "/work/sales.csv",
+        check=True,
+    )  # fmt: skip
+    # Loopback only: the container shares the host's network namespace to reach the server there.
+    network = [o for o in RESTRICTED if o != "--network=none"] + ["--network=host"]
+    with MlflowServer() as server:
+        result = images.podman(
+            "run", *network, "--user=65532:65532", f"--volume={work}:/work", images.refs["trainer"],
+            "train", "--data-csv", "/work/sales.csv", "--output-dir", "/work/out", "--termination-log",
+            "/work/term.json", "--models", "naive", "--folds", "1", "--horizon-days", "7",
+            "--tracking-uri", server.uri, "--experiment-name", "images-test",
+            timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        products = json.loads((work / "term.json").read_text())["products"]
+        assert [p["tracking"] for p in products] == ["logged", "logged"], [p.get("warnings") for p in products]
+        client = MlflowClient(server.uri)
+        experiment = client.get_experiment_by_name("images-test")
+        assert experiment is not None
+        runs = client.search_runs([experiment.experiment_id])
+        assert sorted(r.info.run_name for r in runs) == sorted(p["product"] for p in products)
+        assert all(r.data.metrics and r.data.params for r in runs)
+        assert all(client.list_artifacts(r.info.run_id, "model") for r in runs)
+        assert len(client.search_model_versions()) == 2
+
+
 def test_operator_runs_kopf_and_imports_its_main_module(images: Images) -> None:
     ref = images.refs["operator"]
     version = images.podman("run", *RESTRICTED, "--user=65532:65532", "--entrypoint=kopf", ref, "--version", check=True)

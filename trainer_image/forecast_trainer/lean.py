@@ -12,8 +12,9 @@
   ``tsa.kpss`` and ``tsa.STL``. ``statsforecast_models()`` first puts a small stand-in
   module under that name which imports just those four from their own statsmodels modules,
   and hands any other name on to the real ``statsmodels.api`` (imported then).
-- matplotlib: where it is installed (not in the image: plot.py draws with Pillow), Prophet's
-  package imports pyplot (about 30 MB) for its plotting helpers, which the trainer never calls.
+- matplotlib: where it is installed (Prophet depends on it; the image prunes it, plot.py draws
+  its PNG itself), Prophet's package imports pyplot (about 30 MB) for its plotting helpers,
+  which the trainer never calls.
   ``model.import_prophet()`` imports Prophet with matplotlib marked absent for the duration of
   that import only (Prophet then just disables its own plotting helpers).
 All are optional: everything works the same without them, only heavier.
