@@ -25,7 +25,18 @@ if [ "${TJO_STRIP:-1}" != 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends binutils >/dev/null
-  find "$site" -type f -name '*.so*' -exec strip --strip-unneeded {} +
+  # Each stripped object must still load: strip corrupts some that auditwheel's patchelf rewrote
+  # (numpy's OpenBLAS: "ELF load command address/offset not page-aligned"); those keep their symbols.
+  loader=/nonexistent  # no known loader: nothing is stripped
+  for l in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1; do if [ -e "$l" ]; then loader=$l; fi; done
+  find "$site" -type f -name '*.so*' | while read -r so; do
+    cp -p "$so" "$so.unstripped"
+    if strip --strip-unneeded "$so" 2>/dev/null && "$loader" --list "$so" >/dev/null 2>&1; then
+      rm "$so.unstripped"
+    else
+      mv "$so.unstripped" "$so"
+    fi
+  done
   apt-get purge -y -qq --auto-remove binutils >/dev/null
   rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/*
 fi
