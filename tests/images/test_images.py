@@ -166,6 +166,21 @@ def test_postgres_starts_as_999_and_accepts_a_password_login(images: Images) -> 
         images.podman("rm", "--force", "--time=0", name)
 
 
+@pytest.mark.parametrize("name", ["operator", "trainer"])
+def test_every_shared_object_in_the_venv_loads(images: Images, name: str) -> None:
+    # The images strip their shared objects (hack/images/prune-venv.sh); strip corrupted numpy's
+    # OpenBLAS, which auditwheel's patchelf had rewritten ("ELF load command address/offset not
+    # page-aligned"): numpy failed to import. The loader maps each object and its dependencies;
+    # "cannot open shared object file" alone is a dependency found only through another object
+    # (a few of scipy's gfortran libraries, stripped or not).
+    script = (
+        'find /opt/venv -type f -name "*.so*" | while read -r f; do '
+        '/lib64/ld-linux-x86-64.so.2 --list "$f" 2>&1 >/dev/null | grep -v "cannot open shared object file"; done'
+    )
+    result = images.podman("run", *RESTRICTED, "--entrypoint=/bin/sh", images.refs[name], "-c", script, check=True)
+    assert result.stdout.strip() == ""
+
+
 @pytest.mark.parametrize("name", sorted(SIZE_BUDGET_MB))
 def test_image_size_within_budget(images: Images, name: str) -> None:
     size = int(images.podman("image", "inspect", "--format", "{{.Size}}", images.refs[name], check=True).stdout)
