@@ -39,8 +39,8 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
 RUN echo 'nonroot:x:65532:' >>/etc/group \
  && echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin' >>/etc/passwd
 # The dependency layer: rebuilt only when the requirements change. The image copies the venv
-# from here (COPY --from hashes it for the cache check: ~1 s of a code-only rebuild, measured in
-# docs/local-cluster.md), so binutils for stripping never reaches it.
+# from here, so binutils for stripping never reaches it; COPY --from hashes the venv for its cache
+# check on every build (+15 s on a loaded machine: docs/local-cluster.md, "Figures").
 # A CA bundle for pip (a path inside the build, e.g. one mounted read-only); never stored in the image.
 ARG PIP_CERT
 COPY --from=requirements /build/requirements.txt /build/
