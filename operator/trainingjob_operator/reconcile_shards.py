@@ -320,16 +320,16 @@ def fold_shard_jobs(sp: ShardPass) -> None:
         r = sorted(i for i in parse_indexes(job.indexes) if i < sp.total)
         current = job.retry_round == sp.retry_round
         pods = _pods_by_index(job)
-        for k in sorted(job.completed | job.failed):
-            if k not in pods and not (job.finished_at is not None and sp.now >= job.finished_at + grace):
+        overdue = job.finished_at is not None and sp.now >= job.finished_at + grace
+        ended = [k for k in range(job.completions) if k not in job.completed and k not in job.failed]
+        # Shards the Job controller finished, then (once the Job ended: FailJob on a config error)
+        # the shards it never finished, whose pods it stopped: these fail, but what their pods
+        # committed first is recorded from their reports.
+        for k in [*sorted(job.completed | job.failed), *(ended if job.finished is not None and current else [])]:
+            if k not in pods and not overdue:
                 sp.unfolded = True  # the Job controller counted the index before we saw its pod
                 continue
             _fold_index(sp, job, r, k, pods.get(k, []), current)
-        if job.finished is not None and current:
-            # The Job ended (FailJob on a config error, its deadline): shards it never finished fail.
-            for k in range(job.completions):
-                if k not in job.completed and k not in job.failed:
-                    _fold_index(sp, job, r, k, pods.get(k, []), current)
         if job.unfinished:
             sp.in_flight |= {gi for gi in r if not sp.recorded(gi)}
             if job.suspended and not sp.tj.spec.suspend:

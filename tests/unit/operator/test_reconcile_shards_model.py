@@ -140,7 +140,6 @@ class ShardModel(RuleBasedStateMachine):
         self.locked_elsewhere: set[int] = set()
         self.hidden: set[tuple[str, int]] = set()  # (job uid, index): the pod watch lags
         self.serial = 0
-        self.retried_from: set[int] | None = None
 
     # ------------------------------------------------------------ the world
 
@@ -242,12 +241,12 @@ class ShardModel(RuleBasedStateMachine):
     def user_scales(self, p: int) -> None:
         self.body["spec"]["parallelism"] = p
 
-    @rule(value=st.integers(1, 3))
-    def user_retries_failed(self, value: int) -> None:
-        annotations = self.body["metadata"]["annotations"]
-        if annotations.get("training.forecast.dev/retry-failed") != str(value):
-            annotations["training.forecast.dev/retry-failed"] = str(value)
-            self.retried_from = None
+    @rule()
+    def user_retries_failed(self) -> None:
+        """A new value each time (docs: `kubectl annotate ... retry-failed=$(date +%s)`); a value used
+        before names that earlier round again, in shard mode as for product Jobs."""
+        self.serial += 1
+        self.body["metadata"]["annotations"]["training.forecast.dev/retry-failed"] = f"r{self.serial}"
 
     # ------------------------------------------------------------ the operator
 
