@@ -56,6 +56,12 @@ def run_bench(script: str, *args: str, env: dict[str, str] | None = None, timeou
             marks=pytest.mark.integration,
         ),
         pytest.param(
+            "shard_trainer_bench.py",
+            ["--sizes", "1,3", "--days", "60", "--baseline-cap", "1"],
+            id="shard_trainer",
+            marks=pytest.mark.integration,
+        ),
+        pytest.param(
             "cluster_bench.py",
             ["--pods", "2", "--parallelism", "2", "--repeat", "1"],
             id="cluster",
