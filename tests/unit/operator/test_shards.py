@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.unit.operator.factories import make_tj
 
@@ -264,3 +264,28 @@ def test_observe_reads_a_round_from_the_trimmed_job_and_its_pods_by_completion_i
 
 def test_a_per_product_trainingjob_observes_no_shards() -> None:
     assert observe.build(make_tj(), set(), [], lambda uid: [], []).shards is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(["trained", "skipped", "locked", "invalid", "failed"]), max_size=600),
+    error=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+)
+def test_the_trainers_shard_reports_parse_position_for_position(kinds: list[str], error: float) -> None:
+    """Both sides of the contract: what forecast_trainer writes, the operator reads, whatever it had to cut."""
+    from forecast_trainer.report import ProductResult
+    from forecast_trainer.report import shard_message as trainer_message
+
+    results = [
+        ProductResult(product=f"p{i:05d}", status=k, metric="smape", reason="R", message="m", error=error)
+        for i, k in enumerate(kinds)
+    ]
+    text = trainer_message(7, max(len(kinds), 1), len(kinds), results, "smape")
+    report = parse_shard_report(text, 7, max(len(kinds), 1))
+    assert report is not None, text
+    done = report.done
+    assert report.trained == {i for i, k in enumerate(kinds[:done]) if k == "trained"}
+    assert report.failed == {i for i, k in enumerate(kinds[:done]) if k in ("invalid", "failed")}
+    assert report.locked == {i for i, k in enumerate(kinds[:done]) if k == "locked"}
+    assert all(report.errors[p].product == f"p{p:05d}" for p in report.errors)
+    assert report.results is not None and report.results.trained == len(report.trained)
