@@ -159,7 +159,10 @@ def test_an_invalid_product_fails_alone_and_retry_failed_relaunches_only_it(
 ) -> None:
     table, schema = sales(database, 59)
     bad = "zz-bad-001"
-    psql(database.dsn, f"INSERT INTO {table} (product_id, ds, y) SELECT '{bad}', d, 1 FROM generate_series(1, 5) d")
+    psql(
+        database.dsn,
+        f"INSERT INTO {table} (product_id, ds, y) SELECT '{bad}', current_date - d, 1 FROM generate_series(1, 5) d",
+    )
     products = psql(database.dsn, f"SELECT DISTINCT product_id FROM {table} ORDER BY 1").splitlines()
     assert len(products) == 60 and products[-1] == bad
     body = shard_tj(cluster, namespace, database, "invalid", table, schema, products=products, productsPerPod=20)
