@@ -517,8 +517,8 @@ class TrainingJobSpec(ApiModel):
         description=(
             "Products each pod trains one after another (a shard; one Indexed Job per round whose indexes "
             "are shards). Absent: chosen from the product count N and parallelism P when the TrainingJob "
-            "starts: 1 (a Job and pod per product) when N <= 8*P, else ceil(N / (8*P)) up to 500. Above 1 "
-            "the products are recorded in the output database (or nothing is stored in trial mode). "
+            "starts: 1 (a Job and pod per product) when N <= 1000 or N <= 8*P, else ceil(N / (8*P)) up to 500. "
+            "Above 1 the products are recorded in the output database (or nothing is stored in trial mode). "
             "Cannot change after creation."
         ),
         json_schema_extra=immutable("productsPerPod"),

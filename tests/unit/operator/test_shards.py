@@ -36,9 +36,18 @@ def _env(job: dict[str, Any]) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("count", "parallelism", "size"),
-    [(4, 4, 1), (32, 4, 1), (33, 4, 2), (300, 4, 10), (2000, 4, 63), (100_000, 4, 500), (100_000, 100, 125)],
+    [
+        (4, 4, 1),
+        (33, 4, 1),
+        (1000, 4, 1),
+        (1001, 4, 32),
+        (2000, 4, 63),
+        (2000, 400, 1),
+        (100_000, 4, 500),
+        (100_000, 100, 125),
+    ],
 )
-def test_auto_size_is_one_until_eight_products_per_slot_then_grows_to_500(
+def test_auto_size_is_one_up_to_1000_products_or_eight_per_slot_then_grows_to_500(
     count: int, parallelism: int, size: int
 ) -> None:
     assert shards.auto_size(count, parallelism) == size
@@ -47,7 +56,8 @@ def test_auto_size_is_one_until_eight_products_per_slot_then_grows_to_500(
 def test_shard_mode_is_all_products_or_more_than_one_product_per_pod() -> None:
     assert not shards.in_shard_mode(make_tj())  # 10 products, parallelism 4: one pod each
     assert shards.in_shard_mode(make_tj(productsPerPod=2))
-    assert shards.in_shard_mode(make_tj([f"p{i}" for i in range(100)]))  # auto: 4 per pod
+    assert not shards.in_shard_mode(make_tj([f"p{i}" for i in range(1000)]))  # auto: one pod each up to 1,000
+    assert shards.in_shard_mode(make_tj([f"p{i}" for i in range(1001)]))  # auto: 32 per pod
     assert shards.in_shard_mode(all_products_tj(productsPerPod=1))
     started = make_tj([f"p{i}" for i in range(100)]).model_copy(deep=True)
     started.status.start_time = "2026-12-07T04:00:00Z"  # started per product before shards existed
@@ -55,11 +65,11 @@ def test_shard_mode_is_all_products_or_more_than_one_product_per_pod() -> None:
 
 
 def test_the_size_is_frozen_in_status_once_started() -> None:
-    tj = make_tj([f"p{i}" for i in range(1000)])
-    assert shards.shard_size(tj, 1000) == 32
-    tj.status.shards = ShardCounts(size=32)
+    tj = make_tj([f"p{i}" for i in range(2000)])
+    assert shards.shard_size(tj, 2000) == 63
+    tj.status.shards = ShardCounts(size=63)
     tj.spec.parallelism = 100  # kubectl scale
-    assert shards.shard_size(tj, 1000) == 32
+    assert shards.shard_size(tj, 2000) == 63
 
 
 @given(
