@@ -267,3 +267,140 @@ def write_json_atomic(path: str, doc: dict[str, Any]) -> None:
         json.dump(json_safe(doc), fh, indent=2, ensure_ascii=False, allow_nan=False)
         fh.write("\n")
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- the shard report (v2)
+
+ERROR_MESSAGE = 120  # characters of a failed position's message in the shard report
+
+
+def shard_reason(result: ProductResult) -> str:
+    """The operator's Reason of a failed position (``errors``): invalid data is DataInvalid, an
+    infrastructure failure InfrastructureUnavailable, anything else TrainerError. The trainer's
+    own reason (TooFewPoints, ...) leads the message."""
+    if result.status == INVALID:
+        return "DataInvalid"
+    if result.infra:
+        return "InfrastructureUnavailable"
+    return "TrainerError"
+
+
+def shard_results(results: list[ProductResult], metric: str) -> dict[str, Any]:
+    """The aggregates of the trained products (added by the operator into status.results)."""
+    from forecast_trainer import histogram
+
+    trained = [r for r in results if r.status == TRAINED]
+    families, beat_naive = family_counts(results)
+    errors: dict[int, int] = {}
+    baseline: dict[int, int] = {}
+    error_sum = 0.0
+    champions = {"promoted": 0, "kept": 0, "first": 0}
+    tracking = {"logged": 0, "skipped": 0}
+    for r in trained:
+        if r.error is not None and math.isfinite(r.error):
+            error_sum += float(r.error)
+            i = histogram.bucket_of(float(r.error))
+            errors[i] = errors.get(i, 0) + 1
+        if r.baseline_error is not None and math.isfinite(r.baseline_error):
+            i = histogram.bucket_of(float(r.baseline_error))
+            baseline[i] = baseline.get(i, 0) + 1
+        if r.champion in champions:
+            champions[r.champion] += 1
+        if r.tracking in tracking:
+            tracking[r.tracking] += 1
+    return {
+        "metric": metric,
+        "trained": len(trained),
+        "tuned": sum(1 for r in trained if r.tuned),
+        "beat_baseline": sum(1 for r in trained if r.beats_baseline),
+        "beat_naive": beat_naive,
+        "uncertain": uncertain_count(results),
+        "models": families,
+        "error_sum": histogram.fixed_text(error_sum),
+        "errors": {str(i): c for i, c in sorted(errors.items())},
+        "baseline_errors": {str(i): c for i, c in sorted(baseline.items())},
+        "champions": champions,
+        "tracking": tracking,
+    }
+
+
+def _ranges(positions: list[int]) -> str:
+    from forecast_trainer.watermark import index_ranges
+
+    return index_ranges(positions)
+
+
+def shard_message(shard: int, size: int, n: int, results: list[ProductResult], metric: str, limit: int = LIMIT) -> str:
+    """The v2 shard report (docs/trainer.md, "The shard report"): ``results[p]`` is position ``p``.
+
+    At most ``limit`` UTF-8 bytes and always valid JSON. Failed positions' ``errors`` entries are
+    kept from the first while they fit (messages shortened first), the rest counted in
+    ``errors_omitted``; product ids are never shortened. Should even the ranges and aggregates
+    not fit (thousands of alternating outcomes), the report covers the longest prefix of
+    positions that fits (``done`` < the positions finished): the positions after it have no
+    outcome in the report, as if the pod had stopped there.
+    """
+    text = _shard_text(shard, size, n, results, metric, limit)
+    if text is not None:
+        return text
+    lo, hi = 0, len(results)  # the longest prefix whose report fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _shard_text(shard, size, n, results[:mid], metric, limit) is not None:
+            lo = mid
+        else:
+            hi = mid - 1
+    return _shard_text(shard, size, n, results[:lo], metric, limit) or _dump({"v": 2, "kind": "shard", "done": 0})
+
+
+def _shard_text(shard: int, size: int, n: int, results: list[ProductResult], metric: str, limit: int) -> str | None:
+    """The report of ``results`` (positions 0..len-1) with as many errors as fit; None if nothing fits."""
+    by_status: dict[str, list[int]] = {"trained": [], "skipped": [], "locked": [], "failed": []}
+    failed: list[tuple[int, ProductResult]] = []
+    for pos, r in enumerate(results):
+        if r.status in (TRAINED, SKIPPED, LOCKED):
+            by_status[r.status].append(pos)
+        else:
+            by_status["failed"].append(pos)
+            failed.append((pos, r))
+    head = {
+        "v": 2,
+        "kind": "shard",
+        "shard": shard,
+        "size": size,
+        "n": n,
+        "done": len(results),
+        **{k: _ranges(v) for k, v in by_status.items()},
+    }
+    aggregates = shard_results(results, metric)
+
+    def render(errors: list[list[Any]]) -> str:
+        return _dump({**head, "errors": errors, "errors_omitted": len(failed) - len(errors), "results": aggregates})
+
+    def fits(text: str) -> bool:
+        return len(text.encode("utf-8")) <= limit
+
+    if not fits(render([])):
+        return None
+    for length in (ERROR_MESSAGE, 40):
+        entries = [[pos, r.product, shard_reason(r), _short_message(r, length)] for pos, r in failed]
+        text = render(entries)
+        if fits(text):
+            return text
+    lo, hi = 0, len(entries)  # the most leading entries (40-character messages) that fit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(render(entries[:mid])):
+            lo = mid
+        else:
+            hi = mid - 1
+    return render(entries[:lo])
+
+
+def _short_message(result: ProductResult, length: int) -> str:
+    if length <= 0:
+        return ""
+    text = result.message or ""
+    if result.reason and not text.startswith(result.reason):
+        text = f"{result.reason}: {text}" if text else result.reason
+    return one_line(text, length)
