@@ -40,6 +40,7 @@ import json
 import math
 import os
 import re
+import socket
 import sys
 import tempfile
 import time
@@ -58,7 +59,14 @@ sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "operator"), str(ROOT / "bench")]
 
 import operator_harness  # noqa: E402
 from localcluster import LocalCluster, find_binaries  # noqa: E402
-from operator_bench import OPERATOR_USER, api_client, audit_events, audit_writes, cpu_seconds  # noqa: E402
+from operator_bench import (  # noqa: E402
+    OPERATOR_USER,
+    api_client,
+    audit_events,
+    audit_writes,
+    cpu_seconds,
+    native_indexed_job,
+)
 from operator_harness import kubectl  # noqa: E402
 from pg_harness import PostgresServer  # noqa: E402
 from skip_bench import markdown_table  # noqa: E402
@@ -92,7 +100,7 @@ async def sales_csv(n: int, days: int, chunk_products: int = 2000) -> AsyncItera
     dates = [(FIRST_DAY + timedelta(days=d)).isoformat() for d in range(days)]
     weekly = (0.8, 0.9, 1.0, 1.0, 1.1, 1.4, 1.3)
     for start in range(0, n, chunk_products):
-        lines = []
+        lines: list[str] = []
         for i in range(start, min(n, start + chunk_products)):
             pid, level = product_id(i), 5 + (i * 7919) % 95
             lines.extend(
@@ -138,6 +146,12 @@ def request_writes(kubeconfig: Path) -> Counter[str]:
         resource = labels.get("resource", "?") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
         counts[resource] += int(float(m["value"]))
     return counts
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -282,55 +296,36 @@ class Bench:
         from trainingjob_operator import builders
 
         tj = self.template_tj(run.namespace, run.schema, run.products, run.per_pod)
-        job = builders.build_job(tj, product_id(0))
-        del job["metadata"]["ownerReferences"]
-        template = job["spec"]["template"]
-        template["metadata"] = {"labels": {"bench": "floor"}}
-        container = template["spec"]["containers"][0]
         run_key = "floor-" + self.suffix
-        base_env = [
-            e
-            for e in container["env"]
-            if e["name"] not in ("TRAINER_PRODUCT_ID", "TRAINER_RUN_KEY", "TRAINER_SKIP_UNCHANGED")
-        ]
+
+        def pod_job(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+            job = builders.build_job(tj, product_id(0))
+            del job["metadata"]["ownerReferences"]
+            container = job["spec"]["template"]["spec"]["containers"][0]
+            container["args"] = args
+            kept = [e for e in container["env"] if e["name"] not in {"TRAINER_PRODUCT_ID", *env}]
+            container["env"] = [*kept, *({"name": k, "value": v} for k, v in env.items())]
+            return job
+
         t0 = time.time()
-        # 1. discovery: the product list snapshot (run_products) and its digest
-        discover = json.loads(json.dumps(job))
-        discover["metadata"] = {"name": "floor-discover"}
-        dc = discover["spec"]["template"]["spec"]["containers"][0]
-        dc["args"] = ["discover"]
-        dc["env"] = [*base_env, {"name": "TRAINER_RUN_KEY", "value": run_key}]
-        discover["spec"]["backoffLimit"] = 0
+        # 1. discovery: the product list snapshot (run_products under the run key's TrainingJob part) and its digest
+        discover = native_indexed_job("floor-discover", 1, 1, pod_job(["discover"], {"TRAINER_RUN_KEY": run_key}))
         kubectl(self.kc, "create", "-n", run.namespace, "-f", "-", input=json.dumps(discover))
         self.wait_job(run.namespace, "floor-discover")
         report = self.termination_report(run.namespace, "floor-discover")
         if report.get("count") != run.products:
             raise RuntimeError(f"discover found {report.get('count')} products, expected {run.products}: {report}")
-        # 2. the shards
+        # 2. the shards: ceil(N / S) indexes over the global indexes 0..N-1
         shards = math.ceil(run.products / run.per_pod)
-        container["args"] = ["train"]
-        container["env"] = [
-            *base_env,
-            {"name": "TRAINER_RUN_KEY", "value": f"{run_key}/r0"},
-            {"name": "TRAINER_SKIP_UNCHANGED", "value": "false"},
-            {"name": "TRAINER_SHARD_INDEXES", "value": f"0-{run.products - 1}"},
-            {"name": "TRAINER_SHARD_SIZE", "value": str(run.per_pod)},
-            {"name": "TRAINER_PRODUCTS_FROM", "value": "snapshot"},
-            {"name": "TRAINER_PRODUCTS_SHA256", "value": str(report["products_sha256"])},
-        ]
-        indexed = {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": "floor-shards"},
-            "spec": {
-                "completions": shards,
-                "parallelism": self.args.parallelism,
-                "completionMode": "Indexed",
-                "backoffLimitPerIndex": job["spec"]["backoffLimit"],
-                "podFailurePolicy": job["spec"]["podFailurePolicy"],
-                "template": template,
-            },
+        env = {
+            "TRAINER_RUN_KEY": f"{run_key}/r0",
+            "TRAINER_SKIP_UNCHANGED": "false",
+            "TRAINER_SHARD_INDEXES": f"0-{run.products - 1}",
+            "TRAINER_SHARD_SIZE": str(run.per_pod),
+            "TRAINER_PRODUCTS_FROM": "snapshot",
+            "TRAINER_PRODUCTS_SHA256": str(report["products_sha256"]),
         }
+        indexed = native_indexed_job("floor-shards", shards, self.args.parallelism, pod_job(["train"], env))
         kubectl(self.kc, "create", "-n", run.namespace, "-f", "-", input=json.dumps(indexed))
         done = self.wait_job(run.namespace, "floor-shards")
         run.wall = time.time() - t0
@@ -341,7 +336,7 @@ class Bench:
     def wait_job(self, ns: str, name: str) -> dict[str, Any]:
         from kubernetes import client
 
-        batch = client.BatchV1Api(api_client(self.kc))
+        batch: Any = client.BatchV1Api(api_client(self.kc))
         deadline = time.monotonic() + self.args.timeout
         while time.monotonic() < deadline:
             job = json.loads(batch.read_namespaced_job(name, ns, _preload_content=False).data)
@@ -373,7 +368,7 @@ class Bench:
             pid = operator.proc.pid
             from kubernetes import client
 
-            custom = client.CustomObjectsApi(api_client(self.kc))
+            custom: Any = client.CustomObjectsApi(api_client(self.kc))
             t0 = time.time()
             kubectl(self.kc, "create", "-n", run.namespace, "-f", "-", input=json.dumps(tj_body("scale", spec)))
             deadline, obj = time.monotonic() + self.args.timeout, {}
@@ -538,7 +533,7 @@ def main() -> int:
     ap.add_argument("--skip-per-product", action="store_true", help="at --compare products: shards only")
     ap.add_argument("--timeout", type=float, default=7200, help="seconds one run may take")
     ap.add_argument(
-        "--state-dir", type=Path, help="the cluster's state dir (default: $TJO_CLUSTER_DIR, else a temp dir)"
+        "--state-dir", type=Path, help="the cluster's state dir (default: a new one; a kept one imports no image again)"
     )
     ap.add_argument("--keep", type=Path, help="keep the operator logs here")
     args = ap.parse_args()
@@ -551,15 +546,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tjo-scale-bench-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        state = args.state_dir or (
-            Path(os.environ["TJO_CLUSTER_DIR"]) if os.environ.get("TJO_CLUSTER_DIR") else work / "cluster"
-        )
+        state = args.state_dir or work / "cluster"
         cluster = LocalCluster(state, find_binaries())
         pg: PostgresServer | None = None
+        already_running = True
         runs: dict[str, Run] = {}
         try:
             info = cluster.start()
             pg = PostgresServer(port=int(port) if port else None, listen=(info.host_ip,) if info.host_ip else ())
+            # A server already on $TJO_PG_PORT is someone's: used (it must listen on the host address), never stopped.
+            already_running = listening(pg.port)
             pg.start()
             load_s = load_sales(pg.dsn, n, args.days)
             print(f"data: {n} products x {args.days} days loaded in {load_s:.1f} s (COPY + index)", flush=True)
@@ -592,10 +588,8 @@ def main() -> int:
                 bench.status_vs_db(run)
         finally:
             cluster.stop()
-            if pg is not None and not port:
+            if pg is not None and not already_running:
                 pg.stop()
-            elif pg is not None:
-                pg.stop()  # hack/postgres.sh stops it only when this run started it (TJO_PG_OWNER)
     print()
     print(
         f"scale bench: {n} products x {args.days} days, parallelism {p}, per pod {per_pod} "
