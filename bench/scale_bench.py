@@ -65,11 +65,11 @@ from operator_bench import (  # noqa: E402
     audit_events,
     audit_writes,
     cpu_seconds,
-    native_indexed_job,
 )
 from operator_harness import kubectl  # noqa: E402
 from pg_harness import PostgresServer  # noqa: E402
 from skip_bench import markdown_table  # noqa: E402
+from trainingjob_operator.shards import auto_size  # noqa: E402
 
 GROUP, VERSION = "training.forecast.dev", "v1alpha1"
 SCHEMA, TABLE = "scalebench", "scalebench.sales"
@@ -83,13 +83,6 @@ FIRST_DAY = date(2024, 1, 1)
 def product_id(i: int) -> str:
     """Zero-padded, so that Python's str order (the shard contract's global order) is the numeric one."""
     return f"sku-{i:06d}"
-
-
-def auto_per_pod(n: int, parallelism: int) -> int:
-    """The contract's first guess for the automatic shard size (what the bench uses unless --per-pod)."""
-    if n <= parallelism:
-        return 1
-    return max(1, min(500, math.ceil(n / (parallelism * 8))))
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -222,9 +215,6 @@ class Bench:
     def pod_dsn(self) -> str:
         return self.pg.dsn_for(self.cluster.info().host_ip or "127.0.0.1")
 
-    def crd_knows(self, field_name: str) -> bool:
-        return field_name in (ROOT / "crds" / "trainingjob.yaml").read_text()
-
     def namespace(self, name: str) -> str:
         ns = f"{name}-{self.suffix}"
         kubectl(self.kc, "create", "namespace", ns)
@@ -287,58 +277,48 @@ class Bench:
 
     # ------------------------------------------------------------------ the floor
 
-    def template_tj(self, ns: str, schema: str, n: int, per_pod: int) -> Any:
-        """A TrainingJob model of the floor's configuration, for the operator's own builders."""
+    def template_tj(self, ns: str, schema: str, per_pod: int) -> Any:
+        """The operator run's TrainingJob (allProducts, the same shard size) as a model, for the operator's
+        own builders; a uid of the floor's own (its run key, and the key of its snapshot)."""
         from trainingjob_operator.api import TrainingJob
 
-        body = tj_body("floor", spec_all(schema, self.args.parallelism, per_pod, self.crd_knows))
-        if not self.crd_knows("allProducts"):  # before shard-operator: today's API needs a list
-            body["spec"]["products"] = [product_id(0)]
-        body["metadata"].update(namespace=ns, uid="00000000-0000-0000-0000-0000000f1000")
+        body = tj_body("floor", spec_all(schema, self.args.parallelism, per_pod))
+        body["metadata"].update(namespace=ns, uid=f"00000000-0000-0000-0000-{int(time.time()):012d}")
         return TrainingJob.model_validate(body)
 
     def floor(self, run: Run) -> None:
-        """A discover Job, then one native Indexed Job of the same shards as the operator's run: the pod
-        template is the operator's own product pod (its Job builder), with the shard contract's env."""
-        from trainingjob_operator import builders
+        """The operator's discovery Job, then its shard Job (one Indexed Job of ceil(N / S) shards over the
+        global indexes 0..N-1), both from its builders, created here without the operator (and without
+        an owner: no TrainingJob exists, garbage collection would delete them)."""
+        from trainingjob_operator import builders, shards
 
-        tj = self.template_tj(run.namespace, run.schema, run.products, run.per_pod)
-        run_key = "floor-" + self.suffix
-
-        def pod_job(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-            job = builders.build_job(tj, product_id(0))
-            del job["metadata"]["ownerReferences"]
-            container = job["spec"]["template"]["spec"]["containers"][0]
-            container["args"] = args
-            kept = [e for e in container["env"] if e["name"] not in {"TRAINER_PRODUCT_ID", *env}]
-            container["env"] = [*kept, *({"name": k, "value": v} for k, v in env.items())]
-            return job
-
+        tj = self.template_tj(run.namespace, run.schema, run.per_pod)
         t0 = time.time()
-        # 1. discovery: the product list snapshot (run_products under the run key's TrainingJob part) and its digest
-        discover = native_indexed_job("floor-discover", 1, 1, pod_job(["discover"], {"TRAINER_RUN_KEY": run_key}))
+        discover = builders.build_discovery_job(tj)
+        del discover["metadata"]["ownerReferences"]
         kubectl(self.kc, "create", "-n", run.namespace, "-f", "-", input=json.dumps(discover))
-        self.wait_job(run.namespace, "floor-discover")
-        report = self.termination_report(run.namespace, "floor-discover")
+        name = discover["metadata"]["name"]
+        self.wait_job(run.namespace, name)
+        report = self.termination_report(run.namespace, name)
         if report.get("count") != run.products:
             raise RuntimeError(f"discover found {report.get('count')} products, expected {run.products}: {report}")
-        # 2. the shards: ceil(N / S) indexes over the global indexes 0..N-1
-        shards = math.ceil(run.products / run.per_pod)
-        env = {
-            "TRAINER_RUN_KEY": f"{run_key}/r0",
-            "TRAINER_SKIP_UNCHANGED": "false",
-            "TRAINER_SHARD_INDEXES": f"0-{run.products - 1}",
-            "TRAINER_SHARD_SIZE": str(run.per_pod),
-            "TRAINER_PRODUCTS_FROM": "snapshot",
-            "TRAINER_PRODUCTS_SHA256": str(report["products_sha256"]),
-        }
-        indexed = native_indexed_job("floor-shards", shards, self.args.parallelism, pod_job(["train"], env))
-        kubectl(self.kc, "create", "-n", run.namespace, "-f", "-", input=json.dumps(indexed))
-        done = self.wait_job(run.namespace, "floor-shards")
+        indexes = shards.round_text(range(run.products))
+        rnd = builders.ShardRound(
+            round_id=shards.round_id(tj, "", indexes, run.per_pod),
+            indexes=indexes,
+            size=run.per_pod,
+            completions=shards.completions(run.products, run.per_pod),
+            retry_round="",
+            products_sha256=str(report["products_sha256"]),
+        )
+        job = builders.build_shard_job(tj, rnd, suspend=False)
+        del job["metadata"]["ownerReferences"]
+        kubectl(self.kc, "create", "-n", run.namespace, "-f", "-", input=json.dumps(job))
+        done = self.wait_job(run.namespace, job["metadata"]["name"])
         run.wall = time.time() - t0
         st = done.get("status") or {}
         run.status = {"succeeded shards": st.get("succeeded"), "failed shards": st.get("failed", 0)}
-        run.checks["Indexed Job Complete, every shard"] = st.get("succeeded") == shards
+        run.checks["Indexed Job Complete, every shard"] = st.get("succeeded") == rnd.completions
 
     def wait_job(self, ns: str, name: str) -> dict[str, Any]:
         from kubernetes import client
@@ -461,24 +441,12 @@ def base_spec(schema: str, parallelism: int) -> dict[str, Any]:
     }
 
 
-def spec_all(schema: str, parallelism: int, per_pod: int, crd_knows: Callable[[str], bool]) -> dict[str, Any]:
-    spec = base_spec(schema, parallelism)
-    if crd_knows("allProducts"):
-        spec["allProducts"] = True
-    if crd_knows("productsPerPod"):
-        spec["productsPerPod"] = per_pod
-    return spec
+def spec_all(schema: str, parallelism: int, per_pod: int) -> dict[str, Any]:
+    return {**base_spec(schema, parallelism), "allProducts": True, "productsPerPod": per_pod}
 
 
-def spec_list(
-    schema: str, parallelism: int, products: list[str], per_pod: int, crd_knows: Callable[[str], bool]
-) -> dict[str, Any]:
-    spec = {**base_spec(schema, parallelism), "products": products}
-    if crd_knows("productsPerPod"):
-        spec["productsPerPod"] = per_pod
-    elif per_pod != 1:
-        raise RuntimeError("the CRD has no productsPerPod yet (shard-operator not merged): no shards to run")
-    return spec
+def spec_list(schema: str, parallelism: int, products: list[str], per_pod: int) -> dict[str, Any]:
+    return {**base_spec(schema, parallelism), "products": products, "productsPerPod": per_pod}
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -559,9 +527,9 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="keep the operator logs here")
     args = ap.parse_args()
     n, p = args.products, args.parallelism
-    per_pod = args.per_pod or auto_per_pod(n, p)
+    per_pod = args.per_pod or auto_size(n, p)
     compare = min(args.compare, n)
-    compare_per_pod = args.per_pod or auto_per_pod(compare, p)
+    compare_per_pod = args.per_pod or auto_size(compare, p)
     port = os.environ.get("TJO_PG_PORT")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tjo-scale-bench-") as tmp:
@@ -591,19 +559,17 @@ def main() -> int:
                 runs["floor"] = bench.measured(new_run("floor", "floor", n, per_pod), bench.floor)
             if not args.skip_operator:
                 op = new_run("operator", "operator", n, per_pod)
-                spec = spec_all(op.schema, p, per_pod, bench.crd_knows)
-                if "allProducts" not in spec:
-                    spec["products"] = [product_id(i) for i in range(n)]
+                spec = spec_all(op.schema, p, per_pod)
                 runs["operator"] = bench.measured(op, lambda r: bench.operator_run(r, spec))
             if compare:  # today's path first: its leftovers (a Job per product) then weigh on the shards' run
                 if not args.skip_per_product:
                     pp = new_run("per-product", "per-product", compare, 1)
                     runs["per-product"] = bench.measured(
-                        pp, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, 1, bench.crd_knows))
+                        pp, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, 1))
                     )
                 sh = new_run("shards", "shards", compare, compare_per_pod)
                 runs["shards"] = bench.measured(
-                    sh, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, r.per_pod, bench.crd_knows))
+                    sh, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, r.per_pod))
                 )
             for run in runs.values():
                 bench.status_vs_db(run)
