@@ -520,6 +520,7 @@ def main() -> int:
     ap.add_argument("--skip-floor", action="store_true", help="no native Indexed Job run")
     ap.add_argument("--skip-operator", action="store_true", help="no allProducts TrainingJob run")
     ap.add_argument("--skip-per-product", action="store_true", help="at --compare products: shards only")
+    ap.add_argument("--skip-shards", action="store_true", help="at --compare products: per-product only")
     ap.add_argument("--timeout", type=float, default=7200, help="seconds one run may take")
     ap.add_argument(
         "--state-dir", type=Path, help="the cluster's state dir (default: a new one; a kept one imports no image again)"
@@ -567,10 +568,11 @@ def main() -> int:
                     runs["per-product"] = bench.measured(
                         pp, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, 1))
                     )
-                sh = new_run("shards", "shards", compare, compare_per_pod)
-                runs["shards"] = bench.measured(
-                    sh, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, r.per_pod))
-                )
+                if not args.skip_shards:
+                    sh = new_run("shards", "shards", compare, compare_per_pod)
+                    runs["shards"] = bench.measured(
+                        sh, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, r.per_pod))
+                    )
             for run in runs.values():
                 bench.status_vs_db(run)
             if args.state_dir:  # a kept cluster: the next invocation starts without this one's objects
