@@ -163,13 +163,12 @@ def _config_error_report(exc: TrainerError, args: argparse.Namespace | None, env
     shard_size = getattr(args, "shard_size", None) if args is not None else None
     if isinstance(shard_size, str) or (env.get("TRAINER_SHARD_SIZE") or "").strip():
         # Shard mode that never started: a shard report with no position done, and the error.
-        from forecast_trainer.shard_run import with_error
+        from forecast_trainer.shard_run import ShardState
 
         shard = str(env.get("JOB_COMPLETION_INDEX") or "0").strip()
-        empty = report.shard_message(
-            int(shard) if shard.isdigit() else 0, 0, 0, [], env.get("TRAINER_METRIC") or "smape"
-        )
-        report.write_termination(path, with_error(empty, exc))
+        state = ShardState(int(shard) if shard.isdigit() else 0, 0, env.get("TRAINER_METRIC") or "smape")
+        state.error = exc
+        report.write_termination(path, state.message())
         return
     metric = env.get("TRAINER_METRIC") or "smape"
     results = [

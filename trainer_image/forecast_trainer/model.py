@@ -12,6 +12,7 @@ and its settings are unchanged (a unit test checks the fitted parameters are ide
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -344,8 +345,10 @@ def load_model(model_json: str, expected_checksum: str) -> Any:
     return model_from_json(model_json)
 
 
+@functools.cache
 def prophet_version() -> str:
-    """The installed Prophet's version (from its metadata: no import of Prophet itself)."""
+    """The installed Prophet's version (from its metadata: no import of Prophet itself; read once
+    per process: every stored model records it, and a shard stores hundreds)."""
     import importlib.metadata
 
     try:

@@ -285,116 +285,156 @@ def shard_reason(result: ProductResult) -> str:
     return "TrainerError"
 
 
-def shard_results(results: list[ProductResult], metric: str) -> dict[str, Any]:
-    """The aggregates of the trained products (added by the operator into status.results)."""
-    from forecast_trainer import histogram
+class ShardReport:
+    """The v2 shard report, kept up to date one product at a time (docs/trainer.md, "The shard report").
 
-    trained = [r for r in results if r.status == TRAINED]
-    families, beat_naive = family_counts(results)
-    errors: dict[int, int] = {}
-    baseline: dict[int, int] = {}
-    error_sum = 0.0
-    champions = {"promoted": 0, "kept": 0, "first": 0}
-    tracking = {"logged": 0, "skipped": 0}
-    for r in trained:
+    ``add`` is O(1) and ``message`` costs what the report holds (ranges, histogram buckets, the
+    errors that fit), not the products so far: the message is rewritten after every product of
+    shards of up to 10,000 products.
+    """
+
+    STATUS_KEYS = ("trained", "skipped", "locked", "failed")
+
+    def __init__(self, shard: int, size: int, n: int, metric: str) -> None:
+        from forecast_trainer import histogram
+
+        self.histogram = histogram
+        self.shard, self.size, self.n, self.metric = shard, size, n, metric
+        self.results: list[ProductResult] = []
+        self.runs: dict[str, list[list[int]]] = {k: [] for k in self.STATUS_KEYS}
+        self.failed: list[tuple[int, ProductResult]] = []
+        self.trained = self.tuned = self.beat_baseline = self.beat_naive = self.uncertain = 0
+        self.models: dict[str, int] = {}
+        self.errors: dict[int, int] = {}
+        self.baseline: dict[int, int] = {}
+        self.error_sum = 0.0
+        self.champions = {"promoted": 0, "kept": 0, "first": 0}
+        self.tracking = {"logged": 0, "skipped": 0}
+
+    def add(self, result: ProductResult) -> None:
+        """The outcome of the next position (positions are added in shard order)."""
+        pos = len(self.results)
+        self.results.append(result)
+        key = result.status if result.status in (TRAINED, SKIPPED, LOCKED) else "failed"
+        runs = self.runs[key]
+        if runs and runs[-1][1] == pos - 1:
+            runs[-1][1] = pos
+        else:
+            runs.append([pos, pos])
+        if key == "failed":
+            self.failed.append((pos, result))
+        if result.status == TRAINED:
+            self._aggregate(result)
+
+    def _aggregate(self, r: ProductResult) -> None:
+        self.trained += 1
+        self.tuned += int(bool(r.tuned))
+        self.beat_baseline += int(bool(r.beats_baseline))
+        self.beat_naive += int(bool(r.beats_naive))
+        self.uncertain += int(bool(r.uncertain))
+        if r.family:
+            self.models[r.family] = self.models.get(r.family, 0) + 1
         if r.error is not None and math.isfinite(r.error):
-            error_sum += float(r.error)
-            i = histogram.bucket_of(float(r.error))
-            errors[i] = errors.get(i, 0) + 1
+            self.error_sum += float(r.error)
+            i = self.histogram.bucket_of(float(r.error))
+            self.errors[i] = self.errors.get(i, 0) + 1
         if r.baseline_error is not None and math.isfinite(r.baseline_error):
-            i = histogram.bucket_of(float(r.baseline_error))
-            baseline[i] = baseline.get(i, 0) + 1
-        if r.champion in champions:
-            champions[r.champion] += 1
-        if r.tracking in tracking:
-            tracking[r.tracking] += 1
-    return {
-        "metric": metric,
-        "trained": len(trained),
-        "tuned": sum(1 for r in trained if r.tuned),
-        "beat_baseline": sum(1 for r in trained if r.beats_baseline),
-        "beat_naive": beat_naive,
-        "uncertain": uncertain_count(results),
-        "models": families,
-        "error_sum": histogram.fixed_text(error_sum),
-        "errors": {str(i): c for i, c in sorted(errors.items())},
-        "baseline_errors": {str(i): c for i, c in sorted(baseline.items())},
-        "champions": champions,
-        "tracking": tracking,
-    }
+            i = self.histogram.bucket_of(float(r.baseline_error))
+            self.baseline[i] = self.baseline.get(i, 0) + 1
+        if r.champion in self.champions:
+            self.champions[r.champion] += 1
+        if r.tracking in self.tracking:
+            self.tracking[r.tracking] += 1
 
+    def aggregates(self) -> dict[str, Any]:
+        """``results``: what the operator adds into status.results, once per recorded index."""
+        return {
+            "metric": self.metric,
+            "trained": self.trained,
+            "tuned": self.tuned,
+            "beat_baseline": self.beat_baseline,
+            "beat_naive": self.beat_naive,
+            "uncertain": self.uncertain,
+            "models": dict(sorted(self.models.items())),
+            "error_sum": self.histogram.fixed_text(self.error_sum),
+            "errors": {str(i): c for i, c in sorted(self.errors.items())},
+            "baseline_errors": {str(i): c for i, c in sorted(self.baseline.items())},
+            "champions": dict(self.champions),
+            "tracking": dict(self.tracking),
+        }
 
-def _ranges(positions: list[int]) -> str:
-    from forecast_trainer.watermark import index_ranges
+    def message(self, limit: int = LIMIT, extra: dict[str, Any] | None = None) -> str:
+        """The report, at most ``limit`` UTF-8 bytes and always valid JSON.
 
-    return index_ranges(positions)
+        Failed positions' ``errors`` entries are kept from the first while they fit (messages
+        shortened first), the rest counted in ``errors_omitted``; product ids are never
+        shortened. Should even the ranges and aggregates not fit (thousands of alternating
+        outcomes), the report covers the longest prefix of positions that fits (``done`` < the
+        positions finished): the positions after it have no outcome in the report, as if the
+        pod had stopped there. ``extra`` (a shard-level error) is added to every form.
+        """
+        text = self._text(limit, extra or {})
+        if text is not None:
+            return text
+        lo, hi = 0, len(self.results)  # the longest prefix whose report fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._prefix(mid)._text(limit, extra or {}) is not None:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self._prefix(lo)._text(limit, extra or {}) or _dump({"v": 2, "kind": "shard", "done": 0})
+
+    def _prefix(self, d: int) -> ShardReport:
+        out = ShardReport(self.shard, self.size, self.n, self.metric)
+        for r in self.results[:d]:
+            out.add(r)
+        return out
+
+    def _text(self, limit: int, extra: dict[str, Any]) -> str | None:
+        head = {
+            "v": 2,
+            "kind": "shard",
+            "shard": self.shard,
+            "size": self.size,
+            "n": self.n,
+            "done": len(self.results),
+            **{k: ",".join(str(a) if a == b else f"{a}-{b}" for a, b in v) for k, v in self.runs.items()},
+        }
+        aggregates = self.aggregates()
+        failed = self.failed
+
+        def render(errors: list[list[Any]]) -> str:
+            doc = {**head, "errors": errors, "errors_omitted": len(failed) - len(errors), "results": aggregates}
+            return _dump({**doc, **extra})
+
+        def fits(text: str) -> bool:
+            return len(text.encode("utf-8")) <= limit
+
+        if not fits(render([])):
+            return None
+        entries: list[list[Any]] = []
+        for length in (ERROR_MESSAGE, 40):
+            entries = [[pos, r.product, shard_reason(r), _short_message(r, length)] for pos, r in failed]
+            text = render(entries)
+            if fits(text):
+                return text
+        lo, hi = 0, len(entries)  # the most leading entries (40-character messages) that fit
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(render(entries[:mid])):
+                lo = mid
+            else:
+                hi = mid - 1
+        return render(entries[:lo])
 
 
 def shard_message(shard: int, size: int, n: int, results: list[ProductResult], metric: str, limit: int = LIMIT) -> str:
-    """The v2 shard report (docs/trainer.md, "The shard report"): ``results[p]`` is position ``p``.
-
-    At most ``limit`` UTF-8 bytes and always valid JSON. Failed positions' ``errors`` entries are
-    kept from the first while they fit (messages shortened first), the rest counted in
-    ``errors_omitted``; product ids are never shortened. Should even the ranges and aggregates
-    not fit (thousands of alternating outcomes), the report covers the longest prefix of
-    positions that fits (``done`` < the positions finished): the positions after it have no
-    outcome in the report, as if the pod had stopped there.
-    """
-    text = _shard_text(shard, size, n, results, metric, limit)
-    if text is not None:
-        return text
-    lo, hi = 0, len(results)  # the longest prefix whose report fits
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _shard_text(shard, size, n, results[:mid], metric, limit) is not None:
-            lo = mid
-        else:
-            hi = mid - 1
-    return _shard_text(shard, size, n, results[:lo], metric, limit) or _dump({"v": 2, "kind": "shard", "done": 0})
-
-
-def _shard_text(shard: int, size: int, n: int, results: list[ProductResult], metric: str, limit: int) -> str | None:
-    """The report of ``results`` (positions 0..len-1) with as many errors as fit; None if nothing fits."""
-    by_status: dict[str, list[int]] = {"trained": [], "skipped": [], "locked": [], "failed": []}
-    failed: list[tuple[int, ProductResult]] = []
-    for pos, r in enumerate(results):
-        if r.status in (TRAINED, SKIPPED, LOCKED):
-            by_status[r.status].append(pos)
-        else:
-            by_status["failed"].append(pos)
-            failed.append((pos, r))
-    head = {
-        "v": 2,
-        "kind": "shard",
-        "shard": shard,
-        "size": size,
-        "n": n,
-        "done": len(results),
-        **{k: _ranges(v) for k, v in by_status.items()},
-    }
-    aggregates = shard_results(results, metric)
-
-    def render(errors: list[list[Any]]) -> str:
-        return _dump({**head, "errors": errors, "errors_omitted": len(failed) - len(errors), "results": aggregates})
-
-    def fits(text: str) -> bool:
-        return len(text.encode("utf-8")) <= limit
-
-    if not fits(render([])):
-        return None
-    for length in (ERROR_MESSAGE, 40):
-        entries = [[pos, r.product, shard_reason(r), _short_message(r, length)] for pos, r in failed]
-        text = render(entries)
-        if fits(text):
-            return text
-    lo, hi = 0, len(entries)  # the most leading entries (40-character messages) that fit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits(render(entries[:mid])):
-            lo = mid
-        else:
-            hi = mid - 1
-    return render(entries[:lo])
+    """The v2 shard report of ``results`` (``results[p]`` is position ``p``); see ShardReport."""
+    built = ShardReport(shard, size, n, metric)
+    for r in results:
+        built.add(r)
+    return built.message(limit)
 
 
 def _short_message(result: ProductResult, length: int) -> str:

@@ -23,7 +23,6 @@ import dataclasses
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from forecast_trainer import guard, report
@@ -38,18 +37,38 @@ log = get_logger("shard")
 HISTORY_BATCH = 100  # products per history query (PostgreSQL source)
 
 
-@dataclass
 class ShardState:
     """What the shard has done so far (the SIGTERM handler reports it)."""
 
-    shard: int
-    size: int
-    n: int = 0
-    results: list[ProductResult] = field(default_factory=list)  # position p = results[p]
-    error: TrainerError | None = None  # a shard-level error (selection, migration)
+    def __init__(self, shard: int, size: int, metric: str = "smape") -> None:
+        self.shard, self.size = shard, size
+        self.report = report.ShardReport(shard, size, 0, metric)
+        self.error: TrainerError | None = None  # a shard-level error (selection, migration)
 
-    def message(self, metric: str) -> str:
-        return report.shard_message(self.shard, self.size, self.n, self.results, metric)
+    @property
+    def results(self) -> list[ProductResult]:
+        """Position p's outcome is ``results[p]``."""
+        return self.report.results
+
+    @property
+    def n(self) -> int:
+        return self.report.n
+
+    def start(self, n: int) -> None:
+        self.report.n = n
+
+    def add(self, result: ProductResult) -> None:
+        self.report.add(result)
+
+    def message(self) -> str:
+        extra = None
+        if self.error is not None:
+            extra = {
+                "exit_code": self.error.exit_code,
+                "reason": self.error.reason,
+                "message": one_line(self.error.message, 600),
+            }
+        return self.report.message(extra=extra)
 
 
 def shard_exit_code(state: ShardState) -> int:
@@ -62,24 +81,7 @@ def shard_exit_code(state: ShardState) -> int:
 
 
 def write_report(cfg: TrainConfig, state: ShardState) -> None:
-    text = state.message(cfg.metric)
-    if state.error is not None:
-        text = with_error(text, state.error)
-    report.write_termination(cfg.termination_log, text)
-
-
-def with_error(text: str, error: TrainerError) -> str:
-    """A shard report with the shard-level error (exit_code, reason, message): still <= 4096 bytes."""
-    import json
-
-    doc = json.loads(text)
-    extra = {"exit_code": error.exit_code, "reason": error.reason, "message": one_line(error.message, 600)}
-    out = report._dump({**doc, **extra})
-    if len(out.encode("utf-8")) > report.LIMIT:  # the errors list makes room for the message
-        doc["errors_omitted"] = doc.get("errors_omitted", 0) + len(doc.get("errors", []))
-        doc["errors"] = []
-        out = report._dump({**doc, **extra})
-    return out
+    report.write_termination(cfg.termination_log, state.message())
 
 
 async def _outcome(run: Any, result: ProductResult) -> None:
@@ -116,7 +118,7 @@ async def train_shard(cfg: TrainConfig, progress: Progress, state: ShardState, h
 
             await migrate(run.output, cfg.output_schema)
         selection = await select_products(cfg, run.source, run.output)
-        state.n = len(selection.products)
+        state.start(len(selection.products))
         write_report(cfg, state)
         cfg = dataclasses.replace(cfg, products=list(selection.products))
         run.cfg = cfg
@@ -151,7 +153,7 @@ async def train_shard(cfg: TrainConfig, progress: Progress, state: ShardState, h
         run.tracker.start()
         for product in selection.products:
             result = skipped.get(product) or await guard.train_guarded(run, product)
-            state.results.append(result)
+            state.add(result)
             await _outcome(run, result)
             write_report(cfg, state)  # 4. after EVERY product
             progress.product_done(
@@ -174,7 +176,7 @@ def run_shard(cfg: TrainConfig, fmt: str) -> int:
 
     assert cfg.shard is not None
     started = time.monotonic()
-    state = ShardState(cfg.shard.index, cfg.shard.size)
+    state = ShardState(cfg.shard.index, cfg.shard.size, cfg.metric)
     holder: dict[str, Any] = {}
     _on_sigterm(cfg, state)
     write_report(cfg, state)  # a pod that dies before its first product still leaves a valid report
