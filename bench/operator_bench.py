@@ -152,30 +152,25 @@ def create_sales(kubeconfig: Path, ns: str) -> None:
     time.sleep(1)
 
 
-def native_indexed_job(name: str, completions: int, parallelism: int, product_job: dict[str, Any]) -> dict[str, Any]:
-    """A native Indexed Job whose pods are ``product_job``'s (an operator-built Job): its pod template,
-    its backoff limit (per index) and its pod failure policy; no owner, no operator labels."""
+def run_native(kubeconfig: Path, ns: str, n: int, p: int) -> dict[str, float]:
+    """One Indexed Job running the same pods as the operator's product Jobs: the pod template and the
+    pod failure policy come from the operator's Job builder (the one of the first product)."""
+    product_job = product_jobs(1, p, ns)[0]
     template = product_job["spec"]["template"]
-    template["metadata"] = {"labels": {"bench": name}}
-    return {
+    template["metadata"] = {"labels": {"bench": "native"}}
+    job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name},
+        "metadata": {"name": "native"},
         "spec": {
-            "completions": completions,
-            "parallelism": parallelism,
+            "completions": n,
+            "parallelism": p,
             "completionMode": "Indexed",
             "backoffLimitPerIndex": product_job["spec"]["backoffLimit"],
             "podFailurePolicy": product_job["spec"]["podFailurePolicy"],
             "template": template,
         },
     }
-
-
-def run_native(kubeconfig: Path, ns: str, n: int, p: int) -> dict[str, float]:
-    """One Indexed Job running the same pods as the operator's product Jobs: the pod template and the
-    pod failure policy come from the operator's Job builder (the one of the first product)."""
-    job = native_indexed_job("native", n, p, product_jobs(1, p, ns)[0])
     create_sales(kubeconfig, ns)
     api = api_client(kubeconfig)
     m0 = machine_cpu()
