@@ -628,6 +628,12 @@ def build_shard_job(tj: TrainingJob, rnd: ShardRound, suspend: bool) -> dict[str
     return job
 
 
+def shard_round_objects(tj: TrainingJob, rnd: ShardRound, suspend: bool) -> list[dict[str, Any]]:
+    """What a round needs, in creation order: the product list (list mode), then the Indexed Job."""
+    objects = [] if tj.spec.all_products else [build_products_configmap(tj)]
+    return [*objects, build_shard_job(tj, rnd, suspend)]
+
+
 def _product_list_volume(tj: TrainingJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if tj.spec.all_products:
         return [], []

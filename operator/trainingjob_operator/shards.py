@@ -78,10 +78,11 @@ def shard_indexes(indexes: Sequence[int], size: int, shard: int) -> list[int]:
     return list(indexes[shard * size : (shard + 1) * size])
 
 
-def round_id(tj: TrainingJob, retry_round: str, indexes_text: str, size: int) -> str:
-    """A short hash naming a round: the TrainingJob's uid, its retry-failed value, R and S. The same
-    decision twice names the same Job (a repeated create is a 409, never a second round)."""
-    text = f"{tj.uid}\x00{retry_round}\x00{size}\x00{indexes_text}"
+def round_id(tj: TrainingJob, retry_round: str, indexes_text: str, size: int, salt: int = 0) -> str:
+    """A short hash naming a round: the TrainingJob's uid, its retry-failed value, R and S (and a
+    salt when the same R runs again). The same decision twice names the same Job (a repeated create
+    is a 409, never a second round)."""
+    text = f"{tj.uid}\x00{retry_round}\x00{size}\x00{indexes_text}" + (f"\x00{salt}" if salt else "")
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.unit.operator.factories import make_tj
 
-from trainingjob_operator import builders, shards
+from trainingjob_operator import builders, observe, shards
 from trainingjob_operator.api import ShardCounts, TrainingJob
+from trainingjob_operator.reconcile import reconcile
 from trainingjob_operator.shard_report import parse_discover_report, parse_shard_report
 from trainingjob_operator.status import parse_indexes
 
@@ -198,3 +200,67 @@ def test_discover_report() -> None:
     assert report is not None and report.count == 300 and report.snapshot
     assert parse_discover_report(json.dumps({**good, "products_sha256": "xyz"})) is None
     assert parse_discover_report(json.dumps({**good, "count": -1})) is None
+
+
+# ---------------------------------------------------------------- observe
+
+
+def _raw_shard_job(tj: TrainingJob, rnd: builders.ShardRound, status: dict[str, Any]) -> dict[str, Any]:
+    job = builders.build_shard_job(tj, rnd, suspend=False)
+    job["metadata"]["uid"] = "job-uid-1"
+    job["status"] = status
+    return observe.trim_job(job)
+
+
+def _raw_shard_pod(
+    index: int, exit_code: int, message: str, reason: str = "Error", uid: str = "pod-1"
+) -> dict[str, Any]:
+    pod = {
+        "metadata": {
+            "name": f"p-{uid}",
+            "uid": uid,
+            "labels": {builders.JOB_UID_LABEL: "job-uid-1"},
+            "annotations": {observe.COMPLETION_INDEX: str(index), "other": "dropped"},
+        },
+        "status": {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "containerStatuses": [
+                {
+                    "name": "trainer",
+                    "state": {
+                        "terminated": {
+                            "exitCode": exit_code,
+                            "reason": reason,
+                            "message": message,
+                            "finishedAt": "2026-12-07T04:10:00Z",
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    return observe.trim_pod(pod)
+
+
+def test_observe_reads_a_round_from_the_trimmed_job_and_its_pods_by_completion_index() -> None:
+    tj = make_tj([f"sku-{i:03d}" for i in range(20)], productsPerPod=10)
+    rnd = _round(tj, "0-19", 10)
+    raw = _raw_shard_job(tj, rnd, {"completedIndexes": "0", "failedIndexes": "1", "active": 0})
+    pods = [
+        _raw_shard_pod(0, 0, shard_message(shard=0, n=10, done=10, trained="0-9", skipped="", failed="", errors=[])),
+        _raw_shard_pod(1, 137, "", reason="OOMKilled", uid="pod-2"),
+    ]
+    observed = observe.build(tj, set(), [raw], lambda uid: pods if uid == "job-uid-1" else [], [])
+    assert observed.shards is not None and observed.jobs == {}
+    (job,) = observed.shards.jobs
+    assert (job.round_id, job.indexes, job.size, job.completions) == (rnd.round_id, "0-19", 10, 2)
+    assert job.completed == {0} and job.failed == {1}
+    assert {p.index: p.reason for p in job.pods} == {0: "", 1: "OOMKilled"}
+    plan = reconcile(tj, observed, datetime(2026, 12, 7, 4, 11, tzinfo=UTC))
+    assert plan.status.succeeded_indexes == "0-9" and plan.status.failed_indexes == "10-19"
+    assert {f.reason for f in plan.status.failures} == {"OOMKilled"}
+    assert plan.status.shards is not None and plan.status.shards.size == 10
+
+
+def test_a_per_product_trainingjob_observes_no_shards() -> None:
+    assert observe.build(make_tj(), set(), [], lambda uid: [], []).shards is None
