@@ -218,7 +218,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, work: Path, pg: PostgresServer, cluster: LocalCluster) -> None:
         self.args, self.work, self.pg, self.cluster = args, work, pg, cluster
         self.suffix = time.strftime("%H%M%S")
-        self.audit_seen = 0
+        self.cleanup: Callable[[], None] | None = None
 
     @property
     def kc(self) -> Path:
@@ -264,6 +264,9 @@ class Bench:
         run.operator_writes = audit_writes(events, OPERATOR_USER)
         run.namespace_writes = namespace_writes(events, run.namespace)
         run.rows = self.rows(run.schema)
+        cleanup, self.cleanup = self.cleanup, None
+        if cleanup is not None:
+            cleanup()
         run.checks["stored exactly once"] = (
             run.rows.get("models", -1) == run.rows.get("distinct models", -2) == run.products
         )
@@ -399,22 +402,29 @@ class Bench:
             run.checks["status: every product succeeded"] = (
                 products.get("succeeded") == products.get("total") == run.products
             )
+        except BaseException:
+            self.delete_trainingjob(run.namespace, operator)
+            raise
+        # Deleted after the measures (``measured`` calls it): the garbage collection is not the run's.
+        self.cleanup = lambda: self.delete_trainingjob(run.namespace, operator)
+
+    def delete_trainingjob(self, namespace: str, operator: operator_harness.OperatorProcess) -> None:
+        """While the operator still runs: it removes its finalizer (else the namespace stays Terminating)."""
+        try:
+            kubectl(
+                self.kc,
+                "delete",
+                "trainingjob",
+                "scale",
+                "-n",
+                namespace,
+                "--ignore-not-found",
+                "--timeout=300s",
+                timeout=330,
+            )
         finally:
-            try:  # while the operator runs: it removes its finalizer (else the namespace stays Terminating)
-                kubectl(
-                    self.kc,
-                    "delete",
-                    "trainingjob",
-                    "scale",
-                    "-n",
-                    run.namespace,
-                    "--ignore-not-found",
-                    "--timeout=300s",
-                    timeout=330,
-                )
-            finally:
-                operator.stop()
-                print(f"operator log: {operator.log_path}", flush=True)
+            operator.stop()
+            print(f"operator log: {operator.log_path}", flush=True)
 
     def status_vs_db(self, run: Run) -> None:
         products = run.status.get("products") or {}
