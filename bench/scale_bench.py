@@ -366,7 +366,9 @@ class Bench:
 
     def operator_run(self, run: Run, spec: dict[str, Any]) -> None:
         op_kc = operator_harness.operator_kubeconfig(self.kc, self.work / "operator.kubeconfig")
-        operator = operator_harness.OperatorProcess(str(op_kc), self.work, verbose=False)
+        logs = self.work / f"operator-{run.name}"  # one log per run
+        logs.mkdir(parents=True, exist_ok=True)
+        operator = operator_harness.OperatorProcess(str(op_kc), logs, verbose=False)
         operator.start()
         try:
             assert operator.proc is not None
