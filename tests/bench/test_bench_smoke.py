@@ -77,6 +77,12 @@ def run_bench(script: str, *args: str, env: dict[str, str] | None = None, timeou
             marks=needs_cluster,
         ),
         pytest.param(
+            "scale_bench.py",
+            ["--products", "6", "--days", "60", "--per-pod", "3", "--parallelism", "2", "--compare", "4"],
+            id="scale",
+            marks=needs_cluster,
+        ),
+        pytest.param(
             "chaos_bench.py",
             ["--scenario", "baseline", "--products", "2", "--days", "120", "--trials", "1", "--parallelism", "2"],
             id="chaos",
