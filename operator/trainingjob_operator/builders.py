@@ -371,6 +371,12 @@ def needs_unchanged_check(tj: TrainingJob) -> bool:
 
 def build_plan_configmap(tj: TrainingJob) -> dict[str, Any]:
     """The product ids for the unchanged check, as a file (10,000 ids fit; env vars would not)."""
+    ids = sorted(set(tj.spec.products))
+    return _product_list_configmap(tj, products_digest(tj.spec.products), {PLAN_PRODUCTS_FILE: json.dumps(ids)})
+
+
+def _product_list_configmap(tj: TrainingJob, digest: str, data: dict[str, str]) -> dict[str, Any]:
+    """The TrainingJob's product list ConfigMap (one per uid: the unchanged check's, or shard pods')."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -378,10 +384,10 @@ def build_plan_configmap(tj: TrainingJob) -> dict[str, Any]:
             "name": plan_configmap_name(tj),
             "namespace": tj.namespace,
             "labels": child_labels(tj, COMPONENT_PRODUCT_LIST),
-            "annotations": {ANNOTATION_PRODUCTS_SHA256: products_digest(tj.spec.products)},
+            "annotations": {ANNOTATION_PRODUCTS_SHA256: digest},
             "ownerReferences": [owner_reference(tj)],
         },
-        "data": {PLAN_PRODUCTS_FILE: json.dumps(sorted(set(tj.spec.products)))},
+        "data": data,
     }
 
 
@@ -541,18 +547,7 @@ def build_products_configmap(tj: TrainingJob) -> dict[str, Any]:
     """The sorted product ids, newline-separated (key ``products``), for shard pods in list mode.
     Named like the unchanged check's list (one list per uid; shard mode runs no check)."""
     ids = sorted(set(tj.spec.products))
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": plan_configmap_name(tj),
-            "namespace": tj.namespace,
-            "labels": child_labels(tj, COMPONENT_PRODUCT_LIST),
-            "annotations": {ANNOTATION_PRODUCTS_SHA256: products_sha256(ids)},
-            "ownerReferences": [owner_reference(tj)],
-        },
-        "data": {SHARD_PRODUCTS_KEY: "\n".join(ids)},
-    }
+    return _product_list_configmap(tj, products_sha256(ids), {SHARD_PRODUCTS_KEY: "\n".join(ids)})
 
 
 def _without(env: list[dict[str, Any]], names: Iterable[str]) -> list[dict[str, Any]]:
