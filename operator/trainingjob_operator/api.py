@@ -601,7 +601,13 @@ class ProductCounts(ApiModel):
             "database reports it locked, or its pod cannot start (see the Stalled condition)."
         ),
     )
-    active: int = Field(default=0, description="Training now.")
+    active: int = Field(
+        default=0,
+        description=(
+            "Training now (in shard mode: one per running shard pod, which trains its products one at a "
+            "time; the rest of its shard counts pending)."
+        ),
+    )
     queued: int = Field(
         default=0,
         description=(
