@@ -324,7 +324,7 @@ INVALID_SCHEDULES = [
     (
         "template without products",
         _schedule_with(trainingJobTemplate={"spec": {**VALID["spec"], "products": []}}),
-        "spec.trainingJobTemplate.spec.products",
+        "set exactly one of products (a non-empty list of ids) and allProducts: true",
     ),
     (
         "name longer than a CronJob's",
