@@ -342,6 +342,17 @@ def unfinished_jobs(sp: ShardPass) -> list[ObservedShardJob]:
     return [j for j in sp.shards.jobs if j.unfinished]
 
 
+def round_job(sp: ShardPass) -> ObservedShardJob | None:
+    """The Job status.shards describes: this retry round's unfinished Job, else its last finished one
+    (a round that ended between two passes shows its final counts, not the last ones seen running)."""
+    jobs = [j for j in sp.shards.jobs if j.retry_round == sp.retry_round and not j.deleting]
+    unfinished = [j for j in jobs if j.unfinished]
+    if unfinished:
+        return unfinished[0]
+    finished = [(j.finished_at, j) for j in jobs if j.finished_at is not None]
+    return max(finished, key=lambda pair: pair[0])[1] if finished else None
+
+
 def steer_round(sp: ShardPass, too_many_failed: bool) -> None:
     """The round in flight follows the spec: kubectl scale -> parallelism, suspend -> suspend (a Job
     Kueue manages is resumed by Kueue), past maxFailedProducts -> deleted."""
@@ -424,7 +435,7 @@ def count(sp: ShardPass) -> None:
     s.parallelism = sp.tj.spec.parallelism
     s.selector = builders.selector(sp.tj)
     s.observed_generation = sp.tj.generation
-    current = next((j for j in unfinished_jobs(sp) if j.retry_round == sp.retry_round), None)
+    current = round_job(sp)
     if current is not None:
         s.shards = ShardCounts(
             size=sp.size,

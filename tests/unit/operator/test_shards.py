@@ -299,3 +299,40 @@ def test_the_trainers_shard_reports_parse_position_for_position(kinds: list[str]
     assert report.locked == {i for i, k in enumerate(kinds[:done]) if k == "locked"}
     assert all(report.errors[p].product == f"p{p:05d}" for p in report.errors)
     assert report.results is not None and report.results.trained == len(report.trained)
+
+
+def test_status_shards_shows_a_round_that_ended_between_two_passes_with_its_final_counts() -> None:
+    """The scale bench's smoke run saw status.shards stuck at the counts of the last pass that saw the
+    round running: a round that ended before the next pass kept 'succeeded 1 of 2'."""
+    tj = make_tj([f"sku-{i:03d}" for i in range(20)], productsPerPod=10)
+    rnd = _round(tj, "0-19", 10)
+    report = shard_message(shard=0, n=10, done=10, trained="0-9", skipped="", failed="", errors=[])
+    running = _raw_shard_job(tj, rnd, {"completedIndexes": "0", "active": 1})
+    pods = [_raw_shard_pod(0, 0, report)]
+    now = datetime(2026, 12, 7, 4, 11, tzinfo=UTC)
+    first = reconcile(tj, observe.build(tj, set(), [running], lambda uid: pods, []), now)
+    assert first.status.shards is not None
+    assert (first.status.shards.total, first.status.shards.succeeded, first.status.shards.active) == (2, 1, 1)
+    tj.status = first.status
+    done = _raw_shard_job(
+        tj,
+        rnd,
+        {
+            "completedIndexes": "0-1",
+            "succeeded": 2,
+            "active": 0,
+            "completionTime": "2026-12-07T04:11:30Z",
+            "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": "2026-12-07T04:11:30Z"},
+                {"type": "Complete", "status": "True", "lastTransitionTime": "2026-12-07T04:11:30Z"},
+            ],
+        },
+    )
+    second_report = shard_message(shard=1, n=10, done=10, trained="0-9", skipped="", failed="", errors=[])
+    pods = [*pods, _raw_shard_pod(1, 0, second_report, uid="pod-2")]
+    plan = reconcile(
+        tj, observe.build(tj, set(), [done], lambda uid: pods, []), datetime(2026, 12, 7, 4, 12, tzinfo=UTC)
+    )
+    assert plan.status.succeeded_indexes == "0-19" and plan.status.phase == "Succeeded"
+    assert plan.status.shards is not None
+    assert (plan.status.shards.total, plan.status.shards.succeeded, plan.status.shards.active) == (2, 2, 0)
