@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +151,19 @@ def _dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+def largest_prefix(n: int, fits: Callable[[int], bool]) -> int:
+    """The largest k in 0..n with ``fits(k)``, for a ``fits`` true up to some k and false after it
+    (``fits(0)`` is assumed): a binary search, ~log2(n) renderings."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def termination_message(results: list[ProductResult], code: int, limit: int = LIMIT) -> str:
     """The termination message for ``results`` (at most ``limit`` UTF-8 bytes, valid JSON)."""
     counts = {s: sum(1 for r in results if r.status == s) for s in STATUSES}
@@ -181,13 +195,11 @@ def termination_message(results: list[ProductResult], code: int, limit: int = LI
         text = render(short)
         if fits(text):
             return text
-        lo, hi = 0, len(short)  # the most leading entries that fit
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(render(short[:mid])):
-                lo = mid
-            else:
-                hi = mid - 1
+
+        def prefix_fits(k: int, items: list[dict[str, Any]] = short) -> bool:
+            return fits(render(items[:k]))
+
+        lo = largest_prefix(len(short), prefix_fits)  # the most leading entries that fit
         if lo > 0:
             return render(short[:lo])
     return render([])
@@ -376,13 +388,8 @@ class ShardReport:
         text = self._text(limit, extra or {})
         if text is not None:
             return text
-        lo, hi = 0, len(self.results)  # the longest prefix whose report fits
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self._prefix(mid)._text(limit, extra or {}) is not None:
-                lo = mid
-            else:
-                hi = mid - 1
+        # the longest prefix whose report fits
+        lo = largest_prefix(len(self.results), lambda k: self._prefix(k)._text(limit, extra or {}) is not None)
         return self._prefix(lo)._text(limit, extra or {}) or _dump({"v": 2, "kind": "shard", "done": 0})
 
     def _prefix(self, d: int) -> ShardReport:
@@ -419,14 +426,8 @@ class ShardReport:
             text = render(entries)
             if fits(text):
                 return text
-        lo, hi = 0, len(entries)  # the most leading entries (40-character messages) that fit
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(render(entries[:mid])):
-                lo = mid
-            else:
-                hi = mid - 1
-        return render(entries[:lo])
+        # the most leading entries (40-character messages) that fit
+        return render(entries[: largest_prefix(len(entries), lambda k: fits(render(entries[:k])))])
 
 
 def shard_message(shard: int, size: int, n: int, results: list[ProductResult], metric: str, limit: int = LIMIT) -> str:
