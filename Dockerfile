@@ -5,6 +5,9 @@
 # so a code-only change rebuilds in seconds: the requirements (from pyproject.toml only), the
 # project's wheel, and the image (its dependency layer, then the small code layer).
 ARG BASE_IMAGE=python:3.11-slim
+# The last stage's base: `make images` passes the project's runtime base (hack/images/runtime: the base
+# without its package manager); with a registry, python:3.11-slim.
+ARG RUNTIME_IMAGE=python:3.11-slim
 
 # ---- 1. the requirements of the `operator` extra, read from pyproject.toml in a stage of their own,
 # so an edit elsewhere in pyproject.toml (a linter setting, a test marker) leaves the image's
@@ -26,8 +29,8 @@ COPY operator/trainingjob_operator /src/operator/trainingjob_operator
 COPY trainer_image/forecast_trainer /src/trainer_image/forecast_trainer
 RUN /opt/build/bin/pip wheel -q --no-deps --no-build-isolation -w /wheels /src
 
-# ---- 3. the image
-FROM ${BASE_IMAGE}
+# ---- 3. the dependencies, on the full base (stripping needs binutils from apt)
+FROM ${BASE_IMAGE} AS dependencies
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 # Non-root (the Deployment runs it as 65532 with a read-only root). The name must be new on
@@ -35,8 +38,9 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
 # written directly, so bases without useradd (a minbase rootfs) work too.
 RUN echo 'nonroot:x:65532:' >>/etc/group \
  && echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin' >>/etc/passwd
-# The dependency layer, built on the image itself (no copy of the venv between stages: a cache
-# check would hash all of it on every build). Rebuilt only when the requirements change.
+# The dependency layer: rebuilt only when the requirements change. The image copies the venv
+# from here, so binutils for stripping never reaches it; COPY --from hashes the venv for its cache
+# check on every build (+15 s on a loaded machine: docs/local-cluster.md, "Figures").
 # A CA bundle for pip (a path inside the build, e.g. one mounted read-only); never stored in the image.
 ARG PIP_CERT
 COPY --from=requirements /build/requirements.txt /build/
@@ -48,6 +52,17 @@ RUN python3 -m venv /opt/venv \
  && sh /build/prune-venv.sh /opt/venv \
  && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio \
  && rm -rf /build
+# ---- 4. the image: the runtime base, the dependencies' virtualenv (one layer, rebuilt only when
+# they change), then the code layer
+FROM ${RUNTIME_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+# Non-root (the Deployment runs it as 65532 with a read-only root). The name must be new on
+# Debian, whose base-passwd already has a group `operator` (gid 37: `groupadd operator` failed);
+# written directly, so bases without useradd (a minbase rootfs) work too.
+RUN echo 'nonroot:x:65532:' >>/etc/group \
+ && echo 'nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin' >>/etc/passwd
+COPY --from=dependencies /opt/venv /opt/venv
 # The code layer: the project's wheel, installed without dependencies (they are all in the layer
 # above) and without the network, by pip run from its wheel (the image keeps no pip).
 COPY --from=wheel /wheels /tmp/wheels

@@ -23,7 +23,8 @@ Held out (issue 20: never looked at while choosing the interval method or the se
 For every series the last horizon (30 days; 84 days of weekly, 12 months of monthly data) is
 held out and every method sees only the history before it:
 
-  trainer-before    forecast-trainer before issue 20 (commit BASE_REF; its own 80 % intervals)
+  trainer-before    forecast-trainer at commit BASE_REF (--old-ref; same options as trainer: a ref
+                    older than c728b45's successors has no --interval-levels and is not comparable)
   trainer           forecast-trainer now: 80 and 95 % intervals and the 0.5/0.9 quantiles,
                     calibrated on its CV residuals
   seasonal-naive    the value one season earlier (statsforecast SeasonalNaive's intervals)
@@ -69,7 +70,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-BASE_REF = "c728b45"  # the trainer before issue 20 (uncalibrated intervals, no quantiles)
+BASE_REF = "c87ff4a"  # the trainer before this round of issue 20 (selection, tail bands, CPU)
 METHODS = (
     "trainer-before",
     "trainer",
@@ -339,26 +340,22 @@ def _trainer(series: Series, train: Any, method: str) -> tuple[Any, dict[float, 
     from forecast_trainer.validate import Rules, prepare
 
     cfg = TrainConfig(frequency=series.frequency, horizon_days=HORIZON_DAYS[series.frequency], data_csv="-")
-    if method == "trainer":
-        from dataclasses import replace
+    from dataclasses import replace
 
-        cfg = replace(cfg, interval_levels=tuple(float(v) for v in LEVELS), quantiles=QUANTILES)
+    cfg = replace(cfg, interval_levels=tuple(float(v) for v in LEVELS), quantiles=QUANTILES)
     raw = pd.DataFrame({"ds": train["ds"].dt.strftime("%Y-%m-%d"), "y": train["y"].map(repr)})
     prepared = prepare(series.key, raw, Rules(frequency=series.frequency, fill_missing=cfg.fill_missing))
     product_class = classify(prepared.frame["y"], series.frequency)
     trained = train_product(prepared, cfg, trial_budget(product_class, None), None, product_class)
     forecast = trained.forecast.iloc[: series.horizon]
     yhat = forecast["yhat"].to_numpy(dtype=float)
-    if method == "trainer":
-        bands = {
-            0.025: forecast["yhat_lower_95"],
-            0.1: forecast["yhat_lower_80"],
-            0.5: forecast["q50"],
-            0.9: forecast["q90"],
-            0.975: forecast["yhat_upper_95"],
-        }
-    else:  # before issue 20: one 80 % interval of each family's own, no quantiles
-        bands = {0.1: forecast["yhat_lower"], 0.5: forecast["yhat"], 0.9: forecast["yhat_upper"]}
+    bands = {
+        0.025: forecast["yhat_lower_95"],
+        0.1: forecast["yhat_lower_80"],
+        0.5: forecast["q50"],
+        0.9: forecast["q90"],
+        0.975: forecast["yhat_upper_95"],
+    }
     s = trained.selection
     info: dict[str, Any] = {
         "class": product_class.name,
@@ -377,7 +374,40 @@ def _trainer(series: Series, train: Any, method: str) -> tuple[Any, dict[float, 
     unsure = getattr(trained, "uncertainty", None)
     if unsure is not None:
         info.update(uncertain=unsure.uncertain, width=unsure.relative_width, cv_gain=unsure.cv_gain)
+    if os.environ.get("BENCH_CANDIDATES"):
+        info.update(_candidate_dump(trained))
     return yhat, {p: v.to_numpy(dtype=float) for p, v in bands.items()}, info
+
+
+def _candidate_dump(trained: Any) -> dict[str, Any]:
+    """BENCH_CANDIDATES=1: what replaying selection and interval rules offline needs (fold
+    forecasts of every candidate, the folds' actuals, the shipped forecast's residuals, tuning)."""
+    import numpy as np
+
+    plan = trained.plan
+    t = trained.tuning
+    shipped = trained.blend.candidate if trained.blend is not None else trained.candidates.get(trained.family)
+    out: dict[str, Any] = {
+        "fold_actuals": [[float(v) for v in plan.y[f.train_end : f.test_end]] for f in plan.folds] if plan else [],
+        "fold_predictions": {
+            k: [[float(v) for v in p] for p in c.fold_predictions]
+            for k, c in trained.candidates.items()
+            if c.fold_predictions is not None
+        },
+        "candidate_seconds": {k: c.seconds for k, c in trained.candidates.items()},
+        "prophet_default_cv": t.default_error,
+        "prophet_tuned": t.tuned,
+        "tuning_seconds": t.seconds,
+        "completed": t.completed,
+        "pruned": t.pruned,
+    }
+    if shipped is not None and plan is not None:
+        from forecast_trainer.candidates import residual_steps
+
+        out["residuals"] = [
+            [None if not np.isfinite(v) else float(v) for v in row] for row in residual_steps(plan, shipped)
+        ]
+    return out
 
 
 def run_method(method: str, series_list: list[Series], out_path: str | None = None) -> dict[str, Any]:
@@ -658,6 +688,7 @@ def main() -> int:
     parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "real_data_bench"), help="results folder")
     parser.add_argument("--reuse", action="store_true", help="reuse results of methods already in --out")
     parser.add_argument("--old-ref", default=BASE_REF, help="git ref of trainer-before")
+    parser.add_argument("--new-ref", default="", help="git ref of trainer (default: the work tree)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -689,7 +720,11 @@ def main() -> int:
             continue
         if method not in requested:
             continue
-        trainer = old_trainer_path(args.old_ref) if method == "trainer-before" else str(REPO / "trainer_image")
+        trainer = str(REPO / "trainer_image")
+        if method == "trainer-before":
+            trainer = old_trainer_path(args.old_ref)
+        elif method == "trainer" and args.new_ref:
+            trainer = old_trainer_path(args.new_ref)  # a frozen snapshot: the work tree may change meanwhile
         started = time.monotonic()
         command = [sys.executable, __file__, "--worker", method, "--data", str(data_path), "--result", str(path)]
         subprocess.run(

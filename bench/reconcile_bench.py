@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, os.environ.get("TJO_BENCH_OPERATOR_DIR") or str(ROOT / "operator"))
 
 from trainingjob_operator import builders, observe  # noqa: E402
-from trainingjob_operator.api import TrainingJob, TrainingJobStatus  # noqa: E402
+from trainingjob_operator.api import TrainingJob, TrainingJobSpec, TrainingJobStatus  # noqa: E402
 from trainingjob_operator.reconcile import reconcile  # noqa: E402
 from trainingjob_operator.status import compress_indexes  # noqa: E402
 
@@ -77,6 +77,8 @@ def make_tj(n: int, done: int, sorted_record: bool) -> TrainingJob:
             "products": products,
             "data": {"postgres": {"secretRef": {"name": "db", "key": "dsn"}}},
             "parallelism": 50,
+            # One pod per product (this bench times that path); the field exists since issue 19.
+            **({"productsPerPod": 1} if "products_per_pod" in TrainingJobSpec.model_fields else {}),
         },
     }
     return TrainingJob.model_validate(body).model_copy(update={"status": status})

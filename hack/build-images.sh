@@ -2,10 +2,13 @@
 # Build (or reuse) the project's container images without a registry (`make images`):
 #   base      a Debian bookworm rootfs from Debian's packages (mmdebstrap --variant=minbase:
 #             python3, python3-venv, ca-certificates; no docs, man pages or locales), `podman import`ed
+#   runtime   the base without its package manager (hack/images/runtime; --squash-all): the last
+#             stage of the operator and trainer images (--build-arg RUNTIME_IMAGE); no archive
 #   shell     the base with ENTRYPOINT ["/bin/sh", "-c"]     (test pods: args: ["echo hi; exit 3"])
 #   noop      hack/images/noop: a no-op "trainer" for orchestration tests (trains nothing)
-#   operator  Dockerfile                  on the base (--build-arg BASE_IMAGE, --pull=never)
-#   trainer   trainer_image/Dockerfile    on the base
+#   operator  Dockerfile                  built on the base (--build-arg BASE_IMAGE, --pull=never),
+#                                         runs on the runtime base
+#   trainer   trainer_image/Dockerfile    the same
 #   postgres  hack/images/postgres/Dockerfile: Debian's postgresql, compatible with what
 #             manifests/samples/database/postgres.yaml asks of the official image (see docs/local-cluster.md)
 # podman runs with the project's own storage and containers.conf (hack/podman.sh), never /etc.
@@ -80,13 +83,34 @@ else
   done
 fi
 
+# ---------------------------------------------------------------- runtime base (the base, slimmed, one layer)
+runtime_dir=$root/hack/images/runtime
+runtime_key=$({ echo "${ref[base]}"; cat "$runtime_dir/Dockerfile" "$runtime_dir/slim.sh"; } | sha256sum | cut -c1-12)
+ref[runtime]=localhost/tjo-runtime:bookworm-$runtime_key
+if podman image exists "${ref[runtime]}"; then
+  log "runtime: reusing ${ref[runtime]}"
+else
+  t=$(date +%s)
+  if ! podman build --pull=never --squash-all --network=none --build-arg "BASE_IMAGE=${ref[base]}" \
+    -t "${ref[runtime]}" "$runtime_dir" >"$cache/build-runtime.log" 2>&1; then
+    tail -n 40 "$cache/build-runtime.log" >&2
+    log "runtime: the build failed (whole log: $cache/build-runtime.log)"
+    exit 1
+  fi
+  log "runtime: built ${ref[runtime]} in $(since "$t")"
+  for old in $(podman images --format '{{.Repository}}:{{.Tag}}' localhost/tjo-runtime); do
+    [[ $old == "${ref[runtime]}" ]] || podman rmi "$old" >/dev/null 2>&1 || true
+  done
+fi
+
 # ---------------------------------------------------------------- images on the base
 ca=${TJO_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 build() {  # NAME DOCKERFILE [CONTEXT]
   local name=$1 dockerfile=$2 t
   t=$(date +%s)
   if ! podman build --pull=never --layers --network=host \
-    --build-arg "BASE_IMAGE=${ref[base]}" --build-arg "PIP_CERT=$ca" -v "$ca:$ca:ro" \
+    --build-arg "BASE_IMAGE=${ref[base]}" --build-arg "RUNTIME_IMAGE=${ref[runtime]}" \
+    --build-arg "PIP_CERT=$ca" -v "$ca:$ca:ro" \
     -f "$dockerfile" -t "${ref[$name]}" "${3:-$root}" >"$cache/build-$name.log" 2>&1; then
     tail -n 40 "$cache/build-$name.log" >&2
     log "$name: the build failed (whole log: $cache/build-$name.log)"

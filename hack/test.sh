@@ -6,21 +6,12 @@
 # arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash hack/venv.sh
-# The real node's Debian packages (containerd, runc, podman, mmdebstrap, ...), then the project's
-# images (built once, then only what changed): the local cluster imports them from TJO_IMAGES_DIR,
-# and tests/images runs them.
-bash hack/node-packages.sh
-TJO_IMAGES_DIR=$(bash hack/build-images.sh | tail -n1)  # not `export X=$(...)`: that would hide a failed build
-export TJO_IMAGES_DIR
-export TJO_K8S_BIN=$(bash hack/build-binaries.sh | tail -n1)
-export TJO_COREDNS_BIN=$(bash hack/build-coredns.sh | tail -n1)
-# promtool (+ metricnames) for the monitoring overlay's tests (tests/unit/monitoring).
-export TJO_PROMTOOL=$(bash hack/build-promtool.sh | tail -n1)
-# Kueue (manager + its CRDs and webhook manifests) for tests/e2e/operator/test_kueue.py.
-export TJO_KUEUE_BIN=$(bash hack/build-kueue.sh | tail -n1)
-# kstatus (sigs.k8s.io/cli-utils), for the e2e tests of what GitOps tools read from status.
-export TJO_KSTATUS=$(bash hack/build-kstatus.sh | tail -n1)/kstatus
+# Python dependencies, the real node's Debian packages and the project's images (the local cluster
+# imports them from TJO_IMAGES_DIR, tests/images runs them), the Kubernetes binaries, CoreDNS, and
+# for the tests that need them Kueue (tests/e2e/operator/test_kueue.py), kstatus (what GitOps tools
+# read from status) and promtool (the monitoring overlay's tests): three chains side by side.
+prepared=$(bash hack/prepare.sh test | tail -n1)  # not `eval "$(...)"`: that would hide a failure
+eval "$prepared"
 # Stop PostgreSQL at exit only when this run started it (another suite may be using it): the
 # server records who started it (TJO_PG_OWNER), and `stop` with another owner leaves it running.
 pg_owner="hack/test.sh:$$:$(date +%s%N)"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from trainingjob_operator.api import TrainingJobStatus
+from trainingjob_operator.builders import ShardRound
 from trainingjob_operator.observed import ObservedLease
 
 
@@ -55,13 +56,46 @@ class CreateUnchangedCheck:
 
 
 @dataclass(frozen=True)
+class CreateDiscovery:
+    """Create the Job of ``forecast-trainer discover`` (allProducts)."""
+
+
+@dataclass(frozen=True)
+class CreateShardRound:
+    """Create the products ConfigMap (list mode) and the Indexed Job of a round (a repeat is a 409)."""
+
+    round: ShardRound
+    suspend: bool = False
+
+
+@dataclass(frozen=True)
+class PatchJob:
+    """Patch a shard Job (parallelism from kubectl scale, suspend), only if still the one observed."""
+
+    name: str
+    uid: str
+    patch: dict[str, object]
+
+
+@dataclass(frozen=True)
 class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
 
 
-Action = Launch | RenewLease | ReleaseLease | DeleteJob | SetJobTTL | CreateUnchangedCheck | Event
+Action = (
+    Launch
+    | RenewLease
+    | ReleaseLease
+    | DeleteJob
+    | SetJobTTL
+    | CreateUnchangedCheck
+    | CreateDiscovery
+    | CreateShardRound
+    | PatchJob
+    | Event
+)
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ PRODUCT_ID_PATTERN = r"^[^\s\p{C}]([^\p{C}]*[^\s\p{C}])?$"
 PRODUCT_ID_MAX_LENGTH = 253
 PRODUCTS_MAX_ITEMS = 10000
 PRODUCTS_MAX_TOTAL_LENGTH = 640_000
+PRODUCTS_PER_POD_MAX = 10000
 """Sum of the ids' lengths. An object is stored whole in etcd (at most ~1.5 MiB per request here and
 by default), and the API server keeps every id twice (spec and managedFields): 10,000 ids of 64
 characters fit, 10,000 of 253 do not."""
@@ -455,14 +456,28 @@ class TrainingJobSpec(ApiModel):
                 "!has(self.output) == !has(oldSelf.output) && (!has(self.output) || self.output == oldSelf.output)",
                 "output cannot change after creation; create a new TrainingJob instead",
             ),
+            (
+                "(has(self.products) && size(self.products) > 0) != (has(self.allProducts) && self.allProducts)",
+                "set exactly one of products (a non-empty list of ids) and allProducts: true",
+            ),
+            (
+                "has(self.products) == has(oldSelf.products) && "
+                "(has(self.allProducts) && self.allProducts) == (has(oldSelf.allProducts) && oldSelf.allProducts)",
+                "products and allProducts cannot change after creation; create a new TrainingJob instead",
+            ),
+            (
+                "has(self.productsPerPod) == has(oldSelf.productsPerPod)",
+                "productsPerPod cannot be set or unset after creation; create a new TrainingJob instead",
+            ),
         )
     )
 
     products: list[str] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=PRODUCTS_MAX_ITEMS,
         description=(
-            "Product ids to train, one model each: 1..10000 unique ids, each printable with no leading or "
+            "Product ids to train, one model each (or set allProducts instead): up to 10000 unique ids, "
+            "each printable with no leading or "
             f"trailing white space, at most {PRODUCT_ID_MAX_LENGTH} characters, "
             f"{PRODUCTS_MAX_TOTAL_LENGTH} characters in all. A set: its order does not matter (status "
             "indexes refer to the ids sorted). Beyond ~250 KB of ids, create with `kubectl create` or "
@@ -485,6 +500,28 @@ class TrainingJobSpec(ApiModel):
                 ),
             ),
         },
+    )
+    all_products: bool = Field(
+        default=False,
+        description=(
+            "Train every product of the data source (its distinct product ids, found by a discovery pod "
+            "when the TrainingJob starts) instead of a list: no limit of 10000 ids. Exactly one of products "
+            "and allProducts: true. Always trains in shards (see productsPerPod)."
+        ),
+        json_schema_extra=immutable("allProducts"),
+    )
+    products_per_pod: int | None = Field(
+        default=None,
+        ge=1,
+        le=PRODUCTS_PER_POD_MAX,
+        description=(
+            "Products each pod trains one after another (a shard; one Indexed Job per round whose indexes "
+            "are shards). Absent: chosen from the product count N and parallelism P when the TrainingJob "
+            "starts: 1 (a Job and pod per product) when N <= 1000 or N <= 8*P, else ceil(N / (8*P)) up to 500. "
+            "Above 1 the products are recorded in the output database (or nothing is stored in trial mode). "
+            "Cannot change after creation."
+        ),
+        json_schema_extra=immutable("productsPerPod"),
     )
     data: DataSource = Field(description="Where the sales history lives.", json_schema_extra=immutable("data"))
     output: Output | None = Field(
@@ -553,7 +590,9 @@ class TrainingJobSpec(ApiModel):
 class ProductCounts(ApiModel):
     """How many products are in each state."""
 
-    total: int = Field(default=0, description="Products in spec.products.")
+    total: int = Field(
+        default=0, description="Products to train: spec.products, or those discovery found (allProducts)."
+    )
     pending: int = Field(default=0, description="Not started yet.")
     waiting: int = Field(
         default=0,
@@ -562,7 +601,13 @@ class ProductCounts(ApiModel):
             "database reports it locked, or its pod cannot start (see the Stalled condition)."
         ),
     )
-    active: int = Field(default=0, description="Training now.")
+    active: int = Field(
+        default=0,
+        description=(
+            "Training now (in shard mode: one per running shard pod, which trains its products one at a "
+            "time; the rest of its shard counts pending)."
+        ),
+    )
     queued: int = Field(
         default=0,
         description=(
@@ -592,6 +637,27 @@ class ProductFailure(ApiModel):
     )
     message: str = Field(default="", description="What went wrong, for a person.")
     attempts: int = Field(default=0, description="Pods run for this product.")
+
+
+class ShardCounts(ApiModel):
+    """Shards of the current round (shard mode only: more than one product per pod)."""
+
+    size: int = Field(default=1, ge=1, description="Products per shard (pod), fixed when the TrainingJob starts.")
+    total: int = Field(default=0, ge=0, description="Shards of the current round (its Indexed Job's completions).")
+    succeeded: int = Field(default=0, ge=0, description="Shards of the current round that completed.")
+    failed: int = Field(default=0, ge=0, description="Shards of the current round that failed for good.")
+    active: int = Field(default=0, ge=0, description="Shards of the current round with a pod running now.")
+
+
+class DiscoveryStatus(ApiModel):
+    """What the discovery pod found in the data source (allProducts only)."""
+
+    products: int = Field(ge=0, description="Distinct product ids found.")
+    sha256: str = Field(
+        description='Hex SHA-256 of the ids sorted (code point order) and joined by "\\n": the list every shard '
+        "pod verifies before training."
+    )
+    time: str = Field(description="When the discovery pod finished (RFC 3339).")
 
 
 class HistogramBucket(ApiModel):
@@ -747,6 +813,12 @@ class TrainingJobStatus(ApiModel):
         default=None, description="Order the index ranges refer to: Sorted (spec.products sorted by id)."
     )
     failures: list[ProductFailure] = Field(default_factory=list, description="The most recent failures (at most 20).")
+    shards: ShardCounts | None = Field(
+        default=None, description="Shards of products per pod (shard mode only; see spec.productsPerPod)."
+    )
+    discovery: DiscoveryStatus | None = Field(
+        default=None, description="The products found in the data source (spec.allProducts only)."
+    )
     results: ResultsSummary | None = Field(default=None, description="Model quality summary.")
     conditions: list[Condition] = Field(
         default_factory=list,

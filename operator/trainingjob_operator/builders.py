@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from trainingjob_operator.podtypes import (
     OPERATOR_LABEL_PREFIX,
     reserved_mount_conflict,
 )
+from trainingjob_operator.shards import products_sha256
 
 LABEL_TRAININGJOB = f"{GROUP}/trainingjob"
 """The TrainingJob's name: the selector of its children (status.selector), kept for existing Jobs."""
@@ -38,6 +40,21 @@ COMPONENT_TRAINER = "trainer"
 COMPONENT_UNCHANGED_CHECK = "unchanged-check"
 COMPONENT_PRODUCT_LIST = "product-list"
 COMPONENT_PRODUCT_LEASE = "product-lease"
+COMPONENT_SHARDS = "shards"
+COMPONENT_DISCOVERY = "discovery"
+LABEL_ROUND = f"{GROUP}/round"
+"""The round id of a shard Job (builders.ShardRound)."""
+ANNOTATION_INDEXES = f"{GROUP}/indexes"
+"""R of a shard Job's round: global indexes as compressed ranges (the format of status.succeededIndexes)."""
+ANNOTATION_SHARD_SIZE = f"{GROUP}/shard-size"
+SHARD_HASH = "shards"
+DISCOVERY_HASH = "discover"
+"""product-hash label values of the shard Jobs and the discovery Job (the operator's watches select
+on that label)."""
+ROLE_SHARDS = "shards"
+ROLE_DISCOVERY = "discovery"
+SHARD_PRODUCTS_KEY = "products"
+SHARD_ENV = ("TRAINER_SHARD_INDEXES", "TRAINER_SHARD_SIZE", "TRAINER_PRODUCTS_FROM", "TRAINER_PRODUCTS_SHA256")
 ANNOTATION_PRODUCT = f"{GROUP}/product"
 ANNOTATION_RETRY_ROUND = f"{GROUP}/retry-round"
 ANNOTATION_RETRY_FAILED = f"{GROUP}/retry-failed"
@@ -354,6 +371,12 @@ def needs_unchanged_check(tj: TrainingJob) -> bool:
 
 def build_plan_configmap(tj: TrainingJob) -> dict[str, Any]:
     """The product ids for the unchanged check, as a file (10,000 ids fit; env vars would not)."""
+    ids = sorted(set(tj.spec.products))
+    return _product_list_configmap(tj, products_digest(tj.spec.products), {PLAN_PRODUCTS_FILE: json.dumps(ids)})
+
+
+def _product_list_configmap(tj: TrainingJob, digest: str, data: dict[str, str]) -> dict[str, Any]:
+    """The TrainingJob's product list ConfigMap (one per uid: the unchanged check's, or shard pods')."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -361,10 +384,10 @@ def build_plan_configmap(tj: TrainingJob) -> dict[str, Any]:
             "name": plan_configmap_name(tj),
             "namespace": tj.namespace,
             "labels": child_labels(tj, COMPONENT_PRODUCT_LIST),
-            "annotations": {ANNOTATION_PRODUCTS_SHA256: products_digest(tj.spec.products)},
+            "annotations": {ANNOTATION_PRODUCTS_SHA256: digest},
             "ownerReferences": [owner_reference(tj)],
         },
-        "data": {PLAN_PRODUCTS_FILE: json.dumps(sorted(set(tj.spec.products)))},
+        "data": data,
     }
 
 
@@ -390,28 +413,33 @@ def build_plan_job(tj: TrainingJob, retry_round: str = "") -> dict[str, Any]:
     return job
 
 
-def _trainer_job(
-    tj: TrainingJob,
-    name: str,
-    labels: dict[str, str],
-    annotations: dict[str, str],
-    args: list[str],
-    env: list[dict[str, Any]],
-    backoff_limit: int,
-    extra_volumes: list[dict[str, Any]] | None = None,
-    extra_mounts: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    spec = tj.spec
+def _volumes_and_mounts(
+    tj: TrainingJob, extra_volumes: list[dict[str, Any]] | None, extra_mounts: list[dict[str, Any]] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Scratch space, the operator's own volumes, the CSV of configMap data, then the user's."""
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}, *(extra_volumes or [])]
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": "/tmp"}, *(extra_mounts or [])]
-    if spec.data.config_map is not None:
-        cm = spec.data.config_map
+    cm = tj.spec.data.config_map
+    if cm is not None:
         volumes.append({"name": "sales", "configMap": {"name": cm.name, "items": [{"key": cm.key, "path": CSV_FILE}]}})
         mounts.append({"name": "sales", "mountPath": CSV_MOUNT_DIR, "readOnly": True})
+    t = tj.spec.template
+    # The CRD refuses mounts at, under or above the operator's paths (in normal form); an object
+    # stored before that rule still cannot hide them.
+    mounts += _dump_all([m for m in t.volume_mounts or [] if reserved_mount_conflict(m.mount_path) is None])
+    volumes += _dump_all(t.volumes)
+    return volumes, mounts
+
+
+def _trainer_container(
+    tj: TrainingJob, args: list[str], env: list[dict[str, Any]], mounts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The trainer container: restricted security context, termination message from a file."""
+    t = tj.spec.template
     container: dict[str, Any] = {
         "name": "trainer",
-        "image": spec.template.image,
-        "imagePullPolicy": spec.template.image_pull_policy,
+        "image": t.image,
+        "imagePullPolicy": t.image_pull_policy,
         "args": args,
         "env": env,
         "volumeMounts": mounts,
@@ -419,15 +447,16 @@ def _trainer_job(
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
     }
-    t = spec.template
     if t.resources is not None:
         container["resources"] = _dump(t.resources)
     if t.env_from:
         container["envFrom"] = _dump_all(t.env_from)
-    # The CRD refuses mounts at, under or above the operator's paths (in normal form); an object
-    # stored before that rule still cannot hide them.
-    mounts += _dump_all([m for m in t.volume_mounts or [] if reserved_mount_conflict(m.mount_path) is None])
-    volumes += _dump_all(t.volumes)
+    return container
+
+
+def _pod_spec(tj: TrainingJob, container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pod Security "restricted", no API token, the user's scheduling knobs."""
+    t = tj.spec.template
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -451,6 +480,37 @@ def _trainer_job(
         "priorityClassName": t.priority_class_name,
     }
     pod_spec.update({k: v for k, v in optional.items() if v is not None})
+    return pod_spec
+
+
+def _failure_policy(fail_job_exit_codes: Sequence[int]) -> dict[str, Any]:
+    """Fail the Job at once on exit codes that fail the same way again; ignore disruptions."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": "trainer", "operator": "In", "values": list(fail_job_exit_codes)},
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+
+
+def _trainer_job(
+    tj: TrainingJob,
+    name: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    args: list[str],
+    env: list[dict[str, Any]],
+    backoff_limit: int,
+    extra_volumes: list[dict[str, Any]] | None = None,
+    extra_mounts: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Job of one trainer pod: volumes and mounts, the container, the pod, then the Job around it."""
+    spec = tj.spec
+    volumes, mounts = _volumes_and_mounts(tj, extra_volumes, extra_mounts)
+    pod_spec = _pod_spec(tj, _trainer_container(tj, args, env, mounts), volumes)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -464,22 +524,129 @@ def _trainer_job(
         "spec": {
             "backoffLimit": backoff_limit,
             **({"activeDeadlineSeconds": spec.active_deadline_seconds} if spec.active_deadline_seconds else {}),
-            "podFailurePolicy": {
-                "rules": [
-                    {
-                        "action": "FailJob",
-                        "onExitCodes": {
-                            "containerName": "trainer",
-                            "operator": "In",
-                            "values": list(NOT_RETRIED_EXIT_CODES),
-                        },
-                    },
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-                ]
-            },
+            "podFailurePolicy": _failure_policy(NOT_RETRIED_EXIT_CODES),
             "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
         },
     }
+
+
+# ---------------------------------------------------------------- shard mode (docs/design.md "Scale")
+
+
+def shard_job_name(tj: TrainingJob, round_id: str) -> str:
+    """``<trainingjob>-shards-<round>``, at most 63 characters."""
+    return f"{_short(tj.name, MAX_NAME - len(round_id) - 8)}-shards-{round_id}"
+
+
+def discovery_job_name(tj: TrainingJob) -> str:
+    """``<trainingjob>-discover-<uid8>``: a re-created TrainingJob of the same name never meets the old one's."""
+    return f"{_short(tj.name, MAX_NAME - 18)}-discover-{tj.uid[:8]}"
+
+
+def build_products_configmap(tj: TrainingJob) -> dict[str, Any]:
+    """The sorted product ids, newline-separated (key ``products``), for shard pods in list mode.
+    Named like the unchanged check's list (one list per uid; shard mode runs no check)."""
+    ids = sorted(set(tj.spec.products))
+    return _product_list_configmap(tj, products_sha256(ids), {SHARD_PRODUCTS_KEY: "\n".join(ids)})
+
+
+def _without(env: list[dict[str, Any]], names: Iterable[str]) -> list[dict[str, Any]]:
+    drop = set(names)
+    return [e for e in env if e["name"] not in drop]
+
+
+def _has_output_database(tj: TrainingJob) -> bool:
+    return tj.spec.data.postgres is not None or (tj.spec.output is not None and tj.spec.output.postgres is not None)
+
+
+def products_from(tj: TrainingJob) -> str:
+    """Where a shard pod reads the sorted product list: the mounted ConfigMap (list mode), the
+    discovery snapshot in the output database, or the data source itself (trial mode)."""
+    if not tj.spec.all_products:
+        return f"file:{PLAN_MOUNT_DIR}/{SHARD_PRODUCTS_KEY}"
+    return "snapshot" if _has_output_database(tj) else "source"
+
+
+@dataclass(frozen=True)
+class ShardRound:
+    """A round as frozen into its Indexed Job: R (compressed ranges, sorted), the shard size S, the
+    retry-failed value it belongs to, and its id (the Job's name and round label)."""
+
+    round_id: str
+    indexes: str
+    size: int
+    completions: int
+    retry_round: str
+    products_sha256: str
+
+
+def build_shard_job(tj: TrainingJob, rnd: ShardRound, suspend: bool) -> dict[str, Any]:
+    """The Indexed Job of one round: index k trains shard k of R (TRAINER_SHARD_*)."""
+    spec = tj.spec
+    labels = {
+        **child_labels(tj, COMPONENT_SHARDS, spec.template.labels),
+        LABEL_PRODUCT_HASH: SHARD_HASH,
+        LABEL_ROUND: rnd.round_id,
+    }
+    annotations = {
+        **users_keys(spec.template.annotations),
+        ANNOTATION_ROLE: ROLE_SHARDS,
+        ANNOTATION_RETRY_ROUND: rnd.retry_round,
+        ANNOTATION_INDEXES: rnd.indexes,
+        ANNOTATION_SHARD_SIZE: str(rnd.size),
+        ANNOTATION_PRODUCTS_SHA256: rnd.products_sha256,
+    }
+    env = _without(trainer_env(tj, "", rnd.retry_round), ("TRAINER_PRODUCT_ID", *SHARD_ENV))
+    env += [
+        _env("TRAINER_SHARD_INDEXES", rnd.indexes),
+        _env("TRAINER_SHARD_SIZE", str(rnd.size)),
+        _env("TRAINER_PRODUCTS_FROM", products_from(tj)),
+        _env("TRAINER_PRODUCTS_SHA256", rnd.products_sha256),
+    ]
+    volumes, mounts = _product_list_volume(tj)
+    job = _trainer_job(tj, shard_job_name(tj, rnd.round_id), labels, annotations, ["train"], env, 0, volumes, mounts)
+    job_spec = job["spec"]
+    del job_spec["backoffLimit"]  # per index instead
+    job_spec.pop("activeDeadlineSeconds", None)
+    if spec.active_deadline_seconds:
+        # A per-product deadline, per pod: the pod trains at most S products.
+        job_spec["template"]["spec"]["activeDeadlineSeconds"] = spec.active_deadline_seconds * rnd.size
+    job_spec.update(
+        completionMode="Indexed",
+        completions=rnd.completions,
+        parallelism=spec.parallelism,
+        backoffLimitPerIndex=spec.backoff_limit,
+        suspend=suspend,
+        podFailurePolicy=_failure_policy((EXIT_CONFIG_ERROR,)),
+    )
+    job["metadata"]["labels"] = {**labels, **kueue_labels(tj)}
+    return job
+
+
+def shard_round_objects(tj: TrainingJob, rnd: ShardRound, suspend: bool) -> list[dict[str, Any]]:
+    """What a round needs, in creation order: the product list (list mode), then the Indexed Job."""
+    objects = [] if tj.spec.all_products else [build_products_configmap(tj)]
+    return [*objects, build_shard_job(tj, rnd, suspend)]
+
+
+def _product_list_volume(tj: TrainingJob) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    if tj.spec.all_products:
+        return [], []
+    volume = {"name": "products", "configMap": {"name": plan_configmap_name(tj)}}
+    return [volume], [{"name": "products", "mountPath": PLAN_MOUNT_DIR, "readOnly": True}]
+
+
+def build_discovery_job(tj: TrainingJob) -> dict[str, Any]:
+    """One pod that lists every product of the data source (``forecast-trainer discover``), sorted,
+    and writes the snapshot to ``run_products`` under run key = the TrainingJob's uid."""
+    labels = {**child_labels(tj, COMPONENT_DISCOVERY), LABEL_PRODUCT_HASH: DISCOVERY_HASH}
+    annotations = {ANNOTATION_ROLE: ROLE_DISCOVERY}
+    env = _without(trainer_env(tj, ""), ("TRAINER_PRODUCT_ID", "TRAINER_RUN_KEY"))
+    env.append(_env("TRAINER_RUN_KEY", tj.uid))
+    job = _trainer_job(tj, discovery_job_name(tj), labels, annotations, ["discover"], env, tj.spec.backoff_limit)
+    job["spec"]["podFailurePolicy"] = _failure_policy((EXIT_CONFIG_ERROR,))
+    job["metadata"]["labels"] = {**labels, **kueue_labels(tj)}
+    return job
 
 
 def format_time(t: datetime) -> str:

@@ -87,7 +87,7 @@ def _finished(st: PassState, old: TrainingJobStatus, allowed: int | None, too_ma
 
 
 def _uncertain_note(s: TrainingJobStatus) -> str:
-    """", N uncertain (CV gain over naive within noise)" for the Complete message and event."""
+    """ ", N uncertain (CV gain over naive within noise)" for the Complete message and event."""
     n = s.results.uncertain if s.results is not None else 0
     return f"; {n} uncertain (CV gain over naive within noise: check these first)" if n else ""
 

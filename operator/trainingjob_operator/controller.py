@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trainingjob_operator import builders, leases, metrics
+from trainingjob_operator.actions import CreateDiscovery, CreateShardRound, PatchJob
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Conflict, Kube, KubeError, NotFound, Obj, is_quota_exceeded, is_transient
 from trainingjob_operator.observe import gather, is_product_job
@@ -87,8 +88,9 @@ def status_dict(plan: Plan) -> dict[str, Any]:
     return plan.status.model_dump(by_alias=True, mode="json")
 
 
-async def _launch(kube: Kube, tj: TrainingJob, plan: Plan, action: Launch, now: datetime, settings: Settings,
-                  outcomes: Outcomes) -> None:
+async def _launch(
+    kube: Kube, tj: TrainingJob, plan: Plan, action: Launch, now: datetime, settings: Settings, outcomes: Outcomes
+) -> None:
     """Take the product's Lease only for a Job that gets created: release it when creation fails."""
     ns = tj.namespace
     if not await leases.acquire(kube, tj, action.product, now, settings.lease_duration_seconds, action.takeover):
@@ -135,6 +137,13 @@ async def _act(
         await kube.delete_job(ns, action.name, uid=action.uid)
     elif isinstance(action, SetJobTTL):
         await kube.patch_job(ns, action.name, {"spec": {"ttlSecondsAfterFinished": action.seconds}})
+    elif isinstance(action, CreateShardRound):
+        await _create_all(kube, ns, builders.shard_round_objects(tj, action.round, action.suspend))
+    elif isinstance(action, CreateDiscovery):
+        await _create_all(kube, ns, [builders.build_discovery_job(tj)])
+    elif isinstance(action, PatchJob):
+        # The uid in the patch is a precondition: a Job re-created under the name is refused (422).
+        await kube.patch_job(ns, action.name, {"metadata": {"uid": action.uid}, **action.patch})
     elif isinstance(action, CreateUnchangedCheck):
         for create, body in (
             (kube.create_configmap, builders.build_plan_configmap(tj)),
@@ -144,6 +153,16 @@ async def _act(
                 await create(ns, body)
             except Conflict:
                 pass  # made by an earlier pass
+
+
+async def _create_all(kube: Kube, namespace: str, bodies: list[dict[str, Any]]) -> None:
+    """Create ConfigMaps and Jobs in order; one that exists already (an earlier pass's) is fine."""
+    for body in bodies:
+        create = kube.create_configmap if body["kind"] == "ConfigMap" else kube.create_job
+        try:
+            await create(namespace, body)
+        except Conflict:
+            pass
 
 
 async def apply(

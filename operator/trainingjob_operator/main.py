@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -21,7 +22,7 @@ import kopf
 from trainingjob_operator import builders, leases, metrics, observe
 from trainingjob_operator.api import GROUP, PLURAL, VERSION, TrainingJob
 from trainingjob_operator.config import OperatorConfig
-from trainingjob_operator.controller import reconcile_once
+from trainingjob_operator.controller import EventPoster, Observe, PassResult, reconcile_once
 from trainingjob_operator.freshness import WatchedObjects
 from trainingjob_operator.kube import SCHEDULE_PLURAL, Kube, KubeError, load_client
 from trainingjob_operator.leader import LeaderElector, LeaseConfig, NotLeader
@@ -202,39 +203,44 @@ async def _settle(
         pass  # the next pass copes (a repeated create is a harmless 409)
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
-async def run_trainingjob(
-    *,
-    namespace: str | None,
-    name: str,
-    body: kopf.Body,
-    stopped: kopf.DaemonStopped,
-    logger: kopf.Logger,
-    **kwargs: Any,
-) -> None:
-    """Reconcile one TrainingJob until it is deleted."""
-    # Kopf passes each index as a keyword argument named after its function.
-    product_jobs: kopf.Index[Any, dict[str, Any]] = kwargs["product_jobs"]
-    product_pods: kopf.Index[Any, dict[str, Any]] = kwargs["product_pods"]
-    product_leases: kopf.Index[Any, dict[str, Any]] = kwargs["product_leases"]
-    assert namespace is not None, "TrainingJob is namespaced"
-    key = (namespace, name)
-    wake = _wakeups.setdefault(key, asyncio.Event())
-    settings = Settings(
-        lease_duration_seconds=CONFIG.lease_duration_seconds, stuck_pod_seconds=CONFIG.stuck_pod_seconds
+@dataclass
+class _DaemonMemory:
+    """What a TrainingJob's daemon keeps between passes: only what the API cannot tell it again
+    (a restart forgets it, and each entry is safe to forget)."""
+
+    probes: PodProbes = field(default_factory=PodProbes)
+    quota: QuotaBackoff = field(default_factory=QuotaBackoff)
+    rejected: dict[str, str] = field(default_factory=dict)
+    """Refused launches, until on record (a restart forgets them: the next create is refused again)."""
+    locked_relaunches: dict[str, int] = field(default_factory=dict)
+    """Relaunches of products found locked (a restart forgets them: the next wait is the shortest)."""
+
+    def remember(self, result: PassResult) -> None:
+        """Fold what a pass's API calls answered into the memory."""
+        self.rejected = {
+            **{p: m for p, m in self.rejected.items() if p not in result.recorded},
+            **result.outcomes.rejected,
+        }
+        self.quota.record(result.outcomes.quota_exceeded, len(result.outcomes.created), datetime.now(UTC))
+        for product in result.plan.relaunched_locked:
+            self.locked_relaunches[product] = self.locked_relaunches.get(product, 0) + 1
+        for product in [p for p in self.locked_relaunches if p in result.recorded]:
+            del self.locked_relaunches[product]
+
+
+def _observer(namespace: str, memory: _DaemonMemory, indexes: dict[str, kopf.Index[Any, dict[str, Any]]]) -> Observe:
+    """The pass's observe step: the watch caches, plus uncached reads of pods the caches lack."""
+    product_jobs, product_pods, product_leases = (
+        indexes["product_jobs"],
+        indexes["product_pods"],
+        indexes["product_leases"],
     )
-
-    def post_event(type_: str, reason: str, message: str) -> None:
-        kopf.event(body, type=type_, reason=reason, message=message)
-
-    probes = PodProbes()
-    quota = QuotaBackoff()
 
     async def from_caches(tj: TrainingJob, recorded: set[str], rejected: dict[str, str]) -> Observed:
         jobs = _store(product_jobs, namespace)
         mine = [j for j in jobs if observe.controller_uid(j) == tj.uid]
         now = datetime.now(UTC)
-        stuck = await observe.read_stuck_pods(_kube(), namespace, mine, now, probes)
+        stuck = await observe.read_stuck_pods(_kube(), namespace, mine, now, memory.probes)
 
         def build(read: dict[str, list[dict[str, Any]]] | None = None) -> Observed:
             return observe.build(
@@ -246,9 +252,9 @@ async def run_trainingjob(
                 rejected,
                 stuck,
                 read_pods=read,
-                first_seen=probes.first_seen,
-                quota_exceeded=quota.blocked(now),
-                locked_relaunches=locked_relaunches,
+                first_seen=memory.probes.first_seen,
+                quota_exceeded=memory.quota.blocked(now),
+                locked_relaunches=memory.locked_relaunches,
             )
 
         observed = build()
@@ -258,49 +264,73 @@ async def run_trainingjob(
         # A finished Job whose pod the cache lacks is never folded from the cache: read its pods.
         return build(await observe.read_unreported_pods(_kube(), namespace, missing))
 
-    rejected: dict[str, str] = {}
-    locked_relaunches: dict[str, int] = {}
-    """Relaunches of products found locked (a restart forgets them: the next wait is the shortest)."""
+    return from_caches
 
+
+async def _leading_pass(
+    key: tuple[str, str], post_event: EventPoster, observer: Observe, settings: Settings, memory: _DaemonMemory
+) -> PassResult:
+    """One reconcile pass, cancelled the moment leadership is lost (a deposed leader never goes on writing)."""
+    namespace, name = key
+    one_pass = reconcile_once(
+        _kube(),
+        namespace,
+        name,
+        post_event,
+        observer,
+        settings,
+        current=_watched.fresh(key),
+        rejected=memory.rejected,
+    )
+    elector: LeaderElector | None = _state.get("elector")
+    result = await (elector.while_leader(one_pass) if elector is not None else one_pass)
+    if not _is_leader():  # the pass ended just as leadership was lost: drop what it exported
+        metrics.forget(namespace, name)
+    return result
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
+async def run_trainingjob(
+    *,
+    namespace: str | None,
+    name: str,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    """Reconcile one TrainingJob until it is deleted: observe -> decide -> act, then sleep until woken."""
+    assert namespace is not None, "TrainingJob is namespaced"
+    key = (namespace, name)
+    wake = _wakeups.setdefault(key, asyncio.Event())
+    settings = Settings(
+        lease_duration_seconds=CONFIG.lease_duration_seconds, stuck_pod_seconds=CONFIG.stuck_pod_seconds
+    )
+
+    def post_event(type_: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type_, reason=reason, message=message)
+
+    memory = _DaemonMemory()
+    # Kopf passes each index as a keyword argument named after its function.
+    observer = _observer(namespace, memory, kwargs)
     try:
         while not stopped:
-            await _until_leader(stopped)  # a standby replica never reconciles
+            # 1. A standby replica never reconciles.
+            await _until_leader(stopped)
             if stopped:
                 break
             wake.clear()
             try:
-                one_pass = reconcile_once(
-                    _kube(),
-                    namespace,
-                    name,
-                    post_event,
-                    from_caches,
-                    settings,
-                    current=_watched.fresh(key),
-                    rejected=rejected,
-                )
-                elector: LeaderElector | None = _state.get("elector")
-                # A pass in flight is cancelled the moment leadership is lost (the renew deadline
-                # passed): a deposed leader never goes on writing.
-                result = await (elector.while_leader(one_pass) if elector is not None else one_pass)
-                if not _is_leader():  # the pass ended just as leadership was lost: drop what it exported
-                    metrics.forget(namespace, name)
-                # Refused launches are remembered until on record (a restart forgets them: the next
-                # create is refused again and recorded then).
-                rejected = {
-                    **{p: m for p, m in rejected.items() if p not in result.recorded},
-                    **result.outcomes.rejected,
-                }
-                quota.record(result.outcomes.quota_exceeded, len(result.outcomes.created), datetime.now(UTC))
-                for product in result.plan.relaunched_locked:
-                    locked_relaunches[product] = locked_relaunches.get(product, 0) + 1
-                for product in [p for p in locked_relaunches if p in result.recorded]:
-                    del locked_relaunches[product]
+                # 2. One pass; 3. remember what only its API answers tell; 4. wait for its own writes.
+                result = await _leading_pass(key, post_event, observer, settings, memory)
+                memory.remember(result)
                 for known in (result.read, result.written):
                     if known is not None:
                         _watched.known(key, known)
                 idle = CONFIG.resync_seconds * (6 if result.finished and not result.active else 1)
-                await _settle(key, result.created_jobs, result.released_leases, product_jobs, product_leases)
+                await _settle(
+                    key, result.created_jobs, result.released_leases, kwargs["product_jobs"], kwargs["product_leases"]
+                )
             except NotLeader:
                 logger.warning("leadership lost mid-pass: pass cancelled")
                 continue
@@ -312,6 +342,7 @@ async def run_trainingjob(
                 # Transient (the API server away, a conflict): retry soon, so progress resumes within
                 # seconds of the API server's return instead of after Kopf's daemon backoff.
                 idle = CONFIG.error_retry_seconds
+            # 5. Sleep until the next resync, or until a child's change wakes us.
             await asyncio.sleep(CONFIG.min_pass_interval_seconds)
             await _wait_or_wake(wake, idle)
     finally:

@@ -14,9 +14,20 @@ from typing import Any
 from trainingjob_operator import builders
 from trainingjob_operator.api import TrainingJob
 from trainingjob_operator.kube import Kube, Obj
-from trainingjob_operator.observed import Observed, ObservedJob, ObservedLease, UnchangedCheck
+from trainingjob_operator.observed import (
+    Observed,
+    ObservedDiscovery,
+    ObservedJob,
+    ObservedLease,
+    ObservedShardJob,
+    ObservedShards,
+    ShardPod,
+    UnchangedCheck,
+)
 from trainingjob_operator.probes import PodProbes
 from trainingjob_operator.reasons import STUCK_POD_REASONS, Reason
+from trainingjob_operator.shards import in_shard_mode
+from trainingjob_operator.status import parse_indexes
 from trainingjob_operator.termination import parse_report, parse_unchanged
 
 JOB_UID_LABEL = builders.JOB_UID_LABEL
@@ -276,6 +287,28 @@ def may_be_stuck(job: Obj, now: datetime, after_seconds: float = STUCK_PROBE_AFT
 # of product Jobs, pods and Leases. Entries are trimmed to what reconcile reads.
 
 
+KEPT_JOB_ANNOTATIONS = (
+    builders.ANNOTATION_PRODUCT,
+    builders.ANNOTATION_RETRY_ROUND,
+    builders.ANNOTATION_ROLE,
+    builders.ANNOTATION_INDEXES,
+    builders.ANNOTATION_SHARD_SIZE,
+)
+KEPT_JOB_LABELS = (builders.LABEL_PRODUCT_HASH, builders.LABEL_ROUND)
+KEPT_JOB_SPEC = ("ttlSecondsAfterFinished", "suspend", "parallelism", "completions")
+KEPT_JOB_STATUS = (
+    "active",
+    "ready",
+    "failed",
+    "succeeded",
+    "conditions",
+    "startTime",
+    "completedIndexes",
+    "failedIndexes",
+)
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+
 def trim_job(body: Obj) -> Obj:
     meta = body.get("metadata") or {}
     ann = meta.get("annotations") or {}
@@ -283,33 +316,32 @@ def trim_job(body: Obj) -> Obj:
         "metadata": {
             "name": meta.get("name"),
             "uid": meta.get("uid"),
-            "labels": {builders.LABEL_PRODUCT_HASH: (meta.get("labels") or {}).get(builders.LABEL_PRODUCT_HASH)},
-            "annotations": {
-                k: ann[k]
-                for k in (builders.ANNOTATION_PRODUCT, builders.ANNOTATION_RETRY_ROUND, builders.ANNOTATION_ROLE)
-                if k in ann
-            },
+            "labels": {k: v for k, v in (meta.get("labels") or {}).items() if k in KEPT_JOB_LABELS},
+            "annotations": {k: ann[k] for k in KEPT_JOB_ANNOTATIONS if k in ann},
             "ownerReferences": [
                 {"uid": r.get("uid"), "controller": r.get("controller")} for r in meta.get("ownerReferences") or []
             ],
             "deletionTimestamp": meta.get("deletionTimestamp"),
         },
-        "spec": {k: v for k, v in (body.get("spec") or {}).items() if k in ("ttlSecondsAfterFinished", "suspend")},
-        "status": {
-            k: v
-            for k, v in (body.get("status") or {}).items()
-            if k in ("active", "ready", "failed", "succeeded", "conditions", "startTime")
-        },
+        "spec": {k: v for k, v in (body.get("spec") or {}).items() if k in KEPT_JOB_SPEC},
+        "status": {k: v for k, v in (body.get("status") or {}).items() if k in KEPT_JOB_STATUS},
     }
 
 
 def trim_pod(body: Obj) -> Obj:
     status = body.get("status") or {}
     meta = body.get("metadata") or {}
+    index = (meta.get("annotations") or {}).get(COMPLETION_INDEX)
     return {
-        "metadata": {"name": meta.get("name"), "labels": {JOB_UID_LABEL: job_uid_of(body)}},
+        "metadata": {
+            "name": meta.get("name"),
+            "uid": meta.get("uid"),
+            "labels": {JOB_UID_LABEL: job_uid_of(body)},
+            **({"annotations": {COMPLETION_INDEX: index}} if index is not None else {}),
+        },
         "status": {
             "phase": status.get("phase"),
+            **({"reason": status["reason"]} if status.get("reason") else {}),
             "containerStatuses": [
                 {"name": cs.get("name"), "state": {"terminated": (cs.get("state") or {}).get("terminated")}}
                 for cs in status.get("containerStatuses") or []
@@ -401,6 +433,7 @@ def build(
             mine[product] = parsed
     parsed_leases = {lease.name: lease for lease in (parse_lease(x) for x in leases)}
     return Observed(
+        shards=build_shards(tj, jobs, pods_of_job) if in_shard_mode(tj) else None,
         jobs=mine,
         leases=parsed_leases,
         busy_elsewhere=frozenset(busy),
@@ -410,6 +443,118 @@ def build(
         quota_exceeded={p: m for p, m in (quota_exceeded or {}).items() if p in wanted},
         locked_relaunches={p: n for p, n in (locked_relaunches or {}).items() if p in wanted},
     )
+
+
+# ---------------------------------------------------------------- shard mode
+
+
+def _role(job: Obj) -> str | None:
+    return ((job.get("metadata") or {}).get("annotations") or {}).get(builders.ANNOTATION_ROLE)
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _shard_pod(pod: Obj) -> ShardPod | None:
+    """A finished pod of a shard Job: its completion index, exit, report and why it ended."""
+    meta = pod.get("metadata") or {}
+    index = _int((meta.get("annotations") or {}).get(COMPLETION_INDEX), -1)
+    if index < 0:
+        return None
+    status = pod.get("status") or {}
+    term: dict[str, Any] = {}
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") == "trainer":
+            term = (cs.get("state") or {}).get("terminated") or {}
+    if not term and status.get("phase") not in ("Succeeded", "Failed"):
+        return None
+    reason = status.get("reason") or (term.get("reason") if term.get("reason") not in ("Completed", "Error") else "")
+    return ShardPod(
+        index=index,
+        uid=str(meta.get("uid") or meta.get("name") or ""),
+        finished_at=parse_time(term.get("finishedAt")),
+        exit_code=term.get("exitCode"),
+        message=term.get("message"),
+        reason=str(reason or ""),
+    )
+
+
+def parse_shard_job(job: Obj, pods: list[Obj]) -> ObservedShardJob:
+    """A round's Indexed Job: R and S (its annotations), the per-index record of the Job controller,
+    and the finished pods of each index (pods of *this* Job's uid only)."""
+    meta = job.get("metadata") or {}
+    ann = meta.get("annotations") or {}
+    spec = job.get("spec") or {}
+    st = job.get("status") or {}
+    cond = _finished_condition(job)
+    completions = _int(spec.get("completions"))
+
+    def indexes(text: Any) -> frozenset[int]:
+        try:
+            return frozenset(i for i in parse_indexes(str(text or "")) if i < completions)
+        except ValueError:
+            return frozenset()
+
+    return ObservedShardJob(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        round_id=(meta.get("labels") or {}).get(builders.LABEL_ROUND, ""),
+        retry_round=ann.get(builders.ANNOTATION_RETRY_ROUND, ""),
+        indexes=ann.get(builders.ANNOTATION_INDEXES, ""),
+        size=max(_int(ann.get(builders.ANNOTATION_SHARD_SIZE), 1), 1),
+        completions=completions,
+        parallelism=_int(spec.get("parallelism"), 1),
+        suspended=bool(spec.get("suspend")),
+        completed=indexes(st.get("completedIndexes")),
+        failed=indexes(st.get("failedIndexes")),
+        active=_int(st.get("active")),
+        finished=cond["type"] if cond else None,
+        reason=(cond.get("reason") or "") if cond else "",
+        message=(cond.get("message") or "") if cond else "",
+        finished_at=parse_time(cond.get("lastTransitionTime")) if cond else None,
+        deleting=bool(meta.get("deletionTimestamp")),
+        ttl_seconds=spec.get("ttlSecondsAfterFinished"),
+        pods=tuple(p for p in (_shard_pod(x) for x in pods) if p is not None),
+    )
+
+
+def parse_discovery(job: Obj, pods: list[Obj]) -> ObservedDiscovery:
+    meta = job.get("metadata") or {}
+    cond = _finished_condition(job)
+    finished = cond["type"] if cond else None
+    _, term = last_termination(pods)
+    if finished == "Complete" and term is None:
+        finished = None  # its pod's report is on its way (the pod watch lags the Job watch)
+    message = term if finished == "Complete" else str((cond or {}).get("message") or term or "")
+    return ObservedDiscovery(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        finished=finished,
+        message=message or "",
+        finished_at=parse_time(cond.get("lastTransitionTime")) if cond else None,
+        suspended=bool((job.get("spec") or {}).get("suspend")),
+    )
+
+
+def build_shards(tj: TrainingJob, jobs: Iterable[Obj], pods_of_job: Callable[[str], list[Obj]]) -> ObservedShards:
+    """This TrainingJob's shard Jobs and discovery Job (by controller uid), with their pods (by Job uid)."""
+    rounds: list[ObservedShardJob] = []
+    discovery: ObservedDiscovery | None = None
+    for job in jobs:
+        role = _role(job)
+        if role not in (builders.ROLE_SHARDS, builders.ROLE_DISCOVERY) or controller_uid(job) != tj.uid:
+            continue
+        uid = str((job.get("metadata") or {}).get("uid") or "")
+        if role == builders.ROLE_SHARDS:
+            rounds.append(parse_shard_job(job, pods_of_job(uid)))
+        elif not (job.get("metadata") or {}).get("deletionTimestamp"):
+            discovery = parse_discovery(job, pods_of_job(uid))
+    rounds.sort(key=lambda j: j.name)
+    return ObservedShards(jobs=tuple(rounds), discovery=discovery)
 
 
 def is_unchanged_check(job: Obj) -> bool:

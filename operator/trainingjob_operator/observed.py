@@ -130,6 +130,77 @@ class Observed:
     locked_relaunches: dict[str, int] = field(default_factory=dict)
     """Product -> how many times it was relaunched after finding its lock held (the daemon's memory;
     reconcile.locked_retry_delay doubles the wait with each)."""
+    shards: ObservedShards | None = None
+    """Shard mode only: the shard Jobs and the discovery Job."""
     quota_exceeded: dict[str, str] = field(default_factory=dict)
     """Product -> message: a ResourceQuota refused its Job's create and the back-off has not run out
     (controller.QuotaBackoff): it waits (QuotaExceeded) and no product launches meanwhile."""
+
+
+# ---------------------------------------------------------------- shard mode (docs/design.md "Scale")
+
+
+@dataclass(frozen=True)
+class ShardPod:
+    """A finished pod of a shard Job (by the Job's uid), for its completion index."""
+
+    index: int
+    uid: str
+    finished_at: datetime | None
+    exit_code: int | None
+    message: str | None
+    """The trainer container's termination message (the shard report)."""
+    reason: str = ""
+    """Why it ended when not by the trainer's own exit: OOMKilled, DeadlineExceeded, Evicted, ..."""
+
+
+@dataclass(frozen=True)
+class ObservedShardJob:
+    """One round's Indexed Job: R and S from its annotations, the Job controller's per-index record
+    (completedIndexes, failedIndexes) and the finished pods of each index."""
+
+    name: str
+    uid: str
+    round_id: str
+    retry_round: str
+    indexes: str
+    """R, compressed ranges of global indexes (the Job's training.forecast.dev/indexes annotation)."""
+    size: int
+    completions: int
+    parallelism: int
+    suspended: bool = False
+    completed: frozenset[int] = frozenset()
+    failed: frozenset[int] = frozenset()
+    active: int = 0
+    finished: Literal["Complete", "Failed"] | None = None
+    reason: str = ""
+    message: str = ""
+    finished_at: datetime | None = None
+    deleting: bool = False
+    ttl_seconds: int | None = None
+    pods: tuple[ShardPod, ...] = ()
+
+    @property
+    def unfinished(self) -> bool:
+        return self.finished is None
+
+
+@dataclass(frozen=True)
+class ObservedDiscovery:
+    """The Job of ``forecast-trainer discover`` (allProducts)."""
+
+    name: str
+    uid: str
+    finished: Literal["Complete", "Failed"] | None = None
+    message: str = ""
+    """The pod's termination message (the discover report), or the Job's failure message."""
+    finished_at: datetime | None = None
+    suspended: bool = False
+
+
+@dataclass(frozen=True)
+class ObservedShards:
+    """What shard mode reads besides the TrainingJob: its shard Jobs (owner uid) and discovery Job."""
+
+    jobs: tuple[ObservedShardJob, ...] = ()
+    discovery: ObservedDiscovery | None = None

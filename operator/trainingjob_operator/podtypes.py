@@ -72,6 +72,10 @@ OPERATOR_ENV = (
     "TRAINER_SCHEDULE",
     "TRAINER_REGISTERED_MODEL_PREFIX",
     "TRAINER_TRACKING_BUDGET_SECONDS",
+    "TRAINER_SHARD_INDEXES",
+    "TRAINER_SHARD_SIZE",
+    "TRAINER_PRODUCTS_FROM",
+    "TRAINER_PRODUCTS_SHA256",
 )
 """Environment variables the operator sets from the spec (or that select products); users set the
 spec field instead (the reference names it)."""

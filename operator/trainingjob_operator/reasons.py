@@ -53,6 +53,7 @@ class Reason(StrEnum):
     IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
     INVALID_IMAGE_NAME = "InvalidImageName"
     QUOTA_EXCEEDED = "QuotaExceeded"
+    DISCOVERY_FAILED = "DiscoveryFailed"
     # -- Tracked (spec.tracking.mlflow set; docs/mlflow.md)
     PRODUCTS_TRACKED = "ProductsTracked"
     TRACKING_SKIPPED = "TrackingSkipped"
@@ -82,6 +83,11 @@ TRAININGJOB_FAILED_REASONS = frozenset(
 )
 
 DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
+    Reason.DISCOVERY_FAILED: (
+        "Failed, Complete, Stalled",
+        "spec.allProducts: the pod listing the data source's products failed (its message says why); "
+        "nothing was trained. Fix the cause and create the TrainingJob again.",
+    ),
     Reason.PENDING: ("Running, Reconciling", "No product has started yet."),
     Reason.QUEUED: (
         "Running, Reconciling",

@@ -564,6 +564,12 @@ def waiting_event(st: PassState, old: TrainingJobStatus) -> None:
 
 
 def reconcile(tj: TrainingJob, observed: Observed, now: datetime, settings: Settings = Settings()) -> Plan:
+    if observed.shards is not None:
+        # Shard mode (allProducts, or several products per pod): its own pure module, sharing this
+        # one's PassState, settings and conditions (imported here: it imports this module).
+        from trainingjob_operator.reconcile_shards import reconcile_shards
+
+        return reconcile_shards(tj, observed, now, settings)
     old = tj.status
     succeeded, failed = read_record(tj)
     st = PassState(

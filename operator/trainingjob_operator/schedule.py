@@ -154,6 +154,8 @@ def build_run(ts: TrainingSchedule, name: str, scheduled: datetime | None) -> di
     """The TrainingJob of one run (pure): the template, owned by the schedule, skipUnchanged on by default."""
     tmpl = ts.spec.training_job_template
     spec = tmpl.spec.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if not spec.get("products"):
+        spec.pop("products", None)  # allProducts: the run names no list
     if tmpl.spec.skip_unchanged is None:
         spec["skipUnchanged"] = True
     annotations = dict(tmpl.metadata.annotations or {})

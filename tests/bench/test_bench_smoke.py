@@ -67,6 +67,12 @@ def run_bench(script: str, *args: str, env: dict[str, str] | None = None, timeou
             marks=pytest.mark.integration,
         ),
         pytest.param(
+            "shard_trainer_bench.py",
+            ["--sizes", "1,3", "--days", "60", "--baseline-cap", "1"],
+            id="shard_trainer",
+            marks=pytest.mark.integration,
+        ),
+        pytest.param(
             "cluster_bench.py",
             ["--pods", "2", "--parallelism", "2", "--repeat", "1"],
             id="cluster",
@@ -79,6 +85,12 @@ def run_bench(script: str, *args: str, env: dict[str, str] | None = None, timeou
             "schedule_bench.py",
             ["--products", "2", "--days", "90", "--parallelism", "2", "--changed", "0.5"],
             id="schedule",
+            marks=needs_cluster,
+        ),
+        pytest.param(
+            "scale_bench.py",
+            ["--products", "6", "--days", "60", "--per-pod", "3", "--parallelism", "2", "--compare", "4"],
+            id="scale",
             marks=needs_cluster,
         ),
         pytest.param(

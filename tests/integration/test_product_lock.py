@@ -282,3 +282,27 @@ async def test_a_lock_lost_while_training_stops_the_trainer_and_nothing_is_writt
     assert "was lost while it trained" in entry["message"] and "nothing was written" in entry["message"]
     assert await conn.fetchval(f'SELECT count(*) FROM "{out_schema}".forecast_models') == 0
     assert took < 30, f"the trainer went on for {took:.0f} s after losing its lock"
+
+
+async def test_a_heartbeat_during_a_write_retry_does_not_call_the_lock_lost(dsn, conn, schema) -> None:
+    """A write whose connection broke is retried after a back-off (0.5 s): the retry locks again
+    before its statement. A heartbeat ticking in that back-off saw no connection and called the lock
+    lost, cancelling the write that was about to succeed (seen as a flaky test_run_key)."""
+    lock = ProductLock(database(dsn), schema, PRODUCT, heartbeat_seconds=0.05)
+    attempts = 0
+
+    async def write(connection) -> int:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionResetError("the COMMIT acknowledgement was lost")
+        return int(await connection.fetchval("SELECT 7"))
+
+    try:
+        await lock.acquire()
+        assert await lock.while_held(lock.run("write the model", write)) == 7
+        assert attempts == 2
+        assert await holders(conn, schema, PRODUCT) == [lock.conn.get_server_pid()]  # locked again
+        assert not lock.relocking
+    finally:
+        await lock.release()

@@ -34,6 +34,8 @@ ALL_TABLES = {
     "forecast_trainer_schema_version",
     "forecast_champions",
     "champion_forecasts",  # a view
+    "run_products",  # shards (issue 19): the discovered product list
+    "run_outcomes",  # shards: every product's outcome per run
 }
 INJECTION_IDS = [
     "x'); DROP TABLE forecasts; --",

@@ -19,13 +19,16 @@ from typing import Any, NoReturn
 
 from forecast_trainer.config import (
     DEFAULT_TERMINATION_LOG,
+    DISCOVER_OPTIONS,
     MIGRATE_OPTIONS,
     SAMPLE_DATA_OPTIONS,
     TRAIN_OPTIONS,
     UNCHANGED_OPTIONS,
     TrainConfig,
     add_options,
+    discover_config,
     environ,
+    job_completion_index,
     migrate_config,
     mlflow_defaults,
     resolve,
@@ -43,9 +46,11 @@ EPILOG = """exit codes: 0 trained (or skipped as unchanged); 1 unexpected error;
 invalid (not retriable); 4 infrastructure unavailable after retries (retriable); 5 product locked by
 another trainer (retry later). With several products: invalid and locked ones are left out; 4 if any
 product hit an infrastructure failure, else 1 if any failed unexpectedly, else 0 if at least one
-trained or was skipped as unchanged (--skip-unchanged), else 5 if any was locked, else 3. Every
-option can also be set as TRAINER_<OPTION> (e.g. --data-csv -> TRAINER_DATA_CSV); the command line
-wins."""
+trained or was skipped as unchanged (--skip-unchanged), else 5 if any was locked, else 3. Shard mode
+(--shard-size): 0 when every product of the shard has an outcome (invalid and locked ones are
+reported per product), 4 if a database stayed unreachable, 2 on a configuration error or a product-
+list digest mismatch. Every option can also be set as TRAINER_<OPTION> (e.g. --data-csv ->
+TRAINER_DATA_CSV); the command line wins."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{train,unchanged,migrate,sample-data}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,discover,unchanged,migrate,sample-data}")
     train = sub.add_parser(
         "train",
         help="train products from a CSV or PostgreSQL and write models, forecasts and a report",
@@ -92,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_options(unchanged, UNCHANGED_OPTIONS)
+    discover = sub.add_parser(
+        "discover",
+        help="list every product of the data source, sorted, and write the list to run_products (no training)",
+        description="List every product id of the data source (PostgreSQL table, CSV), sorted by Python's str "
+        "order; with an output database, write the list to <schema>.run_products under --snapshot-key (default: "
+        "the TrainingJob uid of --run-key) in one transaction (a rerun replaces it). Termination message: "
+        '{"v": 1, "kind": "discover", "count": N, "products_sha256": "<hex>", "snapshot": true|false}. Takes '
+        "every train option (product and shard options are ignored), so the operator can give it a pod's "
+        "environment.",
+        epilog="exit codes: 0 listed; 1 unexpected error; 2 usage/config error; 3 data source invalid (missing "
+        "table or column); 4 a database unreachable after retries.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_options(discover, DISCOVER_OPTIONS)
     migrate = sub.add_parser(
         "migrate",
         help="create or upgrade the output schema (idempotent, safe to run concurrently)",
@@ -143,6 +162,16 @@ def _config_error_report(exc: TrainerError, args: argparse.Namespace | None, env
     path = getattr(args, "termination_log", None) if args is not None else None
     if not isinstance(path, str):
         path = env.get("TRAINER_TERMINATION_LOG") or DEFAULT_TERMINATION_LOG
+    shard_size = getattr(args, "shard_size", None) if args is not None else None
+    if isinstance(shard_size, str) or (env.get("TRAINER_SHARD_SIZE") or "").strip():
+        # Shard mode that never started: a shard report with no position done, and the error.
+        from forecast_trainer.shard_run import ShardState
+
+        shard = str(env.get("JOB_COMPLETION_INDEX") or "0").strip()
+        state = ShardState(int(shard) if shard.isdigit() else 0, 0, env.get("TRAINER_METRIC") or "smape")
+        state.error = exc
+        report.write_termination(path, state.message())
+        return
     metric = env.get("TRAINER_METRIC") or "smape"
     results = [
         report.ProductResult(product=p, status=report.FAILED, metric=metric, reason=exc.reason, message=exc.message)
@@ -164,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args, env)
         if args.command == "unchanged":
             return _unchanged(args, env)
+        if args.command == "discover":
+            return _discover(args, env)
         if args.command == "migrate":
             return _migrate(args, env)
         return _sample_data(args, env)
@@ -173,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _config_error_report(exc, args, env)
         elif getattr(args, "command", None) == "unchanged":
             _unchanged_error_report(exc, args, env)
+        elif getattr(args, "command", None) == "discover":
+            _discover_error_report(exc, args, env)
         return exc.exit_code
     except TrainerError as exc:
         _print_error(exc.message)
@@ -199,8 +232,12 @@ def _train(args: argparse.Namespace, env: Any) -> int:
     from forecast_trainer.lean import keep_pyarrow_out
 
     keep_pyarrow_out()  # before pandas is imported: ~40 MB of RSS the trainer never uses (lean.py)
-    cfg = train_config(mlflow_defaults(resolve(TRAIN_OPTIONS, vars(args), env), env))
+    cfg = train_config(mlflow_defaults(job_completion_index(resolve(TRAIN_OPTIONS, vars(args), env), env), env))
     fmt = _setup(cfg.log_format)
+    if cfg.shard is not None:
+        from forecast_trainer.shard_run import run_shard
+
+        return run_shard(cfg, fmt)
     return run_train(cfg, fmt)
 
 
@@ -362,6 +399,26 @@ def _unchanged_error_report(exc: TrainerError, args: argparse.Namespace | None, 
     if not isinstance(path, str):
         path = env.get("TRAINER_TERMINATION_LOG") or DEFAULT_TERMINATION_LOG
     report.write_termination(path, unchanged_message([], 0, 0.0, exc.exit_code, exc.reason, exc.message))
+
+
+def _discover(args: argparse.Namespace, env: Any) -> int:
+    from forecast_trainer.discover import run_discover
+
+    values = resolve(DISCOVER_OPTIONS, vars(args), env)
+    cfg = discover_config(values)
+    _setup(cfg.log_format)
+    return run_discover(cfg, values.get("snapshot_key"))
+
+
+def _discover_error_report(exc: TrainerError, args: argparse.Namespace | None, env: Any) -> None:
+    """A ``discover`` run that never started still leaves a valid termination message."""
+    from forecast_trainer import report
+    from forecast_trainer.discover import discover_message
+
+    path = getattr(args, "termination_log", None) if args is not None else None
+    if not isinstance(path, str):
+        path = env.get("TRAINER_TERMINATION_LOG") or DEFAULT_TERMINATION_LOG
+    report.write_termination(path, discover_message(0, "", False, exc.exit_code, exc.reason, exc.message))
 
 
 def _migrate(args: argparse.Namespace, env: Any) -> int:

@@ -188,6 +188,42 @@ def to_products_json(value: str) -> list[str]:
     return unique(parsed)
 
 
+RANGES = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
+SHARD_SIZE_MAX = 10_000
+PRODUCTS_FROM = ("file:<path>", "snapshot", "source")
+
+
+def to_index_ranges(value: str) -> str:
+    """``TRAINER_SHARD_INDEXES``: compressed ranges of global indexes, ascending and disjoint
+    (the format of status.succeededIndexes: ``0-99999``, ``3,17,200-210``)."""
+    text = str(value).strip()
+    if not RANGES.fullmatch(text):
+        raise ValueError(f"{text[:80]!r} is not index ranges like 0-99 or 3,17,200-210")
+    previous = -1
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        first, last = int(lo), int(hi or lo)
+        if first > last or first <= previous:
+            raise ValueError(f"{text[:80]!r}: ranges must be ascending and disjoint (at {part!r})")
+        previous = last
+    return text
+
+
+def to_products_from(value: str) -> str:
+    """``file:<path>`` (newline-separated sorted ids), ``snapshot`` (run_products) or ``source``."""
+    text = str(value).strip()
+    if text in ("snapshot", "source") or (text.startswith("file:") and len(text) > len("file:")):
+        return text
+    raise ValueError(f"{text[:80]!r} is not one of {', '.join(PRODUCTS_FROM)}")
+
+
+def to_sha256(value: str) -> str:
+    text = str(value).strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ValueError(f"{text[:80]!r} is not a hex SHA-256 (64 hex digits)")
+    return text
+
+
 def unique(items: Sequence[str]) -> list[str]:
     """``items`` without repeats, first occurrence kept."""
     return list(dict.fromkeys(items))
@@ -251,6 +287,55 @@ DB_RETRIES = Option(
     to_int(0, 20),
     4,
     "N",
+)
+
+SHARD_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--shard-size",
+        "shard mode (docs/trainer.md): train S products in this process, the shard's slice of the round's "
+        "indexes; cannot be combined with --product-id/--product/--products-json",
+        to_int(1, SHARD_SIZE_MAX),
+        None,
+        "S",
+    ),
+    Option(
+        "--shard-indexes",
+        "shard mode: the global indexes (over the product ids sorted by Python str order) this round trains, as "
+        "compressed ranges, e.g. 0-99999 or 3,17,200-210",
+        to_index_ranges,
+        None,
+        "RANGES",
+    ),
+    Option(
+        "--shard-index",
+        "shard mode: which shard k of the round this process trains (sorted(indexes)[k*S:(k+1)*S]); "
+        "default: $JOB_COMPLETION_INDEX (set by an Indexed Job)",
+        to_int(0, 10_000_000),
+        None,
+        "K",
+    ),
+    Option(
+        "--products-from",
+        "shard mode: where the sorted product list comes from: file:<path> (newline-separated ids), snapshot "
+        "(table run_products of the output database, written by discover) or source (list the data source again)",
+        to_products_from,
+        None,
+        "{file:PATH,snapshot,source}",
+    ),
+    Option(
+        "--products-sha256",
+        "shard mode: hex SHA-256 of the sorted ids joined by newlines; the list read must match it (exit 2)",
+        to_sha256,
+        None,
+        "HEX",
+    ),
+    Option(
+        "--snapshot-key",
+        "run_products key of the discovered product list; default: --run-key up to its first '/' (the TrainingJob uid)",
+        to_run_key,
+        None,
+        "KEY",
+    ),
 )
 
 TRAIN_OPTIONS: tuple[Option, ...] = (
@@ -481,6 +566,7 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
         10.0,
         "SECONDS",
     ),
+    *SHARD_OPTIONS,
     DB_CONNECT_TIMEOUT,
     DB_QUERY_TIMEOUT,
     DB_RETRIES,
@@ -607,6 +693,18 @@ class DbSettings:
 
 
 @dataclass(frozen=True)
+class ShardSettings:
+    """Shard mode: which products of the round this process trains (docs/trainer.md, "Shard mode")."""
+
+    size: int
+    indexes: str  # compressed ranges of the round's global indexes
+    index: int  # k: this process trains sorted(indexes)[k*size:(k+1)*size]
+    products_from: str  # file:<path> | snapshot | source
+    products_sha256: str
+    snapshot_key: str | None = None  # run_products key (snapshot mode)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     products: list[str] = field(default_factory=list)
     product_id: str | None = None  # set when the run was asked for exactly one product (--product-id)
@@ -648,6 +746,7 @@ class TrainConfig:
     lock_heartbeat_seconds: float = 10.0
     log_format: str = "auto"
     db: DbSettings = field(default_factory=DbSettings)
+    shard: ShardSettings | None = None  # shard mode (shard.py); None: the products listed above
 
     @property
     def persists(self) -> bool:
@@ -673,21 +772,80 @@ def train_config(values: Mapping[str, Any]) -> TrainConfig:
     known = {
         f
         for f in TrainConfig.__dataclass_fields__
-        if f not in ("products", "product_id", "db", "output_dsn", "data_dsn")
+        if f not in ("products", "product_id", "db", "output_dsn", "data_dsn", "shard")
     }
     kwargs = {k: v for k, v in values.items() if k in known and v is not None}
     kwargs["termination_log"] = termination_log
     if holidays:
         kwargs["country_holidays"] = holidays.strip().upper()
     product_id, products = requested_products(values)
+    shard = shard_settings(values, output_dsn)
+    if shard is not None and (product_id is not None or products):
+        raise ConfigError(
+            "--shard-size (TRAINER_SHARD_SIZE) selects the products itself; do not combine it with --product-id, "
+            "--product or --products-json"
+        )
     return TrainConfig(
         products=products,
         product_id=product_id,
         data_dsn=dsn,
         output_dsn=output_dsn,
         db=DbSettings(values["db_connect_timeout"], values["db_query_timeout"], values["db_retries"]),
+        shard=shard,
         **kwargs,
     )
+
+
+SHARD_NEEDS = (
+    ("shard_indexes", "--shard-indexes (TRAINER_SHARD_INDEXES)"),
+    ("shard_index", "--shard-index (TRAINER_SHARD_INDEX, or JOB_COMPLETION_INDEX)"),
+    ("products_from", "--products-from (TRAINER_PRODUCTS_FROM)"),
+    ("products_sha256", "--products-sha256 (TRAINER_PRODUCTS_SHA256)"),
+)
+
+
+def shard_settings(values: Mapping[str, Any], output_dsn: str | None) -> ShardSettings | None:
+    """The shard options checked together; None when --shard-size is not set (not shard mode)."""
+    size = values.get("shard_size")
+    if size is None:
+        given = [flag for key, flag in SHARD_NEEDS if values.get(key) is not None and key != "shard_index"]
+        if given:
+            raise ConfigError(f"{given[0]} is a shard-mode option: set --shard-size (TRAINER_SHARD_SIZE) too")
+        return None
+    missing = [flag for key, flag in SHARD_NEEDS if values.get(key) is None]
+    if missing:
+        raise ConfigError(f"shard mode (--shard-size) needs {', '.join(missing)}")
+    snapshot_key = values.get("snapshot_key") or snapshot_key_of(values.get("run_key"))
+    if values["products_from"] == "snapshot":
+        if not output_dsn:
+            raise ConfigError("--products-from snapshot reads table run_products: it needs --output-dsn or --data-dsn")
+        if snapshot_key is None:
+            raise ConfigError("--products-from snapshot needs --snapshot-key or --run-key (TRAINER_RUN_KEY)")
+    return ShardSettings(
+        size=int(size),
+        indexes=values["shard_indexes"],
+        index=int(values["shard_index"]),
+        products_from=values["products_from"],
+        products_sha256=values["products_sha256"],
+        snapshot_key=snapshot_key,
+    )
+
+
+def snapshot_key_of(run_key: str | None) -> str | None:
+    """The run_products key of a run key ``<TrainingJob uid>/<round>``: the uid."""
+    return run_key.split("/", 1)[0] if run_key else None
+
+
+def job_completion_index(values: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``$JOB_COMPLETION_INDEX`` (set by an Indexed Job) fills ``--shard-index`` when unset."""
+    out = dict(values)
+    raw = (env.get("JOB_COMPLETION_INDEX") or "").strip()
+    if out.get("shard_index") is None and raw:
+        try:
+            out["shard_index"] = to_int(0, 10_000_000)(raw)
+        except ValueError as exc:
+            raise ConfigError(f"JOB_COMPLETION_INDEX: {exc}") from None
+    return out
 
 
 def mlflow_defaults(values: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -779,3 +937,21 @@ def sample_data_config(values: Mapping[str, Any]) -> SampleDataConfig:
 
 def environ() -> Mapping[str, str]:
     return os.environ
+
+
+DISCOVER_OPTIONS: tuple[Option, ...] = TRAIN_OPTIONS
+"""``discover`` takes every ``train`` option: the operator gives it the pod configuration of a product pod."""
+
+NOT_FOR_DISCOVER = (
+    "product_id",
+    "product",
+    "products_json",
+    *(o.dest for o in SHARD_OPTIONS if o.dest != "snapshot_key"),
+)
+
+
+def discover_config(values: Mapping[str, Any]) -> TrainConfig:
+    """The data source, output and snapshot key of a ``discover`` run (product and shard options ignored)."""
+    kept = {k: (None if k in NOT_FOR_DISCOVER else v) for k, v in values.items()}
+    kept["product"] = []
+    return train_config(kept)

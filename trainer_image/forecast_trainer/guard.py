@@ -39,7 +39,9 @@ async def train_guarded(run: TrainRun, product: str) -> ProductResult:
         return await run.train_one(product)
     cfg = run.cfg
     started = time.monotonic()
-    lock = ProductLock(run.output, cfg.output_schema, product, cfg.trainingjob, cfg.lock_heartbeat_seconds)
+    lock = ProductLock(
+        run.output, cfg.output_schema, product, cfg.trainingjob, cfg.lock_heartbeat_seconds, session=run.lock_session
+    )
     try:
         await lock.acquire()
     except Exception as exc:
@@ -113,6 +115,10 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
 def recorded_result(product: str, metric: str, run_key: str, earlier: RunModel, seconds: float) -> ProductResult:
     """The report of a product whose model an earlier attempt with the same run key stored."""
     metrics = earlier.metrics
@@ -133,6 +139,10 @@ def recorded_result(product: str, metric: str, run_key: str, earlier: RunModel, 
         model_id=earlier.model_id,
         checksum=earlier.checksum,
         product_class=klass.get("name") if isinstance(klass.get("name"), str) else None,
+        family=metrics.get("family") if isinstance(metrics.get("family"), str) else None,
+        beats_naive=_flag(metrics.get("beats_naive")),
+        uncertain=_flag(_section(metrics, "uncertainty").get("uncertain")),
+        champion=_section(metrics, "champion").get("outcome") or None,
         warnings=[f"{ALREADY_RECORDED} (run key {run_key!r}, model {earlier.model_id} at {when}); not trained again"],
         details={**metrics, "recorded_earlier": True},
     )

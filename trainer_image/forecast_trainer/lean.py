@@ -12,10 +12,11 @@
   ``tsa.kpss`` and ``tsa.STL``. ``statsforecast_models()`` first puts a small stand-in
   module under that name which imports just those four from their own statsmodels modules,
   and hands any other name on to the real ``statsmodels.api`` (imported then).
-- matplotlib: Prophet's package imports pyplot (about 30 MB) for its plotting helpers, which
-  the trainer never calls (plot.py draws with matplotlib's object API, imported only when a
-  PNG is written). ``model.import_prophet()`` imports Prophet with matplotlib marked absent for
-  the duration of that import only (Prophet then just disables its own plotting helpers).
+- matplotlib: where it is installed (Prophet depends on it; the image prunes it, plot.py draws
+  its PNG itself), Prophet's package imports pyplot (about 30 MB) for its plotting helpers,
+  which the trainer never calls.
+  ``model.import_prophet()`` imports Prophet with matplotlib marked absent for the duration of
+  that import only (Prophet then just disables its own plotting helpers).
 All are optional: everything works the same without them, only heavier.
 """
 

@@ -94,6 +94,31 @@ SELECT EXISTS (
 """
 
 
+class LockSession:
+    """One lock connection kept across the products of a shard (shard mode).
+
+    A product's ProductLock borrows it instead of opening (and authenticating) a connection of
+    its own: a new PostgreSQL backend per product would cost more than training the cheapest
+    family. The session lock is released after each product; a connection whose unlock did not
+    succeed, or that broke, is closed and replaced, so no lock outlives its product.
+    """
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+
+    def take(self) -> Any:
+        conn, self.conn = self.conn, None
+        return conn if conn is not None and not conn.is_closed() else None
+
+    def give_back(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None and not conn.is_closed():
+            await _close(conn)
+
+
 class ProductLock:
     """The session-level advisory lock of one product, held on its own connection.
 
@@ -109,8 +134,10 @@ class ProductLock:
         product: str,
         trainingjob: str | None = None,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        session: LockSession | None = None,
     ) -> None:
         self.db = db
+        self.session = session  # shard mode: the connection is borrowed from it and given back
         self.heartbeat_seconds = heartbeat_seconds
         self._use = asyncio.Lock()  # one statement at a time on the lock's connection (heartbeat, writes)
         self.schema = schema
@@ -119,6 +146,9 @@ class ProductLock:
         self.app_name = application_name(trainingjob)
         self.conn: Any = None
         self.lost_pid: int | None = None  # our own earlier backend, when the connection broke
+        self.relocking = False
+        """A statement's connection broke and ``run`` retries it: its next attempt locks again before
+        any statement (or fails with ProductLocked), so the heartbeat must not call the lock lost."""
         self.saved: Any = None
 
     @property
@@ -129,20 +159,30 @@ class ProductLock:
         await self.db.retrying(self._lock, f"cannot lock {self.what}")
 
     async def _lock(self) -> None:
-        conn = await self.db.connect(
-            f"cannot connect to the {self.db.role} to lock {self.what}",
-            {"application_name": self.app_name, **LOCK_SESSION_KEEPALIVES},
-        )
+        conn = self.session.take() if self.session is not None else None
+        if conn is None:
+            conn = await self.db.connect(
+                f"cannot connect to the {self.db.role} to lock {self.what}",
+                {"application_name": self.app_name, **LOCK_SESSION_KEEPALIVES},
+            )
         try:
             if not await self._try(conn):
+                self.relocking = False
                 holder = await self._holder(conn)
                 raise ProductLocked(
                     f"{self.what} is being trained by another trainer ({holder}); not trained now, retry later",
                 )
+        except ProductLocked:
+            if self.session is not None and not conn.is_closed():
+                self.session.give_back(conn)  # it holds no lock of ours: the next product uses it
+            else:
+                await _close(conn)
+            raise
         except BaseException:
             await _close(conn)
             raise
         self.conn = conn
+        self.relocking = False
 
     async def _try(self, conn: Any) -> bool:
         if await conn.fetchval("SELECT pg_try_advisory_lock($1::bigint)", self.key):
@@ -186,18 +226,23 @@ class ProductLock:
                 lost = self.conn is not None and self.conn.is_closed()
                 if is_transient(exc) or lost:
                     await self._drop()
+                    self.relocking = True
                 if lost and not is_transient(exc):
                     # e.g. asyncpg's InternalClientError when the server ended the session mid-call
                     raise ConnectionResetError(f"the lock connection was lost: {describe(exc)}") from exc
                 raise
 
-        return await self.db.retrying(attempt, what)
+        try:
+            return await self.db.retrying(attempt, what)
+        finally:
+            self.relocking = False  # done, or given up: nothing of this statement runs any more
 
     async def held(self) -> bool:
-        """Whether this session still holds the lock (False when its connection is gone or hangs)."""
+        """Whether this session still holds the lock (False when its connection is gone or hangs;
+        True while ``run`` retries a statement whose connection broke: it locks again first)."""
         conn = self.conn
         if conn is None or conn.is_closed():
-            return False
+            return conn is None and self.relocking
         try:
             async with self._use:
                 query = conn.fetchval(_HELD_SQL, *lock_key_parts(self.key))
@@ -253,10 +298,16 @@ class ProductLock:
         conn, self.conn = self.conn, None
         if conn is None or conn.is_closed():
             return
+        unlocked = False
         try:
-            await asyncio.wait_for(conn.fetchval("SELECT pg_advisory_unlock($1::bigint)", self.key), timeout=5)
+            unlocked = bool(
+                await asyncio.wait_for(conn.fetchval("SELECT pg_advisory_unlock($1::bigint)", self.key), timeout=5)
+            )
         except Exception as exc:  # closing the session releases it anyway
             log.debug("unlock of %s failed: %s", self.what, exc)
+        if self.session is not None and unlocked and not conn.is_closed():
+            self.session.give_back(conn)
+            return
         await _close(conn)
 
 

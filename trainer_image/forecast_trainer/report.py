@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +151,19 @@ def _dump(doc: dict[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+def largest_prefix(n: int, fits: Callable[[int], bool]) -> int:
+    """The largest k in 0..n with ``fits(k)``, for a ``fits`` true up to some k and false after it
+    (``fits(0)`` is assumed): a binary search, ~log2(n) renderings."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def termination_message(results: list[ProductResult], code: int, limit: int = LIMIT) -> str:
     """The termination message for ``results`` (at most ``limit`` UTF-8 bytes, valid JSON)."""
     counts = {s: sum(1 for r in results if r.status == s) for s in STATUSES}
@@ -181,13 +195,11 @@ def termination_message(results: list[ProductResult], code: int, limit: int = LI
         text = render(short)
         if fits(text):
             return text
-        lo, hi = 0, len(short)  # the most leading entries that fit
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(render(short[:mid])):
-                lo = mid
-            else:
-                hi = mid - 1
+
+        def prefix_fits(k: int, items: list[dict[str, Any]] = short) -> bool:
+            return fits(render(items[:k]))
+
+        lo = largest_prefix(len(short), prefix_fits)  # the most leading entries that fit
         if lo > 0:
             return render(short[:lo])
     return render([])
@@ -267,3 +279,169 @@ def write_json_atomic(path: str, doc: dict[str, Any]) -> None:
         json.dump(json_safe(doc), fh, indent=2, ensure_ascii=False, allow_nan=False)
         fh.write("\n")
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- the shard report (v2)
+
+ERROR_MESSAGE = 120  # characters of a failed position's message in the shard report
+
+
+def shard_reason(result: ProductResult) -> str:
+    """The operator's Reason of a failed position (``errors``): invalid data is DataInvalid, an
+    infrastructure failure InfrastructureUnavailable, anything else TrainerError. The trainer's
+    own reason (TooFewPoints, ...) leads the message."""
+    if result.status == INVALID:
+        return "DataInvalid"
+    if result.infra:
+        return "InfrastructureUnavailable"
+    return "TrainerError"
+
+
+class ShardReport:
+    """The v2 shard report, kept up to date one product at a time (docs/trainer.md, "The shard report").
+
+    ``add`` is O(1) and ``message`` costs what the report holds (ranges, histogram buckets, the
+    errors that fit), not the products so far: the message is rewritten after every product of
+    shards of up to 10,000 products.
+    """
+
+    STATUS_KEYS = ("trained", "skipped", "locked", "failed")
+
+    def __init__(self, shard: int, size: int, n: int, metric: str) -> None:
+        from forecast_trainer import histogram
+
+        self.histogram = histogram
+        self.shard, self.size, self.n, self.metric = shard, size, n, metric
+        self.results: list[ProductResult] = []
+        self.runs: dict[str, list[list[int]]] = {k: [] for k in self.STATUS_KEYS}
+        self.failed: list[tuple[int, ProductResult]] = []
+        self.trained = self.tuned = self.beat_baseline = self.beat_naive = self.uncertain = 0
+        self.models: dict[str, int] = {}
+        self.errors: dict[int, int] = {}
+        self.baseline: dict[int, int] = {}
+        self.error_sum = 0.0
+        self.champions = {"promoted": 0, "kept": 0, "first": 0}
+        self.tracking = {"logged": 0, "skipped": 0}
+
+    def add(self, result: ProductResult) -> None:
+        """The outcome of the next position (positions are added in shard order)."""
+        pos = len(self.results)
+        self.results.append(result)
+        key = result.status if result.status in (TRAINED, SKIPPED, LOCKED) else "failed"
+        runs = self.runs[key]
+        if runs and runs[-1][1] == pos - 1:
+            runs[-1][1] = pos
+        else:
+            runs.append([pos, pos])
+        if key == "failed":
+            self.failed.append((pos, result))
+        if result.status == TRAINED:
+            self._aggregate(result)
+
+    def _aggregate(self, r: ProductResult) -> None:
+        self.trained += 1
+        self.tuned += int(bool(r.tuned))
+        self.beat_baseline += int(bool(r.beats_baseline))
+        self.beat_naive += int(bool(r.beats_naive))
+        self.uncertain += int(bool(r.uncertain))
+        if r.family:
+            self.models[r.family] = self.models.get(r.family, 0) + 1
+        if r.error is not None and math.isfinite(r.error):
+            self.error_sum += float(r.error)
+            i = self.histogram.bucket_of(float(r.error))
+            self.errors[i] = self.errors.get(i, 0) + 1
+        if r.baseline_error is not None and math.isfinite(r.baseline_error):
+            i = self.histogram.bucket_of(float(r.baseline_error))
+            self.baseline[i] = self.baseline.get(i, 0) + 1
+        if r.champion in self.champions:
+            self.champions[r.champion] += 1
+        if r.tracking in self.tracking:
+            self.tracking[r.tracking] += 1
+
+    def aggregates(self) -> dict[str, Any]:
+        """``results``: what the operator adds into status.results, once per recorded index."""
+        return {
+            "metric": self.metric,
+            "trained": self.trained,
+            "tuned": self.tuned,
+            "beat_baseline": self.beat_baseline,
+            "beat_naive": self.beat_naive,
+            "uncertain": self.uncertain,
+            "models": dict(sorted(self.models.items())),
+            "error_sum": self.histogram.fixed_text(self.error_sum),
+            "errors": {str(i): c for i, c in sorted(self.errors.items())},
+            "baseline_errors": {str(i): c for i, c in sorted(self.baseline.items())},
+            "champions": dict(self.champions),
+            "tracking": dict(self.tracking),
+        }
+
+    def message(self, limit: int = LIMIT, extra: dict[str, Any] | None = None) -> str:
+        """The report, at most ``limit`` UTF-8 bytes and always valid JSON.
+
+        Failed positions' ``errors`` entries are kept from the first while they fit (messages
+        shortened first), the rest counted in ``errors_omitted``; product ids are never
+        shortened. Should even the ranges and aggregates not fit (thousands of alternating
+        outcomes), the report covers the longest prefix of positions that fits (``done`` < the
+        positions finished): the positions after it have no outcome in the report, as if the
+        pod had stopped there. ``extra`` (a shard-level error) is added to every form.
+        """
+        text = self._text(limit, extra or {})
+        if text is not None:
+            return text
+        # the longest prefix whose report fits
+        lo = largest_prefix(len(self.results), lambda k: self._prefix(k)._text(limit, extra or {}) is not None)
+        return self._prefix(lo)._text(limit, extra or {}) or _dump({"v": 2, "kind": "shard", "done": 0})
+
+    def _prefix(self, d: int) -> ShardReport:
+        out = ShardReport(self.shard, self.size, self.n, self.metric)
+        for r in self.results[:d]:
+            out.add(r)
+        return out
+
+    def _text(self, limit: int, extra: dict[str, Any]) -> str | None:
+        head = {
+            "v": 2,
+            "kind": "shard",
+            "shard": self.shard,
+            "size": self.size,
+            "n": self.n,
+            "done": len(self.results),
+            **{k: ",".join(str(a) if a == b else f"{a}-{b}" for a, b in v) for k, v in self.runs.items()},
+        }
+        aggregates = self.aggregates()
+        failed = self.failed
+
+        def render(errors: list[list[Any]]) -> str:
+            doc = {**head, "errors": errors, "errors_omitted": len(failed) - len(errors), "results": aggregates}
+            return _dump({**doc, **extra})
+
+        def fits(text: str) -> bool:
+            return len(text.encode("utf-8")) <= limit
+
+        if not fits(render([])):
+            return None
+        entries: list[list[Any]] = []
+        for length in (ERROR_MESSAGE, 40):
+            entries = [[pos, r.product, shard_reason(r), _short_message(r, length)] for pos, r in failed]
+            text = render(entries)
+            if fits(text):
+                return text
+        # the most leading entries (40-character messages) that fit
+        return render(entries[: largest_prefix(len(entries), lambda k: fits(render(entries[:k])))])
+
+
+def shard_message(shard: int, size: int, n: int, results: list[ProductResult], metric: str, limit: int = LIMIT) -> str:
+    """The v2 shard report of ``results`` (``results[p]`` is position ``p``); see ShardReport."""
+    built = ShardReport(shard, size, n, metric)
+    for r in results:
+        built.add(r)
+    return built.message(limit)
+
+
+def _short_message(result: ProductResult, length: int) -> str:
+    if length <= 0:
+        return ""
+    text = result.message or ""
+    if result.reason and not text.startswith(result.reason):
+        text = f"{result.reason}: {text}" if text else result.reason
+    return one_line(text, length)

@@ -53,6 +53,8 @@ class TrainRun:
         self.outcome = RunOutcome()
         self.planned: list[str] = list(cfg.products)
         self.product_lock: Any = None  # the current product's lock in the output database (guard.py)
+        self.lock_session: Any = None  # shard mode: one lock connection for every product (locking.LockSession)
+        self.prefetch: Any = None  # shard mode, PostgreSQL: histories loaded a batch at a time (data.Prefetch)
         # What each stored model records about its data and options (watermark.py).
         from forecast_trainer.watermark import config_document, config_hash
 
@@ -99,8 +101,14 @@ class TrainRun:
         for product in self.planned:
             if product not in finished:
                 done.append(
-                    ProductResult(product=product, status=FAILED, metric=self.cfg.metric, reason=reason,
-                                  message=message, infra=True)
+                    ProductResult(
+                        product=product,
+                        status=FAILED,
+                        metric=self.cfg.metric,
+                        reason=reason,
+                        message=message,
+                        infra=True,
+                    )
                 )
         return done
 
@@ -193,9 +201,7 @@ class TrainRun:
             if not isinstance(exc, TrainerError):
                 log.exception("unexpected error training %r", product)
             else:
-                log.warning(
-                    "%s", result.message, extra={"fields": {"event": "product_error", "reason": result.reason}}
-                )
+                log.warning("%s", result.message, extra={"fields": {"event": "product_error", "reason": result.reason}})
             return result
         saved = self.product_lock.saved if self.product_lock is not None else None
         tracking: str | None = None
@@ -323,6 +329,8 @@ class TrainRun:
 
     async def _history(self, product: str) -> tuple[Any, Any]:
         """The product's raw history and its data watermark (None when not known)."""
+        if self.prefetch is not None:
+            return await self.prefetch.get(product)
         if isinstance(self.source, PostgresSource):
             return await self.source.history_and_watermark(product)
         raw = await self.source.history(product)
@@ -358,6 +366,7 @@ class TrainRun:
                 data_hash=mark.hash if mark is not None else None,
                 config_hash=self.config_hash if mark is not None else None,
                 champion=decision.outcome if decision is not None else "replaced",
+                outcome=cfg.shard is not None and cfg.run_key is not None,
             )
             model_id = await guard.save(self, record, trained.forecast)
         if cfg.output_dir:

@@ -11,6 +11,9 @@ Tables (in the output schema, default ``public``):
   forecast_champions(product_id PRIMARY KEY, model_id -> forecast_models.id, since, pinned,
                      decided_by, previous_model_id, registry_model_id)   (champion.py; version 5)
   champion_forecasts: view of the forecasts of each product's champion
+  run_products(run_key, idx, product_id)   the sorted product list ``discover`` found (version 6)
+  run_outcomes(run_key, product_id, status, reason, message, model_id, finished_at)
+                                           every product's outcome in a run (shard mode; version 6)
 
 ``migrate`` is idempotent and safe to run from many pods at once: it holds a transaction-scoped
 advisory lock (keyed by the schema name) while it checks and applies migrations.
@@ -144,6 +147,28 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "JOIN {s}.forecast_champions c ON c.model_id = f.model_id",
         ),
     ),
+    (
+        6,
+        "run_products and run_outcomes: a run's discovered product list and every product's outcome (issue 19)",
+        (
+            """CREATE TABLE IF NOT EXISTS {s}.run_products (
+                run_key text NOT NULL,
+                idx integer NOT NULL CHECK (idx >= 0),
+                product_id text NOT NULL,
+                PRIMARY KEY (run_key, idx)
+            )""",
+            """CREATE TABLE IF NOT EXISTS {s}.run_outcomes (
+                run_key text NOT NULL,
+                product_id text NOT NULL,
+                status text NOT NULL,
+                reason text,
+                message text,
+                model_id bigint,
+                finished_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (run_key, product_id)
+            )""",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -213,6 +238,7 @@ class ModelRecord:
     # forecast); "kept" records it as a challenger only (no forecast rows: the champion's stay).
     champion: str = "promoted"
     champion_reason: str = ""
+    outcome: bool = False  # also record run_outcomes (run_key, product, 'trained') in the same transaction
 
 
 def _finite(value: Any) -> float | None:
@@ -321,6 +347,10 @@ async def write_model(
             if earlier is None:
                 raise RuntimeError(f"run key conflict for {record.product_id!r} but no row found")
             saved = Saved(earlier.model_id, earlier.checksum, existing=True)
+            if record.outcome:
+                await record_outcome(
+                    conn, schema, record.run_key, Outcome(record.product_id, "trained", None, None, saved.model_id)
+                )
         else:
             model_id = int(new_id)
             if fault_hook is not None:
@@ -330,6 +360,10 @@ async def write_model(
                 await _copy(conn, schema, "forecasts", model_id, forecast_records(record.product_id, forecast))
                 await _copy_bands(conn, schema, model_id, record.product_id, forecast)
                 await set_champion(conn, schema, record.product_id, model_id, record.champion)
+            if record.outcome and record.run_key is not None:
+                await record_outcome(
+                    conn, schema, record.run_key, Outcome(record.product_id, "trained", None, None, model_id)
+                )
             saved = Saved(model_id, record.checksum)
     if after_commit is not None:
         await after_commit(conn, saved)
@@ -545,3 +579,87 @@ async def last_best_params(db: Database, schema: str, product: str) -> WarmStart
         family = metrics.get("family") or "prophet"  # models stored before other families were all Prophet
         return WarmStart(int(row["id"]), params if isinstance(params, dict) else {}, str(family))
     return None
+
+
+# --------------------------------------------------------------------------- shards (issue 19)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One product's outcome in a run (a row of run_outcomes)."""
+
+    product_id: str
+    status: str  # trained | invalid | failed | locked | skipped
+    reason: str | None
+    message: str | None
+    model_id: int | None = None
+
+
+OUTCOME_SQL = (
+    "INSERT INTO {table} (run_key, product_id, status, reason, message, model_id, finished_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, now()) ON CONFLICT (run_key, product_id) DO UPDATE SET "
+    "status = EXCLUDED.status, reason = EXCLUDED.reason, message = EXCLUDED.message, "
+    "model_id = EXCLUDED.model_id, finished_at = EXCLUDED.finished_at "
+    # a committed 'trained' row is the truth: a later attempt's report never overwrites it
+    "WHERE {table}.status <> 'trained' OR EXCLUDED.status = 'trained'"
+)
+
+
+async def record_outcome(conn: Any, schema: str, run_key: str, outcome: Outcome) -> None:
+    """Upsert ``outcome`` under ``run_key`` (a trained row stays trained)."""
+    await conn.execute(
+        OUTCOME_SQL.format(table=qualified(schema, "run_outcomes")),
+        run_key,
+        outcome.product_id,
+        outcome.status,
+        outcome.reason,
+        outcome.message,
+        outcome.model_id,
+    )
+
+
+SNAPSHOT_LOCK = 1179931731  # "FTTS": first key of the snapshot's pg_advisory_xact_lock(int, int)
+
+
+async def write_snapshot(conn: Any, schema: str, run_key: str, sorted_ids: list[str]) -> None:
+    """Replace ``run_key``'s rows of run_products with ``sorted_ids`` (idx = position), in ONE transaction.
+
+    Idempotent: a rerun leaves exactly the same rows; two concurrent runs are serialised by a
+    transaction-scoped advisory lock on (schema, run key).
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1::int, hashtext($2::text))", SNAPSHOT_LOCK, f"{schema}/{run_key}"
+        )
+        await conn.execute(f"DELETE FROM {qualified(schema, 'run_products')} WHERE run_key = $1", run_key)
+        await conn.copy_records_to_table(
+            "run_products",
+            schema_name=schema,
+            records=[(run_key, i, p) for i, p in enumerate(sorted_ids)],
+            columns=["run_key", "idx", "product_id"],
+        )
+
+
+SNAPSHOT_DIGEST_SQL = (
+    "SELECT count(*) AS n, encode(sha256(convert_to(coalesce(string_agg(product_id, E'\\n' ORDER BY idx), ''), "
+    "'UTF8')), 'hex') AS digest FROM {table} WHERE run_key = $1"
+)
+
+
+async def read_snapshot(db: Database, schema: str, run_key: str, indexes: list[int]) -> tuple[int, str, dict[int, str]]:
+    """(count, digest of the whole list, {idx: product id} of ``indexes``) of ``run_key``'s snapshot.
+
+    The digest (sha256 of the ids joined by newlines in idx order) is computed by the server:
+    one row comes back, not the list.
+    """
+    table = qualified(schema, "run_products")
+
+    async def work(conn: Any) -> tuple[int, str, dict[int, str]]:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            head = await conn.fetchrow(SNAPSHOT_DIGEST_SQL.format(table=table), run_key)
+            rows = await conn.fetch(
+                f"SELECT idx, product_id FROM {table} WHERE run_key = $1 AND idx = ANY($2::int[])", run_key, indexes
+            )
+        return int(head["n"]), str(head["digest"]), {int(r["idx"]): r["product_id"] for r in rows}
+
+    return await db.run(f"cannot read the discovered product list (run key {run_key!r})", work)

@@ -110,6 +110,7 @@ NON_MODEL_FIELDS: tuple[str, ...] = (
     "experiment_name",
     "registered_model_prefix",
     "tracking_budget_seconds",
+    "shard",  # which products a process trains (shard mode), not how
 )
 # Libraries whose version changes what is fitted (holidays only when --country-holidays is set):
 # the model families, the tuner, the numerics under them (numpy, pandas: resampling, rolling CV

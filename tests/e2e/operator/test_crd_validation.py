@@ -34,7 +34,10 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 _DELETE = object()
 
 INVALID = [
-    ("no products", _with("products", []), "spec.products"),
+    ("no products", _with("products", []), "set exactly one of products (a non-empty list of ids) and allProducts"),
+    ("products and allProducts", _with("allProducts", True), "set exactly one of products"),
+    ("productsPerPod 0", _with("productsPerPod", 0), "spec.productsPerPod"),
+    ("productsPerPod 20000", _with("productsPerPod", 20000), "spec.productsPerPod"),
     ("duplicate products", _with("products", ["a", "a"]), "Duplicate value"),
     ("empty product id", _with("products", [""]), "spec.products[0]"),
     ("parallelism 0", _with("parallelism", 0), "spec.parallelism"),
@@ -236,6 +239,21 @@ def test_immutable_fields(cluster: Any, namespace: str, trainingjob_crd: None) -
     assert result.returncode != 0 and "products cannot change after creation" in result.stderr
     ok = _with("parallelism", 9)  # mutable
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(ok))
+    for path, value, message in (
+        ("productsPerPod", 50, "productsPerPod cannot be set or unset after creation"),
+        ("allProducts", True, "set exactly one of products"),
+    ):
+        result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(_with(path, value)), check=False)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+    every = copy.deepcopy(VALID)
+    every["metadata"]["name"] = "every"
+    del every["spec"]["products"]
+    every["spec"].update(allProducts=True, productsPerPod=50)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(every))
+    to_list = copy.deepcopy(every)
+    to_list["spec"].update(allProducts=False, products=["a"])
+    result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(to_list), check=False)
+    assert result.returncode != 0 and "cannot change after creation" in result.stderr, result.stderr
 
 
 def test_size_limits_are_ones_that_can_be_stored(cluster: Any, namespace: str, trainingjob_crd: None) -> None:
@@ -306,7 +324,7 @@ INVALID_SCHEDULES = [
     (
         "template without products",
         _schedule_with(trainingJobTemplate={"spec": {**VALID["spec"], "products": []}}),
-        "spec.trainingJobTemplate.spec.products",
+        "set exactly one of products (a non-empty list of ids) and allProducts: true",
     ),
     (
         "name longer than a CronJob's",

@@ -197,11 +197,14 @@ def test_trainer_containers_run_one_forecast_trainer_command(what: str, containe
 
 @pytest.mark.parametrize("path", [OPERATOR_DOCKERFILE, TRAINER_DOCKERFILE], ids=lambda p: str(p.relative_to(ROOT)))
 def test_base_image_is_an_argument_defaulting_to_python_slim(path: Path) -> None:
+    # and the last stage runs on RUNTIME_IMAGE (make images: the base without its package manager).
     global_args, stages = parse_dockerfile(path.read_text())
     assert global_args.get("BASE_IMAGE") == "python:3.11-slim"
+    assert global_args.get("RUNTIME_IMAGE") == "python:3.11-slim"
     names = {s.name for s in stages if s.name}
-    for stage in stages:
+    for stage in stages[:-1]:
         assert stage.base in ("${BASE_IMAGE}", "$BASE_IMAGE") or stage.base in names, stage.base
+    assert stages[-1].base in ("${RUNTIME_IMAGE}", "$RUNTIME_IMAGE"), stages[-1].base
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
@@ -222,24 +225,26 @@ def test_images_run_as_the_pods_uid(path: Path) -> None:
 
 @pytest.mark.parametrize("path", [OPERATOR_DOCKERFILE, TRAINER_DOCKERFILE], ids=lambda p: str(p.relative_to(ROOT)))
 def test_dependencies_are_installed_before_the_sources_are_copied(path: Path) -> None:
-    # A code-only change must reuse the dependency layer: in the image's own stage, `pip install -r`
-    # runs before anything of the project (its wheel) is copied in, and the requirements come from
-    # a stage that copies pyproject.toml but none of the sources.
+    # A code-only change must reuse the dependency layer: the `dependencies` stage runs
+    # `pip install -r` with nothing of the project copied in (the requirements come from a stage
+    # that copies pyproject.toml but none of the sources), and the image copies its venv before
+    # the project's wheel.
     _, stages = parse_dockerfile(path.read_text())
-    image = stages[-1]
-    steps = [f"{kw} {v}" for kw, v in image.instructions]
+    dependencies = next(s for s in stages if s.name == "dependencies")
+    steps = [f"{kw} {v}" for kw, v in dependencies.instructions]
     install = next(
         i for i, step in enumerate(steps) if step.startswith("RUN") and "pip install" in step and " -r " in step
     )
-    project = next(i for i, step in enumerate(steps) if step.startswith("COPY") and "/wheels" in step)
-    assert install < project, steps
     sources = ("forecast_trainer", "trainingjob_operator", " operator ", " . ")
-    assert not any(s in step for step in steps[:install] for s in sources), steps[:install]
+    assert not any(s in step for step in steps for s in sources), steps
+    assert not any(step.startswith("COPY") and "/wheels" in step for step in steps[:install]), steps
     requirements = next(s for s in stages if s.name == "requirements")
     copied = " ".join(v for kw, v in requirements.instructions if kw == "COPY")
     assert "pyproject.toml" in copied and not any(s in copied for s in sources), copied
-    # The big venv is never copied between stages (a cache check hashes a copied folder whole).
-    assert not any(step.startswith("COPY") and "/opt/venv" in step for step in steps), steps
+    image = [f"{kw} {v}" for kw, v in stages[-1].instructions]
+    venv = next(i for i, step in enumerate(image) if step.startswith("COPY --from=dependencies /opt/venv"))
+    project = next(i for i, step in enumerate(image) if step.startswith("COPY") and "/wheels" in step)
+    assert venv < project, image
 
 
 # ------------------------------------------------------------------------------------------ references

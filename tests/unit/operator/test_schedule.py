@@ -246,3 +246,19 @@ def test_a_refused_run_is_stalled_not_retried_in_a_loop() -> None:
     cond = {c["type"]: c for c in kube.raw["status"]["conditions"]}
     assert (cond["Stalled"]["status"], cond["Stalled"]["reason"]) == ("True", "RunRejected")
     assert cond["Ready"]["status"] == "False" and "spec.products" in cond["Stalled"]["message"]
+
+
+def test_runs_pass_all_products_and_products_per_pod() -> None:
+    """A schedule of every product of the source, in shards: each run is the same TrainingJob."""
+    from trainingjob_operator.api import TrainingJob
+    from trainingjob_operator.schedule import build_run
+
+    ts = make_ts()
+    ts.spec.training_job_template.spec.products = []
+    ts.spec.training_job_template.spec.all_products = True
+    ts.spec.training_job_template.spec.products_per_pod = 200
+    run = build_run(ts, "nightly-1", CREATED)
+    assert run["spec"]["allProducts"] is True and run["spec"]["productsPerPod"] == 200
+    assert "products" not in run["spec"]  # exactly one of products and allProducts
+    tj = TrainingJob.model_validate({**run, "metadata": {**run["metadata"], "uid": "u"}})
+    assert tj.spec.all_products and tj.spec.products_per_pod == 200

@@ -101,6 +101,38 @@ def test_calibrated_bands_cover_at_the_nominal_level_on_known_noise(draw) -> Non
     assert coverage[95.0] == pytest.approx(0.95, abs=0.03)
 
 
+def test_one_odd_cv_day_does_not_set_the_95_band() -> None:
+    """Issue 20: the 95 % edge was the largest of ~45 misses, so one odd CV day set the band for
+    two weeks of the forecast (and MSIS95 was worse than AutoETS's). Tails are now extrapolated
+    from the stable 0.1/0.9 bands."""
+    rng = np.random.default_rng(11)
+    residuals = rng.normal(0, 1.0, (FOLDS, HORIZON))
+    residuals[1, 10] = 40.0  # a promotion, a data glitch: one day in the CV months
+    calibration = calibrate(residuals, probabilities([80, 95], []))
+    assert calibration is not None
+    upper95, upper80 = calibration.offset(0.975, HORIZON), calibration.offset(0.9, HORIZON)
+    assert upper95.max() < 4.0  # about 1.96 sigma, not the outlier's 40
+    assert (upper95 > upper80).all() and (calibration.offset(0.025, HORIZON) < calibration.offset(0.1, HORIZON)).all()
+
+
+def test_tail_bands_are_the_normal_extrapolation_of_the_10_and_90_bands() -> None:
+    rng = np.random.default_rng(12)
+    residuals = rng.exponential(2.0, (FOLDS, HORIZON)) - 1.0  # skewed: long upper tail
+    calibration = calibrate(residuals, (0.025, 0.1, 0.5, 0.9, 0.975))
+    assert calibration is not None
+    median = calibration.offset(0.5, HORIZON)
+    ratio = 1.959964 / 1.281552
+    np.testing.assert_allclose(
+        calibration.offset(0.975, HORIZON) - median, (calibration.offset(0.9, HORIZON) - median) * ratio, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        calibration.offset(0.025, HORIZON) - median, (calibration.offset(0.1, HORIZON) - median) * ratio, rtol=1e-6
+    )
+    assert (calibration.offset(0.975, HORIZON) - median).mean() > 1.5 * (
+        median - calibration.offset(0.025, HORIZON)
+    ).mean()
+
+
 def test_bands_widen_with_the_horizon_when_errors_do() -> None:
     rng = np.random.default_rng(1)
     residuals = rng.normal(0, 1, (FOLDS, HORIZON)) * (1.0 + 0.3 * np.arange(HORIZON))

@@ -59,6 +59,19 @@ def test_cv_feature_cache_changes_nothing(frame: pd.DataFrame, structure: models
     assert cache
 
 
+@pytest.mark.parametrize("holidays", [None, "US"])
+@pytest.mark.parametrize("mode", ["additive", "multiplicative"])
+def test_cv_predict_equals_prophets_predict(frame: pd.DataFrame, mode: str, holidays: str | None) -> None:
+    """The CV fits' yhat-only prediction is Prophet's own predict()["yhat"] (clipped at 0)."""
+    structure = models.Structure(yearly=False, weekly=True, country_holidays=holidays)
+    train, test = frame.iloc[:-21], frame.iloc[-21:]
+    fitted = models.fit(train, {"seasonality_mode": mode, "changepoint_prior_scale": 0.3}, structure, feature_cache={})
+    stock = np.clip(fitted.predict(pd.DataFrame({"ds": test["ds"]}))["yhat"].to_numpy(), 0.0, None)
+    fast = models.predict_yhat(fitted, test["ds"])
+    assert fast.shape == stock.shape and np.allclose(fast, stock, rtol=1e-12, atol=1e-9)
+    assert not np.allclose(fast, fast.mean())  # a real forecast with a weekly shape, not a constant
+
+
 def test_forecast_dates_bounds_and_clipping(frame: pd.DataFrame, structure: models.Structure) -> None:
     fitted = models.fit(frame, {"changepoint_prior_scale": 0.5}, structure, uncertainty=True)
     out = models.forecast(fitted, frame["ds"].iloc[-1], 14, "D")

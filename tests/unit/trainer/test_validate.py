@@ -222,3 +222,19 @@ def test_weekly_and_monthly_snapping() -> None:
     mid_month = [f"{y}-{m:02d}-15" for y in (2020, 2021, 2022) for m in range(1, 13)]
     monthly = prepare("p", raw(mid_month, [str(100 + i) for i in range(36)]), Rules(frequency="MS"))
     assert (monthly.frame["ds"].dt.day == 1).all() and len(monthly.frame) == 36
+
+
+def test_plain_dates_take_the_fast_path_with_the_same_result() -> None:
+    """Date-only strings skip the offset handling (shard mode pays parse_dates per product): the
+    result equals the general path's for the same days written with a time."""
+    import pandas as pd
+
+    from forecast_trainer.errors import DataInvalid
+    from forecast_trainer.validate import parse_dates
+
+    days = [" 2024-02-28", "2024-02-29", "2024-03-01 ", "2023-12-31"]
+    fast, warnings = parse_dates("p", pd.Series(days))
+    general, _ = parse_dates("p", pd.Series([f"{d.strip()} 00:00:00" for d in days]))
+    assert warnings == [] and fast.dtype == general.dtype and fast.tolist() == general.tolist()
+    with pytest.raises(DataInvalid, match="cannot be parsed"):
+        parse_dates("p", pd.Series(["2024-02-28", "2024-02-30"]))  # matches the pattern, is no date
