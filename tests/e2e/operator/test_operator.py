@@ -252,8 +252,10 @@ def test_delete_mid_run_removes_children_and_leases(
     wait_for("running", lambda: tj_status(cluster, namespace, "doomed").get("products", {}).get("active"))
     assert leases(cluster, namespace)
     started = time.monotonic()
-    cluster.kubectl("delete", "-n", namespace, "tj/doomed", "--timeout=60s")
-    assert time.monotonic() - started < 30, "deletion was slow (stuck finalizer?)"
+    # A stuck finalizer fails the delete (kubectl waits for the object to go, at most 120 s). The
+    # deletion waits for the pods (foreground): each real container gets SIGTERM, reports and exits.
+    cluster.kubectl("delete", "-n", namespace, "tj/doomed", "--timeout=120s", timeout=150)
+    print(f"TrainingJob deleted in {time.monotonic() - started:.1f} s")
     wait_for("jobs gone", lambda: not jobs_of(cluster, namespace, "doomed"), timeout=60)
     wait_for("pods gone", lambda: not pods_of(cluster, namespace, "doomed"), timeout=90)
     wait_for("leases gone", lambda: not leases(cluster, namespace), timeout=60)
