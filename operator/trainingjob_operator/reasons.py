@@ -52,6 +52,7 @@ class Reason(StrEnum):
     ERR_IMAGE_PULL = "ErrImagePull"
     IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
     INVALID_IMAGE_NAME = "InvalidImageName"
+    ERR_IMAGE_NEVER_PULL = "ErrImageNeverPull"
     QUOTA_EXCEEDED = "QuotaExceeded"
     DISCOVERY_FAILED = "DiscoveryFailed"
     # -- Tracked (spec.tracking.mlflow set; docs/mlflow.md)
@@ -70,6 +71,7 @@ STUCK_POD_REASONS = frozenset(
         Reason.CREATE_CONTAINER_ERROR,
         Reason.IMAGE_PULL_BACK_OFF,
         Reason.INVALID_IMAGE_NAME,
+        Reason.ERR_IMAGE_NEVER_PULL,
     }
 )
 """Why a product pod cannot start (its container's waiting reason, as the kubelet reports it). Not
@@ -174,6 +176,10 @@ DESCRIPTIONS: dict[Reason, tuple[str, str]] = {
     ),
     Reason.IMAGE_PULL_BACK_OFF: ("failures, Stalled, Ready", "A product pod's image cannot be pulled (backing off)."),
     Reason.INVALID_IMAGE_NAME: ("failures, Stalled, Ready", "spec.template.image is not a valid image reference."),
+    Reason.ERR_IMAGE_NEVER_PULL: (
+        "failures, Stalled, Ready",
+        "spec.template.imagePullPolicy is Never and the node does not have spec.template.image.",
+    ),
     Reason.QUOTA_EXCEEDED: (
         "Running, Reconciling; waiting products",
         "A ResourceQuota of the namespace (e.g. count/jobs.batch) refused product Jobs: the products wait "

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from tests.e2e.operator.conftest import STUCK_POD_SECONDS, OperatorProcess
 from tests.e2e.operator.helpers import (
+    apply,
     condition,
     get,
     jobs_of,
@@ -18,6 +19,7 @@ from tests.e2e.operator.helpers import (
     noop_tj,
     pods_of,
     secret,
+    tj_body,
     tj_status,
     wait_for,
     wait_phase,
@@ -104,3 +106,58 @@ def test_active_deadline_fails_with_deadline_exceeded_and_is_not_retried(
     job = jobs_of(cluster, namespace, "deadline")[0]
     assert any(c["reason"] == "DeadlineExceeded" for c in job["status"]["conditions"])
     assert job["status"].get("failed", 0) <= 1  # its one pod was stopped, none started again
+
+
+@pytest.mark.parametrize(("policy", "reason"), [("IfNotPresent", "ImagePullBackOff"), ("Never", "ErrImageNeverPull")])
+def test_missing_image_is_stalled_then_fails_the_product(
+    cluster: Any, namespace: str, operator: OperatorProcess, policy: str, reason: str
+) -> None:
+    """An image the node does not have and no registry serves: the real kubelet's pull fails
+    (IfNotPresent: ErrImagePull, then ImagePullBackOff) or is refused (Never: ErrImageNeverPull). The
+    TrainingJob says Stalled with that reason, then fails the product after the stuck-pod time."""
+    secret(cluster, namespace)
+    body = noop_tj("noimage", ["a"], 0)
+    body["spec"]["template"].update(image="localhost/tjo-not-built:0", imagePullPolicy=policy)
+    started = time.monotonic()
+    apply(cluster, namespace, body)
+    st = wait_for(f"Stalled {reason}", lambda: stalled(cluster, namespace, "noimage", reason), timeout=120)
+    print(f"Stalled {reason} after {time.monotonic() - started:.1f} s")
+    assert st["products"]["active"] == 0 and st["products"]["waiting"] == 1
+    assert "tjo-not-built" in condition(st, "Stalled")["message"]
+    st = wait_phase(cluster, namespace, "noimage", ("Failed",), timeout=STUCK_POD_SECONDS + 120)
+    print(f"Failed after {time.monotonic() - started:.1f} s")
+    assert st["failures"][0]["reason"] == reason, st["failures"]
+    wait_for("Lease released", lambda: leases(cluster, namespace) == [] or None, timeout=30)
+    reasons = {(e["type"], e["reason"]) for e in events_for(cluster, namespace, "noimage")}
+    assert ("Warning", reason) in reasons
+
+
+def test_trainer_over_its_memory_limit_is_oom_killed_and_retried_only_to_its_backoff_limit(
+    cluster: Any, namespace: str, operator: OperatorProcess, sales_csv: Any
+) -> None:
+    """The real trainer under a 48Mi limit: its imports alone pass it, the kernel's OOM killer ends
+    the container (exit 137, reason OOMKilled), the Job retries it backoffLimit times, and the
+    product fails as OOMKilled with what to change, not as a bare exit code; nothing runs after."""
+    products = sales_csv(products=1)
+    limits = {"memory": "48Mi", "cpu": "500m"}
+    body = tj_body("oom", products, backoffLimit=1, template={"resources": {"limits": limits}})
+    apply(cluster, namespace, body)
+    ended: dict[str, tuple[str | None, int | None]] = {}  # pod uid -> (reason, exit code) of its trainer
+
+    def finished() -> dict[str, Any] | None:
+        for pod in pods_of(cluster, namespace, "oom"):
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+                term = (cs.get("state") or {}).get("terminated")
+                if term:
+                    ended[pod["metadata"]["uid"]] = (term.get("reason"), term.get("exitCode"))
+        st = tj_status(cluster, namespace, "oom")
+        return st if st.get("phase") in ("Failed", "Succeeded") else None
+
+    st = wait_for("oom finished", finished, timeout=240, every=0.5)
+    assert st["phase"] == "Failed", st
+    failure = st["failures"][0]
+    assert failure["reason"] == "OOMKilled", failure
+    assert "limits.memory" in failure["message"]
+    assert sorted(ended.values()) == [("OOMKilled", 137)] * 2, ended
+    time.sleep(5)  # the product is failed: no third pod
+    assert all(p["metadata"]["uid"] in ended for p in pods_of(cluster, namespace, "oom"))

@@ -192,3 +192,17 @@ def test_an_earlier_rounds_job_whose_pod_cannot_start_is_stuck_not_active_for_ev
     assert soon.status.products.active == 1 and soon.status.products.waiting == 1  # b launched; a stuck
     late = plan_for(tj, [old_round], pods, NOW + timedelta(seconds=121))
     assert any(f.product == "a" and f.reason == "CreateContainerConfigError" for f in late.status.failures)
+
+
+def test_image_never_pulled_is_stuck() -> None:
+    """imagePullPolicy: Never and an image the node lacks: the kubelet says ErrImageNeverPull and
+    never retries a pull; the pod would wait for ever. It is stuck like ImagePullBackOff (found on
+    the real node: the process node never reported it)."""
+    tj = make_tj(["a"])
+    pods = {"j-a": [pending_pod("j-a", "ErrImageNeverPull", NOW, NOW)]}
+    soon = plan_for(tj, [job("a", "j-a")], pods, NOW + timedelta(seconds=20))
+    assert soon.status.products.waiting == 1
+    stalled = next(c for c in soon.status.conditions if c.type == "Stalled")
+    assert stalled.status == "True" and stalled.reason == "ErrImageNeverPull"
+    late = plan_for(tj, [job("a", "j-a")], pods, NOW + timedelta(seconds=121))
+    assert late.status.products.failed == 1 and late.status.failures[0].reason == "ErrImageNeverPull"
