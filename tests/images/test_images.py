@@ -19,7 +19,7 @@ from .conftest import Images
 
 pytestmark = pytest.mark.images
 
-NAMES = {"base", "shell", "operator", "trainer", "postgres"}
+NAMES = {"base", "shell", "noop", "operator", "trainer", "postgres"}
 RESTRICTED = (
     "--rm", "--network=none", "--read-only", "--read-only-tmpfs=false", "--tmpfs=/tmp:rw,mode=1777",
     "--cap-drop=all", "--security-opt=no-new-privileges",
@@ -49,6 +49,18 @@ def test_shell_runs_its_args_with_sh_c(images: Images) -> None:
     result = images.podman("run", *RESTRICTED, "--user=65532:65532", images.refs["shell"], "id -u; echo hi; exit 3")
     assert result.returncode == 3, result.stderr
     assert result.stdout.split() == ["65532", "hi"]
+
+
+def test_noop_reports_its_product_as_trained_on_a_read_only_root(images: Images, tmp_path: Path) -> None:
+    tmp_path.chmod(0o777)
+    result = images.podman(
+        "run", *RESTRICTED, "-v", f"{tmp_path}:/out", "-e", "TRAINER_PRODUCT_ID=sku-1",
+        "-e", "TRAINER_TERMINATION_LOG=/out/termination-log", images.refs["noop"],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    message = json.loads((tmp_path / "termination-log").read_text())
+    assert [p["product"] for p in message["products"]] == ["sku-1"]
+    assert message["counts"] == {"trained": 1, "invalid": 0, "failed": 0}
 
 
 def test_trainer_help(images: Images) -> None:
