@@ -46,11 +46,19 @@ ARG PIP_CERT
 COPY --from=requirements /build/requirements.txt /build/
 COPY hack/images/prune-venv.sh /build/
 # Pruned: kubernetes.aio, the client's asyncio twin (68 MB with its bytecode), which nothing in the
-# operator imports (kube.py uses kubernetes.client; kopf has its own aiohttp client).
+# operator imports (kube.py uses kubernetes.client; kopf has its own aiohttp client). The client's
+# generated API and model classes (every resource of every API group: 32 MB of source, mostly
+# docstrings) stay as bytecode only (compileall -b: each .pyc where its .py was, which Python
+# imports without the source); a traceback through them names the file and line but cannot
+# print it. The rest of the client (api_client, rest, config, watch) keeps its source.
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install -q -r /build/requirements.txt \
  && sh /build/prune-venv.sh /opt/venv \
- && rm -rf /opt/venv/lib/python3*/site-packages/kubernetes/aio \
+ && k8s=$(echo /opt/venv/lib/python3*/site-packages/kubernetes) \
+ && rm -rf "$k8s/aio" \
+ && for d in "$k8s/client/api" "$k8s/client/models"; do \
+      python3 -m compileall -q -b "$d" && find "$d" -name '*.py' -delete && find "$d" -name __pycache__ -prune -exec rm -rf {} +; \
+    done \
  && rm -rf /build
 # ---- 4. the image: the runtime base, the dependencies' virtualenv (one layer, rebuilt only when
 # they change), then the code layer
