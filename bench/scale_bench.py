@@ -21,7 +21,9 @@ after the other:
    (hack/operator_harness.py, as the e2e suite runs it; started fresh for the run so that its CPU and
    peak RSS, ``VmHWM`` of /proc/<pid>/status, are the run's); wall = create -> Complete;
 4. at ``--compare`` products (the first ones by id): today's one-pod-per-product path
-   (``productsPerPod: 1``) and the same products in shards, same parallelism, through the operator.
+   (``productsPerPod: 1``) and the same products in shards (``--compare-per-pod``, default
+   ``ceil(N / (8 P))``, at least 2: the automatic size is 1 below 1,000 products), same parallelism,
+   through the operator.
 
 Figures per run: wall, products/s, API writes per product (the API server's apiserver_request_total,
 POST/PUT/PATCH/DELETE, before/after, by resource; and the operator's own, from the audit log), operator
@@ -70,7 +72,7 @@ from operator_bench import WRITE_VERBS as AUDIT_WRITE_VERBS  # noqa: E402
 from operator_harness import kubectl  # noqa: E402
 from pg_harness import PostgresServer  # noqa: E402
 from skip_bench import markdown_table  # noqa: E402
-from trainingjob_operator.shards import auto_size  # noqa: E402
+from trainingjob_operator.shards import AUTO_MAX_SIZE, AUTO_SHARDS_PER_SLOT, auto_size  # noqa: E402
 
 GROUP, VERSION = "training.forecast.dev", "v1alpha1"
 SCHEMA, TABLE = "scalebench", "scalebench.sales"
@@ -557,6 +559,13 @@ def ratios(runs: dict[str, Run]) -> list[str]:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def compare_size(count: int, parallelism: int) -> int:
+    """The shards run's size at ``--compare`` products: the automatic size's formula without its
+    one-pod-per-product range (below 1,000 products the operator's automatic size is 1, which would
+    compare the per-product path with itself), at least 2."""
+    return max(2, min(math.ceil(count / (parallelism * AUTO_SHARDS_PER_SLOT)), AUTO_MAX_SIZE))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--products", type=int, default=100000, help="products of the floor and operator runs")
@@ -564,6 +573,9 @@ def main() -> int:
     ap.add_argument("--per-pod", type=int, help="products per shard (default: the contract's automatic size)")
     ap.add_argument("--parallelism", type=int, default=4)
     ap.add_argument("--compare", type=int, default=2000, help="products of the per-product vs shards runs (0: skip)")
+    ap.add_argument(
+        "--compare-per-pod", type=int, help="products per shard of the shards run at --compare (default: compare_size)"
+    )
     ap.add_argument("--skip-floor", action="store_true", help="no native Indexed Job run")
     ap.add_argument("--skip-operator", action="store_true", help="no allProducts TrainingJob run")
     ap.add_argument("--skip-per-product", action="store_true", help="at --compare products: shards only")
@@ -577,7 +589,7 @@ def main() -> int:
     n, p = args.products, args.parallelism
     per_pod = args.per_pod or auto_size(n, p)
     compare = min(args.compare, n)
-    compare_per_pod = args.per_pod or auto_size(compare, p)
+    compare_per_pod = args.compare_per_pod or compare_size(compare, p)
     port = os.environ.get("TJO_PG_PORT")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tjo-scale-bench-") as tmp:
