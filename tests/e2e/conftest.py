@@ -273,10 +273,8 @@ def database(cluster: ClusterHandle) -> Iterator[Database]:
         server.stop()
 
 
-@pytest.fixture
-def namespace(cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterator[str]:
-    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:40].strip("-")
-    name = f"{base}-{uuid.uuid4().hex[:5]}"
+def create_namespace(cluster: ClusterHandle, name: str) -> str:
+    """A namespace of the restricted profile, once its ServiceAccount ``default`` exists (pods need it)."""
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": RESTRICTED_LABELS}}
     cluster.api.post("/api/v1/namespaces", body)
 
@@ -288,5 +286,16 @@ def namespace(cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterato
             return False
 
     wait_for(f"ServiceAccount default in {name}", has_default_sa, timeout=30, every=0.1)
-    yield name
+    return name
+
+
+def delete_namespace(cluster: ClusterHandle, name: str) -> None:
     cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def namespace(cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterator[str]:
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:40].strip("-")
+    name = create_namespace(cluster, f"{base}-{uuid.uuid4().hex[:5]}")
+    yield name
+    delete_namespace(cluster, name)

@@ -11,14 +11,15 @@ import json
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import ClusterHandle, wait_for
+from tests.e2e.conftest import ClusterHandle, create_namespace, delete_namespace, wait_for
 from tests.e2e.operator.conftest import OperatorProcess
-from tests.e2e.operator.helpers import apply, tj_status, wait_phase
+from tests.e2e.operator.helpers import apply, overlapping, tj_status, trainings, wait_phase
 
 from trainingjob_operator.status import parse_indexes
 
@@ -72,15 +73,13 @@ def sales(database: Any, products: int, days: int = 120) -> tuple[str, str]:
 def shard_tj(
     cluster: ClusterHandle, namespace: str, database: Any, name: str, table: str, schema: str, **spec: Any
 ) -> dict[str, Any]:
-    cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "db",
-        "-n",
-        namespace,
-        f"--from-literal=dsn={database.dsn_for(cluster.host_address)}",
-    )
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db"},
+        "stringData": {"dsn": database.dsn_for(cluster.host_address)},
+    }
+    apply(cluster, namespace, secret)  # idempotent: several TrainingJobs of a namespace share it
     return {
         "apiVersion": "training.forecast.dev/v1alpha1",
         "kind": "TrainingJob",
@@ -192,3 +191,137 @@ def test_an_invalid_product_fails_alone_and_retry_failed_relaunches_only_it(
     models = models_per_product(database, schema)
     assert len(models) == 60 and set(models.values()) == {1}
     assert json.loads(json.dumps(tj_status(cluster, namespace, "invalid")))["failures"] == []
+
+
+def round_jobs(cluster: ClusterHandle, namespace: str) -> list[dict[str, Any]]:
+    jobs = cluster.kubectl_json("get", "jobs", "-n", namespace)["items"]
+    return [j for j in jobs if j["spec"].get("completionMode") == "Indexed"]
+
+
+def test_scale_and_suspend_steer_the_round_job_and_resume_loses_nothing(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess, database: Any
+) -> None:
+    table, schema = sales(database, 100)
+    products = psql(database.dsn, f"SELECT DISTINCT product_id FROM {table} ORDER BY 1").splitlines()
+    body = shard_tj(cluster, namespace, database, "steer", table, schema, products=products, productsPerPod=10)
+    body["spec"]["parallelism"] = 1
+    apply(cluster, namespace, body)
+    wait_for("the round's Indexed Job", lambda: round_jobs(cluster, namespace) or None, timeout=120)
+
+    # kubectl scale -> the round Job's parallelism (the shard size stays what it was at the start).
+    cluster.kubectl("scale", "trainingjob", "steer", "-n", namespace, "--replicas=2")
+    wait_for("parallelism 2", lambda: round_jobs(cluster, namespace)[0]["spec"]["parallelism"] == 2 or None, 60)
+
+    # suspend -> the Job is suspended, its pods stop; status says so.
+    cluster.kubectl("patch", "trainingjob", "steer", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    (job,) = wait_for(
+        "the Job suspended", lambda: [j for j in round_jobs(cluster, namespace) if j["spec"]["suspend"]] or None, 60
+    )
+    assert job["spec"]["parallelism"] == 2
+    wait_for("no shard pod active", lambda: not round_jobs(cluster, namespace)[0]["status"].get("active") or None, 120)
+    st = wait_phase(cluster, namespace, "steer", ("Suspended",), timeout=60)
+    suspended = next(c for c in st["conditions"] if c["type"] == "Suspended")
+    assert suspended["status"] == "True" and suspended["reason"] == "SuspendedByUser", suspended
+    assert st["shards"]["size"] == 10
+    assert st["products"]["succeeded"] < 100, "suspended before the end (the test needs the run in flight)"
+
+    # resume -> the same Job resumes; every product ends stored exactly once.
+    cluster.kubectl(
+        "patch", "trainingjob", "steer", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}'
+    )
+    st = wait_phase(cluster, namespace, "steer", ("Succeeded", "Failed"), timeout=900)
+    assert st["phase"] == "Succeeded" and st["products"]["succeeded"] == 100, st
+    assert [j["metadata"]["uid"] for j in round_jobs(cluster, namespace)] == [job["metadata"]["uid"]], "one round"
+    models = models_per_product(database, schema)
+    assert len(models) == 100 and set(models.values()) == {1}, "each product stored once, none twice"
+
+
+def test_max_failed_products_in_shard_mode_tolerates_up_to_the_limit_and_fails_past_it(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess, database: Any
+) -> None:
+    table, _ = sales(database, 28)
+    bad = ["zz-bad-001", "zz-bad-002"]
+    for product in bad:  # 5 days of history: DataInvalid
+        psql(
+            database.dsn,
+            f"INSERT INTO {table} (product_id, ds, y) SELECT '{product}', current_date - d, 1 "
+            "FROM generate_series(1, 5) d",
+        )
+    products = psql(database.dsn, f"SELECT DISTINCT product_id FROM {table} ORDER BY 1").splitlines()
+    runs = {"tolerant": "10%", "strict": 1}  # 10 % of 30 = 3 may fail; 1 may fail
+    schemas = {}
+    for name, limit in runs.items():
+        schemas[name] = f"models_{uuid.uuid4().hex[:8]}"
+        body = shard_tj(cluster, namespace, database, name, table, schemas[name], products=products, productsPerPod=10)
+        body["spec"]["maxFailedProducts"] = limit
+        apply(cluster, namespace, body)
+    tolerant = wait_phase(cluster, namespace, "tolerant", ("Succeeded", "Failed"), timeout=900)
+    assert tolerant["phase"] == "Succeeded", tolerant
+    assert tolerant["products"]["succeeded"] == 28 and tolerant["products"]["failed"] == 2
+    assert tolerant["failedIndexes"] == "28-29"
+    assert sorted(f["product"] for f in tolerant["failures"]) == bad
+    strict = wait_phase(cluster, namespace, "strict", ("Succeeded", "Failed"), timeout=900)
+    assert strict["phase"] == "Failed", strict
+    failed = next(c for c in strict["conditions"] if c["type"] == "Failed")
+    assert failed["status"] == "True" and failed["reason"] == "MaxFailedProductsExceeded", failed
+    assert "maxFailedProducts allows 1" in failed["message"]
+    for name in runs:  # nothing left running for either
+        jobs = [j for j in round_jobs(cluster, namespace) if j["metadata"]["name"].startswith(f"{name}-")]
+        assert all(not j["status"].get("active") for j in jobs), jobs
+    models = models_per_product(database, schemas["tolerant"])
+    assert len(models) == 28 and set(models.values()) == {1} and not set(bad) & set(models)
+
+
+def test_skip_unchanged_in_shard_mode_skips_every_product_of_a_second_run(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess, database: Any
+) -> None:
+    table, schema = sales(database, 40)
+    for name in ("first", "second"):
+        body = shard_tj(cluster, namespace, database, name, table, schema, allProducts=True, productsPerPod=10)
+        body["spec"]["skipUnchanged"] = True
+        apply(cluster, namespace, body)
+        st = wait_phase(cluster, namespace, name, ("Succeeded", "Failed"), timeout=900)
+        assert st["phase"] == "Succeeded" and st["products"]["succeeded"] == 40, st
+    first, second = (tj_status(cluster, namespace, n) for n in ("first", "second"))
+    assert first["products"].get("skipped", 0) == 0 and first.get("skippedIndexes", "") == ""
+    assert second["products"]["skipped"] == 40 and second["skippedIndexes"] == "0-39", second
+    models = models_per_product(database, schema)
+    assert len(models) == 40 and set(models.values()) == {1}, "the second run stored nothing"
+    uid = cluster.kubectl_json("get", "tj", "second", "-n", namespace)["metadata"]["uid"]
+    outcomes = psql(
+        database.dsn, f"SELECT status, count(*) FROM {schema}.run_outcomes WHERE run_key LIKE '{uid}/%' GROUP BY 1"
+    )
+    assert outcomes == "skipped|40", outcomes
+    jobs = [j["metadata"]["name"] for j in cluster.kubectl_json("get", "jobs", "-n", namespace)["items"]]
+    others = [n for n in jobs if "-discover-" not in n and "-shards-" not in n]
+    assert others == [], "shard mode runs no unchanged-check Job: its pods skip unchanged products themselves"
+
+
+def test_two_namespaces_in_shard_mode_never_train_a_product_at_once(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess, database: Any
+) -> None:
+    """Shard mode has no Lease per product: the output database's advisory lock per product is the
+    exclusion (docs/design.md, "Locks"). Two TrainingJobs in two namespaces, same products, same
+    output schema, at once: no two trainings of a product overlap (the trainers' own logs), a
+    product found locked goes to a later round, and each is trained once by each TrainingJob."""
+    table, schema = sales(database, 40)
+    other = create_namespace(cluster, f"{namespace[:50]}-b")
+    try:
+        for ns in (namespace, other):
+            body = shard_tj(cluster, ns, database, "nightly", table, schema, allProducts=True, productsPerPod=5)
+            body["spec"]["parallelism"] = 2
+            body["spec"]["tuning"] = {"models": ["prophet"], "trials": 0, "folds": 1}  # ~0.5 s each: overlap
+            apply(cluster, ns, body)
+        sts = [wait_phase(cluster, ns, "nightly", ("Succeeded", "Failed"), timeout=1200) for ns in (namespace, other)]
+        assert [s["phase"] for s in sts] == ["Succeeded", "Succeeded"], sts
+        runs = trainings(cluster, namespace) + trainings(cluster, other)
+        overlaps = overlapping(runs)
+        rounds = [len(round_jobs(cluster, ns)) for ns in (namespace, other)]
+        print(f"trainings {len(runs)}, overlapping {len(overlaps)}, rounds per TrainingJob {rounds}")
+        assert overlaps == [], overlaps[:5]
+        per_product = Counter(p for p, _, _ in runs)
+        assert len(per_product) == 40 and set(per_product.values()) == {2}, per_product
+        models = models_per_product(database, schema)
+        assert len(models) == 40 and set(models.values()) == {2}, "each product once by each TrainingJob"
+    finally:
+        delete_namespace(cluster, other)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,38 @@ def get(cluster: Any, namespace: str, kind: str, name: str | None = None, select
     if selector:
         args += ["-l", selector]
     return json.loads(cluster.kubectl(*args).stdout)
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def trainings(cluster: Any, namespace: str, selector: str | None = None) -> list[tuple[str, datetime, datetime]]:
+    """(product id, started, done) of each training that ended ``trained``, from the trainers' logs
+    (pods of ``selector``, default every pod): from its ``product_started`` line, written under the
+    product's lock, to its ``product_done`` line, written after the lock is released. An interval
+    that contains the training: a real container starts before its lock and exits after it, so
+    container lifetimes may overlap while trainings cannot."""
+    out = []
+    for pod in get(cluster, namespace, "pods", selector=selector)["items"]:
+        started: dict[str, datetime] = {}
+        for line in cluster.logs(namespace, pod["metadata"]["name"]).splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            if event.get("event") == "product_started":
+                started[event["product"]] = _when(event["ts"])
+            elif event.get("event") == "product_done" and event.get("status") == "trained":
+                out.append((event["product"], started[event["product"]], _when(event["ts"])))
+    return out
+
+
+def overlapping(runs: list[tuple[str, datetime, datetime]]) -> list[tuple[Any, Any]]:
+    """Pairs of trainings of one product whose intervals overlap."""
+    return [(a, b) for i, a in enumerate(runs) for b in runs[i + 1 :] if a[0] == b[0] and a[1] < b[2] and b[1] < a[2]]
 
 
 def tj_status(cluster: Any, namespace: str, name: str) -> dict[str, Any]:

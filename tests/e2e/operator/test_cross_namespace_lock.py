@@ -12,40 +12,23 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from datetime import datetime
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import RESTRICTED_LABELS, Database
+from tests.e2e.conftest import Database, create_namespace, delete_namespace
 from tests.e2e.operator.conftest import OperatorProcess
-from tests.e2e.operator.helpers import LABEL_HASH, apply, get, sample_sales_table, tj_body, tj_status, wait_for
+from tests.e2e.operator.helpers import (
+    LABEL_HASH,
+    apply,
+    get,
+    overlapping,
+    sample_sales_table,
+    tj_body,
+    tj_status,
+    trainings,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
-
-
-def when(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def trainings(cluster: Any, namespace: str) -> list[tuple[str, datetime, datetime]]:
-    """(product hash, started, done) of each training that ended ``trained``, from the pod's log
-    (an interval that contains the training: see the module doc)."""
-    out = []
-    for pod in get(cluster, namespace, "pods", selector=LABEL_HASH)["items"]:
-        started: dict[str, datetime] = {}
-        for line in cluster.logs(namespace, pod["metadata"]["name"]).splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            if event.get("event") == "product_started":
-                started[event["product"]] = when(event["ts"])
-            elif event.get("event") == "product_done" and event.get("status") == "trained":
-                h = pod["metadata"]["labels"][LABEL_HASH]
-                out.append((h, started[event["product"]], when(event["ts"])))
-    return out
 
 
 def exit_codes(cluster: Any, namespace: str) -> list[int]:
@@ -63,20 +46,8 @@ def test_two_namespaces_one_database_never_train_a_product_at_once(
 ) -> None:
     table, schema = sample_sales_table(database.dsn, 4, 400)
     products = [f"bakery-{k}-001" for k in ("croissant", "baguette", "sourdough", "brioche")]
-    other = f"{namespace[:50]}-b"
-    cluster.api.post(
-        "/api/v1/namespaces",
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other, "labels": RESTRICTED_LABELS}},
-    )
+    other = create_namespace(cluster, f"{namespace[:50]}-b")
     try:
-
-        def has_default_sa() -> bool | None:
-            try:
-                return bool(cluster.api.get(f"/api/v1/namespaces/{other}/serviceaccounts/default"))
-            except Exception:
-                return None
-
-        wait_for("default SA", has_default_sa, 30)
         for ns in (namespace, other):
             cluster.kubectl("create", "secret", "generic", "db", "-n", ns, f"--from-literal=dsn={database.pod_dsn}")
             body = tj_body("nightly", products, parallelism=4, tuning={"trials": 3, "folds": 1})
@@ -95,10 +66,8 @@ def test_two_namespaces_one_database_never_train_a_product_at_once(
                 break
             time.sleep(0.5)
         assert [s.get("phase") for s in sts] == ["Succeeded", "Succeeded"], sts
-        runs = trainings(cluster, namespace) + trainings(cluster, other)
-        overlaps = [
-            (a, b) for i, a in enumerate(runs) for b in runs[i + 1 :] if a[0] == b[0] and a[1] < b[2] and b[1] < a[2]
-        ]
+        runs = trainings(cluster, namespace, LABEL_HASH) + trainings(cluster, other, LABEL_HASH)
+        overlaps = overlapping(runs)
         locked = sum(c == 5 for ns in (namespace, other) for c in exit_codes(cluster, ns))
         print(f"trainings {len(runs)}, overlapping {len(overlaps)}, locked exits {locked}, max waiting {max_waiting}")
         for a, b in overlaps:
@@ -115,4 +84,4 @@ def test_two_namespaces_one_database_never_train_a_product_at_once(
         ).stdout.strip()
         assert rows == str(2 * len(products))
     finally:
-        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+        delete_namespace(cluster, other)
