@@ -2,11 +2,13 @@
 (issue 19, points 4 and 5; prints a table; not a test).
 
     TJO_K8S_BIN=<dir> TJO_IMAGES_DIR=<dir> .venv/bin/python bench/scale_bench.py \
-        [--products 100000] [--per-pod S] [--parallelism 4] [--compare 2000] [--skip-floor] [--keep DIR]
+        [--products 100000] [--per-pod S] [--parallelism 4] [--compare 2000] [--compare-per-pod S] \
+        [--days 90] [--tuning cheapest|default] [--skip-floor] [--skip-operator] [--keep DIR]
 
 Everything real, in ONE invocation and on ONE local cluster (hack/localcluster: the control plane and
 the real kubelet node, ``TJO_NODE`` as usual), the real trainer image (``make images``) with its
-cheapest configuration (``tuning: {trials: 0, folds: 1, models: [naive]}``), PostgreSQL
+cheapest configuration (``tuning: {trials: 0, folds: 1, models: [naive]}``; ``--tuning default``:
+no ``spec.tuning``, the default model set, for the CPU per product of a real training run), PostgreSQL
 (hack/pg_harness.py; ``$TJO_PG_PORT`` when set, else a free port) listening on the cluster's host
 address so that pods reach it. Each run has a namespace and an output schema of its own; they run one
 after the other:
@@ -76,7 +78,10 @@ from trainingjob_operator.shards import AUTO_MAX_SIZE, AUTO_SHARDS_PER_SLOT, aut
 
 GROUP, VERSION = "training.forecast.dev", "v1alpha1"
 SCHEMA, TABLE = "scalebench", "scalebench.sales"
-TUNING = {"trials": 0, "folds": 1, "models": ["naive"]}
+TUNINGS: dict[str, dict[str, Any] | None] = {
+    "cheapest": {"trials": 0, "folds": 1, "models": ["naive"]},
+    "default": None,  # no spec.tuning: the trainer's default model set (Prophet tuned with Optuna, ...)
+}
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -302,7 +307,7 @@ class Bench:
         own builders; a uid of the floor's own (its run key, and the key of its snapshot)."""
         from trainingjob_operator.api import TrainingJob
 
-        body = tj_body("floor", spec_all(schema, self.args.parallelism, per_pod))
+        body = tj_body("floor", spec_all(schema, self.args.parallelism, per_pod, self.args.tuning))
         body["metadata"].update(namespace=ns, uid=f"00000000-0000-0000-0000-{int(time.time()):012d}")
         return TrainingJob.model_validate(body)
 
@@ -472,23 +477,25 @@ def tj_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": spec}
 
 
-def base_spec(schema: str, parallelism: int) -> dict[str, Any]:
-    return {
+def base_spec(schema: str, parallelism: int, tuning: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {
         "parallelism": parallelism,
         "data": {"postgres": {"secretRef": {"name": "db", "key": "dsn"}, "table": TABLE}},
         "output": {"postgres": {"schema": schema}},
         "forecast": {"horizonDays": 14},
-        "tuning": TUNING,
         "skipUnchanged": False,
     }
+    if TUNINGS[tuning] is not None:
+        spec["tuning"] = TUNINGS[tuning]
+    return spec
 
 
-def spec_all(schema: str, parallelism: int, per_pod: int) -> dict[str, Any]:
-    return {**base_spec(schema, parallelism), "allProducts": True, "productsPerPod": per_pod}
+def spec_all(schema: str, parallelism: int, per_pod: int, tuning: str) -> dict[str, Any]:
+    return {**base_spec(schema, parallelism, tuning), "allProducts": True, "productsPerPod": per_pod}
 
 
-def spec_list(schema: str, parallelism: int, products: list[str], per_pod: int) -> dict[str, Any]:
-    return {**base_spec(schema, parallelism), "products": products, "productsPerPod": per_pod}
+def spec_list(schema: str, parallelism: int, products: list[str], per_pod: int, tuning: str) -> dict[str, Any]:
+    return {**base_spec(schema, parallelism, tuning), "products": products, "productsPerPod": per_pod}
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -570,6 +577,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--products", type=int, default=100000, help="products of the floor and operator runs")
     ap.add_argument("--days", type=int, default=90, help="days of history per product")
+    ap.add_argument(
+        "--tuning", choices=sorted(TUNINGS), default="cheapest", help="cheapest: naive only; default: no spec.tuning"
+    )
     ap.add_argument("--per-pod", type=int, help="products per shard (default: the contract's automatic size)")
     ap.add_argument("--parallelism", type=int, default=4)
     ap.add_argument("--compare", type=int, default=2000, help="products of the per-product vs shards runs (0: skip)")
@@ -619,18 +629,18 @@ def main() -> int:
                 runs["floor"] = bench.measured(new_run("floor", "floor", n, per_pod), bench.floor)
             if not args.skip_operator:
                 op = new_run("operator", "operator", n, per_pod)
-                spec = spec_all(op.schema, p, per_pod)
+                spec = spec_all(op.schema, p, per_pod, args.tuning)
                 runs["operator"] = bench.measured(op, lambda r: bench.operator_run(r, spec))
             if compare:  # today's path first: its leftovers (a Job per product) then weigh on the shards' run
                 if not args.skip_per_product:
                     pp = new_run("per-product", "per-product", compare, 1)
                     runs["per-product"] = bench.measured(
-                        pp, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, 1))
+                        pp, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, 1, args.tuning))
                     )
                 if not args.skip_shards:
                     sh = new_run("shards", "shards", compare, compare_per_pod)
                     runs["shards"] = bench.measured(
-                        sh, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, r.per_pod))
+                        sh, lambda r: bench.operator_run(r, spec_list(r.schema, p, products, r.per_pod, args.tuning))
                     )
             for run in runs.values():
                 bench.status_vs_db(run)
@@ -644,8 +654,8 @@ def main() -> int:
     print()
     print(
         f"scale bench: {n} products x {args.days} days, parallelism {p}, per pod {per_pod} "
-        f"(compare: {compare} x {compare_per_pod}), tuning {json.dumps(TUNING)}, {psutil.cpu_count()} CPUs, "
-        f"data load {load_s:.1f} s"
+        f"(compare: {compare} x {compare_per_pod}), tuning {args.tuning} {json.dumps(TUNINGS[args.tuning])}, "
+        f"{psutil.cpu_count()} CPUs, data load {load_s:.1f} s"
     )
     print(table(list(runs.values())))
     for line in ratios(runs):
