@@ -99,6 +99,25 @@ def models_per_product(database: Any, schema: str) -> dict[str, int]:
     return {p: int(n) for p, n in (line.split("|") for line in rows.splitlines() if line)}
 
 
+def assert_stored_once(database: Any, schema: str, count: int, why: str = "each product stored once") -> set[str]:
+    """Exactly ``count`` products in the schema's models, each with one model; returns their ids."""
+    models = models_per_product(database, schema)
+    assert len(models) == count and set(models.values()) == {1}, (why, len(models), set(models.values()))
+    return set(models)
+
+
+def product_ids(database: Any, table: str) -> list[str]:
+    return psql(database.dsn, f"SELECT DISTINCT product_id FROM {table} ORDER BY 1").splitlines()
+
+
+def add_invalid_product(database: Any, table: str, product: str) -> None:
+    """Five days of history: the trainer fails the product with DataInvalid."""
+    psql(
+        database.dsn,
+        f"INSERT INTO {table} (product_id, ds, y) SELECT '{product}', current_date - d, 1 FROM generate_series(1, 5) d",
+    )
+
+
 def test_all_products_from_postgresql_in_shards_of_50_are_each_stored_once(
     cluster: ClusterHandle, namespace: str, operator: OperatorProcess, database: Any
 ) -> None:
@@ -113,8 +132,7 @@ def test_all_products_from_postgresql_in_shards_of_50_are_each_stored_once(
     assert st["shards"]["size"] == 50 and st["discovery"]["products"] == 300
     complete = next(c for c in st["conditions"] if c["type"] == "Complete")
     assert complete["status"] == "True"
-    models = models_per_product(database, schema)
-    assert len(models) == 300 and set(models.values()) == {1}, "every product stored exactly once"
+    assert_stored_once(database, schema, 300)
     uid = cluster.kubectl_json("get", "tj", "every", "-n", namespace)["metadata"]["uid"]
     outcomes = psql(
         database.dsn, f"SELECT status, count(*) FROM {schema}.run_outcomes WHERE run_key LIKE '{uid}/%' GROUP BY 1"
@@ -131,7 +149,7 @@ def test_a_pod_deleted_mid_shard_loses_at_most_its_product_in_progress(
     cluster: ClusterHandle, namespace: str, operator: OperatorProcess, database: Any
 ) -> None:
     table, schema = sales(database, 100)
-    products = psql(database.dsn, f"SELECT DISTINCT product_id FROM {table} ORDER BY 1").splitlines()
+    products = product_ids(database, table)
     body = shard_tj(cluster, namespace, database, "killed", table, schema, products=products, productsPerPod=50)
     body["spec"]["parallelism"] = 1
     # Prophet at its defaults (~0.3-1 s a product), not the cheapest family: on an idle machine a shard
@@ -152,8 +170,7 @@ def test_a_pod_deleted_mid_shard_loses_at_most_its_product_in_progress(
     cluster.kubectl("delete", "pod", "-n", namespace, running[0], "--wait=false")
     st = wait_phase(cluster, namespace, "killed", ("Succeeded", "Failed"), timeout=1200)
     assert st["phase"] == "Succeeded" and st["products"]["succeeded"] == 100, st
-    models = models_per_product(database, schema)
-    assert len(models) == 100 and set(models.values()) == {1}, "each product stored once, none twice"
+    assert_stored_once(database, schema, 100, "each product stored once, none twice")
 
 
 def test_an_invalid_product_fails_alone_and_retry_failed_relaunches_only_it(
@@ -161,11 +178,8 @@ def test_an_invalid_product_fails_alone_and_retry_failed_relaunches_only_it(
 ) -> None:
     table, schema = sales(database, 59)
     bad = "zz-bad-001"
-    psql(
-        database.dsn,
-        f"INSERT INTO {table} (product_id, ds, y) SELECT '{bad}', current_date - d, 1 FROM generate_series(1, 5) d",
-    )
-    products = psql(database.dsn, f"SELECT DISTINCT product_id FROM {table} ORDER BY 1").splitlines()
+    add_invalid_product(database, table, bad)
+    products = product_ids(database, table)
     assert len(products) == 60 and products[-1] == bad
     body = shard_tj(cluster, namespace, database, "invalid", table, schema, products=products, productsPerPod=20)
     apply(cluster, namespace, body)
@@ -188,8 +202,7 @@ def test_an_invalid_product_fails_alone_and_retry_failed_relaunches_only_it(
     assert len(retry) == 1
     env = {e["name"]: e.get("value") for e in retry[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["TRAINER_SHARD_INDEXES"] == "59" and retry[0]["spec"]["completions"] == 1
-    models = models_per_product(database, schema)
-    assert len(models) == 60 and set(models.values()) == {1}
+    assert_stored_once(database, schema, 60)
     assert json.loads(json.dumps(tj_status(cluster, namespace, "invalid")))["failures"] == []
 
 
@@ -202,7 +215,7 @@ def test_scale_and_suspend_steer_the_round_job_and_resume_loses_nothing(
     cluster: ClusterHandle, namespace: str, operator: OperatorProcess, database: Any
 ) -> None:
     table, schema = sales(database, 100)
-    products = psql(database.dsn, f"SELECT DISTINCT product_id FROM {table} ORDER BY 1").splitlines()
+    products = product_ids(database, table)
     body = shard_tj(cluster, namespace, database, "steer", table, schema, products=products, productsPerPod=10)
     body["spec"]["parallelism"] = 1
     apply(cluster, namespace, body)
@@ -232,8 +245,7 @@ def test_scale_and_suspend_steer_the_round_job_and_resume_loses_nothing(
     st = wait_phase(cluster, namespace, "steer", ("Succeeded", "Failed"), timeout=900)
     assert st["phase"] == "Succeeded" and st["products"]["succeeded"] == 100, st
     assert [j["metadata"]["uid"] for j in round_jobs(cluster, namespace)] == [job["metadata"]["uid"]], "one round"
-    models = models_per_product(database, schema)
-    assert len(models) == 100 and set(models.values()) == {1}, "each product stored once, none twice"
+    assert_stored_once(database, schema, 100, "each product stored once, none twice")
 
 
 def test_max_failed_products_in_shard_mode_tolerates_up_to_the_limit_and_fails_past_it(
@@ -241,13 +253,9 @@ def test_max_failed_products_in_shard_mode_tolerates_up_to_the_limit_and_fails_p
 ) -> None:
     table, _ = sales(database, 28)
     bad = ["zz-bad-001", "zz-bad-002"]
-    for product in bad:  # 5 days of history: DataInvalid
-        psql(
-            database.dsn,
-            f"INSERT INTO {table} (product_id, ds, y) SELECT '{product}', current_date - d, 1 "
-            "FROM generate_series(1, 5) d",
-        )
-    products = psql(database.dsn, f"SELECT DISTINCT product_id FROM {table} ORDER BY 1").splitlines()
+    for product in bad:
+        add_invalid_product(database, table, product)
+    products = product_ids(database, table)
     runs = {"tolerant": "10%", "strict": 1}  # 10 % of 30 = 3 may fail; 1 may fail
     schemas = {}
     for name, limit in runs.items():
@@ -268,8 +276,7 @@ def test_max_failed_products_in_shard_mode_tolerates_up_to_the_limit_and_fails_p
     for name in runs:  # nothing left running for either
         jobs = [j for j in round_jobs(cluster, namespace) if j["metadata"]["name"].startswith(f"{name}-")]
         assert all(not j["status"].get("active") for j in jobs), jobs
-    models = models_per_product(database, schemas["tolerant"])
-    assert len(models) == 28 and set(models.values()) == {1} and not set(bad) & set(models)
+    assert not set(bad) & assert_stored_once(database, schemas["tolerant"], 28)
 
 
 def test_skip_unchanged_in_shard_mode_skips_every_product_of_a_second_run(
@@ -285,8 +292,7 @@ def test_skip_unchanged_in_shard_mode_skips_every_product_of_a_second_run(
     first, second = (tj_status(cluster, namespace, n) for n in ("first", "second"))
     assert first["products"].get("skipped", 0) == 0 and first.get("skippedIndexes", "") == ""
     assert second["products"]["skipped"] == 40 and second["skippedIndexes"] == "0-39", second
-    models = models_per_product(database, schema)
-    assert len(models) == 40 and set(models.values()) == {1}, "the second run stored nothing"
+    assert_stored_once(database, schema, 40, "the second run stored nothing")
     uid = cluster.kubectl_json("get", "tj", "second", "-n", namespace)["metadata"]["uid"]
     outcomes = psql(
         database.dsn, f"SELECT status, count(*) FROM {schema}.run_outcomes WHERE run_key LIKE '{uid}/%' GROUP BY 1"
