@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -18,9 +19,11 @@ from typing import Any
 
 import pytest
 from tests.e2e.conftest import ClusterHandle, create_namespace, delete_namespace, wait_for
-from tests.e2e.operator.conftest import OperatorProcess
+from tests.e2e.operator.conftest import OperatorProcess, kueue  # noqa: F401 (kueue: a fixture)
 from tests.e2e.operator.helpers import apply, overlapping, tj_status, trainings, wait_phase
 
+from localcluster.kueue import objects
+from trainingjob_operator import builders
 from trainingjob_operator.status import parse_indexes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_node, pytest.mark.timeout(1500)]
@@ -331,3 +334,52 @@ def test_two_namespaces_in_shard_mode_never_train_a_product_at_once(
         assert len(models) == 40 and set(models.values()) == {2}, "each product once by each TrainingJob"
     finally:
         delete_namespace(cluster, other)
+
+
+@pytest.mark.usefixtures("kueue")
+def test_kueue_admits_the_round_job_only_when_its_quota_fits(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess, database: Any
+) -> None:
+    """Kueue queues the one Indexed Job of a round: with parallelism 2 and 100m per pod it needs 200m;
+    under a 100m quota it stays suspended (the operator never resumes a Job that carries a queue
+    name), and once the quota is raised Kueue admits it and the round completes."""
+    queue_label, _ = builders.KUEUE_LABELS
+    cq = f"cq-{namespace}"[:63]
+    try:
+        for obj in objects("100m", cq, "training", namespace):
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+        table, schema = sales(database, 40)
+        body = shard_tj(cluster, namespace, database, "queued", table, schema, products=product_ids(database, table))
+        body["spec"].update(productsPerPod=10, parallelism=2, template={"resources": {"requests": {"cpu": "100m"}}})
+        body["metadata"]["labels"] = {queue_label: "training"}
+        apply(cluster, namespace, body)
+        (job,) = wait_for("the round's Indexed Job", lambda: round_jobs(cluster, namespace) or None, timeout=120)
+        assert job["metadata"]["labels"][queue_label] == "training" and job["spec"]["suspend"] is True
+        workloads = wait_for(
+            "Kueue's Workload for the round Job",
+            lambda: cluster.kubectl_json("get", "workloads.kueue.x-k8s.io", "-n", namespace)["items"] or None,
+            timeout=60,
+        )
+        assert len(workloads) == 1
+        # Over quota: several operator passes later the Job is still suspended and no pod exists.
+        generation = cluster.kubectl_json("get", "tj", "queued", "-n", namespace)["metadata"]["generation"]
+        wait_for(
+            "status observed",
+            lambda: tj_status(cluster, namespace, "queued").get("observedGeneration") == generation or None,
+            60,
+        )
+        for _ in range(10):
+            assert round_jobs(cluster, namespace)[0]["spec"]["suspend"] is True, "resumed over quota"
+            assert cluster.kubectl_json("get", "pods", "-n", namespace)["items"] == []
+            time.sleep(1)
+        assert tj_status(cluster, namespace, "queued")["phase"] in ("Pending", "Running"), "not failed while queued"
+        # Quota raised: Kueue admits the Job; the round completes, each product stored once.
+        patch = {"spec": {"resourceGroups": [{"coveredResources": ["cpu"], "flavors": [
+            {"name": "default-flavor", "resources": [{"name": "cpu", "nominalQuota": "200m"}]}]}]}}  # fmt: skip
+        cluster.kubectl("patch", "clusterqueue", cq, "--type=merge", "-p", json.dumps(patch))
+        st = wait_phase(cluster, namespace, "queued", ("Succeeded", "Failed"), timeout=900)
+        assert st["phase"] == "Succeeded" and st["products"]["succeeded"] == 40, st
+        assert [j["metadata"]["uid"] for j in round_jobs(cluster, namespace)] == [job["metadata"]["uid"]], "one round"
+        assert_stored_once(database, schema, 40)
+    finally:
+        cluster.kubectl("delete", "clusterqueue", cq, "--wait=false", "--ignore-not-found", check=False)
