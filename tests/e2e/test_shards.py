@@ -383,3 +383,42 @@ def test_kueue_admits_the_round_job_only_when_its_quota_fits(
         assert_stored_once(database, schema, 40)
     finally:
         cluster.kubectl("delete", "clusterqueue", cq, "--wait=false", "--ignore-not-found", check=False)
+
+
+def test_a_training_schedule_runs_every_product_in_shards(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess, database: Any
+) -> None:
+    """A TrainingSchedule passes allProducts/productsPerPod to each run: two runs (run-now), each a
+    shard-mode TrainingJob of its own over every product; a rare cron never fires. A schedule's runs
+    skip unchanged products by default, so the second run, on the same data, skips all of them."""
+    table, schema = sales(database, 30)
+    run = shard_tj(cluster, namespace, database, "x", table, schema, allProducts=True, productsPerPod=10)
+    body = {
+        "apiVersion": "training.forecast.dev/v1alpha1",
+        "kind": "TrainingSchedule",
+        "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 0 1 1 *", "trainingJobTemplate": {"spec": run["spec"]}},
+    }
+    apply(cluster, namespace, body)
+    selector = "training.forecast.dev/schedule=nightly"
+    names: list[str] = []
+    for value in ("first", "second"):
+        cluster.kubectl(
+            "annotate", "--overwrite", "tjs", "nightly", "-n", namespace, f"training.forecast.dev/run-now={value}"
+        )
+
+        def new_run() -> str | None:
+            items = cluster.kubectl_json("get", "tj", "-n", namespace, "-l", selector)["items"]
+            fresh = [i["metadata"]["name"] for i in items if i["metadata"]["name"] not in names]
+            return fresh[0] if fresh else None
+
+        name = wait_for(f"the {value} run", new_run, timeout=60)
+        names.append(name)
+        spec = cluster.kubectl_json("get", "tj", name, "-n", namespace)["spec"]
+        assert spec["allProducts"] is True and spec["productsPerPod"] == 10
+        st = wait_phase(cluster, namespace, name, ("Succeeded", "Failed"), timeout=900)
+        assert st["phase"] == "Succeeded" and st["products"]["succeeded"] == 30, st
+        assert st["shards"]["size"] == 10 and st["discovery"]["products"] == 30
+        skipped = 0 if value == "first" else 30
+        assert st["products"].get("skipped", 0) == skipped, st["products"]
+    assert_stored_once(database, schema, 30, "trained by the first run, skipped as unchanged by the second")
