@@ -74,7 +74,7 @@ from operator_bench import WRITE_VERBS as AUDIT_WRITE_VERBS  # noqa: E402
 from operator_harness import kubectl  # noqa: E402
 from pg_harness import PostgresServer  # noqa: E402
 from skip_bench import markdown_table  # noqa: E402
-from trainingjob_operator.shards import AUTO_MAX_SIZE, AUTO_SHARDS_PER_SLOT, auto_size  # noqa: E402
+from trainingjob_operator.shards import auto_size, slots_size  # noqa: E402
 
 GROUP, VERSION = "training.forecast.dev", "v1alpha1"
 SCHEMA, TABLE = "scalebench", "scalebench.sales"
@@ -567,10 +567,10 @@ def ratios(runs: dict[str, Run]) -> list[str]:
 
 
 def compare_size(count: int, parallelism: int) -> int:
-    """The shards run's size at ``--compare`` products: the automatic size's formula without its
-    one-pod-per-product range (below 1,000 products the operator's automatic size is 1, which would
+    """The shards run's size at ``--compare`` products: the automatic size's :func:`slots_size` without
+    its one-pod-per-product range (below 1,000 products the operator's automatic size is 1, which would
     compare the per-product path with itself), at least 2."""
-    return max(2, min(math.ceil(count / (parallelism * AUTO_SHARDS_PER_SLOT)), AUTO_MAX_SIZE))
+    return max(2, slots_size(count, parallelism))
 
 
 def main() -> int:

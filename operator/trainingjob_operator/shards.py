@@ -29,11 +29,16 @@ AUTO_MAX_SIZE = 500
 but a pod that never starts (a bad node) holds this many products back until its index is retried."""
 
 
+def slots_size(count: int, parallelism: int) -> int:
+    """About eight shards per parallelism slot: ``clamp(ceil(N / (8 P)), 1, 500)``."""
+    return max(1, min(math.ceil(count / (parallelism * AUTO_SHARDS_PER_SLOT)), AUTO_MAX_SIZE))
+
+
 def auto_size(count: int, parallelism: int) -> int:
-    """1 (one pod per product) while N <= 1000 or N <= 8 P; else ``clamp(ceil(N / (8 P)), 1, 500)``."""
+    """1 (one pod per product) while N <= 1000 or N <= 8 P; else :func:`slots_size`."""
     if count <= AUTO_PER_PRODUCT_MAX or count <= parallelism * AUTO_SHARDS_PER_SLOT:
         return 1
-    return max(1, min(math.ceil(count / (parallelism * AUTO_SHARDS_PER_SLOT)), AUTO_MAX_SIZE))
+    return slots_size(count, parallelism)
 
 
 def shard_size(tj: TrainingJob, count: int) -> int:

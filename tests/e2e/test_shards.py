@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from tests.e2e.conftest import ClusterHandle, create_namespace, delete_namespace, wait_for
 from tests.e2e.operator.conftest import OperatorProcess, kueue  # noqa: F401 (kueue: a fixture)
-from tests.e2e.operator.helpers import apply, overlapping, tj_status, trainings, wait_phase
+from tests.e2e.operator.helpers import apply, condition, overlapping, tj_status, trainings, wait_phase
 
 from localcluster.kueue import objects
 from trainingjob_operator import builders
@@ -133,8 +133,7 @@ def test_all_products_from_postgresql_in_shards_of_50_are_each_stored_once(
     assert st["products"]["total"] == 300 and st["products"]["succeeded"] == 300, st["products"]
     assert st["succeededIndexes"] == "0-299" and st["failedIndexes"] == "" and st["indexOrder"] == "Sorted"
     assert st["shards"]["size"] == 50 and st["discovery"]["products"] == 300
-    complete = next(c for c in st["conditions"] if c["type"] == "Complete")
-    assert complete["status"] == "True"
+    assert condition(st, "Complete")["status"] == "True"
     assert_stored_once(database, schema, 300)
     uid = cluster.kubectl_json("get", "tj", "every", "-n", namespace)["metadata"]["uid"]
     outcomes = psql(
@@ -236,7 +235,7 @@ def test_scale_and_suspend_steer_the_round_job_and_resume_loses_nothing(
     assert job["spec"]["parallelism"] == 2
     wait_for("no shard pod active", lambda: not round_jobs(cluster, namespace)[0]["status"].get("active") or None, 120)
     st = wait_phase(cluster, namespace, "steer", ("Suspended",), timeout=60)
-    suspended = next(c for c in st["conditions"] if c["type"] == "Suspended")
+    suspended = condition(st, "Suspended")
     assert suspended["status"] == "True" and suspended["reason"] == "SuspendedByUser", suspended
     assert st["shards"]["size"] == 10
     assert st["products"]["succeeded"] < 100, "suspended before the end (the test needs the run in flight)"
@@ -273,7 +272,7 @@ def test_max_failed_products_in_shard_mode_tolerates_up_to_the_limit_and_fails_p
     assert sorted(f["product"] for f in tolerant["failures"]) == bad
     strict = wait_phase(cluster, namespace, "strict", ("Succeeded", "Failed"), timeout=900)
     assert strict["phase"] == "Failed", strict
-    failed = next(c for c in strict["conditions"] if c["type"] == "Failed")
+    failed = condition(strict, "Failed")
     assert failed["status"] == "True" and failed["reason"] == "MaxFailedProductsExceeded", failed
     assert "maxFailedProducts allows 1" in failed["message"]
     for name in runs:  # nothing left running for either
@@ -374,9 +373,8 @@ def test_kueue_admits_the_round_job_only_when_its_quota_fits(
             time.sleep(1)
         assert tj_status(cluster, namespace, "queued")["phase"] in ("Pending", "Running"), "not failed while queued"
         # Quota raised: Kueue admits the Job; the round completes, each product stored once.
-        patch = {"spec": {"resourceGroups": [{"coveredResources": ["cpu"], "flavors": [
-            {"name": "default-flavor", "resources": [{"name": "cpu", "nominalQuota": "200m"}]}]}]}}  # fmt: skip
-        cluster.kubectl("patch", "clusterqueue", cq, "--type=merge", "-p", json.dumps(patch))
+        for obj in objects("200m", cq, "training", namespace):
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
         st = wait_phase(cluster, namespace, "queued", ("Succeeded", "Failed"), timeout=900)
         assert st["phase"] == "Succeeded" and st["products"]["succeeded"] == 40, st
         assert [j["metadata"]["uid"] for j in round_jobs(cluster, namespace)] == [job["metadata"]["uid"]], "one round"

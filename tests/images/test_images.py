@@ -26,9 +26,9 @@ RESTRICTED = (
 )  # fmt: skip
 # Sizes are part of the product (issue 17's goals: trainer 450 MB, operator 150 MB). The trainer's
 # and the operator's budgets are the goals (445 and 138 MB today); postgres's is today's size plus
-# ~5 %, to catch a regression (a new heavy dependency, a lost prune step). The operator meets its goal by keeping the
-# Kubernetes client's generated classes as bytecode only (Dockerfile); docs/local-cluster.md,
-# "Images", says what each part weighs.
+# ~5 %, to catch a regression (a new heavy dependency, a lost prune step). The operator meets its
+# goal by keeping the Kubernetes client's generated classes as bytecode only (Dockerfile);
+# docs/local-cluster.md, "Images", says what each part weighs.
 SIZE_BUDGET_MB = {"trainer": 450, "operator": 150, "postgres": 260}
 
 
