@@ -3,7 +3,7 @@
 
     TJO_K8S_BIN=<dir> TJO_IMAGES_DIR=<dir> .venv/bin/python bench/scale_bench.py \
         [--products 100000] [--per-pod S] [--parallelism 4] [--compare 2000] [--compare-per-pod S] \
-        [--days 90] [--tuning cheapest|default] [--skip-floor] [--skip-operator] [--keep DIR]
+        [--days 90] [--tuning cheapest|default] [--skip-floor] [--job-per-shard] [--skip-operator] [--keep DIR]
 
 Everything real, in ONE invocation and on ONE local cluster (hack/localcluster: the control plane and
 the real kubelet node, ``TJO_NODE`` as usual), the real trainer image (``make images``) with its
@@ -19,6 +19,8 @@ after the other:
    Job (the snapshot of the product list in ``run_products``), then one native Indexed Job of
    ``ceil(N / S)`` shards (``TRAINER_SHARD_INDEXES/SIZE``, ``TRAINER_PRODUCTS_FROM=snapshot``), same
    parallelism; wall = discover Job created -> Indexed Job Complete;
+2b. ``--job-per-shard``: the same discovery and shards as ONE native Job PER SHARD (the design the issue
+   asked to weigh against the Indexed Job), at most ``parallelism`` unfinished at a time;
 3. operator: one TrainingJob ``allProducts: true, productsPerPod: S``, the operator a local process
    (hack/operator_harness.py, as the e2e suite runs it; started fresh for the run so that its CPU and
    peak RSS, ``VmHWM`` of /proc/<pid>/status, are the run's); wall = create -> Complete;
@@ -311,14 +313,13 @@ class Bench:
         body["metadata"].update(namespace=ns, uid=f"00000000-0000-0000-0000-{int(time.time()):012d}")
         return TrainingJob.model_validate(body)
 
-    def floor(self, run: Run) -> None:
-        """The operator's discovery Job, then its shard Job (one Indexed Job of ceil(N / S) shards over the
-        global indexes 0..N-1), both from its builders, created here without the operator (and without
-        an owner: no TrainingJob exists, garbage collection would delete them)."""
+    def discovered_round(self, run: Run) -> tuple[Any, Any]:
+        """The operator's discovery Job, from its builder, created here without the operator (and without
+        an owner: no TrainingJob exists, garbage collection would delete it); then the round of
+        ceil(N / S) shards over the global indexes 0..N-1 that the operator would launch."""
         from trainingjob_operator import builders, shards
 
         tj = self.template_tj(run.namespace, run.schema, run.per_pod)
-        t0 = time.time()
         discover = builders.build_discovery_job(tj)
         del discover["metadata"]["ownerReferences"]
         kubectl(self.kc, "create", "-n", run.namespace, "-f", "-", input=json.dumps(discover))
@@ -336,14 +337,57 @@ class Bench:
             retry_round="",
             products_sha256=str(report["products_sha256"]),
         )
+        return tj, rnd
+
+    def shard_job(self, tj: Any, rnd: Any) -> dict[str, Any]:
+        from trainingjob_operator import builders
+
         job = builders.build_shard_job(tj, rnd, suspend=False)
         del job["metadata"]["ownerReferences"]
+        return dict(job)
+
+    def floor(self, run: Run) -> None:
+        """Discovery, then the round as ONE native Indexed Job (what the operator creates)."""
+        t0 = time.time()
+        tj, rnd = self.discovered_round(run)
+        job = self.shard_job(tj, rnd)
         kubectl(self.kc, "create", "-n", run.namespace, "-f", "-", input=json.dumps(job))
         done = self.wait_job(run.namespace, job["metadata"]["name"])
         run.wall = time.time() - t0
         st = done.get("status") or {}
         run.status = {"succeeded shards": st.get("succeeded"), "failed shards": st.get("failed", 0)}
         run.checks["Indexed Job Complete, every shard"] = st.get("succeeded") == rnd.completions
+
+    def floor_jobs(self, run: Run) -> None:
+        """The design issue 19 asked to weigh against the Indexed Job: discovery, then the same shards as
+        ONE native Job PER SHARD (the same pod template, its shard fixed by ``TRAINER_SHARD_INDEX``),
+        at most ``parallelism`` Jobs unfinished at a time, the next created as one completes: the
+        least a controller creating a Job per shard would do (one create and one watch per shard)."""
+        from kubernetes import client
+
+        t0 = time.time()
+        tj, rnd = self.discovered_round(run)
+        template = self.shard_job(tj, rnd)
+        batch: Any = client.BatchV1Api(api_client(self.kc))
+        pending, running, done = list(range(rnd.completions)), set[str](), 0
+        while pending or running:
+            while pending and len(running) < self.args.parallelism:
+                body = one_shard_job(template, pending.pop(0))
+                batch.create_namespaced_job(run.namespace, body)
+                running.add(body["metadata"]["name"])
+            time.sleep(0.5)
+            for job in batch.list_namespaced_job(run.namespace, label_selector="bench-shard").items:
+                name, st = job.metadata.name, job.status
+                if name in running and (st.succeeded or st.failed):
+                    if st.failed:
+                        raise RuntimeError(f"Job {run.namespace}/{name} failed: {st}")
+                    running.discard(name)
+                    done += 1
+            if time.time() - t0 > self.args.timeout:
+                raise TimeoutError(f"{done} of {rnd.completions} shard Jobs done after {self.args.timeout:.0f} s")
+        run.wall = time.time() - t0
+        run.status = {"succeeded shards": done, "failed shards": 0}
+        run.checks["one Job per shard, every shard Complete"] = done == rnd.completions
 
     def wait_job(self, ns: str, name: str) -> dict[str, Any]:
         from kubernetes import client
@@ -473,6 +517,24 @@ def apply_crds(kubeconfig: Path) -> None:
                 time.sleep(0.5)
 
 
+def one_shard_job(template: dict[str, Any], shard: int) -> dict[str, Any]:
+    """The round's Indexed Job ``template`` as a plain one-pod Job for shard ``shard`` alone."""
+    body = json.loads(json.dumps(template))
+    meta = body["metadata"]
+    meta["name"] = f"{meta['name'][:50]}-s{shard}"
+    meta.setdefault("labels", {})["bench-shard"] = str(shard)
+    spec = body["spec"]
+    limit = spec.pop("backoffLimitPerIndex", 0)
+    for key in ("completionMode", "maxFailedIndexes"):
+        spec.pop(key, None)
+    spec.update(completions=1, parallelism=1, backoffLimit=limit)
+    pod = spec["template"]
+    pod["metadata"].setdefault("labels", {})["bench-shard"] = str(shard)
+    for container in pod["spec"]["containers"]:
+        container.setdefault("env", []).append({"name": "TRAINER_SHARD_INDEX", "value": str(shard)})
+    return dict(body)
+
+
 def tj_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": name}, "spec": spec}
 
@@ -557,6 +619,9 @@ def ratios(runs: dict[str, Run]) -> list[str]:
     floor, op = runs.get("floor"), runs.get("operator")
     if floor and op and floor.wall > 0 and op.wall > 0:
         out.append(f"operator wall / floor wall: {op.wall / floor.wall:.2f} (target <= 1.10)")
+    jobs = runs.get("job-per-shard")
+    if floor and jobs and floor.wall > 0 and jobs.wall > 0:
+        out.append(f"one Job per shard wall / one Indexed Job wall: {jobs.wall / floor.wall:.2f}")
     pp, sh = runs.get("per-product"), runs.get("shards")
     if pp and sh and pp.wall > 0 and sh.wall > 0:
         out.append(f"products/s shards / per-product at {sh.products}: {sh.rate / pp.rate:.1f}x (target >= 10x)")
@@ -588,6 +653,7 @@ def main() -> int:
     )
     ap.add_argument("--skip-floor", action="store_true", help="no native Indexed Job run")
     ap.add_argument("--skip-operator", action="store_true", help="no allProducts TrainingJob run")
+    ap.add_argument("--job-per-shard", action="store_true", help="also the floor's shards as one native Job per shard")
     ap.add_argument("--skip-per-product", action="store_true", help="at --compare products: shards only")
     ap.add_argument("--skip-shards", action="store_true", help="at --compare products: per-product only")
     ap.add_argument("--timeout", type=float, default=7200, help="seconds one run may take")
@@ -627,6 +693,9 @@ def main() -> int:
 
             if not args.skip_floor:
                 runs["floor"] = bench.measured(new_run("floor", "floor", n, per_pod), bench.floor)
+            if args.job_per_shard:
+                jobs = new_run("job-per-shard", "floor-jobs", n, per_pod)
+                runs["job-per-shard"] = bench.measured(jobs, bench.floor_jobs)
             if not args.skip_operator:
                 op = new_run("operator", "operator", n, per_pod)
                 spec = spec_all(op.schema, p, per_pod, args.tuning)
