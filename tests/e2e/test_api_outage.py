@@ -8,12 +8,20 @@ pod source and the scheduler's informers share: after failed relists it sleeps 0
 capped at 30 s, each with up to 100 % jitter, so a watch comes back at most 60 s after the API
 server (measured: 63 s for the bound pod to run and the node to be Ready again, including the
 pod's own start on a loaded machine; the process-based node agent this test was written for
-retried within a second)."""
+retried within a second).
+
+What the kubelet alone does is timed tightly: it renews its node Lease within one renew interval
+(10 s) of /readyz. "Ready and untainted" is the controller manager's verdict, and its node
+lifecycle controller reads the node's Lease through an informer that comes back up to 60 s late:
+from that stale cache it may taint the node unreachable after /readyz, and the taint goes once
+the kubelet has re-posted Ready (its 10 s status update) and the controller's Node informer has
+seen it. Measured: 34 s on a quiet machine, 97 s in one CI run; bounded by the chain below."""
 
 from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
 
 import pytest
 from tests.e2e.conftest import ClusterHandle, wait_for
@@ -21,14 +29,24 @@ from tests.e2e.test_cluster_harness import apply, get_pod, pod_body, terminated,
 
 from localcluster.procs import PidRecord
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
 OUTAGE = float(os.environ.get("TJO_OUTAGE_SECONDS", "40"))
 # client-go's reflector back-off (k8s.io/client-go/tools/cache/reflector.go: NewExponentialBackoffManager
 # (800 ms, 30 s, 2 min, 2.0, 1.0)): the longest sleep before a relist is the cap plus its full jitter
 RELIST_BACKOFF_MAX = 30 * 2.0
 POD_START = 20.0
 """A restricted pod's sandbox + container start and the kubelet's status post, on a loaded machine."""
-RECOVERY_WAIT = RELIST_BACKOFF_MAX + POD_START + 30
+LEASE_RENEW = 10.0
+"""The kubelet renews its node Lease every quarter of nodeLeaseDurationSeconds (40 s)."""
+NODE_MONITOR_GRACE = 50.0
+"""kube-controller-manager's --node-monitor-grace-period default (1.33)."""
+NODE_STATUS_UPDATE = 10.0
+"""The kubelet's nodeStatusUpdateFrequency: how soon it re-posts Ready over a controller's Unknown."""
+SLOW_MACHINE = 10.0
+NODE_RECOVERY_MAX = RELIST_BACKOFF_MAX + NODE_MONITOR_GRACE + NODE_STATUS_UPDATE + POD_START
+"""The controller manager's stale Lease cache (up to 60 s) can taint the node until a grace period
+after its last fresh look; the kubelet's re-post and the Node informer lift it."""
+RECOVERY_WAIT = NODE_RECOVERY_MAX + 30
 """How long the waits go on (longer than the bound asserted afterwards, so a slow run reports its time)."""
 
 
@@ -53,7 +71,12 @@ def test_the_kubelet_rides_out_an_api_server_outage(cluster: ClusterHandle, name
     try:
         time.sleep(OUTAGE)
         boot = local.start_component("kube-apiserver")
-        up = time.monotonic()
+        up, up_wall = time.monotonic(), datetime.now(UTC)
+        renewed = wait_for(
+            "the kubelet renews its node Lease", lambda: lease_renewed_since(cluster, up_wall), timeout=RECOVERY_WAIT
+        )
+        print(f"\nnode Lease renewed {renewed - up:.1f}s after /readyz")
+        assert renewed - up <= LEASE_RENEW + SLOW_MACHINE
         check_recovery(cluster, namespace, kubelet, boot, up)
     finally:
         # Later tests of the session must not inherit the controllers' informer back-off (up to ~60 s
@@ -62,6 +85,13 @@ def test_the_kubelet_rides_out_an_api_server_outage(cluster: ClusterHandle, name
         for component in ("kube-controller-manager", "kube-scheduler"):
             local.stop_component(component)
             local.start_component(component)
+
+
+def lease_renewed_since(cluster: ClusterHandle, since: datetime) -> float | None:
+    """The monotonic time at which the node's Lease is seen renewed after ``since``, else None."""
+    lease = cluster.api.get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{cluster.node_name}")
+    renew = lease["spec"].get("renewTime")
+    return time.monotonic() if renew and datetime.fromisoformat(renew) >= since else None
 
 
 def check_recovery(cluster: ClusterHandle, namespace: str, kubelet: PidRecord, boot: float, up: float) -> None:
@@ -80,7 +110,8 @@ def check_recovery(cluster: ClusterHandle, namespace: str, kubelet: PidRecord, b
         timeout=60,
     )
     assert during["status"]["phase"] == "Succeeded" and terminated(during)["message"] == "during-done"
-    wait_for("node Ready and untainted", lambda: node_schedulable(cluster), timeout=RECOVERY_WAIT)
+    left = max(1.0, up + RECOVERY_WAIT - time.monotonic())
+    wait_for("node Ready and untainted", lambda: node_schedulable(cluster), timeout=left)
     node_seconds = time.monotonic() - up
     after = wait_pod_phase(cluster, namespace, "after", ("Succeeded", "Failed"), timeout=150)
     scheduled_seconds = time.monotonic() - up
@@ -94,4 +125,5 @@ def check_recovery(cluster: ClusterHandle, namespace: str, kubelet: PidRecord, b
         f"{bound_seconds:.1f}s, node Ready+untainted {node_seconds:.1f}s, scheduled pod Succeeded "
         f"{scheduled_seconds:.1f}s"
     )
-    assert bound_seconds <= RELIST_BACKOFF_MAX + POD_START and node_seconds <= RELIST_BACKOFF_MAX + POD_START
+    assert bound_seconds <= RELIST_BACKOFF_MAX + POD_START, "the kubelet's pod source came back too late"
+    assert node_seconds <= NODE_RECOVERY_MAX, "the node stayed tainted or NotReady too long"
