@@ -2,7 +2,7 @@
 (issue 19, points 4 and 5; prints a table; not a test).
 
     TJO_K8S_BIN=<dir> TJO_IMAGES_DIR=<dir> .venv/bin/python bench/scale_bench.py \
-        [--products 100000] [--per-pod S] [--parallelism 4] [--compare 2000] [--compare-per-pod S] \
+        [--products 100000] [--per-pod S | --sweep S1,S2] [--parallelism 4] [--compare 2000] [--compare-per-pod S] \
         [--days 90] [--tuning cheapest|default] [--skip-floor] [--job-per-shard] [--skip-operator] [--keep DIR]
 
 Everything real, in ONE invocation and on ONE local cluster (hack/localcluster: the control plane and
@@ -21,9 +21,10 @@ after the other:
    parallelism; wall = discover Job created -> Indexed Job Complete;
 2b. ``--job-per-shard``: the same discovery and shards as ONE native Job PER SHARD (the design the issue
    asked to weigh against the Indexed Job), at most ``parallelism`` unfinished at a time;
-3. operator: one TrainingJob ``allProducts: true, productsPerPod: S``, the operator a local process
-   (hack/operator_harness.py, as the e2e suite runs it; started fresh for the run so that its CPU and
-   peak RSS, ``VmHWM`` of /proc/<pid>/status, are the run's); wall = create -> Complete;
+3. operator (``--sweep S1,S2,..``: one such run per shard size): one TrainingJob ``allProducts:
+   true, productsPerPod: S``, the operator a local process (hack/operator_harness.py, as the e2e
+   suite runs it; started fresh for the run so that its CPU and peak RSS, ``VmHWM`` of
+   /proc/<pid>/status, are the run's); wall = create -> Complete;
 4. at ``--compare`` products (the first ones by id): today's one-pod-per-product path
    (``productsPerPod: 1``) and the same products in shards (``--compare-per-pod``, default
    ``ceil(N / (8 P))``, at least 2: the automatic size is 1 below 1,000 products), same parallelism,
@@ -646,6 +647,11 @@ def main() -> int:
         "--tuning", choices=sorted(TUNINGS), default="cheapest", help="cheapest: naive only; default: no spec.tuning"
     )
     ap.add_argument("--per-pod", type=int, help="products per shard (default: the contract's automatic size)")
+    ap.add_argument(
+        "--sweep",
+        type=lambda v: [int(x) for x in v.split(",")],
+        help="shard sizes, comma-separated: one operator run per size (instead of one at --per-pod)",
+    )
     ap.add_argument("--parallelism", type=int, default=4)
     ap.add_argument("--compare", type=int, default=2000, help="products of the per-product vs shards runs (0: skip)")
     ap.add_argument(
@@ -697,9 +703,12 @@ def main() -> int:
                 jobs = new_run("job-per-shard", "floor-jobs", n, per_pod)
                 runs["job-per-shard"] = bench.measured(jobs, bench.floor_jobs)
             if not args.skip_operator:
-                op = new_run("operator", "operator", n, per_pod)
-                spec = spec_all(op.schema, p, per_pod, args.tuning)
-                runs["operator"] = bench.measured(op, lambda r: bench.operator_run(r, spec))
+                for size in args.sweep or [per_pod]:
+                    name = f"operator S={size}" if args.sweep else "operator"
+                    op = new_run(name, f"operator-s{size}" if args.sweep else "operator", n, size)
+                    runs[name] = bench.measured(
+                        op, lambda r: bench.operator_run(r, spec_all(r.schema, p, r.per_pod, args.tuning))
+                    )
             if compare:  # today's path first: its leftovers (a Job per product) then weigh on the shards' run
                 if not args.skip_per_product:
                     pp = new_run("per-product", "per-product", compare, 1)
