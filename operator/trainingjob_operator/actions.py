@@ -33,6 +33,16 @@ class ReleaseLease:
 
 
 @dataclass(frozen=True)
+class ReclaimLease:
+    """Create the product's Lease again for its unfinished Job of ours: the Lease is gone (deleted by
+    hand or by a GitOps prune, or a colliding claim that had taken its name went with its owner)
+    while the Job ran or waited (Kueue, a pod that cannot start). A create, so never someone
+    else's Lease: when the name is taken, nothing happens."""
+
+    product: str
+
+
+@dataclass(frozen=True)
 class DeleteJob:
     """Delete a child Job by name, only if it is still the one observed (uid precondition), in the
     foreground: the Job stays (and keeps its product busy) until its pods are gone."""
@@ -88,6 +98,7 @@ Action = (
     Launch
     | RenewLease
     | ReleaseLease
+    | ReclaimLease
     | DeleteJob
     | SetJobTTL
     | CreateUnchangedCheck

@@ -23,6 +23,7 @@ from trainingjob_operator.reconcile import (
     Launch,
     Observed,
     Plan,
+    ReclaimLease,
     ReleaseLease,
     RenewLease,
     SetJobTTL,
@@ -81,7 +82,7 @@ class PassResult:
 
 def _early(action: Action) -> bool:
     """Actions that need no status on record first: they can go out with the status write."""
-    return isinstance(action, Launch | RenewLease)
+    return isinstance(action, Launch | RenewLease | ReclaimLease)
 
 
 def status_dict(plan: Plan) -> dict[str, Any]:
@@ -133,6 +134,9 @@ async def _act(
         await leases.renew(kube, tj, action.lease, now)
     elif isinstance(action, ReleaseLease):
         await leases.release(kube, tj, action.lease)
+    elif isinstance(action, ReclaimLease):
+        if await leases.acquire(kube, tj, action.product, now, settings.lease_duration_seconds, None):
+            log.info("%s/%s: re-created the Lease of %s for its unfinished Job", ns, tj.name, action.product)
     elif isinstance(action, DeleteJob):
         await kube.delete_job(ns, action.name, uid=action.uid)
     elif isinstance(action, SetJobTTL):

@@ -25,6 +25,7 @@ from trainingjob_operator.actions import (
     Event,
     Launch,
     Plan,
+    ReclaimLease,
     ReleaseLease,
     RenewLease,
     SetJobTTL,
@@ -54,6 +55,7 @@ __all__ = [
     "ObservedLease",
     "PassState",
     "Plan",
+    "ReclaimLease",
     "ReleaseLease",
     "RenewLease",
     "SetJobTTL",
@@ -421,8 +423,12 @@ def ttl_actions(st: PassState) -> None:
 
 
 def lease_actions(st: PassState) -> None:
-    """Renew what our unfinished Jobs hold; release what products without one still hold."""
+    """Renew what our unfinished Jobs hold, re-create what they lost; release what products without
+    one still hold."""
+    held: set[str] = set()
     for lease in st.observed.leases.values():
+        if lease.holder == st.me and lease.product is not None:
+            held.add(lease.product)
         if lease.holder != st.me or lease.product is None or lease.product in st.launched:
             continue
         if st.running(lease.product) or lease.product in st.stuck:
@@ -435,6 +441,11 @@ def lease_actions(st: PassState) -> None:
             # Recorded, waiting (locked, another's) or not started: not ours to hold.
             # A product whose own old Job is still unfinished keeps it until that Job is gone.
             st.actions.append(ReleaseLease(lease))
+    for product in sorted((st.active | st.queued | st.stuck) - st.launched - held):
+        # Our Job is unfinished but its Lease is gone: claim the free name again (another product's
+        # Lease under it, a collision, is left alone; so is another holder's claim of this product).
+        if builders.lease_name(product) not in st.observed.leases:
+            st.actions.append(ReclaimLease(product))
 
 
 def leases_by_product(leases: Iterable[ObservedLease]) -> dict[str, list[ObservedLease]]:

@@ -15,6 +15,7 @@ from trainingjob_operator.reconcile import (
     ObservedJob,
     ObservedLease,
     Plan,
+    ReclaimLease,
     ReleaseLease,
     RenewLease,
     SetJobTTL,
@@ -50,7 +51,12 @@ def done(p: str, ok: bool = True, **kw: object) -> ObservedJob:
     if ok:
         kw.setdefault("report", ProductReport(product=p, status="trained"))
     return ObservedJob(
-        name=f"j-{p}", uid=f"u-{p}", product=p, retry_round="", finished="Complete" if ok else "Failed", **kw  # type: ignore[arg-type]
+        name=f"j-{p}",
+        uid=f"u-{p}",
+        product=p,
+        retry_round="",
+        finished="Complete" if ok else "Failed",
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -109,6 +115,26 @@ def test_finished_jobs_are_folded_once_and_leases_released() -> None:
     assert launches(plan) == ["p2"]
     again = reconcile(with_status(tj, st), observed, NOW)
     assert again.status.results == st.results  # not counted twice
+
+
+def test_a_running_jobs_lease_deleted_by_someone_is_claimed_again() -> None:
+    """``kubectl delete lease`` or a GitOps prune while p1 trains: the next pass re-creates p1's
+    Lease (no other TrainingJob may start p1 meanwhile); a Lease of another product under p0's name
+    (a collision) or another holder's claim of p0 is nobody's to take over."""
+    tj = make_tj(parallelism=3)
+    observed = Observed(jobs=jobs_of(running("p0"), running("p1"), running("p2")), leases={})
+    plan = reconcile(tj, observed, NOW)
+    assert [a for a in plan.actions if isinstance(a, ReclaimLease)] == [
+        ReclaimLease("p0"),
+        ReclaimLease("p1"),
+        ReclaimLease("p2"),
+    ]
+    collided = ObservedLease(builders.lease_name("p0"), "shop/other/uid-9", NOW, 60, "8", "q7")
+    observed = Observed(
+        jobs=observed.jobs,
+        leases={collided.name: collided, lease("p1").name: lease("p1"), lease("p2").name: lease("p2", "shop/x/u")},
+    )
+    assert [a for a in reconcile(tj, observed, NOW).actions if isinstance(a, ReclaimLease)] == []
 
 
 def test_reordering_products_keeps_the_record_by_id() -> None:
@@ -311,9 +337,7 @@ def test_completion_event_emitted_once() -> None:
 def test_succeeded_pod_frees_the_slot_before_the_job_controller_marks_complete() -> None:
     tj = make_tj(parallelism=2, products=["a", "b", "c"])
     report = ProductReport(product="a", status="trained", error=0.1)
-    early = ObservedJob(
-        name="j-a", uid="u-a", product="a", retry_round="", active=1, pod_succeeded=True, report=report
-    )
+    early = ObservedJob(name="j-a", uid="u-a", product="a", retry_round="", active=1, pod_succeeded=True, report=report)
     jobs = jobs_of(early, running("b"))
     plan = reconcile(tj, Observed(jobs=jobs, leases={lease("a").name: lease("a")}), NOW)
     assert plan.status.succeeded_indexes == "0" and launches(plan) == ["c"]
@@ -346,7 +370,7 @@ def test_ttl_set_when_an_early_folded_job_completes() -> None:
 
 def test_rejected_launch_fails_the_product_stalls_and_stops_launches_until_the_spec_changes() -> None:
     tj = make_tj(products=["a", "b", "c"], parallelism=1)
-    plan = reconcile(tj, Observed(rejected={"a": "spec.template...: Invalid value: \"lots\""}), NOW)
+    plan = reconcile(tj, Observed(rejected={"a": 'spec.template...: Invalid value: "lots"'}), NOW)
     st = plan.status
     assert st.products.failed == 1 and st.failures[0].reason == "JobRejected" and "lots" in st.failures[0].message
     assert launches(plan) == [] and st.phase == "Failed"

@@ -7,7 +7,8 @@ Properties, checked after every step:
       TrainingJob's uid (a pod of a Job owned by that uid, for that product);
   (c) no product is lost: once the world settles, every product ends succeeded or failed;
   (d) Kueue may hold (suspend) any unfinished Job and admit it again later: such a Job is counted
-      queued, keeps its product's Lease, is never relaunched or recorded failed for it;
+      queued, keeps its product's Lease (claimed again by the next pass when someone deletes it),
+      is never relaunched or recorded failed for it;
   (e) with skipUnchanged (turned on at any time) a product is recorded skipped only when a check
       pod of this uid found it unchanged (the list it read proves which products it checked: a
       re-created TrainingJob with another list must not use the old list's answer), and never
@@ -47,6 +48,7 @@ from trainingjob_operator.reconcile import (
     CreateUnchangedCheck,
     DeleteJob,
     Launch,
+    ReclaimLease,
     ReleaseLease,
     RenewLease,
     SetJobTTL,
@@ -323,6 +325,10 @@ class World:
                 lease = self.leases.get(action.lease.name)
                 if lease is not None and str(lease.rv) == action.lease.resource_version:
                     lease.renew, lease.rv = self.now, self.next_rv()
+            elif isinstance(action, ReclaimLease):
+                name = builders.lease_name(action.product)
+                if name not in self.leases:  # a create: 409 when the name is taken
+                    self.leases[name] = Lease(action.product, self.me(), self.now, self.next_rv())
             elif isinstance(action, CreateUnchangedCheck):
                 self.create_check(tj)
             elif isinstance(action, SetJobTTL):
@@ -684,6 +690,14 @@ class ReconcileModel(RuleBasedStateMachine):
         name = f"other-{builders.product_hash(product)}"
         if name not in w.jobs:
             w.jobs[name] = Job(name, f"job-{next(_ids)}", FOREIGN, product, "")
+
+    @rule(data=st.data())
+    def someone_deletes_one_of_our_leases(self, data: Any) -> None:
+        """``kubectl delete lease`` or a GitOps prune, while the product's Job may run or wait: the
+        next pass claims it again (d), and no other TrainingJob starts the product meanwhile (a)."""
+        ours = sorted(n for n, x in self.w.leases.items() if x.holder == self.w.me())
+        if ours:
+            del self.w.leases[self._pick(data, ours)]
 
     @rule(data=st.data())
     def a_foreign_lease_vanishes(self, data: Any) -> None:
