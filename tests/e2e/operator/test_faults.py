@@ -161,3 +161,32 @@ def test_trainer_over_its_memory_limit_is_oom_killed_and_retried_only_to_its_bac
     assert sorted(ended.values()) == [("OOMKilled", 137)] * 2, ended
     time.sleep(5)  # the product is failed: no third pod
     assert all(p["metadata"]["uid"] in ended for p in pods_of(cluster, namespace, "oom"))
+
+
+def test_a_lease_deleted_mid_training_is_claimed_again(cluster: Any, namespace: str, operator: OperatorProcess) -> None:
+    """``kubectl delete lease`` (or a GitOps prune) while the product trains: the operator's next
+    pass re-creates the Lease for its unfinished Job (no other TrainingJob may start the product
+    meanwhile), and the product is trained once and its Lease released at the end."""
+    secret(cluster, namespace)
+    apply(cluster, namespace, noop_tj("pruned", ["a"], 40))
+    wait_for(
+        "the pod running",
+        lambda: [p for p in pods_of(cluster, namespace, "pruned") if p["status"].get("phase") == "Running"] or None,
+        timeout=60,
+    )
+    (held,) = wait_for("the Lease held", lambda: leases(cluster, namespace) or None, timeout=30)
+    deleted = time.monotonic()
+    cluster.kubectl("delete", "lease", "-n", namespace, held["metadata"]["name"])
+
+    def claimed_again() -> list[dict[str, Any]] | None:
+        return [x for x in leases(cluster, namespace) if x["metadata"]["uid"] != held["metadata"]["uid"]] or None
+
+    (again,) = wait_for("the Lease re-created", claimed_again, timeout=60)
+    print(f"\nLease re-created {time.monotonic() - deleted:.1f} s after its deletion")
+    assert again["metadata"]["name"] == held["metadata"]["name"]
+    assert again["spec"]["holderIdentity"] == held["spec"]["holderIdentity"]
+    assert tj_status(cluster, namespace, "pruned")["products"]["active"] == 1
+    st = wait_phase(cluster, namespace, "pruned", ("Succeeded", "Failed"), timeout=120)
+    assert st["phase"] == "Succeeded" and st["products"]["succeeded"] == 1, st
+    assert len(jobs_of(cluster, namespace, "pruned")) == 1
+    wait_for("Lease released", lambda: leases(cluster, namespace) == [] or None, timeout=30)
