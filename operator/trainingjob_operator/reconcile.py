@@ -427,9 +427,10 @@ def lease_actions(st: PassState) -> None:
     one still hold."""
     held: set[str] = set()
     for lease in st.observed.leases.values():
-        if lease.holder == st.me and lease.product is not None:
-            held.add(lease.product)
-        if lease.holder != st.me or lease.product is None or lease.product in st.launched:
+        if lease.holder != st.me or lease.product is None:
+            continue
+        held.add(lease.product)
+        if lease.product in st.launched:
             continue
         if st.running(lease.product) or lease.product in st.stuck:
             # A Job whose pod cannot start yet keeps its claim too: a Secret created late, or Kueue
