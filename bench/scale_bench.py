@@ -48,6 +48,7 @@ import math
 import os
 import re
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -295,7 +296,10 @@ class Bench:
         """
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            left = kubectl(self.kc, "get", "pods", "-n", namespace, "--no-headers", "-o", "name").split()
+            try:
+                left = kubectl(self.kc, "get", "pods", "-n", namespace, "-o", "name", timeout=60).split()
+            except (RuntimeError, subprocess.TimeoutExpired):  # a slow API server: ask again
+                left = ["?"]
             if not left:
                 break
             time.sleep(5)
