@@ -107,6 +107,22 @@ def test_bench_runs_at_a_tiny_size(script: str, args: list[str], tmp_path: Path)
     assert "|" in output or "sMAPE" in output, f"no table printed:\n{output}"
 
 
+def test_the_blend_replay_recomputes_what_the_trainer_shipped(tmp_path: Path) -> None:
+    """bench/blend_replay.py reads a BENCH_CANDIDATES run; its "replayed" row recomputes the trainer's
+    own weight, so it must print the same figures as "shipped" (a drift between the bench's replay
+    and blend.py would make every other row meaningless)."""
+    args = ["--groups", "bank", "--methods", "trainer,seasonal-naive", "--out", str(tmp_path)]
+    code, output = run_bench("real_data_bench.py", *args, env={"BENCH_CANDIDATES": "1"})
+    assert code == 0, output
+    code, output = run_bench("blend_replay.py", str(tmp_path))
+    assert code == 0, output
+    rows = {
+        line.split("|")[2].strip(): line.split("|")[3:] for line in output.splitlines() if line.startswith("| tuning")
+    }
+    assert set(rows) == {"shipped", "replayed", "model alone", "half", "covariance"}, output
+    assert rows["replayed"] == rows["shipped"], output
+
+
 @pytest.mark.integration
 def test_a_bench_whose_run_errors_exits_non_zero(tmp_path: Path) -> None:
     """chaos_bench.py reports a scenario that errors in its table and goes on; it must still end
