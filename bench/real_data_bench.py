@@ -62,7 +62,7 @@ Every band is clipped at 0 for every method (nothing sells below zero).
   .venv/bin/python bench/real_data_bench.py                       # the 63 series (tuning set)
   .venv/bin/python bench/real_data_bench.py --groups holdout      # the held-out set
   .venv/bin/python bench/real_data_bench.py --groups fresh        # the fresh set
-  .venv/bin/python bench/real_data_bench.py --groups all          # both, reported apart
+  .venv/bin/python bench/real_data_bench.py --groups all          # all three, reported apart
   .venv/bin/python bench/real_data_bench.py --methods trainer --reuse   # re-run one method
 
 The report ends with the series on which the trainer lost to seasonal-naive, with the CV errors
