@@ -290,20 +290,31 @@ class Bench:
     def settle(self, namespace: str, timeout: float = 1800) -> None:
         """Wait until the node has removed the run's pods, so the next run starts on a quiet node.
 
-        After a per-product run the kubelet spends minutes removing thousands of containers; a run
-        started meanwhile would pay for it (measured: shards 8.1x faster than per-product right
-        after it, 44x on a clean cluster).
+        After a per-product run the kubelet spends minutes removing thousands of containers and pod
+        directories, long after the API objects are gone; a run started meanwhile pays for it
+        (measured: shards 8.1x faster than per-product right after it, 44x on a clean cluster; the
+        next run's pods stayed Pending for minutes). So: the run's pods gone from the API, then the
+        kubelet's pod directories down to the pods the API still has.
         """
-        started = time.monotonic()
+        started, on_node, alive = time.monotonic(), 0, []
+        node = self.cluster.real_node
+        pod_dirs = node.paths.kubelet_root / "pods" if node is not None else None
         while time.monotonic() - started < timeout:
             try:
                 left = kubectl(self.kc, "get", "pods", "-n", namespace, "-o", "name", timeout=60).split()
+                alive = kubectl(self.kc, "get", "pods", "-A", "-o", "name", timeout=60).split()
             except (RuntimeError, subprocess.TimeoutExpired):  # a slow API server: ask again
-                left = ["?"]
-            if not left:
+                left, alive = ["?"], []
+            on_node = len(list(pod_dirs.iterdir())) if pod_dirs is not None and pod_dirs.is_dir() else 0
+            if not left and on_node <= len(alive):
                 break
             time.sleep(5)
-        print(f"settle: {namespace}'s pods gone in {time.monotonic() - started:.0f} s", flush=True)
+        print(
+            f"settle: {namespace}'s pods gone from the API and the node in {time.monotonic() - started:.0f} s "
+            f"(the kubelet's pod directories: {on_node if pod_dirs is not None else 'no node'}, "
+            f"pods in the API: {len(alive)})",
+            flush=True,
+        )
 
     def rows(self, schema: str) -> dict[str, int]:
         exists = self.pg.query(
