@@ -27,13 +27,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from real_data_bench import FRESH, HOLDOUT, TUNING, smape
+from real_data_bench import FRESH, HOLDOUT, REPO, TUNING, smape
+
+sys.path.insert(0, str(REPO / "trainer_image"))
+from forecast_trainer.families.naive import LastValue, SeasonalNaive
 
 HORIZON = 30
 SEASON = 7
@@ -61,9 +65,9 @@ RULES: dict[str, Rule | None] = {
 
 
 def naive_forecast(history: np.ndarray, family: str) -> np.ndarray:
-    if family == "seasonal_naive" and len(history) >= SEASON:
-        return np.tile(history[-SEASON:], HORIZON // SEASON + 1)[:HORIZON]
-    return np.full(HORIZON, history[-1])
+    """The trainer's own naive baseline fitted on the history (families/naive.py)."""
+    baseline = SeasonalNaive() if family == SeasonalNaive.name else LastValue()
+    return np.asarray(baseline.fit(history, SEASON).predict(HORIZON).mean, dtype=float)
 
 
 def fold_errors(info: dict[str, Any], family: str) -> np.ndarray:

@@ -300,13 +300,13 @@ class Bench:
         node = self.cluster.real_node
         pod_dirs = node.paths.kubelet_root / "pods" if node is not None else None
         while time.monotonic() - started < timeout:
-            try:
-                left = kubectl(self.kc, "get", "pods", "-n", namespace, "-o", "name", timeout=60).split()
-                alive = kubectl(self.kc, "get", "pods", "-A", "-o", "name", timeout=60).split()
+            try:  # one list: every pod's namespace
+                columns = ["-o", "custom-columns=NS:.metadata.namespace", "--no-headers"]
+                alive = kubectl(self.kc, "get", "pods", "-A", *columns, timeout=60).split()
             except (RuntimeError, subprocess.TimeoutExpired):  # a slow API server: ask again
-                left, alive = ["?"], []
+                alive = [namespace]
             on_node = len(list(pod_dirs.iterdir())) if pod_dirs is not None and pod_dirs.is_dir() else 0
-            if not left and on_node <= len(alive):
+            if namespace not in alive and on_node <= len(alive):
                 break
             time.sleep(5)
         print(
