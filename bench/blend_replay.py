@@ -15,6 +15,17 @@ and recombined with each rule's weight:
   covariance         Bates & Granger's weight with the errors' covariance, clipped to [0, 1]:
                      ``(mse_m - c) / (mse_m + mse_n - 2 c)``, ``c`` = mean(e_m * e_n)
 
+With ``--partner Theta`` (the run must include that method: its hidden-horizon forecast is read
+from ``Theta.json``, its fold forecasts from the trainer's candidate dump), combining instead of
+selecting, the issue 20 question left open in docs/trainer.md:
+
+  partner alone      the partner's own forecast (the bench's method)
+  model+partner      the model alone and the partner, half each
+  model+partner B&G  the same with Bates & Granger's weights from their CV fold errors
+  shipped+partner    what the trainer shipped (naive blend included) and the partner, half each
+  three-way          the model, the naive baseline and the partner, weights the inverse of their
+                     CV mean squared errors (the shipped rule with a third member)
+
 Daily series only (a weekly season of 7 for the seasonal-naive baseline). Per set (tuning,
 held-out, fresh): median and mean sMAPE and the share worse than seasonal-naive.
 
@@ -42,6 +53,10 @@ from forecast_trainer.families.naive import LastValue, SeasonalNaive
 HORIZON = 30
 SEASON = 7
 Rule = Callable[[np.ndarray, np.ndarray, float], float]
+PARTNER_FAMILIES = {"Theta": "theta", "AutoETS": "ets", "AutoARIMA": "arima", "seasonal-naive": "seasonal_naive"}
+"""A bench method's name -> the trainer's family whose CV fold forecasts stand for it."""
+Forecaster = Callable[[dict[str, Any], np.ndarray, str], np.ndarray]
+"""(the trainer's dump for a series, the series' values, its key) -> a forecast of the hidden days"""
 
 
 def simple_weight(em: np.ndarray, en: np.ndarray) -> float:
@@ -94,33 +109,93 @@ def replay(info: dict[str, Any], values: np.ndarray, rule: Rule | None) -> tuple
     return out, new_weight
 
 
+def replayed(rule: Rule | None) -> Forecaster:
+    return lambda info, values, key: replay(info, values, rule)[0]
+
+
+def model_alone(info: dict[str, Any], values: np.ndarray) -> np.ndarray:
+    """The chosen model's own forecast, the naive blend taken out."""
+    return replay(info, values, RULES["model alone"])[0]
+
+
+def partner_rules(partner: dict[str, Any], family: str) -> dict[str, Forecaster]:
+    """Combining the model with ``partner`` (a method's hidden-horizon forecasts, by series key);
+    the days the trainer forecast closed (0) stay closed."""
+
+    def other(key: str) -> np.ndarray:
+        return np.clip(np.asarray(partner[key]["yhat"], float)[:HORIZON], 0.0, None)
+
+    def closed(rule: Forecaster) -> Forecaster:
+        def forecast(info: dict[str, Any], values: np.ndarray, key: str) -> np.ndarray:
+            out = rule(info, values, key)
+            out[np.asarray(info["yhat"], float)[:HORIZON] == 0] = 0.0
+            return out
+
+        return forecast
+
+    def weighted(info: dict[str, Any], values: np.ndarray, key: str) -> np.ndarray:
+        model, theirs = model_alone(info, values), other(key)
+        dumped = info.get("fold_predictions", {})
+        if str(info["family"]) not in dumped or family not in dumped or info["family"] == family:
+            return 0.5 * (model + theirs)
+        em, ep = fold_errors(info, str(info["family"])), fold_errors(info, family)
+        keep = np.isfinite(em) & np.isfinite(ep)
+        w = simple_weight(em[keep], ep[keep])  # the partner's share
+        return (1 - w) * model + w * theirs
+
+    def three_way(info: dict[str, Any], values: np.ndarray, key: str) -> np.ndarray:
+        model, theirs = model_alone(info, values), other(key)
+        dumped = info.get("fold_predictions", {})
+        chosen, naive = str(info["family"]), str(info.get("naive_family"))
+        if not {chosen, naive, family} <= set(dumped) or len({chosen, naive, family}) < 3:
+            return weighted(info, values, key)
+        errors = [fold_errors(info, f) for f in (chosen, naive, family)]
+        keep = np.logical_and.reduce([np.isfinite(e) for e in errors])
+        inverse = np.array([1.0 / max(float(np.mean(e[keep] ** 2)), 1e-12) for e in errors])
+        w = inverse / inverse.sum()
+        return w[0] * model + w[1] * naive_forecast(values[:-HORIZON], naive) + w[2] * theirs
+
+    return {
+        "partner alone": lambda info, values, key: other(key),
+        "three-way": closed(three_way),
+        "model+partner": closed(lambda info, values, key: 0.5 * (model_alone(info, values) + other(key))),
+        "model+partner B&G": closed(weighted),
+        "shipped+partner": closed(
+            lambda info, values, key: 0.5 * (np.asarray(info["yhat"], float)[:HORIZON] + other(key))
+        ),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="the --out folder of a BENCH_CANDIDATES=1 real_data_bench run")
+    parser.add_argument("--partner", help="a method of the same run to combine the model with (e.g. Theta)")
     args = parser.parse_args()
     series = {s["key"]: s for s in json.loads((args.out / "series.json").read_text())}
     trainer = json.loads((args.out / "trainer.json").read_text())["series"]
     snaive = json.loads((args.out / "seasonal-naive.json").read_text())["series"]
+    rules: dict[str, Forecaster] = {name: replayed(rule) for name, rule in RULES.items()}
+    if args.partner:
+        partner = json.loads((args.out / f"{args.partner}.json").read_text())["series"]
+        rules.update(partner_rules(partner, PARTNER_FAMILIES.get(args.partner, args.partner)))
     sets = {"tuning": TUNING, "held-out": HOLDOUT, "fresh": FRESH}
-    print("| set | rule | series | median sMAPE | mean sMAPE | worse than s-naive | by > 10 % | mean naive weight |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| set | rule | series | median sMAPE | mean sMAPE | worse than s-naive | by > 10 % |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, groups in sets.items():
         keys = [k for k in trainer if series[k]["group"] in groups and series[k]["frequency"] == "D"]
         if not keys:
             continue
-        for rule_name, rule in RULES.items():
-            errors, naive_errors, weights = [], [], []
+        for rule_name, forecast_of in rules.items():
+            errors, naive_errors = [], []
             for key in keys:
                 values = np.asarray(series[key]["values"], float)
                 actual = values[-HORIZON:]
-                forecast, weight = replay(trainer[key], values, rule)
-                errors.append(smape(actual, forecast))
+                errors.append(smape(actual, forecast_of(trainer[key], values, key)))
                 naive_errors.append(smape(actual, np.asarray(snaive[key]["yhat"], float)[:HORIZON]))
-                weights.append(weight)
             e, n = np.array(errors), np.array(naive_errors)
             print(
                 f"| {name} | {rule_name} | {len(keys)} | {np.median(e):.2f} | {e.mean():.2f} | "
-                f"{np.mean(e > n + 1e-9):.1%} | {np.mean(e > 1.1 * n):.1%} | {np.mean(weights):.3f} |"
+                f"{np.mean(e > n + 1e-9):.1%} | {np.mean(e > 1.1 * n):.1%} |"
             )
     return 0
 

@@ -121,6 +121,11 @@ def test_the_blend_replay_recomputes_what_the_trainer_shipped(tmp_path: Path) ->
     }
     assert set(rows) == {"shipped", "replayed", "model alone", "half", "covariance"}, output
     assert rows["replayed"] == rows["shipped"], output
+    # a partner read from the same run: seasonal-naive "combined" with itself is never worse than itself
+    code, output = run_bench("blend_replay.py", str(tmp_path), "--partner", "seasonal-naive")
+    assert code == 0, output
+    partner = [line.split("|")[6:8] for line in output.splitlines() if line.startswith("| tuning | partner alone")]
+    assert [[cell.strip() for cell in row] for row in partner] == [["0.0%", "0.0%"]], output
 
 
 @pytest.mark.integration
