@@ -25,6 +25,10 @@ selecting, the issue 20 question left open in docs/trainer.md:
   shipped+partner    what the trainer shipped (naive blend included) and the partner, half each
   three-way          the model, the naive baseline and the partner, weights the inverse of their
                      CV mean squared errors (the shipped rule with a third member)
+  smooth: model+partner   model and partner half each where the product is not intermittent
+                     (classify.py) and no naive baseline won; elsewhere what was shipped
+  naive winner+partner    what was shipped and the partner half each where a naive baseline won
+                     a product that is not intermittent; elsewhere what was shipped
 
 Daily series only (a weekly season of 7 for the seasonal-naive baseline). Per set (tuning,
 held-out, fresh): median and mean sMAPE and the share worse than seasonal-naive.
@@ -155,14 +159,31 @@ def partner_rules(partner: dict[str, Any], family: str) -> dict[str, Forecaster]
         w = inverse / inverse.sum()
         return w[0] * model + w[1] * naive_forecast(values[:-HORIZON], naive) + w[2] * theirs
 
+    def smooth(info: dict[str, Any]) -> bool:
+        return info.get("class") != "intermittent"
+
+    def naive_won(info: dict[str, Any]) -> bool:
+        return str(info["family"]) in (SeasonalNaive.name, LastValue.name)
+
+    def shipped(info: dict[str, Any]) -> np.ndarray:
+        return np.asarray(info["yhat"], float)[:HORIZON]
+
+    def by_class(info: dict[str, Any], values: np.ndarray, key: str) -> np.ndarray:
+        if smooth(info) and not naive_won(info):
+            return 0.5 * (model_alone(info, values) + other(key))
+        return shipped(info)
+
+    def hedged_naive(info: dict[str, Any], values: np.ndarray, key: str) -> np.ndarray:
+        return 0.5 * (shipped(info) + other(key)) if smooth(info) and naive_won(info) else shipped(info)
+
     return {
         "partner alone": lambda info, values, key: other(key),
+        "smooth: model+partner": closed(by_class),
+        "naive winner+partner": closed(hedged_naive),
         "three-way": closed(three_way),
         "model+partner": closed(lambda info, values, key: 0.5 * (model_alone(info, values) + other(key))),
         "model+partner B&G": closed(weighted),
-        "shipped+partner": closed(
-            lambda info, values, key: 0.5 * (np.asarray(info["yhat"], float)[:HORIZON] + other(key))
-        ),
+        "shipped+partner": closed(lambda info, values, key: 0.5 * (shipped(info) + other(key))),
     }
 
 
