@@ -94,9 +94,20 @@ def fold_errors(info: dict[str, Any], family: str) -> np.ndarray:
     return np.concatenate([np.asarray(a, float) - np.asarray(p, float)[: len(a)] for a, p in pairs])
 
 
+def shipped(info: dict[str, Any]) -> np.ndarray:
+    """The forecast the trainer shipped for the hidden days."""
+    return np.asarray(info["yhat"], float)[:HORIZON]
+
+
+def keep_closed(forecast: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """``forecast`` with the days the trainer forecast closed (0) kept at 0."""
+    forecast[shipped(info) == 0] = 0.0
+    return forecast
+
+
 def replay(info: dict[str, Any], values: np.ndarray, rule: Rule | None) -> tuple[np.ndarray, float]:
     """The forecast under ``rule`` and its naive weight."""
-    yhat = np.asarray(info["yhat"], float)[:HORIZON]
+    yhat = shipped(info)
     weight = float(info.get("naive_weight") or 0.0)
     family, naive = str(info["family"]), str(info.get("naive_family"))
     dumped = info.get("fold_predictions", {})
@@ -108,9 +119,7 @@ def replay(info: dict[str, Any], values: np.ndarray, rule: Rule | None) -> tuple
     em, en = fold_errors(info, family), fold_errors(info, naive)
     keep = np.isfinite(em) & np.isfinite(en)
     new_weight = rule(em[keep], en[keep], weight)
-    out = np.clip((1 - new_weight) * model + new_weight * naive_yhat, 0.0, None)
-    out[yhat == 0] = 0.0  # closed days
-    return out, new_weight
+    return keep_closed(np.clip((1 - new_weight) * model + new_weight * naive_yhat, 0.0, None), info), new_weight
 
 
 def replayed(rule: Rule | None) -> Forecaster:
@@ -130,12 +139,7 @@ def partner_rules(partner: dict[str, Any], family: str) -> dict[str, Forecaster]
         return np.clip(np.asarray(partner[key]["yhat"], float)[:HORIZON], 0.0, None)
 
     def closed(rule: Forecaster) -> Forecaster:
-        def forecast(info: dict[str, Any], values: np.ndarray, key: str) -> np.ndarray:
-            out = rule(info, values, key)
-            out[np.asarray(info["yhat"], float)[:HORIZON] == 0] = 0.0
-            return out
-
-        return forecast
+        return lambda info, values, key: keep_closed(rule(info, values, key), info)
 
     def weighted(info: dict[str, Any], values: np.ndarray, key: str) -> np.ndarray:
         model, theirs = model_alone(info, values), other(key)
@@ -164,9 +168,6 @@ def partner_rules(partner: dict[str, Any], family: str) -> dict[str, Forecaster]
 
     def naive_won(info: dict[str, Any]) -> bool:
         return str(info["family"]) in (SeasonalNaive.name, LastValue.name)
-
-    def shipped(info: dict[str, Any]) -> np.ndarray:
-        return np.asarray(info["yhat"], float)[:HORIZON]
 
     def by_class(info: dict[str, Any], values: np.ndarray, key: str) -> np.ndarray:
         if smooth(info) and not naive_won(info):

